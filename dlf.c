@@ -1,0 +1,2 @@
+#define DLF_IMPLEMENTATION
+#include "dlf.h"
