@@ -1045,7 +1045,7 @@ static int dlf__reduce_setup(const char *op, const dlf_tensor *a, int axis, int 
 static dlf_tensor *dlf__reduce(dlf_tape *t, dlf_op op, dlf_tensor *a, int axis, int keepdim, int correction,
                                const char *name, int want_argmax)
 {
-    int outer, n, inner, ndim, shape[4], o;
+    int outer, n, inner, ndim, shape[4] = {1, 1, 1, 1}, o;
     dlf_tensor *out, *idx = NULL;
     dlf_node *nd;
     if (axis == 127) {  /* the _all variants: one reduction over everything */

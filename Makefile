@@ -1,0 +1,83 @@
+# dlf - deep learning from the foundations. `make help` lists the targets.
+CC ?= cc
+# Optimized build: the flags every program here is built with by default.
+CFLAGS ?= -O3 -march=native -std=c99 -Wall -Wextra -pedantic
+LDLIBS = -lm
+BUILD ?= build
+
+# OpenMP is used when the compiler has it; without it dlf runs on one thread.
+OPENMP := $(shell printf 'int main(void){return 0;}' | $(CC) -fopenmp -x c - -o /dev/null 2>/dev/null && echo -fopenmp)
+ifeq ($(OPENMP),)
+$(info dlf: $(CC) has no OpenMP; building single-threaded)
+endif
+# OpenBLAS is optional: only the side-by-side benchmark links it.
+BLAS := $(shell printf '\#include <cblas.h>\nint main(void){return 0;}' | $(CC) -x c - -lopenblas -o /dev/null 2>/dev/null && echo yes)
+
+LESSONS  := $(sort $(wildcard lessons/*.c))
+EXAMPLES := $(sort $(wildcard examples/*.c))
+TESTS    := $(sort $(wildcard tests/test_*.c))
+LESSON_BINS  := $(patsubst %.c,$(BUILD)/%,$(LESSONS))
+EXAMPLE_BINS := $(patsubst %.c,$(BUILD)/%,$(EXAMPLES))
+TEST_BINS    := $(patsubst %.c,$(BUILD)/%,$(TESTS))
+
+.PHONY: all help test lessons lessons-build examples demo data debug asan bench clean
+.SECONDARY:
+
+# Build the library object, every lesson, example and test.
+all: $(BUILD)/dlf.o $(LESSON_BINS) $(EXAMPLE_BINS) $(TEST_BINS)
+
+help:
+	@grep -B1 -E '^[a-z-]+:' Makefile | grep -E '^#' | sed 's/^# //'
+
+# dlf.c as a normal object file, for people who link a library instead of the header.
+$(BUILD)/dlf.o: dlf.c dlf.h
+	@mkdir -p $(@D)
+	$(CC) $(CFLAGS) $(OPENMP) -c -o $@ dlf.c
+
+$(BUILD)/%: %.c dlf.h $(wildcard tests/*.h)
+	@mkdir -p $(@D)
+	$(CC) $(CFLAGS) $(OPENMP) -o $@ $< $(LDLIBS)
+
+# Run every test program plus the compile tests; last line "N passed, M failed".
+test: $(TEST_BINS)
+	@CC="$(CC)" BUILD="$(BUILD)" bash tests/run.sh $(TEST_BINS)
+
+# Build and run every lesson in order; each prints its experiment's numbers.
+lessons: $(LESSON_BINS)
+	@for l in $(LESSON_BINS); do echo "=== $$l"; ./$$l || exit 1; done
+
+lessons-build: $(LESSON_BINS)
+
+# Build the example programs.
+examples: $(EXAMPLE_BINS)
+
+# The main job for a newcomer: the matmul ladder, then a small autograd example.
+demo: $(BUILD)/lessons/01_matmul $(BUILD)/lessons/02_fully_connected
+	./$(BUILD)/lessons/01_matmul --quick
+	./$(BUILD)/lessons/02_fully_connected
+
+# Fetch MNIST and Fashion-MNIST into data/ and verify their sha256.
+data:
+	bash tools/fetch_data.sh data
+
+# -O0 -g3, no OpenMP: for stepping through lessons and tests in gdb.
+debug:
+	$(MAKE) BUILD=build/debug CFLAGS="-O0 -g3 -std=c99 -Wall -Wextra -pedantic" OPENMP= all
+
+# The tests under AddressSanitizer and UndefinedBehaviorSanitizer.
+asan:
+	$(MAKE) BUILD=build/asan CFLAGS="-O1 -g -std=c99 -Wall -Wextra -pedantic -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined" test
+
+# Side-by-side matmul benchmark against OpenBLAS (needs libopenblas-dev).
+bench:
+ifeq ($(BLAS),yes)
+	@mkdir -p $(BUILD)/bench
+	$(CC) $(CFLAGS) $(OPENMP) -o $(BUILD)/bench/bench_matmul bench/bench_matmul.c -lopenblas $(LDLIBS)
+	OPENBLAS_NUM_THREADS=1 ./$(BUILD)/bench/bench_matmul
+else
+	@echo "dlf: OpenBLAS not found (apt-get install libopenblas-dev); skipping the benchmark"
+endif
+
+# Remove every build output (data/ stays).
+clean:
+	rm -rf $(BUILD) build

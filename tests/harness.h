@@ -1,0 +1,86 @@
+/* harness.h - the tiny test harness every tests/test_<stage>.c uses.
+
+   CHECK(cond, fmt, ...)          one assertion; prints the message only on failure
+   CHECK_CLOSE(a, b, n, atol, rtol, what)
+                                  compares two float arrays with |a-b| <= atol + rtol*|b|
+                                  (b is the reference); prints the first few pairs and
+                                  the max difference, llm.c check_tensor style
+   EXPECT_PANIC(stmt, substr)     runs stmt, which must hit dlf's panic handler with a
+                                  message containing substr (caught with longjmp)
+   TEST_MAIN_END()                prints "<file>: N passed, M failed" and returns non-zero
+                                  on any failure; tests/run.sh adds the files up.
+
+   All state lives in this translation unit (each test file is its own program). */
+#ifndef DLF_TEST_HARNESS_H
+#define DLF_TEST_HARNESS_H
+#include <setjmp.h>
+#include <stdio.h>
+#include <string.h>
+#include <math.h>
+#include "../dlf.h"
+
+static int th_passed, th_failed;
+static const char *th_group = "";
+static jmp_buf th_jmp;
+static int th_armed;
+static char th_msg[512];
+
+#define GROUP(name) (th_group = (name))
+
+#define CHECK(cond, ...) do {                                                  \
+        if (cond) { th_passed++; } else {                                      \
+            th_failed++;                                                       \
+            printf("FAIL [%s] %s:%d: ", th_group, __FILE__, __LINE__);         \
+            printf(__VA_ARGS__); printf("\n");                                 \
+        } } while (0)
+
+static void th_panic_handler(const char *msg, void *user)
+{
+    (void)user;
+    snprintf(th_msg, sizeof th_msg, "%s", msg);
+    if (th_armed) longjmp(th_jmp, 1);
+    printf("UNEXPECTED PANIC [%s]: %s\n", th_group, msg);
+    th_failed++;
+}
+
+/* Every test file calls this first: unexpected panics are counted as failures. */
+static void th_init(void) { dlf_set_panic_handler(th_panic_handler, NULL); }
+
+#define EXPECT_PANIC(stmt, substr) do {                                        \
+        th_msg[0] = 0;                                                         \
+        th_armed = 1;                                                          \
+        if (setjmp(th_jmp) == 0) { stmt; th_armed = 0;                         \
+            CHECK(0, "expected a panic containing \"%s\", got none", substr);  \
+        } else { th_armed = 0;                                                 \
+            CHECK(strstr(th_msg, substr) != NULL,                              \
+                  "panic message \"%s\" lacks \"%s\"", th_msg, substr); }      \
+    } while (0)
+
+/* Returns 1 when close; prints a report either way when verbose or failing. */
+static inline int th_close(const float *a, const float *b, int n, float atol, float rtol,
+                    const char *what, const char *file, int line)
+{
+    float maxd = 0.0f;
+    int i, bad = -1;
+    for (i = 0; i < n; i++) {
+        float d = fabsf(a[i] - b[i]);
+        if (d > maxd || d != d) maxd = d;
+        if (!(d <= atol + rtol * fabsf(b[i])) && bad < 0) bad = i;
+    }
+    if (bad >= 0) {
+        th_failed++;
+        printf("FAIL [%s] %s:%d: %s: max diff %g (atol %g rtol %g), first bad index %d\n",
+               th_group, file, line, what, maxd, atol, rtol, bad);
+        for (i = 0; i < n && i < 5; i++) printf("    %d: got %.7g  ref %.7g\n", i, a[i], b[i]);
+        return 0;
+    }
+    th_passed++;
+    return 1;
+}
+#define CHECK_CLOSE(a, b, n, atol, rtol, what) th_close((a), (b), (n), (atol), (rtol), (what), __FILE__, __LINE__)
+
+#define TEST_MAIN_END() do {                                                   \
+        printf("%s: %d passed, %d failed\n", __FILE__, th_passed, th_failed); \
+        return th_failed ? 1 : 0; } while (0)
+
+#endif

@@ -1,0 +1,59 @@
+#!/usr/bin/env bash
+# Runs the compile tests and every test program given as arguments, adds up their
+# "N passed, M failed" lines and ends with the total. Exit status 1 on any failure.
+set -u
+CC=${CC:-cc}
+BUILD=${BUILD:-build}
+passed=0
+failed=0
+tmp=$(mktemp -d)
+trap 'rm -rf "$tmp"' EXIT
+
+# Compile tests: the header must build cleanly in every flavour a user may pick.
+printf '#define DLF_IMPLEMENTATION\n#include "dlf.h"\nint main(void){ return dlf_version_string()[0] == 0; }\n' > "$tmp/impl.c"
+printf '#define DLF_STATIC\n#define DLF_IMPLEMENTATION\n#include "dlf.h"\nint main(void){ return dlf_version_string()[0] == 0; }\n' > "$tmp/static.c"
+compile() {  # name, command...
+    local name=$1; shift
+    if out=$("$@" 2>&1); then
+        passed=$((passed + 1))
+    else
+        failed=$((failed + 1))
+        echo "FAIL [compile] $name"; echo "$out" | head -n 10
+    fi
+}
+strict="-std=c99 -Wall -Wextra -pedantic -Werror"
+compile "gcc c99 strict"        gcc   $strict -I. -c "$tmp/impl.c" -o "$tmp/a.o"
+compile "gcc c99 strict openmp" gcc   $strict -fopenmp -O2 -march=native -I. -c "$tmp/impl.c" -o "$tmp/b.o"
+compile "clang c99 strict"      clang $strict -I. -c "$tmp/impl.c" -o "$tmp/c.o"
+compile "g++ as C++"            g++ -x c++ -Wall -Wextra -Werror -I. -c "$tmp/impl.c" -o "$tmp/d.o"
+compile "DLF_STATIC"            gcc   $strict -Wno-unused-function -I. -c "$tmp/static.c" -o "$tmp/e.o"
+compile "no OpenMP, no SIMD"    gcc   $strict -DDLF_NO_SIMD -O2 -I. -c "$tmp/impl.c" -o "$tmp/f.o"
+compile "dlf.c library object"  gcc   $strict -c dlf.c -o "$tmp/g.o"
+
+# A build without OpenMP must give the same numbers: run the core tests in it too.
+if [ -f tests/test_core.c ]; then
+    if gcc -O2 -march=native -std=c99 -o "$tmp/test_core_noomp" tests/test_core.c -lm 2>"$tmp/err"; then
+        set -- "$@" "$tmp/test_core_noomp"
+    else
+        failed=$((failed + 1)); echo "FAIL [compile] test_core without OpenMP"; head "$tmp/err"
+    fi
+fi
+
+for t in "$@"; do
+    case $t in /*) exe=$t ;; *) exe=./$t ;; esac
+    out=$("$exe" 2>&1 || true)
+    line=$(printf '%s\n' "$out" | grep -E '[0-9]+ passed, [0-9]+ failed' | tail -n 1)
+    if [ -z "$line" ]; then
+        failed=$((failed + 1))
+        echo "FAIL [$t] crashed or printed no summary:"; printf '%s\n' "$out" | tail -n 15
+        continue
+    fi
+    printf '%s\n' "$out" | grep -E '^(FAIL|UNEXPECTED|  )' | head -n 40
+    p=$(echo "$line" | sed -E 's/.* ([0-9]+) passed.*/\1/')
+    f=$(echo "$line" | sed -E 's/.* ([0-9]+) failed.*/\1/')
+    echo "  $line"
+    passed=$((passed + p))
+    failed=$((failed + f))
+done
+echo "$passed passed, $failed failed"
+[ "$failed" -eq 0 ]
