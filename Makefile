@@ -20,7 +20,7 @@ LESSON_BINS  := $(patsubst %.c,$(BUILD)/%,$(LESSONS))
 EXAMPLE_BINS := $(patsubst %.c,$(BUILD)/%,$(EXAMPLES))
 TEST_BINS    := $(patsubst %.c,$(BUILD)/%,$(TESTS))
 
-.PHONY: all help test lessons lessons-build examples demo data debug asan bench clean
+.PHONY: all help test lessons lessons-build examples demo data debug asan bench fuzz clean
 .SECONDARY:
 
 # Build the library object, every lesson, example and test.
@@ -77,6 +77,23 @@ ifeq ($(BLAS),yes)
 else
 	@echo "dlf: OpenBLAS not found (apt-get install libopenblas-dev); skipping the benchmark"
 endif
+
+# libFuzzer + ASan + UBSan on each file loader, FUZZ_SECONDS each (default 60), seeded from tests/corpus.
+FUZZ_SECONDS ?= 60
+fuzz:
+	@mkdir -p $(BUILD)/fuzz/st $(BUILD)/fuzz/idx
+	clang -O1 -g -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=undefined -o $(BUILD)/fuzz/fuzz_safetensors fuzz/fuzz_safetensors.c -lm
+	clang -O1 -g -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=undefined -o $(BUILD)/fuzz/fuzz_idx fuzz/fuzz_idx.c -lm
+	cp tests/corpus/*.safetensors $(BUILD)/fuzz/st/
+	cp tests/corpus/*idx* tests/data/mnist-sub-test-labels-idx1-ubyte $(BUILD)/fuzz/idx/
+	@for t in safetensors:st idx:idx; do \
+	    name=$${t%%:*}; dir=$${t#*:}; log=$(BUILD)/fuzz/$$name.log; \
+	    echo "fuzz: $$name for $(FUZZ_SECONDS) s"; \
+	    ./$(BUILD)/fuzz/fuzz_$$name -max_total_time=$(FUZZ_SECONDS) -max_len=4096 -print_final_stats=1 \
+	        -artifact_prefix=$(BUILD)/fuzz/crash-$$name- $(BUILD)/fuzz/$$dir > $$log 2>&1 \
+	        || { tail -n 40 $$log; echo "fuzz: $$name FAILED (see $$log)"; exit 1; }; \
+	    grep -E 'stat::number_of_executed_units|Done' $$log | tail -n 2; \
+	done
 
 # Remove every build output (data/ stays).
 clean:

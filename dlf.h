@@ -18,7 +18,7 @@
    Build with -O2 -march=native -fopenmp for speed; without -fopenmp it runs on one
    thread, without AVX2/FMA it uses the portable C micro-kernel. Link with -lm.
 
-   TABLE OF CONTENTS (`grep '>>' dlf.h` prints it)
+   TABLE OF CONTENTS (`grep '// >>' dlf.h` prints it)
        stage0_config     config, versions, errors, allocation hooks
        stage1_random     random numbers with explicit state
        stage2_tensor     tensors: create, view, copy, print, compare
@@ -402,6 +402,7 @@ DLFDEF void dlf_normalize_lut(float lut[256], float mean, float std); /* lut[v] 
 typedef struct dlf_mnist_cfg {
     int n_valid;             /* training items held out, from the end (default n/6: 10000 of 60000); < 0: none */
     const char *prefix;      /* file-name prefix (default ""; the test subset uses "mnist-sub-") */
+    const char *test_split;  /* the test files' middle name (default "t10k"; the test subset uses "test") */
 } dlf_mnist_cfg;
 
 typedef struct dlf_mnist {
@@ -499,6 +500,58 @@ DLFDEF float dlf_evaluate(dlf_tape *t, dlf_model_fn model, void *m, dlf_loader *
 DLFDEF int   dlf_fit(dlf_tape *t, dlf_model_fn model, void *m, dlf_loss_fn loss, dlf_sgd *opt,
                      dlf_loader *train, dlf_loader *valid, const dlf_fit_cfg *cfg, dlf_fit_report *rep);
 
+// >>stage15_serialization ---------------------------------------------------------
+// safetensors (the format of Hugging Face's safetensors library):
+//   bytes 0..7    N, the header length, unsigned 64-bit little-endian
+//   bytes 8..8+N  a JSON object: for each tensor
+//                   "name": {"dtype": "F32", "shape": [2, 3], "data_offsets": [begin, end]}
+//                 and optionally "__metadata__": {"key": "value", ...} (strings only)
+//   the rest      the data buffer; offsets are relative to its start, little-endian
+// The reader is strict: header length bounded and inside the file, valid JSON, no
+// duplicate names, offsets in bounds, not overlapping and covering the whole buffer,
+// end - begin == product(shape) * dtype size. Any violation is an error code and a
+// message naming the file and the problem; no byte outside the buffer is ever read.
+// Everything is converted to float32 on load (F32, F16, BF16, F64 and the integer
+// types, so PyTorch's int64 num_batches_tracked loads too).
+
+#define DLF_ST_MAX_HEADER (100u << 20)  /* 100 MiB, the same bound the reference reader uses */
+
+typedef struct dlf_st_tensor {
+    char *name;               /* NUL-terminated tensor name, e.g. "0.weight" */
+    char dtype[8];            /* the dtype as stored: "F32", "F16", "BF16", "I64" ... */
+    int ndim;                 /* 0 to DLF_MAX_DIMS */
+    int shape[DLF_MAX_DIMS];  /* shape[0..ndim-1] */
+    int size;                 /* product of the shape */
+    float *data;              /* (size) values converted to float32, owned */
+} dlf_st_tensor;
+
+typedef struct dlf_safetensors {
+    dlf_st_tensor *tensors;   /* (n) in file order */
+    int n;
+    char **meta_keys;         /* (n_meta) the __metadata__ pairs, owned */
+    char **meta_values;
+    int n_meta;
+} dlf_safetensors;
+
+typedef struct dlf_named_tensor {
+    const char *name;         /* name to store it under */
+    const dlf_tensor *t;      /* written as F32 with t's shape */
+} dlf_named_tensor;
+
+DLFDEF int  dlf_safetensors_parse(dlf_safetensors *st, const void *bytes, size_t len, const char *what);
+DLFDEF void dlf_safetensors_free(dlf_safetensors *st);
+DLFDEF const dlf_st_tensor *dlf_safetensors_find(const dlf_safetensors *st, const char *name);
+DLFDEF const char *dlf_safetensors_meta(const dlf_safetensors *st, const char *key); /* NULL if absent */
+/* Serialize into a new DLF_MALLOC buffer (*out, *len); meta is n_meta key,value pairs. */
+DLFDEF int  dlf_safetensors_serialize(const dlf_named_tensor *ts, int n, const char *const *meta,
+                                      int n_meta, unsigned char **out, size_t *len);
+#ifndef DLF_NO_STDIO
+DLFDEF int  dlf_safetensors_load(dlf_safetensors *st, const char *path);
+/* Atomic: writes path.tmp, flushes it to disk, renames it over path. */
+DLFDEF int  dlf_safetensors_save(const char *path, const dlf_named_tensor *ts, int n,
+                                 const char *const *meta, int n_meta);
+#endif
+
 #ifdef __cplusplus
 }
 #endif
@@ -516,6 +569,17 @@ DLFDEF int   dlf_fit(dlf_tape *t, dlf_model_fn model, void *m, dlf_loss_fn loss,
 #include <math.h>
 #ifdef _OPENMP
 #include <omp.h>
+#endif
+/* fsync makes a checkpoint durable. It is POSIX, not C99: under a strict -std=c99
+   the system headers hide it, so declare it (and fileno) ourselves. */
+#if !defined(DLF_NO_STDIO) && (defined(__unix__) || defined(__APPLE__))
+#if defined(__cplusplus) || defined(_POSIX_C_SOURCE) || defined(_DEFAULT_SOURCE) || defined(__APPLE__)
+#include <unistd.h>
+#else
+extern int fsync(int fd);
+extern int fileno(FILE *stream);
+#endif
+#define DLF__HAVE_FSYNC 1
 #endif
 #if defined(__AVX2__) && defined(__FMA__) && !defined(DLF_NO_SIMD)
 #include <immintrin.h>
@@ -2125,6 +2189,1314 @@ DLFDEF int dlf_gradcheck(dlf_graph_fn fn, dlf_tensor **inputs, int n_inputs, voi
     if (rep) *rep = r;
     return r.n_failed == 0 && r.n_checked > 0;
 }
+
+// >>stage11_optim (implementation) ------------------------------------------------
+
+DLFDEF dlf_sgd *dlf_sgd_create(dlf_tensor **params, int n_params, const dlf_sgd_cfg *cfg_in)
+{
+    dlf_sgd_cfg cfg;
+    dlf_sgd *o;
+    int i;
+    memset(&cfg, 0, sizeof cfg);
+    if (cfg_in) cfg = *cfg_in;
+    if (cfg.lr == 0.0f) cfg.lr = 1e-3f;
+    if (cfg.lr < 0.0f || cfg.momentum < 0.0f || cfg.weight_decay < 0.0f || n_params < 0) {
+        dlf__panic("dlf_sgd_create: lr %g, momentum %g, weight_decay %g and n_params %d must not be negative",
+                   cfg.lr, cfg.momentum, cfg.weight_decay, n_params);
+        return NULL;
+    }
+    if (cfg.nesterov && (cfg.momentum <= 0.0f || cfg.dampening != 0.0f)) {
+        dlf__panic("dlf_sgd_create: nesterov needs momentum > 0 and dampening 0 (got momentum %g, dampening %g)",
+                   cfg.momentum, cfg.dampening);
+        return NULL;
+    }
+    o = (dlf_sgd *)dlf__malloc(sizeof *o, "an SGD optimizer");
+    if (!o) return NULL;
+    memset(o, 0, sizeof *o);
+    o->cfg = cfg;
+    o->n_params = n_params;
+    o->params = (dlf_tensor **)dlf__malloc((size_t)n_params * sizeof(dlf_tensor *), "SGD parameter list");
+    if (!o->params) { dlf_sgd_free(o); return NULL; }
+    for (i = 0; i < n_params; i++) o->params[i] = params[i];
+    if (cfg.momentum != 0.0f) {
+        o->buf = (float **)dlf__malloc((size_t)n_params * sizeof(float *), "SGD momentum buffers");
+        o->has_buf = (int *)dlf__malloc((size_t)n_params * sizeof(int), "SGD momentum flags");
+        if (!o->buf || !o->has_buf) { dlf_sgd_free(o); return NULL; }
+        for (i = 0; i < n_params; i++) { o->buf[i] = NULL; o->has_buf[i] = 0; }
+        for (i = 0; i < n_params; i++) {
+            o->buf[i] = (float *)dlf__malloc((size_t)params[i]->size * sizeof(float), "an SGD momentum buffer");
+            if (!o->buf[i]) { dlf_sgd_free(o); return NULL; }
+            memset(o->buf[i], 0, (size_t)params[i]->size * sizeof(float));
+        }
+    }
+    return o;
+}
+
+DLFDEF void dlf_sgd_free(dlf_sgd *o)
+{
+    int i;
+    if (!o) return;
+    if (o->buf) {
+        for (i = 0; i < o->n_params; i++)
+            if (o->buf[i]) DLF_FREE(o->buf[i]);
+        DLF_FREE(o->buf);
+    }
+    if (o->has_buf) DLF_FREE(o->has_buf);
+    if (o->params) DLF_FREE(o->params);
+    DLF_FREE(o);
+}
+
+/* One parameter: the update in the stage comment, element by element, with the
+   same float operations in the same order as torch.optim.SGD's single-tensor path. */
+static void dlf__sgd_update(const dlf_sgd_cfg *c, float *p, const float *grad, float *b, int first, int n)
+{
+    int i;
+    for (i = 0; i < n; i++) {
+        float g = grad[i];
+        if (c->weight_decay != 0.0f) g = g + c->weight_decay * p[i];   /* g + lambda p */
+        if (b) {
+            float b_t;
+            if (first) b_t = g;                                         /* b_1 = g */
+            else b_t = c->momentum * b[i] + (1.0f - c->dampening) * g;  /* mu b + (1 - tau) g */
+            b[i] = b_t;
+            if (c->nesterov) g = g + c->momentum * b_t;                  /* look ahead */
+            else g = b_t;
+        }
+        p[i] = p[i] - c->lr * g;
+    }
+}
+
+DLFDEF void dlf_sgd_step(dlf_sgd *o)
+{
+    int k;
+    for (k = 0; k < o->n_params; k++) {
+        dlf_tensor *p = o->params[k];
+        float *b = o->buf ? o->buf[k] : NULL;
+        int first = o->buf ? !o->has_buf[k] : 0;
+        if (!p->grad) continue;  /* never got a gradient: PyTorch skips it too */
+        dlf__sgd_update(&o->cfg, p->data, p->grad, b, first, p->size);
+        if (o->has_buf) o->has_buf[k] = 1;
+    }
+    o->steps++;
+}
+
+DLFDEF void dlf_sgd_zero_grad(dlf_sgd *o)
+{
+    dlf_zero_grads(o->params, o->n_params);
+}
+
+#ifndef DLF_NO_STDIO
+DLFDEF void dlf_sgd_print_cfg(const dlf_sgd *o)
+{
+    printf("sgd: lr %g momentum %g dampening %g weight_decay %g nesterov %d (%d parameters, %d steps)\n",
+           o->cfg.lr, o->cfg.momentum, o->cfg.dampening, o->cfg.weight_decay, o->cfg.nesterov,
+           o->n_params, o->steps);
+}
+#endif
+
+// >>stage13_data (implementation) -------------------------------------------------
+#include <limits.h>
+#ifndef DLF_NO_STDIO
+#include <errno.h>
+#endif
+
+static uint32_t dlf__be32(const uint8_t *b)
+{
+    return ((uint32_t)b[0] << 24) | ((uint32_t)b[1] << 16) | ((uint32_t)b[2] << 8) | (uint32_t)b[3];
+}
+
+/* Validate an IDX header against the whole file's size `total`. `head` holds the
+   first min(total, 16) bytes. On success x gets ndim, dims and size (the payload
+   bytes) and *offset the header length. Every check happens before any payload
+   byte is touched, so a lying header can never cause an over-read. */
+static int dlf__idx_header(const uint8_t *head, uint64_t total, const char *name, dlf_idx *x, size_t *offset)
+{
+    uint32_t magic;
+    uint64_t hdr, payload, need = 1;
+    int ndim, i;
+    memset(x, 0, sizeof *x);
+    if (total < 4)
+        return dlf__fail(DLF_ERR_FORMAT, "%s: truncated: %llu bytes, too short for the 4-byte IDX magic",
+                         name, (unsigned long long)total);
+    magic = dlf__be32(head);
+    if (head[0] != 0 || head[1] != 0 || head[2] != 0x08 || (head[3] != 1 && head[3] != 3))
+        return dlf__fail(DLF_ERR_FORMAT, "%s: bad magic 0x%08x: not an IDX file of unsigned bytes "
+                         "(expected 0x%08x labels or 0x%08x images)", name, (unsigned)magic,
+                         (unsigned)DLF_IDX_LABELS, (unsigned)DLF_IDX_IMAGES);
+    ndim = head[3];
+    hdr = 4 + 4 * (uint64_t)ndim;
+    if (total < hdr)
+        return dlf__fail(DLF_ERR_FORMAT, "%s: truncated: %llu bytes, the header of a %d-dim IDX file needs %llu",
+                         name, (unsigned long long)total, ndim, (unsigned long long)hdr);
+    payload = total - hdr;
+    x->ndim = ndim;
+    for (i = 0; i < 3; i++) x->dims[i] = 1;
+    for (i = 0; i < ndim; i++) {   /* each dim on its own first */
+        uint32_t d = dlf__be32(head + 4 + 4 * i);
+        if (d == 0)
+            return dlf__fail(DLF_ERR_FORMAT, "%s: dim %d is 0%s", name, i, i == 0 ? " (0 items)" : "");
+        if (d > (uint32_t)INT_MAX)
+            return dlf__fail(DLF_ERR_FORMAT, "%s: absurd dims: dim %d is %lu, more than 2^31-1", name, i,
+                             (unsigned long)d);
+    }
+    for (i = 0; i < ndim; i++) {   /* then their product against the file size */
+        uint32_t d = dlf__be32(head + 4 + 4 * i);
+        /* need * d overflows or exceeds the file: it cannot fit, stop before multiplying */
+        if (need > payload / d)
+            return dlf__fail(DLF_ERR_FORMAT, "%s: file size does not match the dims: dims up to dim %d "
+                             "already need more than the %llu data bytes the file has (truncated, or corrupt dims)",
+                             name, i, (unsigned long long)payload);
+        need *= d;
+        x->dims[i] = (int)d;
+    }
+    if (need != payload)
+        return dlf__fail(DLF_ERR_FORMAT, "%s: file size does not match the dims: they need %llu data bytes, "
+                         "the file has %llu (%s)", name, (unsigned long long)need, (unsigned long long)payload,
+                         need > payload ? "truncated" : "trailing bytes");
+    if (need > (uint64_t)INT_MAX)
+        return dlf__fail(DLF_ERR_FORMAT, "%s: absurd dims: %llu bytes of data, more than 2^31-1",
+                         name, (unsigned long long)need);
+    x->size = (size_t)need;
+    *offset = (size_t)hdr;
+    return DLF_OK;
+}
+
+DLFDEF int dlf_idx_parse(const void *bytes, size_t n_bytes, const char *name, dlf_idx *out)
+{
+    const uint8_t *b = (const uint8_t *)bytes;
+    size_t off = 0;
+    int rc = dlf__idx_header(b, (uint64_t)n_bytes, name ? name : "(memory)", out, &off);
+    if (rc != DLF_OK) return rc;
+    out->data = (uint8_t *)dlf__malloc(out->size, "IDX data");
+    if (!out->data) return DLF_ERR_NOMEM;
+    memcpy(out->data, b + off, out->size);
+    return DLF_OK;
+}
+
+#ifndef DLF_NO_STDIO
+/* Read 16 bytes (or the whole file if shorter), validate them against the file's
+   size, then read exactly the payload into one allocation. */
+DLFDEF int dlf_idx_load(const char *path, dlf_idx *out)
+{
+    FILE *f;
+    long total;
+    uint8_t head[16];
+    size_t got, off = 0;
+    int rc;
+    memset(out, 0, sizeof *out);
+    f = fopen(path, "rb");
+    if (!f) return dlf__fail(DLF_ERR_IO, "%s: cannot open: %s", path, strerror(errno));
+    if (fseek(f, 0, SEEK_END) != 0 || (total = ftell(f)) < 0 || fseek(f, 0, SEEK_SET) != 0) {
+        fclose(f);
+        return dlf__fail(DLF_ERR_IO, "%s: cannot find the file's size (not a regular file?)", path);
+    }
+    memset(head, 0, sizeof head);
+    got = fread(head, 1, (size_t)total < sizeof head ? (size_t)total : sizeof head, f);
+    if (got != ((size_t)total < sizeof head ? (size_t)total : sizeof head)) {
+        fclose(f);
+        return dlf__fail(DLF_ERR_IO, "%s: read error in the header", path);
+    }
+    rc = dlf__idx_header(head, (uint64_t)total, path, out, &off);
+    if (rc != DLF_OK) { fclose(f); return rc; }
+    out->data = (uint8_t *)dlf__malloc(out->size, "IDX data");
+    if (!out->data) { fclose(f); return DLF_ERR_NOMEM; }
+    if (fseek(f, (long)off, SEEK_SET) != 0 || fread(out->data, 1, out->size, f) != out->size) {
+        fclose(f);
+        dlf_idx_free(out);
+        return dlf__fail(DLF_ERR_IO, "%s: short read of the %zu data bytes (file changed while reading?)",
+                         path, out->size);
+    }
+    fclose(f);
+    return DLF_OK;
+}
+#endif
+
+DLFDEF void dlf_idx_free(dlf_idx *x)
+{
+    if (x->data) DLF_FREE(x->data);
+    memset(x, 0, sizeof *x);
+}
+
+/* Pair an image file with a label file. On success d owns both byte buffers and
+   the two dlf_idx are emptied; on failure they are left as they were. */
+DLFDEF int dlf_dataset_from_idx(dlf_dataset *d, dlf_idx *images, dlf_idx *labels, const char *name)
+{
+    size_t i;
+    int top = 0;
+    memset(d, 0, sizeof *d);
+    if (!name) name = "dataset";
+    if (images->ndim != 3)
+        return dlf__fail(DLF_ERR_FORMAT, "%s: the image file has %d dims, expected 3 (magic 0x%08x)",
+                         name, images->ndim, (unsigned)DLF_IDX_IMAGES);
+    if (labels->ndim != 1)
+        return dlf__fail(DLF_ERR_FORMAT, "%s: the label file has %d dims, expected 1 (magic 0x%08x)",
+                         name, labels->ndim, (unsigned)DLF_IDX_LABELS);
+    if (images->dims[0] != labels->dims[0])
+        return dlf__fail(DLF_ERR_FORMAT, "%s: %d images but %d labels", name, images->dims[0], labels->dims[0]);
+    for (i = 0; i < labels->size; i++)
+        if (labels->data[i] > top) top = labels->data[i];
+    d->images = images->data;
+    d->labels = labels->data;
+    d->n = images->dims[0];
+    d->rows = images->dims[1];
+    d->cols = images->dims[2];
+    d->n_classes = top + 1;
+    d->owns = 1;
+    memset(images, 0, sizeof *images);
+    memset(labels, 0, sizeof *labels);
+    return DLF_OK;
+}
+
+DLFDEF void dlf_dataset_free(dlf_dataset *d)
+{
+    if (d->owns) {
+        if (d->images) DLF_FREE(d->images);
+        if (d->labels) DLF_FREE(d->labels);
+    }
+    memset(d, 0, sizeof *d);
+}
+
+DLFDEF dlf_dataset dlf_dataset_view(const dlf_dataset *d, int start, int count)
+{
+    dlf_dataset v;
+    memset(&v, 0, sizeof v);
+    if (start < 0 || count < 0 || start > d->n - count) {
+        dlf__panic("dlf_dataset_view: items [%d, %d) are outside the dataset's %d", start, start + count, d->n);
+        return v;
+    }
+    v = *d;
+    v.images = d->images + (size_t)start * d->rows * d->cols;
+    v.labels = d->labels + start;
+    v.n = count;
+    v.owns = 0;
+    return v;
+}
+
+/* Over the N = n*rows*cols bytes v:  mean = sum(v) / (255 N),
+   std = sqrt(sum(v^2) / (255^2 N) - mean^2). The sums are exact integers. */
+DLFDEF void dlf_dataset_stats(const dlf_dataset *d, float *mean, float *std)
+{
+    size_t i, n = (size_t)d->n * d->rows * d->cols;
+    uint64_t s = 0, s2 = 0;
+    double m, var;
+    for (i = 0; i < n; i++) {
+        uint64_t v = d->images[i];
+        s += v;
+        s2 += v * v;
+    }
+    if (n == 0) { *mean = 0.0f; *std = 0.0f; return; }
+    m = (double)s / (255.0 * (double)n);
+    var = (double)s2 / (255.0 * 255.0 * (double)n) - m * m;
+    *mean = (float)m;
+    *std = (float)sqrt(var > 0.0 ? var : 0.0);
+}
+
+DLFDEF void dlf_normalize_lut(float lut[256], float mean, float std)
+{
+    int v;
+    if (std <= 0.0f) { mean = 0.0f; std = 1.0f; }
+    for (v = 0; v < 256; v++) lut[v] = ((float)v / 255.0f - mean) / std;
+}
+
+DLFDEF void dlf_dataset_fill(const dlf_dataset *d, const int *idx, int count, const float *lut,
+                             dlf_tensor *x, dlf_tensor *y)
+{
+    int per = d->rows * d->cols, i, j;
+    char sx[64], sy[64];
+    if (count < 0 || x->size < count * per || y->size < count) {
+        dlf__panic("dlf_dataset_fill: %d items of %dx%d do not fit x %s and y %s", count, d->rows, d->cols,
+                   dlf_shape_str(x, sx, sizeof sx), dlf_shape_str(y, sy, sizeof sy));
+        return;
+    }
+    for (i = 0; i < count; i++) {
+        int item = idx[i];
+        const uint8_t *src;
+        float *dst = x->data + (size_t)i * per;
+        if (item < 0 || item >= d->n) {
+            dlf__panic("dlf_dataset_fill: index %d (position %d) is outside the dataset's %d items", item, i, d->n);
+            return;
+        }
+        src = d->images + (size_t)item * per;
+        for (j = 0; j < per; j++) dst[j] = lut[src[j]];
+        y->data[i] = (float)d->labels[item];
+    }
+    x->shape[0] = count;
+    x->size = count * per;
+    y->shape[0] = count;
+    y->size = count;
+}
+
+#ifndef DLF_NO_STDIO
+static int dlf__load_pair(dlf_dataset *d, const char *dir, const char *prefix, const char *split)
+{
+    char pi[1024], pl[1024];
+    dlf_idx im, lb;
+    int rc;
+    int ni = snprintf(pi, sizeof pi, "%s/%s%s-images-idx3-ubyte", dir, prefix, split);
+    int nl = snprintf(pl, sizeof pl, "%s/%s%s-labels-idx1-ubyte", dir, prefix, split);
+    if (ni < 0 || ni >= (int)sizeof pi || nl < 0 || nl >= (int)sizeof pl)
+        return dlf__fail(DLF_ERR_ARG, "%s: data directory path is too long", dir);
+    rc = dlf_idx_load(pi, &im);
+    if (rc != DLF_OK) return rc;
+    rc = dlf_idx_load(pl, &lb);
+    if (rc != DLF_OK) { dlf_idx_free(&im); return rc; }
+    if (im.ndim != 3) {
+        dlf_idx_free(&im); dlf_idx_free(&lb);
+        return dlf__fail(DLF_ERR_FORMAT, "%s: expected an image file (magic 0x%08x), got %d dims",
+                         pi, (unsigned)DLF_IDX_IMAGES, im.ndim);
+    }
+    rc = dlf_dataset_from_idx(d, &im, &lb, pi);
+    dlf_idx_free(&im);
+    dlf_idx_free(&lb);
+    return rc;
+}
+
+DLFDEF int dlf_mnist_load(dlf_mnist *m, const char *dir, const dlf_mnist_cfg *cfg_in)
+{
+    dlf_mnist_cfg cfg;
+    int rc, n_valid, n;
+    memset(m, 0, sizeof *m);
+    memset(&cfg, 0, sizeof cfg);
+    if (cfg_in) cfg = *cfg_in;
+    if (!cfg.prefix) cfg.prefix = "";
+    if (!cfg.test_split) cfg.test_split = "t10k";
+    rc = dlf__load_pair(&m->all_train, dir, cfg.prefix, "train");
+    if (rc != DLF_OK) return rc;
+    rc = dlf__load_pair(&m->test, dir, cfg.prefix, cfg.test_split);
+    if (rc != DLF_OK) { dlf_mnist_free(m); return rc; }
+    n = m->all_train.n;
+    n_valid = cfg.n_valid < 0 ? 0 : (cfg.n_valid == 0 ? n / 6 : cfg.n_valid);
+    if (n_valid >= n) {
+        dlf_mnist_free(m);
+        return dlf__fail(DLF_ERR_ARG, "%s: n_valid %d leaves no training items (the train file has %d)",
+                         dir, n_valid, n);
+    }
+    m->train = dlf_dataset_view(&m->all_train, 0, n - n_valid);
+    m->valid = dlf_dataset_view(&m->all_train, n - n_valid, n_valid);
+    dlf_dataset_stats(&m->train, &m->mean, &m->std);
+    return DLF_OK;
+}
+#endif
+
+DLFDEF void dlf_mnist_free(dlf_mnist *m)
+{
+    dlf_dataset_free(&m->all_train);
+    dlf_dataset_free(&m->test);
+    memset(m, 0, sizeof *m);
+}
+
+DLFDEF dlf_loader *dlf_loader_create(const dlf_dataset *ds, const dlf_loader_cfg *cfg_in)
+{
+    dlf_loader *l;
+    int bs;
+    l = (dlf_loader *)dlf__malloc(sizeof *l, "a data loader");
+    if (!l) return NULL;
+    memset(l, 0, sizeof *l);
+    if (cfg_in) l->cfg = *cfg_in;
+    if (l->cfg.batch_size == 0) l->cfg.batch_size = 64;
+    bs = l->cfg.batch_size;
+    if (bs < 0) {
+        dlf__panic("dlf_loader_create: batch_size %d is negative", bs);
+        DLF_FREE(l);
+        return NULL;
+    }
+    l->ds = ds;
+    l->n_batches = l->cfg.drop_last ? ds->n / bs : (ds->n + bs - 1) / bs;
+    dlf_rng_seed(&l->rng, l->cfg.seed);
+    dlf_normalize_lut(l->lut, l->cfg.mean, l->cfg.std);
+    l->order = (int *)dlf__malloc((size_t)ds->n * sizeof(int), "loader order");
+    l->x = dlf_tensor_new4(bs, 1, ds->rows, ds->cols);
+    l->y = dlf_tensor_new1(bs);
+    if (!l->order || !l->x || !l->y) {
+        dlf_loader_free(l);
+        return NULL;
+    }
+    return l;
+}
+
+DLFDEF void dlf_loader_free(dlf_loader *l)
+{
+    if (!l) return;
+    if (l->order) DLF_FREE(l->order);
+    dlf_tensor_free(l->x);
+    dlf_tensor_free(l->y);
+    DLF_FREE(l);
+}
+
+/* Position 0 starts an epoch: a fresh permutation drawn from the loader's own rng,
+   so epoch e's order depends only on the seed and e. */
+DLFDEF int dlf_loader_next(dlf_loader *l)
+{
+    int i, bs = l->cfg.batch_size, n = l->ds->n, count;
+    if (l->pos == 0) {
+        if (l->cfg.shuffle) dlf_rng_permutation(&l->rng, l->order, n);
+        else for (i = 0; i < n; i++) l->order[i] = i;
+        l->epoch++;
+    }
+    count = n - l->pos < bs ? n - l->pos : bs;
+    if (count <= 0 || (l->cfg.drop_last && count < bs)) {
+        l->pos = 0;  /* the epoch is over; the next call starts another */
+        return 0;
+    }
+    l->x->shape[0] = bs;                  /* back to full capacity before filling */
+    l->x->size = bs * l->ds->rows * l->ds->cols;
+    l->y->shape[0] = bs;
+    l->y->size = bs;
+    dlf_dataset_fill(l->ds, l->order + l->pos, count, l->lut, l->x, l->y);
+    l->pos += count;
+    return count;
+}
+
+// >>stage14_learner (implementation) ----------------------------------------------
+#if defined(__unix__) || defined(__APPLE__)
+#include <sys/time.h>
+#include <unistd.h>
+#define DLF__POSIX 1
+#endif
+#include <time.h>
+
+DLFDEF double dlf_seconds(void)
+{
+#ifdef DLF__POSIX
+    struct timeval tv;
+    gettimeofday(&tv, NULL);
+    return (double)tv.tv_sec + 1e-6 * (double)tv.tv_usec;
+#else
+    return (double)clock() / CLOCKS_PER_SEC;
+#endif
+}
+
+DLFDEF int dlf_stdout_is_tty(void)
+{
+#ifdef DLF__POSIX
+    return isatty(1);
+#else
+    return 0;
+#endif
+}
+
+/* cos_anneal(a, b, f) = b + (a - b) (1 + cos(pi f)) / 2 goes from a (f = 0) to b (f = 1). */
+static float dlf__cos_anneal(float a, float b, double f)
+{
+    return (float)(b + (a - b) * 0.5 * (1.0 + cos(3.141592653589793 * f)));
+}
+
+DLFDEF float dlf_sched_lr(dlf_sched kind, float lr, float pct_start, int step, int total)
+{
+    double up, f;
+    if (kind == DLF_SCHED_CONSTANT || total <= 1) return lr;
+    if (pct_start <= 0.0f || pct_start >= 1.0f) pct_start = 0.3f;
+    up = pct_start * (double)total;          /* steps spent warming up */
+    if (step < up) {
+        f = step / up;
+        return dlf__cos_anneal(lr / 25.0f, lr, f);
+    }
+    f = (step - up) / ((double)total - up);
+    if (f > 1.0) f = 1.0;
+    return dlf__cos_anneal(lr, lr / 25.0f / 1e4f, f);
+}
+
+DLFDEF void dlf_progress_start(dlf_progress *p, const char *label, int total, int quiet)
+{
+    memset(p, 0, sizeof *p);
+    snprintf(p->label, sizeof p->label, "%s", label ? label : "");
+    p->total = total;
+    p->quiet = quiet;
+    p->tty = dlf_stdout_is_tty();
+    p->t_start = dlf_seconds();
+}
+
+#ifndef DLF_NO_STDIO
+/* "epoch 1/5 batch 120/782 loss 0.4312 51234 items/s ETA 3.1s" */
+static void dlf__progress_draw(const dlf_progress *p, double now, const char *end)
+{
+    double el = now - p->t_start;
+    double rate = el > 0 ? (double)p->items / el : 0.0;
+    double eta = p->done > 0 ? el * (double)(p->total - p->done) / (double)p->done : 0.0;
+    printf("%s%s batch %d/%d loss %.4f %.0f items/s %s %.1fs%s", p->tty ? "\r" : "", p->label, p->done,
+           p->total, p->done ? p->loss_sum / p->done : 0.0, rate, p->done < p->total ? "ETA" : "took",
+           p->done < p->total ? eta : el, end);
+    fflush(stdout);
+}
+#endif
+
+DLFDEF void dlf_progress_step(dlf_progress *p, int items, float loss)
+{
+    double now;
+    p->done++;
+    p->items += items;
+    p->loss_sum += loss;
+    if (p->quiet || !p->tty) return;
+    now = dlf_seconds();
+    if (now - p->t_drawn < 0.1 && p->done < p->total) return;
+    p->t_drawn = now;
+#ifndef DLF_NO_STDIO
+    dlf__progress_draw(p, now, "   ");
+#endif
+}
+
+DLFDEF void dlf_progress_end(dlf_progress *p, const char *extra)
+{
+#ifndef DLF_NO_STDIO
+    if (p->quiet) return;
+    dlf__progress_draw(p, dlf_seconds(), "");
+    printf("%s%s\n", extra && extra[0] ? " " : "", extra ? extra : "");
+    fflush(stdout);
+#else
+    (void)p;
+    (void)extra;
+#endif
+}
+
+/* No tape recording. Per item, from the logits z (C): loss = logsumexp(z) - z_y,
+   in double with the max subtracted; correct when argmax z == y. */
+DLFDEF float dlf_evaluate(dlf_tape *t, dlf_model_fn model, void *m, dlf_loader *l, float *mean_loss)
+{
+    int prev = dlf_tape_set_grad(t, 0), n, i, j;
+    long seen = 0, correct = 0;
+    double loss = 0.0;
+    l->pos = 0;
+    while ((n = dlf_loader_next(l)) > 0) {
+        dlf_tensor *z;
+        dlf_tape_reset(t);
+        z = model(t, l->x, m);
+        if (!z) break;
+        for (i = 0; i < n; i++) {
+            int C = z->size / n, label = (int)l->y->data[i], best = 0;
+            const float *z_i = z->data + (size_t)i * C;
+            double mx = z_i[0], s = 0.0;
+            for (j = 1; j < C; j++)
+                if (z_i[j] > z_i[best]) best = j;
+            mx = z_i[best];
+            for (j = 0; j < C; j++) s += exp((double)z_i[j] - mx);
+            loss += mx + log(s) - (double)z_i[label];
+            correct += best == label;
+        }
+        seen += n;
+    }
+    dlf_tape_reset(t);
+    dlf_tape_set_grad(t, prev);
+    if (mean_loss) *mean_loss = seen ? (float)(loss / (double)seen) : 0.0f;
+    return seen ? (float)correct / (float)seen : 0.0f;
+}
+
+DLFDEF int dlf_fit(dlf_tape *t, dlf_model_fn model, void *m, dlf_loss_fn loss_fn, dlf_sgd *opt,
+                   dlf_loader *train, dlf_loader *valid, const dlf_fit_cfg *cfg_in, dlf_fit_report *rep)
+{
+    dlf_fit_cfg cfg;
+    dlf_fit_report r;
+    dlf_progress prog;
+    int epoch, n, total;
+    char label[32], extra[96];
+    memset(&cfg, 0, sizeof cfg);
+    if (cfg_in) cfg = *cfg_in;
+    if (cfg.epochs <= 0) cfg.epochs = 1;
+    if (cfg.lr <= 0.0f) cfg.lr = opt->cfg.lr;
+    memset(&r, 0, sizeof r);
+    total = cfg.epochs * train->n_batches;
+    train->pos = 0;
+    for (epoch = 0; epoch < cfg.epochs; epoch++) {
+        double t0 = dlf_seconds();
+        snprintf(label, sizeof label, "epoch %d/%d", epoch + 1, cfg.epochs);
+        dlf_progress_start(&prog, label, train->n_batches, cfg.quiet);
+        while ((n = dlf_loader_next(train)) > 0) {
+            dlf_tensor *logits, *loss;
+            float lv;
+            dlf_tape_reset(t);
+            opt->cfg.lr = dlf_sched_lr(cfg.sched, cfg.lr, cfg.pct_start, r.steps, total);
+            logits = model(t, train->x, m);
+            loss = logits ? loss_fn(t, logits, train->y) : NULL;
+            if (!loss) return dlf__fail(DLF_ERR_ARG, "dlf_fit: the model or loss returned NULL at step %d", r.steps);
+            lv = loss->data[0];
+            if (!(fabsf(lv) <= 3.0e38f))
+                return dlf__fail(DLF_ERR_ARG, "dlf_fit: the loss is %g at step %d (epoch %d): lr %g too high?",
+                                 lv, r.steps, epoch + 1, opt->cfg.lr);
+            dlf_backward(t, loss);
+            dlf_sgd_step(opt);
+            dlf_sgd_zero_grad(opt);
+            r.steps++;
+            dlf_progress_step(&prog, n, lv);
+        }
+        r.train_seconds += dlf_seconds() - t0;
+        r.train_loss = prog.done ? (float)(prog.loss_sum / prog.done) : 0.0f;
+        extra[0] = 0;
+        if (valid) {
+            r.valid_acc = dlf_evaluate(t, model, m, valid, &r.valid_loss);
+            snprintf(extra, sizeof extra, "| valid_loss %.4f valid_acc %.4f", r.valid_loss, r.valid_acc);
+        }
+        dlf_progress_end(&prog, extra);
+    }
+    if (rep) *rep = r;
+    return DLF_OK;
+}
+
+// >>stage15_serialization (implementation) -----------------------------------------
+
+/* A cursor over the JSON header: every read checks `p < end` first. */
+typedef struct dlf__json {
+    const unsigned char *p;   /* next byte */
+    const unsigned char *end; /* one past the last byte of the header */
+    const unsigned char *start;
+    const char *what;         /* file name for messages */
+    int failed;               /* an error has been recorded */
+} dlf__json;
+
+static int dlf__json_err(dlf__json *j, const char *msg)
+{
+    if (!j->failed)
+        dlf__fail(DLF_ERR_FORMAT, "%s: safetensors header, byte %ld: %s", j->what,
+                  (long)(j->p - j->start) + 8, msg);
+    j->failed = 1;
+    return 0;
+}
+
+static void dlf__json_ws(dlf__json *j)
+{
+    while (j->p < j->end && (*j->p == ' ' || *j->p == '\t' || *j->p == '\n' || *j->p == '\r')) j->p++;
+}
+
+static int dlf__json_eat(dlf__json *j, char c)
+{
+    dlf__json_ws(j);
+    if (j->p < j->end && *j->p == (unsigned char)c) {
+        j->p++;
+        return 1;
+    }
+    return 0;
+}
+
+static int dlf__json_expect(dlf__json *j, char c, const char *msg)
+{
+    return dlf__json_eat(j, c) ? 1 : dlf__json_err(j, msg);
+}
+
+static int dlf__hex(int c)
+{
+    if (c >= '0' && c <= '9') return c - '0';
+    if (c >= 'a' && c <= 'f') return c - 'a' + 10;
+    if (c >= 'A' && c <= 'F') return c - 'A' + 10;
+    return -1;
+}
+
+/* A JSON string into a new NUL-terminated buffer (UTF-8; \uXXXX escapes decoded,
+   surrogate pairs joined). Returns NULL on error. */
+static char *dlf__json_string(dlf__json *j)
+{
+    const unsigned char *q;
+    char *out, *o;
+    dlf__json_ws(j);
+    if (j->p >= j->end || *j->p != '"') { dlf__json_err(j, "expected a string"); return NULL; }
+    j->p++;
+    /* the decoded string is never longer than the encoded one */
+    for (q = j->p; q < j->end && *q != '"'; q++)
+        if (*q == '\\') q++;
+    if (q >= j->end) { dlf__json_err(j, "unterminated string"); return NULL; }
+    out = (char *)dlf__malloc((size_t)(q - j->p) + 1, "a safetensors name");
+    if (!out) { j->failed = 1; return NULL; }
+    o = out;
+    while (j->p < j->end && *j->p != '"') {
+        unsigned c = *j->p++;
+        if (c < 0x20) { DLF_FREE(out); dlf__json_err(j, "control character in a string"); return NULL; }
+        if (c != '\\') { *o++ = (char)c; continue; }
+        if (j->p >= j->end) break;
+        c = *j->p++;
+        switch (c) {
+        case '"': *o++ = '"'; break;
+        case '\\': *o++ = '\\'; break;
+        case '/': *o++ = '/'; break;
+        case 'b': *o++ = '\b'; break;
+        case 'f': *o++ = '\f'; break;
+        case 'n': *o++ = '\n'; break;
+        case 'r': *o++ = '\r'; break;
+        case 't': *o++ = '\t'; break;
+        case 'u': {
+            unsigned cp = 0;
+            int k;
+            if (j->end - j->p < 4) { DLF_FREE(out); dlf__json_err(j, "short \\u escape"); return NULL; }
+            for (k = 0; k < 4; k++) {
+                int h = dlf__hex(j->p[k]);
+                if (h < 0) { DLF_FREE(out); dlf__json_err(j, "bad \\u escape"); return NULL; }
+                cp = cp * 16 + (unsigned)h;
+            }
+            j->p += 4;
+            if (cp >= 0xD800 && cp <= 0xDFFF) {  /* UTF-16 surrogates: keep it simple, reject */
+                DLF_FREE(out);
+                dlf__json_err(j, "surrogate \\u escapes are not supported in names");
+                return NULL;
+            }
+            /* \uXXXX takes 6 bytes and encodes in at most 3: it fits */
+            if (cp < 0x80) {
+                *o++ = (char)cp;
+            } else if (cp < 0x800) {
+                *o++ = (char)(0xC0 | (cp >> 6));
+                *o++ = (char)(0x80 | (cp & 0x3F));
+            } else {
+                *o++ = (char)(0xE0 | (cp >> 12));
+                *o++ = (char)(0x80 | ((cp >> 6) & 0x3F));
+                *o++ = (char)(0x80 | (cp & 0x3F));
+            }
+            break;
+        }
+        default:
+            DLF_FREE(out);
+            dlf__json_err(j, "unknown escape in a string");
+            return NULL;
+        }
+    }
+    if (j->p >= j->end) { DLF_FREE(out); dlf__json_err(j, "unterminated string"); return NULL; }
+    j->p++;  /* closing quote */
+    *o = 0;
+    return out;
+}
+
+/* A non-negative JSON integer (shape dims and offsets); rejects signs, fractions,
+   exponents, leading zeros and values above `max`. */
+static int dlf__json_uint(dlf__json *j, uint64_t max, uint64_t *v)
+{
+    uint64_t x = 0;
+    const unsigned char *start;
+    dlf__json_ws(j);
+    start = j->p;
+    while (j->p < j->end && *j->p >= '0' && *j->p <= '9') {
+        unsigned d = (unsigned)(*j->p - '0');
+        if (x > (max - d) / 10) return dlf__json_err(j, "integer too large");
+        x = x * 10 + d;
+        j->p++;
+    }
+    if (j->p == start) return dlf__json_err(j, "expected a non-negative integer");
+    if (j->p - start > 1 && *start == '0') return dlf__json_err(j, "integer with a leading zero");
+    if (j->p < j->end && (*j->p == '.' || *j->p == 'e' || *j->p == 'E'))
+        return dlf__json_err(j, "expected an integer, got a fraction or exponent");
+    *v = x;
+    return 1;
+}
+
+typedef struct dlf__st_info {
+    int dtype;                /* index into dlf__st_dtypes, -1 until seen */
+    int ndim;                 /* -1 until seen */
+    int shape[DLF_MAX_DIMS];
+    uint64_t begin, end;      /* data_offsets */
+    int have_offsets;
+} dlf__st_info;
+
+static const struct { const char *name; int bytes; } dlf__st_dtypes[] = {
+    {"F32", 4}, {"F16", 2}, {"BF16", 2}, {"F64", 8},
+    {"I64", 8}, {"I32", 4}, {"I16", 2}, {"I8", 1}, {"U8", 1}, {"BOOL", 1}
+};
+#define DLF__ST_NDTYPES ((int)(sizeof dlf__st_dtypes / sizeof dlf__st_dtypes[0]))
+
+/* {"dtype": "...", "shape": [...], "data_offsets": [b, e]}, each key exactly once. */
+static int dlf__st_parse_info(dlf__json *j, const char *name, dlf__st_info *info)
+{
+    char msg[160];
+    info->dtype = -1;
+    info->ndim = -1;
+    info->have_offsets = 0;
+    if (!dlf__json_expect(j, '{', "expected an object for a tensor")) return 0;
+    if (dlf__json_eat(j, '}')) goto check;
+    do {
+        char *key = dlf__json_string(j);
+        if (!key) return 0;
+        if (!dlf__json_expect(j, ':', "expected ':'")) { DLF_FREE(key); return 0; }
+        if (strcmp(key, "dtype") == 0 && info->dtype < 0) {
+            char *d = dlf__json_string(j);
+            int k;
+            DLF_FREE(key);
+            if (!d) return 0;
+            for (k = 0; k < DLF__ST_NDTYPES; k++)
+                if (strcmp(d, dlf__st_dtypes[k].name) == 0) info->dtype = k;
+            if (info->dtype < 0) {
+                snprintf(msg, sizeof msg, "tensor \"%.40s\" has unknown dtype \"%.16s\"", name, d);
+                DLF_FREE(d);
+                return dlf__json_err(j, msg);
+            }
+            DLF_FREE(d);
+        } else if (strcmp(key, "shape") == 0 && info->ndim < 0) {
+            DLF_FREE(key);
+            info->ndim = 0;
+            if (!dlf__json_expect(j, '[', "expected '[' for shape")) return 0;
+            if (!dlf__json_eat(j, ']')) {
+                do {
+                    uint64_t d;
+                    if (info->ndim == DLF_MAX_DIMS) {
+                        snprintf(msg, sizeof msg, "tensor \"%.40s\" has more than %d dims", name, DLF_MAX_DIMS);
+                        return dlf__json_err(j, msg);
+                    }
+                    if (!dlf__json_uint(j, 0x7fffffff, &d)) return 0;
+                    info->shape[info->ndim++] = (int)d;
+                } while (dlf__json_eat(j, ','));
+                if (!dlf__json_expect(j, ']', "expected ']' after shape")) return 0;
+            }
+        } else if (strcmp(key, "data_offsets") == 0 && !info->have_offsets) {
+            DLF_FREE(key);
+            if (!dlf__json_expect(j, '[', "expected '[' for data_offsets")) return 0;
+            if (!dlf__json_uint(j, UINT64_MAX, &info->begin)) return 0;
+            if (!dlf__json_expect(j, ',', "data_offsets needs two integers")) return 0;
+            if (!dlf__json_uint(j, UINT64_MAX, &info->end)) return 0;
+            if (!dlf__json_expect(j, ']', "data_offsets needs exactly two integers")) return 0;
+            info->have_offsets = 1;
+        } else {
+            snprintf(msg, sizeof msg, "tensor \"%.40s\": unexpected or repeated key \"%.40s\"", name, key);
+            DLF_FREE(key);
+            return dlf__json_err(j, msg);
+        }
+    } while (dlf__json_eat(j, ','));
+    if (!dlf__json_expect(j, '}', "expected '}' after a tensor")) return 0;
+check:
+    if (info->dtype < 0 || info->ndim < 0 || !info->have_offsets) {
+        snprintf(msg, sizeof msg, "tensor \"%.40s\" lacks dtype, shape or data_offsets", name);
+        return dlf__json_err(j, msg);
+    }
+    return 1;
+}
+
+/* {"key": "value", ...} into the metadata arrays. */
+static int dlf__st_parse_meta(dlf__json *j, dlf_safetensors *st)
+{
+    if (!dlf__json_expect(j, '{', "__metadata__ must be an object")) return 0;
+    if (dlf__json_eat(j, '}')) return 1;
+    do {
+        char *k, *v, **nk, **nv;
+        k = dlf__json_string(j);
+        if (!k) return 0;
+        if (!dlf__json_expect(j, ':', "expected ':'")) { DLF_FREE(k); return 0; }
+        dlf__json_ws(j);
+        if (j->p < j->end && *j->p != '"') { DLF_FREE(k); return dlf__json_err(j, "__metadata__ values must be strings"); }
+        v = dlf__json_string(j);
+        if (!v) { DLF_FREE(k); return 0; }
+        if (dlf_safetensors_meta(st, k)) {
+            DLF_FREE(k); DLF_FREE(v);
+            return dlf__json_err(j, "duplicate key in __metadata__");
+        }
+        nk = (char **)DLF_REALLOC(st->meta_keys, (size_t)(st->n_meta + 1) * sizeof(char *));
+        if (nk) st->meta_keys = nk;
+        nv = nk ? (char **)DLF_REALLOC(st->meta_values, (size_t)(st->n_meta + 1) * sizeof(char *)) : NULL;
+        if (nv) st->meta_values = nv;
+        if (!nk || !nv) {
+            DLF_FREE(k); DLF_FREE(v);
+            j->failed = 1;
+            dlf__fail(DLF_ERR_NOMEM, "%s: out of memory reading __metadata__", j->what);
+            return 0;
+        }
+        st->meta_keys[st->n_meta] = k;
+        st->meta_values[st->n_meta] = v;
+        st->n_meta++;
+    } while (dlf__json_eat(j, ','));
+    return dlf__json_expect(j, '}', "expected '}' after __metadata__");
+}
+
+/* IEEE half (1 sign, 5 exponent, 10 mantissa bits) to float. */
+static float dlf__f16_to_f32(uint16_t h)
+{
+    uint32_t sign = (uint32_t)(h >> 15) << 31, exp = (h >> 10) & 0x1F, man = h & 0x3FF, bits;
+    float f;
+    if (exp == 0) {                       /* zero or subnormal: man * 2^-24 */
+        f = (float)man * (1.0f / 16777216.0f);
+        return sign ? -f : f;
+    }
+    if (exp == 31) bits = sign | 0x7F800000u | (man << 13);   /* inf / NaN */
+    else bits = sign | ((exp + 112) << 23) | (man << 13);      /* rebias 15 -> 127 */
+    memcpy(&f, &bits, 4);
+    return f;
+}
+
+/* Element i of a little-endian buffer of the given dtype, as a float. */
+static float dlf__st_read(const unsigned char *p, int dtype, size_t i)
+{
+    const unsigned char *q = p + i * (size_t)dlf__st_dtypes[dtype].bytes;
+    uint64_t u = 0;
+    int k;
+    for (k = dlf__st_dtypes[dtype].bytes - 1; k >= 0; k--) u = (u << 8) | q[k];
+    switch (dtype) {
+    case 0: { uint32_t b = (uint32_t)u; float f; memcpy(&f, &b, 4); return f; }
+    case 1: return dlf__f16_to_f32((uint16_t)u);
+    case 2: { uint32_t b = (uint32_t)u << 16; float f; memcpy(&f, &b, 4); return f; }  /* bf16 = top half of f32 */
+    case 3: { double d; memcpy(&d, &u, 8); return (float)d; }
+    case 4: return (float)(int64_t)u;
+    case 5: return (float)(int32_t)(uint32_t)u;
+    case 6: return (float)(int16_t)(uint16_t)u;
+    case 7: return (float)(int8_t)(uint8_t)u;
+    default: return (float)u;  /* U8, BOOL */
+    }
+}
+
+DLFDEF void dlf_safetensors_free(dlf_safetensors *st)
+{
+    int i;
+    for (i = 0; i < st->n; i++) {
+        DLF_FREE(st->tensors[i].name);
+        if (st->tensors[i].data) DLF_FREE(st->tensors[i].data);
+    }
+    for (i = 0; i < st->n_meta; i++) {
+        DLF_FREE(st->meta_keys[i]);
+        DLF_FREE(st->meta_values[i]);
+    }
+    if (st->tensors) DLF_FREE(st->tensors);
+    if (st->meta_keys) DLF_FREE(st->meta_keys);
+    if (st->meta_values) DLF_FREE(st->meta_values);
+    memset(st, 0, sizeof *st);
+}
+
+DLFDEF const dlf_st_tensor *dlf_safetensors_find(const dlf_safetensors *st, const char *name)
+{
+    int i;
+    for (i = 0; i < st->n; i++)
+        if (strcmp(st->tensors[i].name, name) == 0) return &st->tensors[i];
+    return NULL;
+}
+
+DLFDEF const char *dlf_safetensors_meta(const dlf_safetensors *st, const char *key)
+{
+    int i;
+    for (i = 0; i < st->n_meta; i++)
+        if (strcmp(st->meta_keys[i], key) == 0) return st->meta_values[i];
+    return NULL;
+}
+
+/* Offsets must tile the data buffer exactly: sort tensors by begin and walk them. */
+static int dlf__st_check_layout(dlf_safetensors *st, const dlf__st_info *info, uint64_t data_len, const char *what)
+{
+    int i, *order, n = st->n;
+    uint64_t pos = 0;
+    order = (int *)dlf__malloc((size_t)(n ? n : 1) * sizeof(int), "safetensors offsets");
+    if (!order) return DLF_ERR_NOMEM;
+    for (i = 0; i < n; i++) order[i] = i;
+    for (i = 1; i < n; i++) {  /* insertion sort by begin: headers are small */
+        int k = order[i], m = i - 1;
+        while (m >= 0 && info[order[m]].begin > info[k].begin) { order[m + 1] = order[m]; m--; }
+        order[m + 1] = k;
+    }
+    for (i = 0; i < n; i++) {
+        const dlf__st_info *f = &info[order[i]];
+        const char *name = st->tensors[order[i]].name;
+        if (f->begin != pos) {
+            int code = dlf__fail(DLF_ERR_FORMAT, "%s: tensor \"%.60s\" starts at %llu but the previous data ends at %llu (%s)",
+                                 what, name, (unsigned long long)f->begin, (unsigned long long)pos,
+                                 f->begin < pos ? "overlap" : "gap");
+            DLF_FREE(order);
+            return code;
+        }
+        pos = f->end;
+    }
+    DLF_FREE(order);
+    if (pos != data_len)
+        return dlf__fail(DLF_ERR_FORMAT, "%s: tensors cover %llu bytes of data but the file holds %llu (%s)",
+                         what, (unsigned long long)pos, (unsigned long long)data_len,
+                         pos < data_len ? "trailing bytes" : "truncated");
+    return DLF_OK;
+}
+
+DLFDEF int dlf_safetensors_parse(dlf_safetensors *st, const void *bytes, size_t len, const char *what)
+{
+    const unsigned char *b = (const unsigned char *)bytes;
+    uint64_t hlen = 0, data_len;
+    dlf__json j;
+    dlf__st_info *info = NULL;
+    int cap = 0, k, code = DLF_OK, seen_meta = 0;
+    memset(st, 0, sizeof *st);
+    if (!what) what = "safetensors";
+    if (len < 8) return dlf__fail(DLF_ERR_FORMAT, "%s: %zu bytes is too short for a safetensors file (need 8 for the header length)", what, len);
+    for (k = 7; k >= 0; k--) hlen = (hlen << 8) | b[k];
+    if (hlen > DLF_ST_MAX_HEADER)
+        return dlf__fail(DLF_ERR_FORMAT, "%s: header length %llu is over the %u-byte limit", what,
+                         (unsigned long long)hlen, DLF_ST_MAX_HEADER);
+    if (hlen > len - 8)
+        return dlf__fail(DLF_ERR_FORMAT, "%s: header length %llu runs past the end of the file (%zu bytes)",
+                         what, (unsigned long long)hlen, len);
+    if (hlen < 2) return dlf__fail(DLF_ERR_FORMAT, "%s: header of %llu bytes cannot hold a JSON object", what, (unsigned long long)hlen);
+    data_len = len - 8 - hlen;
+    j.start = j.p = b + 8;
+    j.end = b + 8 + hlen;
+    j.what = what;
+    j.failed = 0;
+    if (!dlf__json_expect(&j, '{', "the header must be a JSON object")) goto fail;
+    if (!dlf__json_eat(&j, '}')) {
+        do {
+            char *name = dlf__json_string(&j);
+            if (!name) goto fail;
+            if (!dlf__json_expect(&j, ':', "expected ':' after a name")) { DLF_FREE(name); goto fail; }
+            if (strcmp(name, "__metadata__") == 0) {
+                DLF_FREE(name);
+                if (seen_meta) { dlf__json_err(&j, "__metadata__ appears twice"); goto fail; }
+                seen_meta = 1;
+                if (!dlf__st_parse_meta(&j, st)) goto fail;
+                continue;
+            }
+            if (dlf_safetensors_find(st, name)) {
+                char msg[120];
+                snprintf(msg, sizeof msg, "duplicate tensor name \"%.60s\"", name);
+                DLF_FREE(name);
+                dlf__json_err(&j, msg);
+                goto fail;
+            }
+            if (st->n == cap) {
+                int nc = cap ? 2 * cap : 16;
+                dlf_st_tensor *nt = (dlf_st_tensor *)DLF_REALLOC(st->tensors, (size_t)nc * sizeof *nt);
+                dlf__st_info *ni = nt ? (dlf__st_info *)DLF_REALLOC(info, (size_t)nc * sizeof *ni) : NULL;
+                if (nt) st->tensors = nt;
+                if (ni) info = ni;
+                if (!nt || !ni) { DLF_FREE(name); code = dlf__fail(DLF_ERR_NOMEM, "%s: out of memory", what); goto fail_code; }
+                cap = nc;
+            }
+            memset(&st->tensors[st->n], 0, sizeof st->tensors[st->n]);
+            st->tensors[st->n].name = name;
+            st->n++;
+            if (!dlf__st_parse_info(&j, name, &info[st->n - 1])) goto fail;
+        } while (dlf__json_eat(&j, ','));
+        if (!dlf__json_expect(&j, '}', "expected ',' or '}' in the header")) goto fail;
+    }
+    dlf__json_ws(&j);
+    if (j.p != j.end) { dlf__json_err(&j, "bytes after the JSON object (only spaces may pad it)"); goto fail; }
+    /* every tensor: offsets ordered and in bounds, size = product(shape) * dtype size */
+    for (k = 0; k < st->n; k++) {
+        dlf__st_info *f = &info[k];
+        dlf_st_tensor *t = &st->tensors[k];
+        uint64_t elems = 1, want;
+        int d;
+        for (d = 0; d < f->ndim; d++) {  /* saturate instead of overflowing */
+            uint64_t s = (uint64_t)f->shape[d];
+            elems = (s && elems > UINT64_MAX / 16 / s) ? UINT64_MAX / 16 : elems * s;
+        }
+        if (f->end < f->begin || f->end > data_len) {
+            code = dlf__fail(DLF_ERR_FORMAT, "%s: tensor \"%.60s\" data_offsets [%llu, %llu] are outside the %llu-byte data buffer",
+                             what, t->name, (unsigned long long)f->begin, (unsigned long long)f->end, (unsigned long long)data_len);
+            goto fail_code;
+        }
+        if (elems > 0x7fffffffull) {
+            code = dlf__fail(DLF_ERR_FORMAT, "%s: tensor \"%.60s\" has more than 2^31-1 elements", what, t->name);
+            goto fail_code;
+        }
+        want = elems * (uint64_t)dlf__st_dtypes[f->dtype].bytes;
+        if (f->end - f->begin != want) {
+            code = dlf__fail(DLF_ERR_FORMAT, "%s: tensor \"%.60s\" (%s, %llu elements) needs %llu bytes but data_offsets give %llu",
+                             what, t->name, dlf__st_dtypes[f->dtype].name, (unsigned long long)elems,
+                             (unsigned long long)want, (unsigned long long)(f->end - f->begin));
+            goto fail_code;
+        }
+        t->ndim = f->ndim;
+        for (d = 0; d < DLF_MAX_DIMS; d++) t->shape[d] = d < f->ndim ? f->shape[d] : 1;
+        t->size = (int)elems;
+        strcpy(t->dtype, dlf__st_dtypes[f->dtype].name);
+    }
+    code = dlf__st_check_layout(st, info, data_len, what);
+    if (code != DLF_OK) goto fail_code;
+    for (k = 0; k < st->n; k++) {  /* convert the data */
+        dlf_st_tensor *t = &st->tensors[k];
+        const unsigned char *src = b + 8 + hlen + info[k].begin;
+        size_t i;
+        t->data = (float *)dlf__malloc((size_t)t->size * sizeof(float), "safetensors data");
+        if (!t->data) { code = DLF_ERR_NOMEM; goto fail_code; }
+        for (i = 0; i < (size_t)t->size; i++) t->data[i] = dlf__st_read(src, info[k].dtype, i);
+    }
+    if (info) DLF_FREE(info);
+    return DLF_OK;
+fail:
+    code = DLF_ERR_FORMAT;
+fail_code:
+    if (info) DLF_FREE(info);
+    dlf_safetensors_free(st);
+    return code;
+}
+
+/* Append to a growing byte buffer; returns 0 on OOM. */
+typedef struct dlf__buf { unsigned char *p; size_t len, cap; int oom; } dlf__buf;
+
+static void dlf__buf_put(dlf__buf *b, const void *src, size_t n)
+{
+    if (b->oom) return;
+    if (b->len + n > b->cap) {
+        size_t cap = b->cap ? b->cap : 256;
+        unsigned char *p;
+        while (cap < b->len + n) cap *= 2;
+        p = (unsigned char *)DLF_REALLOC(b->p, cap);
+        if (!p) { b->oom = 1; return; }
+        b->p = p;
+        b->cap = cap;
+    }
+    memcpy(b->p + b->len, src, n);
+    b->len += n;
+}
+
+static void dlf__buf_str(dlf__buf *b, const char *s) { dlf__buf_put(b, s, strlen(s)); }
+
+/* A JSON string literal: quote, escape ", \ and control characters. */
+static void dlf__buf_json_string(dlf__buf *b, const char *s)
+{
+    dlf__buf_str(b, "\"");
+    for (; *s; s++) {
+        unsigned char c = (unsigned char)*s;
+        if (c == '"' || c == '\\') {
+            char e[2];
+            e[0] = '\\';
+            e[1] = (char)c;
+            dlf__buf_put(b, e, 2);
+        } else if (c < 0x20) {
+            char e[8];
+            snprintf(e, sizeof e, "\\u%04x", c);
+            dlf__buf_str(b, e);
+        } else {
+            dlf__buf_put(b, &c, 1);
+        }
+    }
+    dlf__buf_str(b, "\"");
+}
+
+DLFDEF int dlf_safetensors_serialize(const dlf_named_tensor *ts, int n, const char *const *meta,
+                                     int n_meta, unsigned char **out, size_t *len)
+{
+    dlf__buf h, all;
+    uint64_t offset = 0, hlen;
+    int i, d;
+    char num[64];
+    memset(&h, 0, sizeof h);
+    memset(&all, 0, sizeof all);
+    *out = NULL;
+    *len = 0;
+    for (i = 0; i < n; i++) {
+        int k;
+        for (k = 0; k < i; k++)
+            if (strcmp(ts[i].name, ts[k].name) == 0)
+                return dlf__fail(DLF_ERR_ARG, "dlf_safetensors_serialize: duplicate name \"%s\"", ts[i].name);
+    }
+    dlf__buf_str(&h, "{");
+    if (n_meta > 0) {
+        dlf__buf_str(&h, "\"__metadata__\":{");
+        for (i = 0; i < n_meta; i++) {
+            if (i) dlf__buf_str(&h, ",");
+            dlf__buf_json_string(&h, meta[2 * i]);
+            dlf__buf_str(&h, ":");
+            dlf__buf_json_string(&h, meta[2 * i + 1]);
+        }
+        dlf__buf_str(&h, "}");
+    }
+    for (i = 0; i < n; i++) {
+        const dlf_tensor *t = ts[i].t;
+        if (i || n_meta > 0) dlf__buf_str(&h, ",");
+        dlf__buf_json_string(&h, ts[i].name);
+        dlf__buf_str(&h, ":{\"dtype\":\"F32\",\"shape\":[");
+        for (d = 0; d < t->ndim; d++) {
+            snprintf(num, sizeof num, d ? ",%d" : "%d", t->shape[d]);
+            dlf__buf_str(&h, num);
+        }
+        snprintf(num, sizeof num, "],\"data_offsets\":[%llu,%llu]}", (unsigned long long)offset,
+                 (unsigned long long)(offset + (uint64_t)t->size * 4));
+        dlf__buf_str(&h, num);
+        offset += (uint64_t)t->size * 4;
+    }
+    dlf__buf_str(&h, "}");
+    while ((8 + h.len) % 8) dlf__buf_str(&h, " ");  /* pad: data starts 8-byte aligned */
+    if (h.oom) {
+        if (h.p) DLF_FREE(h.p);
+        return dlf__fail(DLF_ERR_NOMEM, "dlf_safetensors_serialize: out of memory");
+    }
+    hlen = h.len;
+    for (i = 0; i < 8; i++) {
+        unsigned char c = (unsigned char)(hlen >> (8 * i));
+        dlf__buf_put(&all, &c, 1);
+    }
+    dlf__buf_put(&all, h.p, h.len);
+    DLF_FREE(h.p);
+    for (i = 0; i < n; i++) {  /* float32 little-endian, byte by byte: any host */
+        const dlf_tensor *t = ts[i].t;
+        int e;
+        for (e = 0; e < t->size; e++) {
+            uint32_t u;
+            unsigned char c[4];
+            memcpy(&u, &t->data[e], 4);
+            c[0] = (unsigned char)u; c[1] = (unsigned char)(u >> 8);
+            c[2] = (unsigned char)(u >> 16); c[3] = (unsigned char)(u >> 24);
+            dlf__buf_put(&all, c, 4);
+        }
+    }
+    if (all.oom) {
+        if (all.p) DLF_FREE(all.p);
+        return dlf__fail(DLF_ERR_NOMEM, "dlf_safetensors_serialize: out of memory");
+    }
+    *out = all.p;
+    *len = all.len;
+    return DLF_OK;
+}
+
+#ifndef DLF_NO_STDIO
+/* Read a whole file into a new buffer; the size comes from seeking to the end. */
+static int dlf__read_file(const char *path, unsigned char **out, size_t *len)
+{
+    FILE *f = fopen(path, "rb");
+    long size;
+    unsigned char *buf;
+    *out = NULL;
+    *len = 0;
+    if (!f) return dlf__fail(DLF_ERR_IO, "%s: cannot open for reading", path);
+    if (fseek(f, 0, SEEK_END) != 0 || (size = ftell(f)) < 0 || fseek(f, 0, SEEK_SET) != 0) {
+        fclose(f);
+        return dlf__fail(DLF_ERR_IO, "%s: cannot determine the file size", path);
+    }
+    buf = (unsigned char *)dlf__malloc((size_t)size + 1, path);
+    if (!buf) { fclose(f); return DLF_ERR_NOMEM; }
+    if (size > 0 && fread(buf, 1, (size_t)size, f) != (size_t)size) {
+        fclose(f);
+        DLF_FREE(buf);
+        return dlf__fail(DLF_ERR_IO, "%s: read error", path);
+    }
+    fclose(f);
+    *out = buf;
+    *len = (size_t)size;
+    return DLF_OK;
+}
+
+DLFDEF int dlf_safetensors_load(dlf_safetensors *st, const char *path)
+{
+    unsigned char *buf;
+    size_t len;
+    int code = dlf__read_file(path, &buf, &len);
+    memset(st, 0, sizeof *st);
+    if (code != DLF_OK) return code;
+    code = dlf_safetensors_parse(st, buf, len, path);
+    DLF_FREE(buf);
+    return code;
+}
+
+/* Write bytes to path atomically: a crash at any moment leaves either the old file
+   or the complete new one. Write path.tmp, flush the C buffer, fsync the file to the
+   disk (POSIX), close, then rename over path (atomic on POSIX filesystems). */
+static int dlf__write_atomic(const char *path, const unsigned char *bytes, size_t len)
+{
+    char tmp[1024];
+    FILE *f;
+    int ok;
+    if (strlen(path) + 5 > sizeof tmp) return dlf__fail(DLF_ERR_ARG, "%s: path too long", path);
+    snprintf(tmp, sizeof tmp, "%s.tmp", path);
+    f = fopen(tmp, "wb");
+    if (!f) return dlf__fail(DLF_ERR_IO, "%s: cannot open for writing", tmp);
+    ok = fwrite(bytes, 1, len, f) == len;
+    ok = fflush(f) == 0 && ok;
+#ifdef DLF__HAVE_FSYNC
+    ok = fsync(fileno(f)) == 0 && ok;
+#endif
+    ok = fclose(f) == 0 && ok;
+    if (!ok) {
+        remove(tmp);
+        return dlf__fail(DLF_ERR_IO, "%s: write failed (disk full?); %s is unchanged", tmp, path);
+    }
+    if (rename(tmp, path) != 0) {
+        remove(tmp);
+        return dlf__fail(DLF_ERR_IO, "%s: cannot rename the temporary file into place", path);
+    }
+    return DLF_OK;
+}
+
+DLFDEF int dlf_safetensors_save(const char *path, const dlf_named_tensor *ts, int n,
+                                const char *const *meta, int n_meta)
+{
+    unsigned char *bytes;
+    size_t len;
+    int code = dlf_safetensors_serialize(ts, n, meta, n_meta, &bytes, &len);
+    if (code != DLF_OK) return code;
+    code = dlf__write_atomic(path, bytes, len);
+    DLF_FREE(bytes);
+    return code;
+}
+#endif
 
 #endif /* DLF_IMPLEMENTATION */
 

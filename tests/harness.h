@@ -63,7 +63,7 @@ static inline int th_close(const float *a, const float *b, int n, float atol, fl
     float maxd = 0.0f;
     int i, bad = -1;
     for (i = 0; i < n; i++) {
-        float d = fabsf(a[i] - b[i]);
+        float d = a[i] == b[i] ? 0.0f : fabsf(a[i] - b[i]);  /* equal infinities: 0 */
         if (d > maxd || d != d) maxd = d;
         if (!(d <= atol + rtol * fabsf(b[i])) && bad < 0) bad = i;
     }
