@@ -6,12 +6,13 @@ LDLIBS = -lm
 BUILD ?= build
 
 # OpenMP is used when the compiler has it; without it dlf runs on one thread.
-OPENMP := $(shell printf 'int main(void){return 0;}' | $(CC) -fopenmp -x c - -o /dev/null 2>/dev/null && echo -fopenmp)
-ifeq ($(OPENMP),)
+OMP_FOUND := $(shell printf 'int main(void){return 0;}' | $(CC) -fopenmp -x c - -o /dev/null 2>/dev/null && echo -fopenmp)
+OPENMP ?= $(OMP_FOUND)
+ifeq ($(OMP_FOUND),)
 $(info dlf: $(CC) has no OpenMP; building single-threaded)
 endif
 # OpenBLAS is optional: only the side-by-side benchmark links it.
-BLAS := $(shell printf '\#include <cblas.h>\nint main(void){return 0;}' | $(CC) -x c - -lopenblas -o /dev/null 2>/dev/null && echo yes)
+BLAS := $(shell printf 'int main(void){return 0;}' | $(CC) -include cblas.h -x c - -lopenblas -o /dev/null 2>/dev/null && echo yes)
 
 LESSONS  := $(sort $(wildcard lessons/*.c))
 EXAMPLES := $(sort $(wildcard examples/*.c))
@@ -51,14 +52,19 @@ lessons-build: $(LESSON_BINS)
 # Build the example programs.
 examples: $(EXAMPLE_BINS)
 
-# The main job for a newcomer: the matmul ladder, then a small autograd example.
-demo: $(BUILD)/lessons/01_matmul $(BUILD)/lessons/02_fully_connected
-	./$(BUILD)/lessons/01_matmul --quick
-	./$(BUILD)/lessons/02_fully_connected
+# The main job for a newcomer: fetch MNIST if missing (sha256-verified), train the course's
+# CNN for 3 epochs, print its test accuracy and draw a few test digits beside its predictions.
+demo: $(BUILD)/examples/mnist_cnn
+	bash tools/fetch_data.sh --only mnist data
+	./$(BUILD)/examples/mnist_cnn --epochs 3 --show 8
 
 # Fetch MNIST and Fashion-MNIST into data/ and verify their sha256.
 data:
 	bash tools/fetch_data.sh data
+
+# Regenerate the PyTorch reference fixtures in tests/ref/ (needs Debian's python3-torch).
+reference:
+	/usr/bin/python3 tools/gen_reference.py
 
 # -O0 -g3, no OpenMP: for stepping through lessons and tests in gdb.
 debug:

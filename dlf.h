@@ -552,6 +552,51 @@ DLFDEF int  dlf_safetensors_save(const char *path, const dlf_named_tensor *ts, i
                                  const char *const *meta, int n_meta);
 #endif
 
+// Checkpoints are safetensors files holding everything a run needs to continue
+// exactly where it stopped:
+//   tensors   the parameters under their PyTorch state_dict names ("0.weight" ...),
+//             optimizer state as "optim.momentum_buffer.<param name>" (PyTorch's
+//             SGD state key), a loader's epoch order as "loader.<key>.order"
+//   metadata  "rng.<key>" = the generator state, "optim.steps", "loader.<key>.pos",
+//             and any "epoch", "step", "lr" ... the program adds (strings, as the
+//             format requires; integers in decimal, floats as %a hex for exactness)
+// Building one: dlf_ckpt_init, dlf_ckpt_add_*, dlf_ckpt_save (atomic), dlf_ckpt_free.
+// Reading one:  dlf_ckpt_load, dlf_ckpt_get_*, dlf_ckpt_free. Every get checks the
+// name exists and the shape matches, and says which one did not.
+
+typedef struct dlf_ckpt {
+    dlf_named_tensor *items; /* (n_items) tensors to write; names owned, tensors not */
+    int n_items, cap_items;
+    char **meta;             /* (2 * n_meta) key, value, key, value ...; owned */
+    int n_meta, cap_meta;
+    dlf_tensor **owned;      /* (n_owned) tensors made by add_sgd/add_loader, freed by dlf_ckpt_free */
+    int n_owned, cap_owned;
+    dlf_safetensors file;    /* what dlf_ckpt_load read */
+} dlf_ckpt;
+
+DLFDEF void dlf_ckpt_init(dlf_ckpt *c);
+DLFDEF void dlf_ckpt_free(dlf_ckpt *c);
+DLFDEF int  dlf_ckpt_add_tensor(dlf_ckpt *c, const char *name, const dlf_tensor *t);
+DLFDEF int  dlf_ckpt_add_params(dlf_ckpt *c, dlf_tensor *const *params, const char *const *names, int n);
+DLFDEF int  dlf_ckpt_add_sgd(dlf_ckpt *c, const dlf_sgd *o, const char *const *names); /* names[i] of o->params[i] */
+DLFDEF int  dlf_ckpt_add_rng(dlf_ckpt *c, const char *key, const dlf_rng *r);
+DLFDEF int  dlf_ckpt_add_loader(dlf_ckpt *c, const char *key, const dlf_loader *l);
+DLFDEF int  dlf_ckpt_set_meta(dlf_ckpt *c, const char *key, const char *value);
+DLFDEF int  dlf_ckpt_set_int(dlf_ckpt *c, const char *key, long long v);
+DLFDEF int  dlf_ckpt_set_float(dlf_ckpt *c, const char *key, double v);   /* exact (%a) */
+#ifndef DLF_NO_STDIO
+DLFDEF int  dlf_ckpt_save(const dlf_ckpt *c, const char *path);
+DLFDEF int  dlf_ckpt_load(dlf_ckpt *c, const char *path);
+#endif
+DLFDEF int  dlf_ckpt_get_tensor(const dlf_ckpt *c, const char *name, dlf_tensor *dst); /* copy in; shapes must match */
+DLFDEF int  dlf_ckpt_get_params(const dlf_ckpt *c, dlf_tensor *const *params, const char *const *names, int n);
+DLFDEF int  dlf_ckpt_get_sgd(const dlf_ckpt *c, dlf_sgd *o, const char *const *names);
+DLFDEF int  dlf_ckpt_get_rng(const dlf_ckpt *c, const char *key, dlf_rng *r);
+DLFDEF int  dlf_ckpt_get_loader(const dlf_ckpt *c, const char *key, dlf_loader *l);
+DLFDEF const char *dlf_ckpt_get_meta(const dlf_ckpt *c, const char *key);         /* NULL if absent */
+DLFDEF int  dlf_ckpt_get_int(const dlf_ckpt *c, const char *key, long long *v);
+DLFDEF int  dlf_ckpt_get_float(const dlf_ckpt *c, const char *key, double *v);
+
 #ifdef __cplusplus
 }
 #endif
@@ -1074,9 +1119,9 @@ static int dlf__broadcast(const char *op, const dlf_tensor *a, const dlf_tensor 
             bc->sb[i] = 0;
         } else {
             char sa[64], sb[64];
-            dlf__panic("%s: shapes %s and %s do not broadcast (dim %d from the right: %d vs %d)",
+            dlf__panic("%s: shapes %s and %s do not broadcast (dim %d: %d vs %d)",
                        op, dlf_shape_str(a, sa, sizeof sa), dlf_shape_str(b, sb, sizeof sb),
-                       3 - i, da[i], db[i]);
+                       i - 4, da[i], db[i]);
             return 0;
         }
     }
@@ -1634,10 +1679,25 @@ static void dlf__tile(int kc, const float *a, const float *b, float *c, int ldc,
     }
 }
 
+/* Threads for one product: 1 for small ones (thread start-up would dominate), else
+   the OpenMP setting, but never more than the processors. The workspace is sized
+   for the processor count, so a buffer from dlf_gemm_fast_scratch stays big enough
+   whatever dlf_set_threads says later. */
+static int dlf__gemm_max_threads(void)
+{
+#ifdef _OPENMP
+    return omp_get_num_procs();
+#else
+    return 1;
+#endif
+}
+
 static int dlf__gemm_threads(int M, int N, int K)
 {
     double flops = 2.0 * M * N * K;
-    return flops < 2.0e6 ? 1 : dlf_get_threads();  /* small products: no thread start-up */
+    int nt = dlf_get_threads(), cap = dlf__gemm_max_threads();
+    if (flops < 2.0e6) return 1;
+    return nt < cap ? nt : cap;
 }
 
 DLFDEF size_t dlf_gemm_fast_scratch(int M, int N, int K)
@@ -1647,7 +1707,7 @@ DLFDEF size_t dlf_gemm_fast_scratch(int M, int N, int K)
     size_t nc_pad = (nc + DLF__NR - 1) / DLF__NR * DLF__NR;
     (void)M;
     if (kc == 0) kc = 1;
-    return nc_pad * kc + (size_t)dlf__gemm_threads(M, N, K) * DLF__MC * kc + 16;
+    return nc_pad * kc + (size_t)dlf__gemm_max_threads() * DLF__MC * kc + 16;
 }
 
 DLFDEF void dlf_gemm_fast(int ta, int tb, int M, int N, int K, const float *A,
@@ -1844,7 +1904,8 @@ static void *dlf__arena_alloc(dlf_tape *t, size_t bytes)
         c->used = 0;
         c->mem = (char *)(((uintptr_t)(block + sizeof(dlf__chunk)) + 63) & ~(uintptr_t)63);
         if (t->cur) {
-            c->next = t->cur->next;  /* (NULL: we only get here at the end of the list) */
+            /* the walk above ended at the last block: append after it */
+            while (t->cur->next) t->cur = t->cur->next;
             t->cur->next = c;
         } else {
             t->first = c;
@@ -2074,8 +2135,8 @@ DLFDEF void dlf_tape_print(const dlf_tape *t)
         const dlf_node *nd = &t->nodes[i];
         printf("  #%-3d %-10s -> %s", i, dlf_op_name(nd->op), dlf_shape_str(nd->out, s, sizeof s));
         for (j = 0; j < 2; j++)
-            if (nd->in[j]) printf("  in%d %s%s", j, dlf_shape_str(nd->in[j], s, sizeof s),
-                                  nd->in[j]->name ? nd->in[j]->name : "");
+            if (nd->in[j]) printf("  in%d %s%s%s", j, dlf_shape_str(nd->in[j], s, sizeof s),
+                                  nd->in[j]->name ? " " : "", nd->in[j]->name ? nd->in[j]->name : "");
         printf("\n");
     }
 }
@@ -2170,6 +2231,7 @@ DLFDEF int dlf_gradcheck(dlf_graph_fn fn, dlf_tensor **inputs, int n_inputs, voi
             r.n_checked++;
             if (!(err <= cfg.atol + cfg.rtol * fabs(num))) r.n_failed++;
             if (err > in_abs) in_abs = err;
+            if (fabs(num) <= cfg.atol) rel = 0.0;  /* relative error means nothing near 0 */
             if (rel > in_rel) in_rel = rel;
             if (err > r.max_abs_err || r.worst_input < 0) {
                 r.max_abs_err = err;
@@ -3497,6 +3559,299 @@ DLFDEF int dlf_safetensors_save(const char *path, const dlf_named_tensor *ts, in
     return code;
 }
 #endif
+
+/* Checkpoints: small growable arrays of owned names and metadata strings. */
+static char *dlf__strdup(const char *s)
+{
+    size_t n = strlen(s) + 1;
+    char *d = (char *)dlf__malloc(n, "a checkpoint string");
+    if (d) memcpy(d, s, n);
+    return d;
+}
+
+static int dlf__grow(void **p, int *cap, int need, size_t elem)
+{
+    if (need <= *cap) return 1;
+    {
+        int nc = *cap ? *cap * 2 : 16;
+        void *q;
+        while (nc < need) nc *= 2;
+        q = DLF_REALLOC(*p, (size_t)nc * elem);
+        if (!q) return dlf__fail(DLF_ERR_NOMEM, "checkpoint: out of memory"), 0;
+        *p = q;
+        *cap = nc;
+    }
+    return 1;
+}
+
+DLFDEF void dlf_ckpt_init(dlf_ckpt *c) { memset(c, 0, sizeof *c); }
+
+DLFDEF void dlf_ckpt_free(dlf_ckpt *c)
+{
+    int i;
+    for (i = 0; i < c->n_items; i++) DLF_FREE((void *)c->items[i].name);
+    for (i = 0; i < 2 * c->n_meta; i++) DLF_FREE(c->meta[i]);
+    for (i = 0; i < c->n_owned; i++) dlf_tensor_free(c->owned[i]);
+    if (c->items) DLF_FREE(c->items);
+    if (c->meta) DLF_FREE(c->meta);
+    if (c->owned) DLF_FREE(c->owned);
+    dlf_safetensors_free(&c->file);
+    memset(c, 0, sizeof *c);
+}
+
+DLFDEF int dlf_ckpt_add_tensor(dlf_ckpt *c, const char *name, const dlf_tensor *t)
+{
+    char *n;
+    if (!dlf__grow((void **)&c->items, &c->cap_items, c->n_items + 1, sizeof *c->items)) return DLF_ERR_NOMEM;
+    n = dlf__strdup(name);
+    if (!n) return DLF_ERR_NOMEM;
+    c->items[c->n_items].name = n;
+    c->items[c->n_items].t = t;
+    c->n_items++;
+    return DLF_OK;
+}
+
+DLFDEF int dlf_ckpt_set_meta(dlf_ckpt *c, const char *key, const char *value)
+{
+    char *k, *v;
+    int i;
+    for (i = 0; i < c->n_meta; i++) {
+        if (strcmp(c->meta[2 * i], key) == 0) {  /* replace */
+            v = dlf__strdup(value);
+            if (!v) return DLF_ERR_NOMEM;
+            DLF_FREE(c->meta[2 * i + 1]);
+            c->meta[2 * i + 1] = v;
+            return DLF_OK;
+        }
+    }
+    if (!dlf__grow((void **)&c->meta, &c->cap_meta, 2 * c->n_meta + 2, sizeof(char *))) return DLF_ERR_NOMEM;
+    k = dlf__strdup(key);
+    v = dlf__strdup(value);
+    if (!k || !v) {
+        if (k) DLF_FREE(k);
+        if (v) DLF_FREE(v);
+        return DLF_ERR_NOMEM;
+    }
+    c->meta[2 * c->n_meta] = k;
+    c->meta[2 * c->n_meta + 1] = v;
+    c->n_meta++;
+    return DLF_OK;
+}
+
+DLFDEF int dlf_ckpt_set_int(dlf_ckpt *c, const char *key, long long v)
+{
+    char s[32];
+    snprintf(s, sizeof s, "%lld", v);
+    return dlf_ckpt_set_meta(c, key, s);
+}
+
+/* %a prints the exact binary value in hex, so the float reads back bit for bit. */
+DLFDEF int dlf_ckpt_set_float(dlf_ckpt *c, const char *key, double v)
+{
+    char s[48];
+    snprintf(s, sizeof s, "%a", v);
+    return dlf_ckpt_set_meta(c, key, s);
+}
+
+/* A tensor made by the checkpoint itself (optimizer buffers, loader order). */
+static dlf_tensor *dlf__ckpt_own(dlf_ckpt *c, int ndim, const int *shape)
+{
+    dlf_tensor *t;
+    if (!dlf__grow((void **)&c->owned, &c->cap_owned, c->n_owned + 1, sizeof *c->owned)) return NULL;
+    t = dlf_tensor_new(ndim, shape);
+    if (t) c->owned[c->n_owned++] = t;
+    return t;
+}
+
+DLFDEF int dlf_ckpt_add_params(dlf_ckpt *c, dlf_tensor *const *params, const char *const *names, int n)
+{
+    int i, rc;
+    for (i = 0; i < n; i++)
+        if ((rc = dlf_ckpt_add_tensor(c, names[i], params[i])) != DLF_OK) return rc;
+    return DLF_OK;
+}
+
+DLFDEF int dlf_ckpt_add_sgd(dlf_ckpt *c, const dlf_sgd *o, const char *const *names)
+{
+    char key[256];
+    int i, rc;
+    if ((rc = dlf_ckpt_set_int(c, "optim.steps", o->steps)) != DLF_OK) return rc;
+    if (!o->buf) return DLF_OK;  /* plain SGD keeps no state */
+    for (i = 0; i < o->n_params; i++) {
+        dlf_tensor *b;
+        if (!o->has_buf[i]) continue;  /* as PyTorch: no buffer until the first step */
+        b = dlf__ckpt_own(c, o->params[i]->ndim, o->params[i]->shape);
+        if (!b) return DLF_ERR_NOMEM;
+        memcpy(b->data, o->buf[i], (size_t)b->size * sizeof(float));
+        snprintf(key, sizeof key, "optim.momentum_buffer.%s", names[i]);
+        if ((rc = dlf_ckpt_add_tensor(c, key, b)) != DLF_OK) return rc;
+    }
+    return DLF_OK;
+}
+
+/* "s0 s1 s2 s3 has_spare spare" with the spare float in %a: exact. */
+DLFDEF int dlf_ckpt_add_rng(dlf_ckpt *c, const char *key, const dlf_rng *r)
+{
+    char k[192], v[160];
+    snprintf(k, sizeof k, "rng.%s", key);
+    snprintf(v, sizeof v, "%lu %lu %lu %lu %d %a", (unsigned long)r->s[0], (unsigned long)r->s[1],
+             (unsigned long)r->s[2], (unsigned long)r->s[3], r->has_spare, (double)r->spare);
+    return dlf_ckpt_set_meta(c, k, v);
+}
+
+DLFDEF int dlf_ckpt_add_loader(dlf_ckpt *c, const char *key, const dlf_loader *l)
+{
+    char k[160];
+    int i, rc, n = l->ds->n;
+    dlf_tensor *order = dlf__ckpt_own(c, 1, &n);
+    if (!order) return DLF_ERR_NOMEM;
+    for (i = 0; i < n; i++) order->data[i] = (float)l->order[i];  /* exact below 2^24 items */
+    snprintf(k, sizeof k, "loader.%s.order", key);
+    if ((rc = dlf_ckpt_add_tensor(c, k, order)) != DLF_OK) return rc;
+    snprintf(k, sizeof k, "loader.%s.pos", key);
+    if ((rc = dlf_ckpt_set_int(c, k, l->pos)) != DLF_OK) return rc;
+    snprintf(k, sizeof k, "loader.%s.epoch", key);
+    if ((rc = dlf_ckpt_set_int(c, k, l->epoch)) != DLF_OK) return rc;
+    snprintf(k, sizeof k, "loader.%s", key);
+    return dlf_ckpt_add_rng(c, k, &l->rng);
+}
+
+#ifndef DLF_NO_STDIO
+DLFDEF int dlf_ckpt_save(const dlf_ckpt *c, const char *path)
+{
+    return dlf_safetensors_save(path, c->items, c->n_items, (const char *const *)c->meta, c->n_meta);
+}
+
+DLFDEF int dlf_ckpt_load(dlf_ckpt *c, const char *path)
+{
+    dlf_ckpt_free(c);
+    return dlf_safetensors_load(&c->file, path);
+}
+#endif
+
+DLFDEF const char *dlf_ckpt_get_meta(const dlf_ckpt *c, const char *key)
+{
+    return dlf_safetensors_meta(&c->file, key);
+}
+
+DLFDEF int dlf_ckpt_get_int(const dlf_ckpt *c, const char *key, long long *v)
+{
+    const char *s = dlf_ckpt_get_meta(c, key);
+    char *end;
+    if (!s) return dlf__fail(DLF_ERR_FORMAT, "checkpoint: no metadata \"%s\"", key);
+    *v = strtoll(s, &end, 10);
+    if (end == s || *end) return dlf__fail(DLF_ERR_FORMAT, "checkpoint: metadata \"%s\" = \"%s\" is not an integer", key, s);
+    return DLF_OK;
+}
+
+DLFDEF int dlf_ckpt_get_float(const dlf_ckpt *c, const char *key, double *v)
+{
+    const char *s = dlf_ckpt_get_meta(c, key);
+    char *end;
+    if (!s) return dlf__fail(DLF_ERR_FORMAT, "checkpoint: no metadata \"%s\"", key);
+    *v = strtod(s, &end);
+    if (end == s || *end) return dlf__fail(DLF_ERR_FORMAT, "checkpoint: metadata \"%s\" = \"%s\" is not a number", key, s);
+    return DLF_OK;
+}
+
+DLFDEF int dlf_ckpt_get_tensor(const dlf_ckpt *c, const char *name, dlf_tensor *dst)
+{
+    const dlf_st_tensor *t = dlf_safetensors_find(&c->file, name);
+    char s[64];
+    int d, same;
+    if (!t) return dlf__fail(DLF_ERR_FORMAT, "checkpoint: no tensor \"%s\"", name);
+    same = t->ndim == dst->ndim;
+    for (d = 0; same && d < t->ndim; d++) same = t->shape[d] == dst->shape[d];
+    if (!same) {
+        char f[64];
+        dlf_tensor view;
+        memset(&view, 0, sizeof view);
+        view.ndim = t->ndim;
+        memcpy(view.shape, t->shape, sizeof view.shape);
+        return dlf__fail(DLF_ERR_FORMAT, "checkpoint: tensor \"%s\" has shape %s in the file but %s in the model",
+                         name, dlf_shape_str(&view, f, sizeof f), dlf_shape_str(dst, s, sizeof s));
+    }
+    memcpy(dst->data, t->data, (size_t)t->size * sizeof(float));
+    return DLF_OK;
+}
+
+DLFDEF int dlf_ckpt_get_params(const dlf_ckpt *c, dlf_tensor *const *params, const char *const *names, int n)
+{
+    int i, rc;
+    for (i = 0; i < n; i++)
+        if ((rc = dlf_ckpt_get_tensor(c, names[i], params[i])) != DLF_OK) return rc;
+    return DLF_OK;
+}
+
+DLFDEF int dlf_ckpt_get_sgd(const dlf_ckpt *c, dlf_sgd *o, const char *const *names)
+{
+    char key[256];
+    long long steps;
+    int i, rc;
+    if ((rc = dlf_ckpt_get_int(c, "optim.steps", &steps)) != DLF_OK) return rc;
+    o->steps = (int)steps;
+    if (!o->buf) return DLF_OK;
+    for (i = 0; i < o->n_params; i++) {
+        const dlf_st_tensor *t;
+        snprintf(key, sizeof key, "optim.momentum_buffer.%s", names[i]);
+        t = dlf_safetensors_find(&c->file, key);
+        o->has_buf[i] = 0;
+        if (!t) continue;  /* this parameter had not been stepped yet */
+        if (t->size != o->params[i]->size)
+            return dlf__fail(DLF_ERR_FORMAT, "checkpoint: \"%s\" has %d values, the parameter %d", key, t->size, o->params[i]->size);
+        memcpy(o->buf[i], t->data, (size_t)t->size * sizeof(float));
+        o->has_buf[i] = 1;
+    }
+    return DLF_OK;
+}
+
+DLFDEF int dlf_ckpt_get_rng(const dlf_ckpt *c, const char *key, dlf_rng *r)
+{
+    char k[192];
+    const char *s;
+    unsigned long v[4];
+    int spare_flag;
+    double spare;
+    snprintf(k, sizeof k, "rng.%s", key);
+    s = dlf_ckpt_get_meta(c, k);
+    if (!s) return dlf__fail(DLF_ERR_FORMAT, "checkpoint: no metadata \"%s\"", k);
+    if (sscanf(s, "%lu %lu %lu %lu %d %la", &v[0], &v[1], &v[2], &v[3], &spare_flag, &spare) != 6)
+        return dlf__fail(DLF_ERR_FORMAT, "checkpoint: \"%s\" = \"%s\" is not an rng state", k, s);
+    r->s[0] = (uint32_t)v[0];
+    r->s[1] = (uint32_t)v[1];
+    r->s[2] = (uint32_t)v[2];
+    r->s[3] = (uint32_t)v[3];
+    r->has_spare = spare_flag;
+    r->spare = (float)spare;
+    return DLF_OK;
+}
+
+DLFDEF int dlf_ckpt_get_loader(const dlf_ckpt *c, const char *key, dlf_loader *l)
+{
+    char k[160];
+    const dlf_st_tensor *order;
+    long long pos, epoch;
+    int i, rc;
+    snprintf(k, sizeof k, "loader.%s.order", key);
+    order = dlf_safetensors_find(&c->file, k);
+    if (!order) return dlf__fail(DLF_ERR_FORMAT, "checkpoint: no tensor \"%s\"", k);
+    if (order->size != l->ds->n)
+        return dlf__fail(DLF_ERR_FORMAT, "checkpoint: \"%s\" has %d items, the dataset %d", k, order->size, l->ds->n);
+    snprintf(k, sizeof k, "loader.%s.pos", key);
+    if ((rc = dlf_ckpt_get_int(c, k, &pos)) != DLF_OK) return rc;
+    snprintf(k, sizeof k, "loader.%s.epoch", key);
+    if ((rc = dlf_ckpt_get_int(c, k, &epoch)) != DLF_OK) return rc;
+    if (pos < 0 || pos > l->ds->n) return dlf__fail(DLF_ERR_FORMAT, "checkpoint: loader position %lld is out of range", pos);
+    for (i = 0; i < l->ds->n; i++) {
+        int v = (int)order->data[i];
+        if (v < 0 || v >= l->ds->n) return dlf__fail(DLF_ERR_FORMAT, "checkpoint: loader order holds item %d, outside the dataset", v);
+        l->order[i] = v;
+    }
+    l->pos = (int)pos;
+    l->epoch = (int)epoch;
+    snprintf(k, sizeof k, "loader.%s", key);
+    return dlf_ckpt_get_rng(c, k, &l->rng);
+}
 
 #endif /* DLF_IMPLEMENTATION */
 

@@ -189,7 +189,12 @@ static void climb(problem *p, int all_threads, const options *opt)
     run_rung(RUNG_BLOCKED, p, 1, opt);
     run_rung(RUNG_FAST, p, 1, opt);
     memcpy(C_one_thread, p->C, sizeof(float) * p->M * p->N);
-    if (all_threads > 1) run_rung(RUNG_FAST, p, all_threads, opt);
+    if (all_threads == 1) {
+        printf("  (one thread only: built without OpenMP, or OMP_NUM_THREADS=1)\n");
+        free(C_one_thread);
+        return;
+    }
+    run_rung(RUNG_FAST, p, all_threads, opt);
     same_bits = memcmp(C_one_thread, p->C, sizeof(float) * p->M * p->N) == 0;
     printf("  fast on 1 thread vs %d threads: %s\n", all_threads,
            same_bits ? "bit-identical" : "DIFFERENT (a bug: see DESIGN.md, determinism)");
