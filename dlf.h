@@ -240,6 +240,9 @@ typedef enum dlf_op {
     DLF_OP_RELU, DLF_OP_SIGMOID, DLF_OP_TANH,
     DLF_OP_SUM, DLF_OP_MEAN, DLF_OP_MAX, DLF_OP_VAR,     /* reductions over one axis */
     DLF_OP_RESHAPE, DLF_OP_MATMUL,
+    DLF_OP_CONV2D, DLF_OP_BIAS, DLF_OP_LEAKY_RELU, DLF_OP_GENERAL_RELU,   /* stage 6 layers */
+    DLF_OP_SOFTMAX, DLF_OP_LOG_SOFTMAX, DLF_OP_MAXPOOL2D, DLF_OP_AVGPOOL2D, DLF_OP_EMBEDDING,
+    DLF_OP_MSE_LOSS, DLF_OP_L1_LOSS, DLF_OP_BCE_LOGITS, DLF_OP_NLL_LOSS, DLF_OP_CROSS_ENTROPY, /* stage 8 */
     DLF_OP_COUNT
 } dlf_op;
 
@@ -312,6 +315,174 @@ typedef struct dlf_gradcheck_report {
 
 DLFDEF int dlf_gradcheck(dlf_graph_fn fn, dlf_tensor **inputs, int n_inputs, void *user,
                          const dlf_gradcheck_cfg *cfg, dlf_gradcheck_report *rep); /* 1 = pass */
+
+// >>stage6_layers ---------------------------------------------------------------
+// The layers of a network. Each is an op on the tape: the forward computes its
+// output in the arena and records a node; its backward sits beside it below.
+// Dimension letters: N batch, C input channels, H W input height and width,
+// K output channels (filters), R S kernel height and width, P Q output height and
+// width, with   P = (H + 2*pad - R) / stride + 1,   Q = (W + 2*pad - S) / stride + 1.
+// Parameters use PyTorch's layout (Linear weight (out,in), Conv2d weight (K,C,R,S)),
+// so weights move between dlf and PyTorch state_dicts without transposes.
+
+DLFDEF dlf_tensor *dlf_linear(dlf_tape *t, dlf_tensor *x, dlf_tensor *w, dlf_tensor *b);
+    /* y (N,out) = x (N,in) W^T (in,out) + b (out,); b may be NULL */
+DLFDEF dlf_tensor *dlf_conv2d(dlf_tape *t, dlf_tensor *x, dlf_tensor *w, dlf_tensor *b, int stride, int pad);
+    /* y[n][k][p][q] = b[k] + sum_{c,r,s} w[k][c][r][s] * x[n][c][p*stride-pad+r][q*stride-pad+s]
+       (x (N,C,H,W), w (K,C,R,S), b (K,) or NULL, y (N,K,P,Q); outside x counts as 0).
+       Fast path: im2col + dlf_gemm over the whole batch; backward gemm + col2im. */
+DLFDEF dlf_tensor *dlf_conv2d_naive(dlf_tape *t, dlf_tensor *x, dlf_tensor *w, dlf_tensor *b, int stride, int pad);
+    /* the same by the seven direct loops, forward and backward: the reference */
+DLFDEF void dlf_im2col(const float *x, int N, int C, int H, int W, int R, int S, int stride, int pad,
+                       float *col);  /* col (C*R*S, N*P*Q): row (c,r,s), column (n,p,q) */
+DLFDEF void dlf_col2im(const float *col, int N, int C, int H, int W, int R, int S, int stride, int pad,
+                       float *x);    /* x (N,C,H,W) += the adjoint of im2col: patches summed back */
+DLFDEF dlf_tensor *dlf_leaky_relu(dlf_tape *t, dlf_tensor *x, float slope); /* y = x > 0 ? x : slope*x */
+DLFDEF dlf_tensor *dlf_general_relu(dlf_tape *t, dlf_tensor *x, float leak, float sub, float maxv);
+    /* the course's GeneralRelu: y = min(leaky_relu(x, leak) - sub, maxv).
+       maxv <= 0 or INFINITY means no clamp (the course's maxv=None); leak 0 is plain relu */
+DLFDEF dlf_tensor *dlf_softmax(dlf_tape *t, dlf_tensor *x, int axis);     /* y_i = e^x_i / sum_j e^x_j */
+DLFDEF dlf_tensor *dlf_log_softmax(dlf_tape *t, dlf_tensor *x, int axis); /* y_i = x_i - logsumexp_j x_j */
+DLFDEF dlf_tensor *dlf_maxpool2d(dlf_tape *t, dlf_tensor *x, int k, int stride, int pad);
+    /* y = max over each k x k window (N,C,H,W) -> (N,C,P,Q); padding never wins (-inf);
+       stride <= 0 means stride = k (PyTorch's default); pad <= k/2 */
+DLFDEF dlf_tensor *dlf_avgpool2d(dlf_tape *t, dlf_tensor *x, int k, int stride, int pad);
+    /* y = sum over each k x k window / (k*k): padding counts as zeros (PyTorch's
+       count_include_pad=True); stride <= 0 means k; pad <= k/2 */
+DLFDEF dlf_tensor *dlf_global_avgpool(dlf_tape *t, dlf_tensor *x); /* (N,C,H,W) -> (N,C), mean over H,W */
+DLFDEF dlf_tensor *dlf_flatten(dlf_tape *t, dlf_tensor *x);        /* (N,...) -> (N,rest), a view */
+DLFDEF dlf_tensor *dlf_embedding(dlf_tape *t, dlf_tensor *idx, dlf_tensor *w);
+    /* y[i] = w[idx[i]]: idx (N) or (N,L) row ids stored as floats, w (V,D) -> (N,D) or (N,L,D) */
+
+// Sequential: a list of layers run in order, like nn.Sequential. A dlf_layer is a
+// kind, the parameters it owns and its settings; dlf_layer_forward is one switch.
+typedef enum dlf_layer_kind {
+    DLF_LAYER_LINEAR = 0,     /* weight (out,in), bias (out) */
+    DLF_LAYER_CONV2D,         /* weight (K,C,R,S), bias (K); stride, pad */
+    DLF_LAYER_RELU,
+    DLF_LAYER_LEAKY_RELU,     /* leak */
+    DLF_LAYER_GENERAL_RELU,   /* leak, sub, maxv */
+    DLF_LAYER_SIGMOID,
+    DLF_LAYER_TANH,
+    DLF_LAYER_SOFTMAX,        /* over the last axis */
+    DLF_LAYER_LOG_SOFTMAX,    /* over the last axis */
+    DLF_LAYER_MAXPOOL2D,      /* k, stride, pad */
+    DLF_LAYER_AVGPOOL2D,      /* k, stride, pad */
+    DLF_LAYER_GLOBAL_AVGPOOL, /* (N,C,H,W) -> (N,C) */
+    DLF_LAYER_FLATTEN,        /* (N,...) -> (N,rest) */
+    DLF_LAYER_EMBEDDING       /* weight (V,D) */
+} dlf_layer_kind;
+
+typedef struct dlf_layer {
+    dlf_layer_kind kind;      /* which op dlf_layer_forward runs */
+    dlf_tensor *weight;       /* LINEAR (out,in), CONV2D (K,C,R,S), EMBEDDING (V,D); else NULL */
+    dlf_tensor *bias;         /* LINEAR (out,), CONV2D (K,); NULL when the layer has none */
+    int k;                    /* pooling window (k x k) */
+    int stride;               /* CONV2D and pooling */
+    int pad;                  /* CONV2D and pooling */
+    float leak;               /* LEAKY_RELU slope, GENERAL_RELU leak */
+    float sub;                /* GENERAL_RELU: subtracted after the leaky relu */
+    float maxv;               /* GENERAL_RELU: clamp (<= 0: none) */
+} dlf_layer;
+
+typedef struct dlf_seq {
+    dlf_layer *layers;        /* (n) in forward order; the seq owns their parameters */
+    int n;                    /* number of layers */
+    int cap;                  /* allocated length of layers */
+} dlf_seq;
+
+#define DLF_PARAM_NAME_MAX 32 /* "12.weight" fits easily */
+
+/* Constructors return the layer by value; parameters are heap tensors with grads,
+   initialized as PyTorch does (dlf_init_torch_default; Embedding N(0,1)). A NULL
+   weight after a parameterized constructor means out of memory (dlf_last_error). */
+DLFDEF dlf_layer dlf_layer_linear(int in, int out, int bias, dlf_rng *r);
+DLFDEF dlf_layer dlf_layer_conv2d(int c_in, int c_out, int ks, int stride, int pad, int bias, dlf_rng *r);
+DLFDEF dlf_layer dlf_layer_embedding(int vocab, int dim, dlf_rng *r);
+DLFDEF dlf_layer dlf_layer_simple(dlf_layer_kind kind);  /* RELU, SIGMOID, TANH, (LOG_)SOFTMAX, FLATTEN, GLOBAL_AVGPOOL */
+DLFDEF dlf_layer dlf_layer_leaky_relu(float slope);
+DLFDEF dlf_layer dlf_layer_general_relu(float leak, float sub, float maxv);
+DLFDEF dlf_layer dlf_layer_pool(dlf_layer_kind kind, int k, int stride, int pad); /* MAXPOOL2D, AVGPOOL2D */
+DLFDEF dlf_tensor *dlf_layer_forward(dlf_tape *t, const dlf_layer *l, dlf_tensor *x);
+DLFDEF void dlf_layer_free(dlf_layer *l);                /* frees its weight and bias */
+
+DLFDEF void dlf_seq_init(dlf_seq *s);                    /* empty */
+DLFDEF int  dlf_seq_add(dlf_seq *s, dlf_layer l);        /* DLF_OK; the seq takes l's parameters */
+DLFDEF void dlf_seq_free(dlf_seq *s);                    /* frees every layer's parameters */
+DLFDEF dlf_tensor *dlf_seq_forward(dlf_tape *t, const dlf_seq *s, dlf_tensor *x);
+DLFDEF dlf_tensor *dlf_seq_forward_n(dlf_tape *t, const dlf_seq *s, dlf_tensor *x, int n_layers); /* first n only */
+DLFDEF int  dlf_seq_params(const dlf_seq *s, dlf_tensor **params, char (*names)[DLF_PARAM_NAME_MAX], int cap);
+    /* the parameters in PyTorch state_dict order, named "0.weight", "0.bias", "2.weight" ...;
+       returns how many there are (fills at most cap; params and names may be NULL) */
+#ifndef DLF_NO_STDIO
+DLFDEF void dlf_seq_print(const dlf_seq *s);             /* one line per layer, PyTorch style */
+#endif
+
+// >>stage7_init -----------------------------------------------------------------
+// Where the first weights come from. A layer's output variance is
+//     Var(y) = fan_in * Var(w) * E[x^2]
+// so to keep activations at unit scale through depth, Var(w) must be about 1/fan_in
+// (Glorot & Bengio 2010), and 2/fan_in after a ReLU, which zeroes half of x
+// (He et al. 2015). fan_in = in * receptive field (R*S), fan_out = out * R*S.
+// See lessons/02a_why_sqrt5.c, lessons/02b_initializing.c and docs/init.md.
+
+typedef enum { DLF_FAN_IN = 0, DLF_FAN_OUT = 1 } dlf_fan_mode;
+
+DLFDEF int   dlf_fan(const dlf_tensor *w, dlf_fan_mode mode); /* shape[1 or 0] * prod(shape[2:]) */
+DLFDEF float dlf_kaiming_gain(float a);                       /* sqrt(2 / (1 + a^2)) */
+DLFDEF void dlf_init_uniform(dlf_tensor *w, dlf_rng *r, float lo, float hi);   /* U[lo, hi) */
+DLFDEF void dlf_init_normal(dlf_tensor *w, dlf_rng *r, float mean, float std); /* N(mean, std^2) */
+DLFDEF void dlf_init_xavier_uniform(dlf_tensor *w, dlf_rng *r, float gain);
+    /* U(-b, b), b = gain * sqrt(6 / (fan_in + fan_out)) */
+DLFDEF void dlf_init_xavier_normal(dlf_tensor *w, dlf_rng *r, float gain);
+    /* N(0, std^2), std = gain * sqrt(2 / (fan_in + fan_out)) */
+DLFDEF void dlf_init_kaiming_uniform(dlf_tensor *w, dlf_rng *r, float a, dlf_fan_mode mode);
+    /* U(-b, b), b = sqrt(3) * gain / sqrt(fan), gain = sqrt(2 / (1 + a^2)) */
+DLFDEF void dlf_init_kaiming_normal(dlf_tensor *w, dlf_rng *r, float a, dlf_fan_mode mode);
+    /* N(0, std^2), std = gain / sqrt(fan) */
+DLFDEF void dlf_init_torch_default(dlf_tensor *w, dlf_tensor *b, dlf_rng *r);
+    /* nn.Linear / nn.Conv2d reset_parameters: kaiming_uniform(a = sqrt(5)), which is
+       U(+-1/sqrt(fan_in)), and the bias U(+-1/sqrt(fan_in)); b may be NULL */
+
+// LSUV, layer-sequential unit-variance (Mishkin & Matas 2015, "All you need is a
+// good init"; the course's 07a): with a fixed batch, run the model, look at one
+// layer's output, subtract its mean from the bias and divide the weight by its std,
+// until mean ~ 0 and std ~ 1. Then the next layer.
+typedef dlf_tensor *(*dlf_lsuv_fn)(dlf_tape *t, void *user);
+    /* run the model forward on a fixed batch and return the output to normalize */
+
+typedef struct dlf_lsuv_cfg {
+    float tol;               /* stop when |mean| and |std - 1| are below (default 1e-3) */
+    int max_iter;            /* at most this many passes per phase, and rounds (default 10) */
+    int verbose;             /* print mean and std after each layer */
+} dlf_lsuv_cfg;
+
+DLFDEF int dlf_lsuv_init(dlf_tensor *w, dlf_tensor *b, dlf_lsuv_fn fn, void *user,
+                         const dlf_lsuv_cfg *cfg, float *mean_out, float *std_out);
+    /* b -= mean until |mean| < tol (skipped when b is NULL), then w /= std until
+       |std - 1| < tol; both again while the scaling moved the mean (at most
+       max_iter rounds); returns the number of forward passes; final stats in *_out */
+DLFDEF int dlf_seq_lsuv(dlf_seq *s, dlf_tensor *x, const dlf_lsuv_cfg *cfg);
+    /* every LINEAR/CONV2D layer in order, measured after its activation when one
+       follows it (as the course does); returns DLF_OK */
+
+// >>stage8_losses ---------------------------------------------------------------
+// Losses reduce to a 0-dim scalar, the mean over the batch (PyTorch's
+// reduction='mean'). Class targets are class ids stored as floats, (N,).
+
+DLFDEF dlf_tensor *dlf_mse_loss(dlf_tape *t, dlf_tensor *pred, dlf_tensor *target);
+    /* L = mean (pred - target)^2; the shapes must be equal (no broadcasting: (N,1)
+       against (N,) is the classic silent bug, so it is an error here) */
+DLFDEF dlf_tensor *dlf_l1_loss(dlf_tape *t, dlf_tensor *pred, dlf_tensor *target);  /* L = mean |pred - target| */
+DLFDEF dlf_tensor *dlf_nll_loss(dlf_tape *t, dlf_tensor *logp, dlf_tensor *target);
+    /* L = -1/N sum_i logp[i][target_i]; logp (N,C) log-probabilities, target (N,) */
+DLFDEF dlf_tensor *dlf_cross_entropy(dlf_tape *t, dlf_tensor *logits, dlf_tensor *target);
+    /* L = 1/N sum_i (logsumexp_j x[i][j] - x[i][target_i]) = nll(log_softmax(x)), fused;
+       dL/dx = (softmax(x) - onehot(target)) / N */
+DLFDEF dlf_tensor *dlf_bce_with_logits(dlf_tape *t, dlf_tensor *logits, dlf_tensor *target);
+    /* L = mean [max(x,0) - x*y + log(1 + e^-|x|)] = mean BCE(sigmoid(x), y), stable for any x */
+DLFDEF float dlf_accuracy(const dlf_tensor *logits, const dlf_tensor *target);
+    /* fraction of rows whose argmax (first on ties) equals the target; no tape */
 
 // >>stage11_optim ---------------------------------------------------------------
 // Stochastic gradient descent, the update of torch.optim.SGD exactly. For each
@@ -2042,10 +2213,23 @@ DLFDEF const char *dlf_op_name(dlf_op op)
     static const char *names[DLF_OP_COUNT] = {
         "none", "add", "sub", "mul", "div", "add_scalar", "mul_scalar", "pow_scalar",
         "neg", "exp", "log", "sqrt", "square", "abs", "relu", "sigmoid", "tanh",
-        "sum", "mean", "max", "var", "reshape", "matmul"
+        "sum", "mean", "max", "var", "reshape", "matmul",
+        "conv2d", "bias", "leaky_relu", "general_relu", "softmax", "log_softmax", "maxpool2d",
+        "avgpool2d", "embedding", "mse_loss", "l1_loss", "bce_with_logits", "nll_loss", "cross_entropy"
     };
     return (op >= 0 && op < DLF_OP_COUNT) ? names[op] : "?";
 }
+
+/* The backwards of the later stages, defined in their own sections below. */
+static void dlf__bias_backward(dlf_tape *t, dlf_node *nd);
+static void dlf__conv2d_backward(dlf_tape *t, dlf_node *nd);
+static void dlf__general_relu_backward(dlf_tape *t, dlf_node *nd);
+static void dlf__softmax_backward(dlf_tape *t, dlf_node *nd);
+static void dlf__pool_backward(dlf_tape *t, dlf_node *nd);
+static void dlf__embedding_backward(dlf_tape *t, dlf_node *nd);
+static void dlf__elem_loss_backward(dlf_tape *t, dlf_node *nd);
+static void dlf__nll_backward(dlf_tape *t, dlf_node *nd);
+static void dlf__cross_entropy_backward(dlf_tape *t, dlf_node *nd);
 
 /* Walk the tape backwards. Every node's output gradient is complete when its turn
    comes, because all the ops that used that output were recorded after it. */
@@ -2095,6 +2279,38 @@ DLFDEF void dlf_backward_seed(dlf_tape *t, dlf_tensor *out, const float *seed)
             break;
         case DLF_OP_MATMUL:
             dlf__matmul_backward(t, nd);
+            break;
+        case DLF_OP_CONV2D:
+            dlf__conv2d_backward(t, nd);
+            break;
+        case DLF_OP_BIAS:
+            dlf__bias_backward(t, nd);
+            break;
+        case DLF_OP_LEAKY_RELU:
+        case DLF_OP_GENERAL_RELU:
+            dlf__general_relu_backward(t, nd);
+            break;
+        case DLF_OP_SOFTMAX:
+        case DLF_OP_LOG_SOFTMAX:
+            dlf__softmax_backward(t, nd);
+            break;
+        case DLF_OP_MAXPOOL2D:
+        case DLF_OP_AVGPOOL2D:
+            dlf__pool_backward(t, nd);
+            break;
+        case DLF_OP_EMBEDDING:
+            dlf__embedding_backward(t, nd);
+            break;
+        case DLF_OP_MSE_LOSS:
+        case DLF_OP_L1_LOSS:
+        case DLF_OP_BCE_LOGITS:
+            dlf__elem_loss_backward(t, nd);
+            break;
+        case DLF_OP_NLL_LOSS:
+            dlf__nll_backward(t, nd);
+            break;
+        case DLF_OP_CROSS_ENTROPY:
+            dlf__cross_entropy_backward(t, nd);
             break;
         default:
             dlf__panic("dlf_backward: node %d has unknown op %d", i, (int)nd->op);
@@ -2251,6 +2467,1212 @@ DLFDEF int dlf_gradcheck(dlf_graph_fn fn, dlf_tensor **inputs, int n_inputs, voi
     if (rep) *rep = r;
     return r.n_failed == 0 && r.n_checked > 0;
 }
+
+// >>stage6_layers (implementation) ------------------------------------------------
+
+/* A layer's forward writes its bias in place into the output y (no extra pass over
+   memory) and records a separate DLF_OP_BIAS node on the same y: y[o][k][i] += b[k].
+   Both nodes only READ y's gradient in backward, so sharing y is safe.
+   (outer, K, inner) = (N, out, 1) for linear, (N, K, P*Q) for conv. */
+static void dlf__bias_add(dlf_tape *t, dlf_tensor *y, dlf_tensor *b, int outer, int K, int inner)
+{
+    dlf_node *nd;
+    int ok;
+    DLF__OMP(omp parallel for if (y->size > DLF__PAR_MIN))
+    for (ok = 0; ok < outer * K; ok++) {
+        float b_k = b->data[ok % K];
+        float *y_ok = y->data + (size_t)ok * inner;
+        int i;
+        for (i = 0; i < inner; i++) y_ok[i] += b_k;
+    }
+    nd = dlf__record(t, DLF_OP_BIAS, y, b, NULL);
+    if (nd) {
+        nd->iarg[0] = outer;
+        nd->iarg[1] = K;
+        nd->iarg[2] = inner;
+    }
+}
+
+/* Backward of the bias: in the forward pass this was y[o][k][i] += b[k], so
+     db[k] += sum_{o,i} g[o][k][i]
+   summed in double in (o, i) order; threads split k, so the order never changes. */
+static void dlf__bias_backward(dlf_tape *t, dlf_node *nd)
+{
+    float *gb = dlf__grad(t, nd->in[0]);
+    const float *g = nd->out->grad;
+    int outer = nd->iarg[0], K = nd->iarg[1], inner = nd->iarg[2], k;
+    if (!gb) return;
+    DLF__OMP(omp parallel for if (nd->out->size > DLF__PAR_MIN))
+    for (k = 0; k < K; k++) {
+        double acc = 0.0;
+        int o, i;
+        for (o = 0; o < outer; o++) {
+            const float *g_ok = g + ((size_t)o * K + k) * inner;
+            for (i = 0; i < inner; i++) acc += g_ok[i];
+        }
+        gb[k] += (float)acc;
+    }
+}
+
+// linear
+
+/* y (N,out) = x (N,in) W^T + b: a matmul with W transposed (PyTorch stores W as
+   (out,in)), then the bias. Backward is the matmul's and the bias's:
+     dx = g W,   dW = g^T x,   db = sum over rows of g. */
+DLFDEF dlf_tensor *dlf_linear(dlf_tape *t, dlf_tensor *x, dlf_tensor *w, dlf_tensor *b)
+{
+    dlf_tensor *y;
+    if (x->ndim != 2 || w->ndim != 2 || x->shape[1] != w->shape[1] ||
+        (b && (b->ndim != 1 || b->shape[0] != w->shape[0]))) {
+        char sx[64], sw[64], sb[64];
+        dlf__panic("dlf_linear: want x (N, in), w (out, in), b (out,) or NULL; got x %s, w %s, b %s",
+                   dlf_shape_str(x, sx, sizeof sx), dlf_shape_str(w, sw, sizeof sw),
+                   dlf_shape_str(b, sb, sizeof sb));
+        return NULL;
+    }
+    y = dlf_matmul_ex(t, x, w, 0, 1);
+    if (y && b) dlf__bias_add(t, y, b, y->shape[0], y->shape[1], 1);
+    return y;
+}
+
+// conv2d
+
+/* Check the shapes of a convolution and compute P, Q; a panic naming all of them. */
+static int dlf__conv_check(const char *op, const dlf_tensor *x, const dlf_tensor *w, const dlf_tensor *b,
+                           int stride, int pad, int *P, int *Q)
+{
+    const char *why = NULL;
+    if (x->ndim != 4 || w->ndim != 4) why = "want x (N, C, H, W) and w (K, C, R, S)";
+    else if (x->shape[1] != w->shape[1]) why = "x's channels C differ from w's (dim 1)";
+    else if (b && (b->ndim != 1 || b->shape[0] != w->shape[0])) why = "want b (K,) or NULL";
+    else if (stride < 1 || pad < 0) why = "want stride >= 1 and pad >= 0";
+    else if (x->shape[2] + 2 * pad < w->shape[2] || x->shape[3] + 2 * pad < w->shape[3])
+        why = "the kernel is larger than the padded input";
+    if (why) {
+        char sx[64], sw[64], sb[64];
+        dlf__panic("%s: %s; got x %s, w %s, b %s, stride %d, pad %d", op, why,
+                   dlf_shape_str(x, sx, sizeof sx), dlf_shape_str(w, sw, sizeof sw),
+                   dlf_shape_str(b, sb, sizeof sb), stride, pad);
+        return 0;
+    }
+    *P = (x->shape[2] + 2 * pad - w->shape[2]) / stride + 1;
+    *Q = (x->shape[3] + 2 * pad - w->shape[3]) / stride + 1;
+    return 1;
+}
+
+/* im2col: copy every receptive field of x into a column, so that the convolution
+   becomes ONE matrix product  Y (K, N*P*Q) = W (K, C*R*S) @ col (C*R*S, N*P*Q).
+     col[(c*R + r)*S + s][(n*P + p)*Q + q] = x[n][c][p*stride - pad + r][q*stride - pad + s]
+   (0 where that falls in the padding). Threads split the rows: disjoint writes. */
+DLFDEF void dlf_im2col(const float *x, int N, int C, int H, int W, int R, int S, int stride, int pad,
+                       float *col)
+{
+    int P = (H + 2 * pad - R) / stride + 1, Q = (W + 2 * pad - S) / stride + 1;
+    size_t NPQ = (size_t)N * P * Q;
+    int row, rows = C * R * S;
+    DLF__OMP(omp parallel for if ((size_t)rows * NPQ > DLF__PAR_MIN))
+    for (row = 0; row < rows; row++) {
+        int c = row / (R * S), r = (row / S) % R, s = row % S;
+        float *col_row = col + (size_t)row * NPQ;
+        int n, p, q, q0, q1;
+        /* the q with 0 <= q*stride - pad + s < W form one range [q0, q1) */
+        for (q0 = 0; q0 < Q && q0 * stride - pad + s < 0; q0++) {}
+        for (q1 = Q; q1 > q0 && (q1 - 1) * stride - pad + s >= W; q1--) {}
+        for (n = 0; n < N; n++) {
+            const float *x_nc = x + ((size_t)n * C + c) * H * W;
+            for (p = 0; p < P; p++) {
+                int h = p * stride - pad + r;
+                float *dst = col_row + ((size_t)n * P + p) * Q;
+                const float *x_h = x_nc + (size_t)h * W;
+                if (h < 0 || h >= H) {
+                    memset(dst, 0, (size_t)Q * sizeof(float));
+                    continue;
+                }
+                if (stride == 1 && pad == 0) {  /* the common inner case: a plain copy */
+                    memcpy(dst, x_h + s, (size_t)Q * sizeof(float));
+                    continue;
+                }
+                for (q = 0; q < q0; q++) dst[q] = 0.0f;           /* left padding */
+                for (q = q0; q < q1; q++) dst[q] = x_h[q * stride - pad + s];
+                for (q = q1; q < Q; q++) dst[q] = 0.0f;           /* right padding */
+            }
+        }
+    }
+}
+
+/* col2im, the adjoint of im2col: every column entry is added back into the pixel it
+   was copied from (overlapping windows add up). x += col2im(col). Threads split the
+   (n, c) planes; inside a plane the additions run in a fixed (r, s, p, q) order. */
+DLFDEF void dlf_col2im(const float *col, int N, int C, int H, int W, int R, int S, int stride, int pad,
+                       float *x)
+{
+    int P = (H + 2 * pad - R) / stride + 1, Q = (W + 2 * pad - S) / stride + 1;
+    size_t NPQ = (size_t)N * P * Q;
+    int nc;
+    DLF__OMP(omp parallel for if ((size_t)C * R * S * NPQ > DLF__PAR_MIN))
+    for (nc = 0; nc < N * C; nc++) {
+        int n = nc / C, c = nc % C, r, s, p, q;
+        float *x_nc = x + (size_t)nc * H * W;
+        for (r = 0; r < R; r++)
+        for (s = 0; s < S; s++) {
+            const float *col_n = col + (size_t)((c * R + r) * S + s) * NPQ + (size_t)n * P * Q;
+            for (p = 0; p < P; p++) {
+                int h = p * stride - pad + r;
+                const float *src = col_n + (size_t)p * Q;
+                float *x_h = x_nc + (size_t)h * W;
+                if (h < 0 || h >= H) continue;
+                for (q = 0; q < Q; q++) {
+                    int w = q * stride - pad + s;
+                    if (w >= 0 && w < W) x_h[w] += src[q];
+                }
+            }
+        }
+    }
+}
+
+/* The fast convolution: im2col over the whole batch, one big gemm, then the result
+   (K, N, P*Q) is reordered to NCHW (N, K, P*Q). col stays in the arena for backward
+   (node aux); the gemm output lives in the tape's scratch workspace. */
+DLFDEF dlf_tensor *dlf_conv2d(dlf_tape *t, dlf_tensor *x, dlf_tensor *w, dlf_tensor *b, int stride, int pad)
+{
+    int N, C, H, W, K, R, S, P, Q, CRS, shape[4], cshape[2], nk;
+    size_t PQ, NPQ;
+    dlf_tensor *y, *col;
+    float *ybuf, *work;
+    dlf_node *nd;
+    if (!dlf__conv_check("dlf_conv2d", x, w, b, stride, pad, &P, &Q)) return NULL;
+    N = x->shape[0]; C = x->shape[1]; H = x->shape[2]; W = x->shape[3];
+    K = w->shape[0]; R = w->shape[2]; S = w->shape[3];
+    CRS = C * R * S;
+    PQ = (size_t)P * Q;
+    NPQ = (size_t)N * PQ;
+    shape[0] = N; shape[1] = K; shape[2] = P; shape[3] = Q;
+    cshape[0] = CRS; cshape[1] = N * P * Q;
+    y = dlf__out(t, 4, shape);
+    col = dlf__out(t, 2, cshape);                       /* (C*R*S, N*P*Q) */
+    if (!y || !col) return NULL;
+    dlf_im2col(x->data, N, C, H, W, R, S, stride, pad, col->data);
+    ybuf = dlf__tape_scratch(t, (size_t)K * NPQ + dlf_gemm_fast_scratch(K, (int)NPQ, CRS));
+    if (!ybuf) return NULL;
+    work = ybuf + (size_t)K * NPQ;                      /* ybuf (K, N*P*Q), then gemm packing */
+    dlf_gemm(0, 0, K, (int)NPQ, CRS, w->data, col->data, ybuf, 0, work);
+    DLF__OMP(omp parallel for if (y->size > DLF__PAR_MIN))
+    for (nk = 0; nk < N * K; nk++) {                    /* (K, N, PQ) -> (N, K, PQ) */
+        int n = nk / K, k = nk % K;
+        memcpy(y->data + (size_t)nk * PQ, ybuf + (size_t)k * NPQ + (size_t)n * PQ, PQ * sizeof(float));
+    }
+    nd = dlf__record(t, DLF_OP_CONV2D, y, x, w);
+    if (nd) {
+        nd->iarg[0] = stride;
+        nd->iarg[1] = pad;
+        nd->iarg[2] = 0;     /* 0: fast path (col in aux), 1: naive */
+        nd->aux = col;
+    }
+    if (b) dlf__bias_add(t, y, b, N, K, P * Q);
+    return y;
+}
+
+/* The reference: seven loops straight from the formula, one output at a time. */
+DLFDEF dlf_tensor *dlf_conv2d_naive(dlf_tape *t, dlf_tensor *x, dlf_tensor *w, dlf_tensor *b, int stride, int pad)
+{
+    int N, C, H, W, K, R, S, P, Q, shape[4], n, k, p, q, c, r, s;
+    dlf_tensor *y;
+    dlf_node *nd;
+    if (!dlf__conv_check("dlf_conv2d_naive", x, w, b, stride, pad, &P, &Q)) return NULL;
+    N = x->shape[0]; C = x->shape[1]; H = x->shape[2]; W = x->shape[3];
+    K = w->shape[0]; R = w->shape[2]; S = w->shape[3];
+    shape[0] = N; shape[1] = K; shape[2] = P; shape[3] = Q;
+    y = dlf__out(t, 4, shape);
+    if (!y) return NULL;
+    for (n = 0; n < N; n++)
+    for (k = 0; k < K; k++)
+    for (p = 0; p < P; p++)
+    for (q = 0; q < Q; q++) {
+        float acc = 0.0f;
+        for (c = 0; c < C; c++)
+        for (r = 0; r < R; r++)
+        for (s = 0; s < S; s++) {
+            int h = p * stride - pad + r, ww = q * stride - pad + s;
+            if (h < 0 || h >= H || ww < 0 || ww >= W) continue;
+            acc += w->data[((k * C + c) * R + r) * S + s] * x->data[(((size_t)n * C + c) * H + h) * W + ww];
+        }
+        y->data[(((size_t)n * K + k) * P + p) * Q + q] = acc;
+    }
+    nd = dlf__record(t, DLF_OP_CONV2D, y, x, w);
+    if (nd) {
+        nd->iarg[0] = stride;
+        nd->iarg[1] = pad;
+        nd->iarg[2] = 1;
+    }
+    if (b) dlf__bias_add(t, y, b, N, K, P * Q);
+    return y;
+}
+
+/* Naive backward: in the forward pass every output did
+     y[n][k][p][q] += w[k][c][r][s] * x[n][c][h][w]      (h = p*stride-pad+r ...)
+   so with g = dL/dy[n][k][p][q]:  dx[n][c][h][w] += g * w[k][c][r][s],
+                                   dw[k][c][r][s] += g * x[n][c][h][w]. */
+static void dlf__conv2d_naive_backward(dlf_tape *t, dlf_node *nd)
+{
+    dlf_tensor *x = nd->in[0], *w = nd->in[1], *y = nd->out;
+    int stride = nd->iarg[0], pad = nd->iarg[1];
+    int N = x->shape[0], C = x->shape[1], H = x->shape[2], W = x->shape[3];
+    int K = w->shape[0], R = w->shape[2], S = w->shape[3], P = y->shape[2], Q = y->shape[3];
+    float *gx = dlf__grad(t, x), *gw = dlf__grad(t, w);
+    int n, k, p, q, c, r, s;
+    for (n = 0; n < N; n++)
+    for (k = 0; k < K; k++)
+    for (p = 0; p < P; p++)
+    for (q = 0; q < Q; q++) {
+        float g = y->grad[(((size_t)n * K + k) * P + p) * Q + q];
+        for (c = 0; c < C; c++)
+        for (r = 0; r < R; r++)
+        for (s = 0; s < S; s++) {
+            int h = p * stride - pad + r, ww = q * stride - pad + s;
+            size_t ix = (((size_t)n * C + c) * H + h) * W + ww;
+            int iw = ((k * C + c) * R + r) * S + s;
+            if (h < 0 || h >= H || ww < 0 || ww >= W) continue;
+            if (gx) gx[ix] += g * w->data[iw];
+            if (gw) gw[iw] += g * x->data[ix];
+        }
+    }
+}
+
+/* Fast backward. In the forward pass this was Y = W @ col with Y (K, N*P*Q), so
+     dW (K, C*R*S) += dY @ col^T          (computed as dW^T = col @ dY^T: the big
+                                           col is then the A operand, packed row-wise)
+     dcol (C*R*S, N*P*Q) = W^T @ dY,  dx += col2im(dcol)
+   dY is y's gradient reordered from (N, K, PQ) to (K, N, PQ). All three buffers
+   (dY, dcol, gemm packing) come from the tape's scratch workspace. */
+static void dlf__conv2d_backward(dlf_tape *t, dlf_node *nd)
+{
+    dlf_tensor *x = nd->in[0], *w = nd->in[1], *y = nd->out, *col = nd->aux;
+    int stride = nd->iarg[0], pad = nd->iarg[1];
+    int N = x->shape[0], C = x->shape[1], H = x->shape[2], W = x->shape[3];
+    int K = w->shape[0], R = w->shape[2], S = w->shape[3], P = y->shape[2], Q = y->shape[3];
+    int CRS = C * R * S, nk;
+    size_t PQ = (size_t)P * Q, NPQ = (size_t)N * P * Q, ws1, ws2;
+    float *gx, *gw, *dy, *dcol, *work;
+    if (nd->iarg[2]) {
+        dlf__conv2d_naive_backward(t, nd);
+        return;
+    }
+    gx = dlf__grad(t, x);
+    gw = dlf__grad(t, w);
+    ws1 = dlf_gemm_fast_scratch(CRS, K, (int)NPQ);
+    ws2 = dlf_gemm_fast_scratch(CRS, (int)NPQ, K);
+    dy = dlf__tape_scratch(t, (size_t)K * NPQ + (size_t)CRS * (gx ? NPQ : (size_t)K) + (ws1 > ws2 ? ws1 : ws2));
+    if (!dy) return;
+    dcol = dy + (size_t)K * NPQ;                          /* (C*R*S, N*P*Q), first dW^T (C*R*S, K) */
+    work = dcol + (size_t)CRS * (gx ? NPQ : (size_t)K);
+    DLF__OMP(omp parallel for if (y->size > DLF__PAR_MIN))
+    for (nk = 0; nk < N * K; nk++) {                      /* (N, K, PQ) -> (K, N, PQ) */
+        int n = nk / K, k = nk % K;
+        memcpy(dy + (size_t)k * NPQ + (size_t)n * PQ, y->grad + (size_t)nk * PQ, PQ * sizeof(float));
+    }
+    if (gw) {                                             /* dW^T (CRS, K) = col @ dY^T */
+        int k, crs;
+        dlf_gemm(0, 1, CRS, K, (int)NPQ, col->data, dy, dcol, 0, work);
+        for (k = 0; k < K; k++)
+            for (crs = 0; crs < CRS; crs++) gw[(size_t)k * CRS + crs] += dcol[(size_t)crs * K + k];
+    }
+    if (gx) {
+        dlf_gemm(1, 0, CRS, (int)NPQ, K, w->data, dy, dcol, 0, work);
+        dlf_col2im(dcol, N, C, H, W, R, S, stride, pad, gx);
+    }
+}
+
+// activations
+
+/* leaky_relu and general_relu share one forward:
+     v = x > 0 ? x : leak * x;   v = v - sub;   y = min(v, maxv)   (maxv = INFINITY: no clamp) */
+static dlf_tensor *dlf__general_relu(dlf_tape *t, dlf_op op, dlf_tensor *x, float leak, float sub, float maxv)
+{
+    dlf_tensor *y = dlf__out(t, x->ndim, x->shape);
+    dlf_node *nd;
+    int i;
+    if (!y) return NULL;
+    DLF__OMP(omp parallel for if (x->size > DLF__PAR_MIN))
+    for (i = 0; i < x->size; i++) {
+        float xi = x->data[i];
+        float v = xi > 0.0f ? xi : leak * xi;
+        v = v - sub;
+        y->data[i] = v > maxv ? maxv : v;
+    }
+    nd = dlf__record(t, op, y, x, NULL);
+    if (nd) {
+        nd->farg[0] = leak;
+        nd->farg[1] = maxv;
+    }
+    return y;
+}
+
+DLFDEF dlf_tensor *dlf_leaky_relu(dlf_tape *t, dlf_tensor *x, float slope)
+{
+    return dlf__general_relu(t, DLF_OP_LEAKY_RELU, x, slope, 0.0f, INFINITY);
+}
+
+DLFDEF dlf_tensor *dlf_general_relu(dlf_tape *t, dlf_tensor *x, float leak, float sub, float maxv)
+{
+    return dlf__general_relu(t, DLF_OP_GENERAL_RELU, x, leak, sub, maxv > 0.0f ? maxv : INFINITY);
+}
+
+/* Backward: dy/dx = (x > 0 ? 1 : leak), times 0 where the clamp held y at maxv
+   (the subtraction of sub does not change the slope). At x = 0 and at y = maxv
+   the function has kinks; we take the slopes leak and 0 there. */
+static void dlf__general_relu_backward(dlf_tape *t, dlf_node *nd)
+{
+    dlf_tensor *x = nd->in[0], *y = nd->out;
+    float *gx = dlf__grad(t, x);
+    float leak = nd->farg[0], maxv = nd->farg[1];
+    int i;
+    if (!gx) return;
+    for (i = 0; i < x->size; i++) {
+        float slope = x->data[i] > 0.0f ? 1.0f : leak;
+        float clamped = y->data[i] == maxv ? 0.0f : 1.0f;
+        gx[i] += y->grad[i] * slope * clamped;
+    }
+}
+
+// softmax and log_softmax
+
+/* Along one axis, viewed as (outer, n, inner) like the reductions. With m = max_j x_j,
+     logsumexp(x) = m + log sum_j e^(x_j - m)      (no e^x overflows: every x_j - m <= 0)
+     softmax_i = e^(x_i - m) / sum_j e^(x_j - m),   log_softmax_i = x_i - logsumexp(x). */
+static dlf_tensor *dlf__softmax(dlf_tape *t, dlf_op op, dlf_tensor *x, int axis, const char *name)
+{
+    int outer, n, inner, ndim, shape[4] = {1, 1, 1, 1}, o;
+    dlf_tensor *y;
+    dlf_node *nd;
+    if (!dlf__reduce_setup(name, x, axis, 1, &outer, &n, &inner, &ndim, shape)) return NULL;
+    y = dlf__out(t, x->ndim, x->shape);
+    if (!y) return NULL;
+    DLF__OMP(omp parallel for if (x->size > DLF__PAR_MIN))
+    for (o = 0; o < outer; o++) {
+        int i, k;
+        for (i = 0; i < inner; i++) {
+            const float *x_oi = x->data + (size_t)o * n * inner + i;
+            float *y_oi = y->data + (size_t)o * n * inner + i;
+            float m = x_oi[0];
+            double sum = 0.0;
+            float lse;
+            for (k = 1; k < n; k++) m = x_oi[k * inner] > m ? x_oi[k * inner] : m;
+            for (k = 0; k < n; k++) sum += exp((double)x_oi[k * inner] - m);
+            lse = m + (float)log(sum);
+            for (k = 0; k < n; k++) {
+                float logp = x_oi[k * inner] - lse;
+                y_oi[k * inner] = op == DLF_OP_SOFTMAX ? expf(logp) : logp;
+            }
+        }
+    }
+    nd = dlf__record(t, op, y, x, NULL);
+    if (nd) {
+        nd->iarg[0] = outer;
+        nd->iarg[1] = n;
+        nd->iarg[2] = inner;
+    }
+    return y;
+}
+
+DLFDEF dlf_tensor *dlf_softmax(dlf_tape *t, dlf_tensor *x, int axis)
+{
+    return dlf__softmax(t, DLF_OP_SOFTMAX, x, axis, "dlf_softmax");
+}
+
+DLFDEF dlf_tensor *dlf_log_softmax(dlf_tape *t, dlf_tensor *x, int axis)
+{
+    return dlf__softmax(t, DLF_OP_LOG_SOFTMAX, x, axis, "dlf_log_softmax");
+}
+
+/* Backward, g = dL/dy along the axis:
+     softmax:      dy_i/dx_j = y_i (delta_ij - y_j)  ->  dx_j += y_j (g_j - sum_i g_i y_i)
+     log_softmax:  dy_i/dx_j = delta_ij - softmax_j  ->  dx_j += g_j - e^(y_j) sum_i g_i */
+static void dlf__softmax_backward(dlf_tape *t, dlf_node *nd)
+{
+    dlf_tensor *x = nd->in[0], *y = nd->out;
+    float *gx = dlf__grad(t, x);
+    int outer = nd->iarg[0], n = nd->iarg[1], inner = nd->iarg[2], o, i, k;
+    if (!gx) return;
+    for (o = 0; o < outer; o++)
+    for (i = 0; i < inner; i++) {
+        size_t base = (size_t)o * n * inner + i;
+        const float *y_oi = y->data + base, *g_oi = y->grad + base;
+        float *gx_oi = gx + base;
+        double dot = 0.0;
+        if (nd->op == DLF_OP_SOFTMAX) {
+            for (k = 0; k < n; k++) dot += (double)g_oi[k * inner] * y_oi[k * inner];
+            for (k = 0; k < n; k++) gx_oi[k * inner] += y_oi[k * inner] * (g_oi[k * inner] - (float)dot);
+        } else {
+            for (k = 0; k < n; k++) dot += g_oi[k * inner];
+            for (k = 0; k < n; k++) gx_oi[k * inner] += g_oi[k * inner] - expf(y_oi[k * inner]) * (float)dot;
+        }
+    }
+}
+
+// pooling
+
+static int dlf__pool_check(const char *op, const dlf_tensor *x, int k, int *stride, int pad, int *P, int *Q)
+{
+    const char *why = NULL;
+    if (*stride <= 0) *stride = k;
+    if (x->ndim != 4) why = "want x (N, C, H, W)";
+    else if (k < 1 || pad < 0 || pad > k / 2) why = "want k >= 1 and 0 <= pad <= k/2";
+    else if (x->shape[2] + 2 * pad < k || x->shape[3] + 2 * pad < k) why = "the window is larger than the padded input";
+    if (why) {
+        char sx[64];
+        dlf__panic("%s: %s; got x %s, k %d, stride %d, pad %d", op, why,
+                   dlf_shape_str(x, sx, sizeof sx), k, *stride, pad);
+        return 0;
+    }
+    *P = (x->shape[2] + 2 * pad - k) / *stride + 1;
+    *Q = (x->shape[3] + 2 * pad - k) / *stride + 1;
+    return 1;
+}
+
+/* Max and average pooling, one (n, c) plane at a time (threads split planes).
+     max: y[p][q] = max over the window of x; the winner's index in the plane is
+          kept in aux for backward (ties: the first; NaN wins, like PyTorch)
+     avg: y[p][q] = sum over the window of x / (k*k)   (padding counts as 0) */
+static dlf_tensor *dlf__pool(dlf_tape *t, dlf_op op, dlf_tensor *x, int k, int stride, int pad, const char *name)
+{
+    int P, Q, H, W, shape[4], pl, planes;
+    dlf_tensor *y, *idx = NULL;
+    dlf_node *nd;
+    if (!dlf__pool_check(name, x, k, &stride, pad, &P, &Q)) return NULL;
+    H = x->shape[2];
+    W = x->shape[3];
+    planes = x->shape[0] * x->shape[1];
+    shape[0] = x->shape[0]; shape[1] = x->shape[1]; shape[2] = P; shape[3] = Q;
+    y = dlf__out(t, 4, shape);
+    if (!y) return NULL;
+    if (op == DLF_OP_MAXPOOL2D) {
+        idx = dlf__out(t, 4, shape);                     /* (N,C,P,Q) flat h*W+w, as floats */
+        if (!idx) return NULL;
+    }
+    DLF__OMP(omp parallel for if (x->size > DLF__PAR_MIN))
+    for (pl = 0; pl < planes; pl++) {
+        const float *x_pl = x->data + (size_t)pl * H * W;
+        float *y_pl = y->data + (size_t)pl * P * Q;
+        int p, q, i, j;
+        for (p = 0; p < P; p++)
+        for (q = 0; q < Q; q++) {
+            float best = -INFINITY;
+            int besti = -1;
+            double sum = 0.0;
+            for (i = 0; i < k; i++)
+            for (j = 0; j < k; j++) {
+                int h = p * stride - pad + i, w = q * stride - pad + j;
+                float v;
+                if (h < 0 || h >= H || w < 0 || w >= W) continue;
+                v = x_pl[h * W + w];
+                sum += v;
+                if (besti < 0 || v > best || (v != v && best == best)) {
+                    best = v;
+                    besti = h * W + w;
+                }
+            }
+            if (idx) {
+                y_pl[p * Q + q] = best;
+                idx->data[(size_t)pl * P * Q + p * Q + q] = (float)besti;
+            } else {
+                y_pl[p * Q + q] = (float)(sum / (k * k));
+            }
+        }
+    }
+    nd = dlf__record(t, op, y, x, NULL);
+    if (nd) {
+        nd->iarg[0] = k;
+        nd->iarg[1] = stride;
+        nd->iarg[2] = pad;
+        nd->aux = idx;
+    }
+    return y;
+}
+
+DLFDEF dlf_tensor *dlf_maxpool2d(dlf_tape *t, dlf_tensor *x, int k, int stride, int pad)
+{
+    return dlf__pool(t, DLF_OP_MAXPOOL2D, x, k, stride, pad, "dlf_maxpool2d");
+}
+
+DLFDEF dlf_tensor *dlf_avgpool2d(dlf_tape *t, dlf_tensor *x, int k, int stride, int pad)
+{
+    return dlf__pool(t, DLF_OP_AVGPOOL2D, x, k, stride, pad, "dlf_avgpool2d");
+}
+
+/* Backward of pooling, g = dL/dy[p][q]:
+     max: dx[winner] += g              (only the winner moved y)
+     avg: dx[h][w] += g / (k*k)        for every in-bounds (h, w) of the window
+   Threads split planes; inside a plane the order is fixed. */
+static void dlf__pool_backward(dlf_tape *t, dlf_node *nd)
+{
+    dlf_tensor *x = nd->in[0], *y = nd->out;
+    float *gx = dlf__grad(t, x);
+    int k = nd->iarg[0], stride = nd->iarg[1], pad = nd->iarg[2];
+    int H = x->shape[2], W = x->shape[3], P = y->shape[2], Q = y->shape[3];
+    int pl, planes = x->shape[0] * x->shape[1];
+    if (!gx) return;
+    DLF__OMP(omp parallel for if (x->size > DLF__PAR_MIN))
+    for (pl = 0; pl < planes; pl++) {
+        float *gx_pl = gx + (size_t)pl * H * W;
+        const float *g_pl = y->grad + (size_t)pl * P * Q;
+        int p, q, i, j;
+        for (p = 0; p < P; p++)
+        for (q = 0; q < Q; q++) {
+            float g = g_pl[p * Q + q];
+            if (nd->op == DLF_OP_MAXPOOL2D) {
+                gx_pl[(int)nd->aux->data[(size_t)pl * P * Q + p * Q + q]] += g;
+                continue;
+            }
+            for (i = 0; i < k; i++)
+            for (j = 0; j < k; j++) {
+                int h = p * stride - pad + i, w = q * stride - pad + j;
+                if (h < 0 || h >= H || w < 0 || w >= W) continue;
+                gx_pl[h * W + w] += g / (float)(k * k);
+            }
+        }
+    }
+}
+
+/* Global average pooling is a mean over the pixels of each plane:
+   view (N,C,H,W) as (N,C,H*W) and take the mean over the last axis. */
+DLFDEF dlf_tensor *dlf_global_avgpool(dlf_tape *t, dlf_tensor *x)
+{
+    int shape[3];
+    dlf_tensor *v;
+    if (x->ndim != 4) {
+        char sx[64];
+        dlf__panic("dlf_global_avgpool: want x (N, C, H, W), got %s", dlf_shape_str(x, sx, sizeof sx));
+        return NULL;
+    }
+    shape[0] = x->shape[0];
+    shape[1] = x->shape[1];
+    shape[2] = x->shape[2] * x->shape[3];
+    v = dlf_reshape(t, x, 3, shape);
+    return v ? dlf_mean(t, v, 2, 0) : NULL;
+}
+
+/* Flatten keeps the batch dim and views the rest as one row: a reshape to (N, -1). */
+DLFDEF dlf_tensor *dlf_flatten(dlf_tape *t, dlf_tensor *x)
+{
+    int shape[2];
+    if (x->ndim < 1) {
+        dlf__panic("dlf_flatten: want x (N, ...), got a 0-dim tensor");
+        return NULL;
+    }
+    shape[0] = x->shape[0];
+    shape[1] = x->shape[0] ? x->size / x->shape[0] : 0;
+    return dlf_reshape(t, x, 2, shape);
+}
+
+// embedding
+
+/* Read class/row id i of `ids` as an int, checking it is a whole number in [0, n). */
+static int dlf__index_at(const char *op, const dlf_tensor *ids, int i, int n)
+{
+    float v = ids->data[i];
+    int id = (int)v;
+    if (!(v >= 0.0f && v < (float)n) || (float)id != v) {
+        char s[64];
+        dlf__panic("%s: index %d of %s is %g, not a whole number in 0..%d", op, i,
+                   dlf_shape_str(ids, s, sizeof s), (double)v, n - 1);
+        return -1;
+    }
+    return id;
+}
+
+/* y[i][:] = w[idx[i]][:] : a lookup table, the same as onehot(idx) @ w but without
+   building the one-hot matrix. */
+DLFDEF dlf_tensor *dlf_embedding(dlf_tape *t, dlf_tensor *idx, dlf_tensor *w)
+{
+    int shape[3], i, D;
+    dlf_tensor *y;
+    if (w->ndim != 2 || idx->ndim < 1 || idx->ndim > 2) {
+        char si[64], sw[64];
+        dlf__panic("dlf_embedding: want idx (N,) or (N, L) and w (V, D); got idx %s, w %s",
+                   dlf_shape_str(idx, si, sizeof si), dlf_shape_str(w, sw, sizeof sw));
+        return NULL;
+    }
+    D = w->shape[1];
+    for (i = 0; i < idx->ndim; i++) shape[i] = idx->shape[i];
+    shape[idx->ndim] = D;
+    y = dlf__out(t, idx->ndim + 1, shape);
+    if (!y) return NULL;
+    for (i = 0; i < idx->size; i++) {
+        int row = dlf__index_at("dlf_embedding", idx, i, w->shape[0]);
+        if (row < 0) return NULL;
+        memcpy(y->data + (size_t)i * D, w->data + (size_t)row * D, (size_t)D * sizeof(float));
+    }
+    dlf__record(t, DLF_OP_EMBEDDING, y, idx, w);
+    return y;
+}
+
+/* Backward: every use of row idx[i] adds its gradient back, dw[idx[i]] += g[i];
+   serial, so repeated ids add in index order. idx gets no gradient. */
+static void dlf__embedding_backward(dlf_tape *t, dlf_node *nd)
+{
+    dlf_tensor *idx = nd->in[0], *w = nd->in[1];
+    float *gw = dlf__grad(t, w);
+    int i, j, D = w->shape[1];
+    if (!gw) return;
+    for (i = 0; i < idx->size; i++) {
+        float *gw_row = gw + (size_t)idx->data[i] * D;
+        const float *g_i = nd->out->grad + (size_t)i * D;
+        for (j = 0; j < D; j++) gw_row[j] += g_i[j];
+    }
+}
+
+// sequential
+
+static dlf_layer dlf__layer_zero(dlf_layer_kind kind)
+{
+    dlf_layer l;
+    memset(&l, 0, sizeof l);
+    l.kind = kind;
+    return l;
+}
+
+DLFDEF dlf_layer dlf_layer_linear(int in, int out, int bias, dlf_rng *r)
+{
+    dlf_layer l = dlf__layer_zero(DLF_LAYER_LINEAR);
+    int ws[2];
+    ws[0] = out;
+    ws[1] = in;
+    l.weight = dlf_param_new(2, ws);
+    if (bias) l.bias = dlf_param_new(1, &out);
+    if (!l.weight || (bias && !l.bias)) {
+        dlf_layer_free(&l);
+        return l;
+    }
+    dlf_init_torch_default(l.weight, l.bias, r);
+    return l;
+}
+
+DLFDEF dlf_layer dlf_layer_conv2d(int c_in, int c_out, int ks, int stride, int pad, int bias, dlf_rng *r)
+{
+    dlf_layer l = dlf__layer_zero(DLF_LAYER_CONV2D);
+    int ws[4];
+    ws[0] = c_out; ws[1] = c_in; ws[2] = ks; ws[3] = ks;
+    l.stride = stride;
+    l.pad = pad;
+    l.k = ks;
+    l.weight = dlf_param_new(4, ws);
+    if (bias) l.bias = dlf_param_new(1, &c_out);
+    if (!l.weight || (bias && !l.bias)) {
+        dlf_layer_free(&l);
+        return l;
+    }
+    dlf_init_torch_default(l.weight, l.bias, r);
+    return l;
+}
+
+DLFDEF dlf_layer dlf_layer_embedding(int vocab, int dim, dlf_rng *r)
+{
+    dlf_layer l = dlf__layer_zero(DLF_LAYER_EMBEDDING);
+    int ws[2];
+    ws[0] = vocab;
+    ws[1] = dim;
+    l.weight = dlf_param_new(2, ws);
+    if (l.weight) dlf_init_normal(l.weight, r, 0.0f, 1.0f);
+    return l;
+}
+
+DLFDEF dlf_layer dlf_layer_simple(dlf_layer_kind kind) { return dlf__layer_zero(kind); }
+
+DLFDEF dlf_layer dlf_layer_leaky_relu(float slope)
+{
+    dlf_layer l = dlf__layer_zero(DLF_LAYER_LEAKY_RELU);
+    l.leak = slope;
+    return l;
+}
+
+DLFDEF dlf_layer dlf_layer_general_relu(float leak, float sub, float maxv)
+{
+    dlf_layer l = dlf__layer_zero(DLF_LAYER_GENERAL_RELU);
+    l.leak = leak;
+    l.sub = sub;
+    l.maxv = maxv;
+    return l;
+}
+
+DLFDEF dlf_layer dlf_layer_pool(dlf_layer_kind kind, int k, int stride, int pad)
+{
+    dlf_layer l = dlf__layer_zero(kind);
+    l.k = k;
+    l.stride = stride;
+    l.pad = pad;
+    return l;
+}
+
+DLFDEF void dlf_layer_free(dlf_layer *l)
+{
+    if (l->weight) dlf_tensor_free(l->weight);
+    if (l->bias) dlf_tensor_free(l->bias);
+    l->weight = NULL;
+    l->bias = NULL;
+}
+
+/* One layer's forward: a plain switch, so `step` in a debugger lands in the op. */
+DLFDEF dlf_tensor *dlf_layer_forward(dlf_tape *t, const dlf_layer *l, dlf_tensor *x)
+{
+    if (!x) return NULL;
+    switch (l->kind) {
+    case DLF_LAYER_LINEAR: return dlf_linear(t, x, l->weight, l->bias);
+    case DLF_LAYER_CONV2D: return dlf_conv2d(t, x, l->weight, l->bias, l->stride, l->pad);
+    case DLF_LAYER_RELU: return dlf_relu(t, x);
+    case DLF_LAYER_LEAKY_RELU: return dlf_leaky_relu(t, x, l->leak);
+    case DLF_LAYER_GENERAL_RELU: return dlf_general_relu(t, x, l->leak, l->sub, l->maxv);
+    case DLF_LAYER_SIGMOID: return dlf_sigmoid(t, x);
+    case DLF_LAYER_TANH: return dlf_tanh(t, x);
+    case DLF_LAYER_SOFTMAX: return dlf_softmax(t, x, -1);
+    case DLF_LAYER_LOG_SOFTMAX: return dlf_log_softmax(t, x, -1);
+    case DLF_LAYER_MAXPOOL2D: return dlf_maxpool2d(t, x, l->k, l->stride, l->pad);
+    case DLF_LAYER_AVGPOOL2D: return dlf_avgpool2d(t, x, l->k, l->stride, l->pad);
+    case DLF_LAYER_GLOBAL_AVGPOOL: return dlf_global_avgpool(t, x);
+    case DLF_LAYER_FLATTEN: return dlf_flatten(t, x);
+    case DLF_LAYER_EMBEDDING: return dlf_embedding(t, x, l->weight);
+    }
+    dlf__panic("dlf_layer_forward: unknown layer kind %d", (int)l->kind);
+    return NULL;
+}
+
+DLFDEF void dlf_seq_init(dlf_seq *s) { memset(s, 0, sizeof *s); }
+
+DLFDEF int dlf_seq_add(dlf_seq *s, dlf_layer l)
+{
+    if (s->n == s->cap) {
+        int cap = s->cap ? 2 * s->cap : 8;
+        dlf_layer *ls = (dlf_layer *)DLF_REALLOC(s->layers, (size_t)cap * sizeof(dlf_layer));
+        if (!ls) return dlf__fail(DLF_ERR_NOMEM, "dlf_seq_add: out of memory for %d layers", cap);
+        s->layers = ls;
+        s->cap = cap;
+    }
+    s->layers[s->n++] = l;
+    return DLF_OK;
+}
+
+DLFDEF void dlf_seq_free(dlf_seq *s)
+{
+    int i;
+    for (i = 0; i < s->n; i++) dlf_layer_free(&s->layers[i]);
+    if (s->layers) DLF_FREE(s->layers);
+    memset(s, 0, sizeof *s);
+}
+
+DLFDEF dlf_tensor *dlf_seq_forward_n(dlf_tape *t, const dlf_seq *s, dlf_tensor *x, int n_layers)
+{
+    int i;
+    for (i = 0; i < n_layers && i < s->n && x; i++) x = dlf_layer_forward(t, &s->layers[i], x);
+    return x;
+}
+
+DLFDEF dlf_tensor *dlf_seq_forward(dlf_tape *t, const dlf_seq *s, dlf_tensor *x)
+{
+    return dlf_seq_forward_n(t, s, x, s->n);
+}
+
+DLFDEF int dlf_seq_params(const dlf_seq *s, dlf_tensor **params, char (*names)[DLF_PARAM_NAME_MAX], int cap)
+{
+    int i, j, n = 0;
+    for (i = 0; i < s->n; i++) {
+        dlf_tensor *p[2];
+        const char *what[2] = {"weight", "bias"};
+        p[0] = s->layers[i].weight;
+        p[1] = s->layers[i].bias;
+        for (j = 0; j < 2; j++) {
+            if (!p[j]) continue;
+            if (n < cap) {
+                if (params) params[n] = p[j];
+                if (names) snprintf(names[n], DLF_PARAM_NAME_MAX, "%d.%s", i, what[j]);
+            }
+            n++;
+        }
+    }
+    return n;
+}
+
+#ifndef DLF_NO_STDIO
+DLFDEF void dlf_seq_print(const dlf_seq *s)
+{
+    static const char *kinds[] = {"Linear", "Conv2d", "ReLU", "LeakyReLU", "GeneralRelu", "Sigmoid",
+                                  "Tanh", "Softmax", "LogSoftmax", "MaxPool2d", "AvgPool2d",
+                                  "AdaptiveAvgPool2d(1)+Flatten", "Flatten", "Embedding"};
+    int i;
+    char s1[64];
+    printf("Sequential(\n");
+    for (i = 0; i < s->n; i++) {
+        const dlf_layer *l = &s->layers[i];
+        printf("  (%d): %s", i, kinds[l->kind]);
+        if (l->weight) printf(" weight %s%s", dlf_shape_str(l->weight, s1, sizeof s1), l->bias ? " +bias" : "");
+        if (l->kind == DLF_LAYER_CONV2D || l->kind == DLF_LAYER_MAXPOOL2D || l->kind == DLF_LAYER_AVGPOOL2D)
+            printf(" k=%d stride=%d pad=%d", l->k, l->stride, l->pad);
+        if (l->kind == DLF_LAYER_LEAKY_RELU || l->kind == DLF_LAYER_GENERAL_RELU)
+            printf(" leak=%g", (double)l->leak);
+        if (l->kind == DLF_LAYER_GENERAL_RELU) printf(" sub=%g maxv=%g", (double)l->sub, (double)l->maxv);
+        printf("\n");
+    }
+    printf(")\n");
+}
+#endif
+
+// >>stage7_init (implementation) --------------------------------------------------
+
+DLFDEF int dlf_fan(const dlf_tensor *w, dlf_fan_mode mode)
+{
+    int receptive = 1, i;
+    if (w->ndim < 2) {
+        char s[64];
+        dlf__panic("dlf_fan: fan in/out need a weight with at least 2 dims, got %s",
+                   dlf_shape_str(w, s, sizeof s));
+        return 1;
+    }
+    for (i = 2; i < w->ndim; i++) receptive *= w->shape[i];
+    return (mode == DLF_FAN_OUT ? w->shape[0] : w->shape[1]) * receptive;
+}
+
+DLFDEF float dlf_kaiming_gain(float a) { return sqrtf(2.0f / (1.0f + a * a)); }
+
+DLFDEF void dlf_init_uniform(dlf_tensor *w, dlf_rng *r, float lo, float hi) { dlf_fill_uniform(w, r, lo, hi); }
+DLFDEF void dlf_init_normal(dlf_tensor *w, dlf_rng *r, float mean, float std) { dlf_fill_normal(w, r, mean, std); }
+
+/* Glorot & Bengio 2010: keep the variance of both the forward activations and the
+   backward gradients, a compromise Var(w) = 2 / (fan_in + fan_out).
+   A uniform U(-b, b) has variance b^2/3, hence b = sqrt(3) * std. */
+DLFDEF void dlf_init_xavier_uniform(dlf_tensor *w, dlf_rng *r, float gain)
+{
+    float std = gain * sqrtf(2.0f / (float)(dlf_fan(w, DLF_FAN_IN) + dlf_fan(w, DLF_FAN_OUT)));
+    float bound = sqrtf(3.0f) * std;
+    dlf_fill_uniform(w, r, -bound, bound);
+}
+
+DLFDEF void dlf_init_xavier_normal(dlf_tensor *w, dlf_rng *r, float gain)
+{
+    float std = gain * sqrtf(2.0f / (float)(dlf_fan(w, DLF_FAN_IN) + dlf_fan(w, DLF_FAN_OUT)));
+    dlf_fill_normal(w, r, 0.0f, std);
+}
+
+/* He et al. 2015: after a (leaky) ReLU with negative slope a, E[x^2] is (1 + a^2)/2
+   of Var(pre-activation), so Var(w) = gain^2 / fan with gain^2 = 2 / (1 + a^2). */
+DLFDEF void dlf_init_kaiming_uniform(dlf_tensor *w, dlf_rng *r, float a, dlf_fan_mode mode)
+{
+    float std = dlf_kaiming_gain(a) / sqrtf((float)dlf_fan(w, mode));
+    float bound = sqrtf(3.0f) * std;
+    dlf_fill_uniform(w, r, -bound, bound);
+}
+
+DLFDEF void dlf_init_kaiming_normal(dlf_tensor *w, dlf_rng *r, float a, dlf_fan_mode mode)
+{
+    float std = dlf_kaiming_gain(a) / sqrtf((float)dlf_fan(w, mode));
+    dlf_fill_normal(w, r, 0.0f, std);
+}
+
+/* PyTorch's nn.Linear / nn.Conv2d default: kaiming_uniform with a = sqrt(5), i.e.
+   gain^2 = 2/6 = 1/3 and bound = sqrt(3) * sqrt(1/3) / sqrt(fan_in) = 1/sqrt(fan_in):
+   a std of 1/sqrt(3 fan_in), too small to keep a ReLU net's signal alive (lesson 02a).
+   The bias is U(-1/sqrt(fan_in), 1/sqrt(fan_in)). */
+DLFDEF void dlf_init_torch_default(dlf_tensor *w, dlf_tensor *b, dlf_rng *r)
+{
+    float bound = 1.0f / sqrtf((float)dlf_fan(w, DLF_FAN_IN));
+    dlf_init_kaiming_uniform(w, r, sqrtf(5.0f), DLF_FAN_IN);
+    if (b) dlf_fill_uniform(b, r, -bound, bound);
+}
+
+/* Mean and (unbiased, as torch.std) standard deviation of a tensor, in double. */
+static void dlf__mean_std(const dlf_tensor *x, double *mean, double *std)
+{
+    double s = 0.0, ss = 0.0;
+    int i;
+    for (i = 0; i < x->size; i++) s += x->data[i];
+    *mean = x->size ? s / x->size : 0.0;
+    for (i = 0; i < x->size; i++) ss += (x->data[i] - *mean) * (x->data[i] - *mean);
+    *std = x->size > 1 ? sqrt(ss / (x->size - 1)) : 0.0;
+}
+
+DLFDEF int dlf_lsuv_init(dlf_tensor *w, dlf_tensor *b, dlf_lsuv_fn fn, void *user,
+                         const dlf_lsuv_cfg *cfg_in, float *mean_out, float *std_out)
+{
+    dlf_lsuv_cfg cfg;
+    dlf_tape tape;
+    dlf_tensor *h = NULL;
+    double mean = 0.0, std = 0.0;
+    int passes = 0, it, i;
+    memset(&cfg, 0, sizeof cfg);
+    if (cfg_in) cfg = *cfg_in;
+    if (cfg.tol <= 0.0f) cfg.tol = 1e-3f;
+    if (cfg.max_iter <= 0) cfg.max_iter = 10;
+    dlf_tape_init(&tape);
+    dlf_tape_set_grad(&tape, 0);
+    /* The course runs the two phases once each; the weight scaling then moves the
+       mean again when an activation with an offset (relu, sub) follows. Repeating
+       the pair until both hold fixes that; the first round is the course's. */
+    for (it = 0; it < cfg.max_iter; it++) {
+        int k;
+        for (k = 0; k < cfg.max_iter; k++) {       /* shift the bias: mean -> 0 */
+            dlf_tape_reset(&tape);
+            h = fn(&tape, user);
+            passes++;
+            if (!h) break;
+            dlf__mean_std(h, &mean, &std);
+            if (!b || fabs(mean) < cfg.tol) break;
+            for (i = 0; i < b->size; i++) b->data[i] -= (float)mean;
+        }
+        for (k = 0; k < cfg.max_iter; k++) {       /* scale the weight: std -> 1 */
+            dlf_tape_reset(&tape);
+            h = fn(&tape, user);
+            passes++;
+            if (!h) break;
+            dlf__mean_std(h, &mean, &std);
+            if (fabs(std - 1.0) < cfg.tol || std == 0.0) break;
+            for (i = 0; i < w->size; i++) w->data[i] /= (float)std;
+        }
+        if (!h || ((!b || fabs(mean) < cfg.tol) && (fabs(std - 1.0) < cfg.tol || std == 0.0))) break;
+    }
+    dlf_tape_destroy(&tape);
+    if (mean_out) *mean_out = (float)mean;
+    if (std_out) *std_out = (float)std;
+    return passes;
+}
+
+typedef struct dlf__seq_lsuv_ctx {
+    const dlf_seq *s;     /* the model */
+    dlf_tensor *x;        /* the fixed batch */
+    int upto;             /* run this many layers */
+} dlf__seq_lsuv_ctx;
+
+static dlf_tensor *dlf__seq_lsuv_fn(dlf_tape *t, void *user)
+{
+    dlf__seq_lsuv_ctx *c = (dlf__seq_lsuv_ctx *)user;
+    return dlf_seq_forward_n(t, c->s, c->x, c->upto);
+}
+
+DLFDEF int dlf_seq_lsuv(dlf_seq *s, dlf_tensor *x, const dlf_lsuv_cfg *cfg)
+{
+    dlf__seq_lsuv_ctx ctx;
+    int i;
+    ctx.s = s;
+    ctx.x = x;
+    for (i = 0; i < s->n; i++) {
+        dlf_layer *l = &s->layers[i];
+        dlf_layer_kind next = i + 1 < s->n ? s->layers[i + 1].kind : DLF_LAYER_FLATTEN;
+        float mean, std;
+        int passes;
+        if (l->kind != DLF_LAYER_LINEAR && l->kind != DLF_LAYER_CONV2D) continue;
+        ctx.upto = i + 1;
+        if (next == DLF_LAYER_RELU || next == DLF_LAYER_LEAKY_RELU || next == DLF_LAYER_GENERAL_RELU ||
+            next == DLF_LAYER_SIGMOID || next == DLF_LAYER_TANH)
+            ctx.upto = i + 2;   /* measure after the activation, as the course does */
+        passes = dlf_lsuv_init(l->weight, l->bias, dlf__seq_lsuv_fn, &ctx, cfg, &mean, &std);
+#ifndef DLF_NO_STDIO
+        if (cfg && cfg->verbose)
+            printf("lsuv layer %d: mean %.4f std %.4f after %d passes\n", i, (double)mean, (double)std, passes);
+#else
+        (void)passes;
+#endif
+    }
+    return DLF_OK;
+}
+
+// >>stage8_losses (implementation) ------------------------------------------------
+
+static int dlf__same_shape_or_panic(const char *op, const dlf_tensor *a, const dlf_tensor *b)
+{
+    if (!dlf_same_shape(a, b)) {
+        char sa[64], sb[64];
+        dlf__panic("%s: pred %s and target %s must have the same shape (reshape one; broadcasting "
+                   "(N,1) against (N,) would silently compare every pair)", op,
+                   dlf_shape_str(a, sa, sizeof sa), dlf_shape_str(b, sb, sizeof sb));
+        return 0;
+    }
+    return 1;
+}
+
+/* Elementwise losses, mean over all n elements, summed in double:
+     mse: L = 1/n sum (p - y)^2
+     l1:  L = 1/n sum |p - y|
+     bce: L = 1/n sum [max(x,0) - x*y + log(1 + e^-|x|)]
+   The bce line is -[y log s(x) + (1-y) log(1 - s(x))] rewritten so that no exp
+   overflows and no log sees 0: for x >= 0, log(1 + e^-x) is small and safe; for
+   x < 0, -log s(x) = -x + log(1 + e^x) = max(x,0) - x + log(1 + e^-|x|). */
+static dlf_tensor *dlf__elem_loss(dlf_tape *t, dlf_op op, dlf_tensor *p, dlf_tensor *y, const char *name)
+{
+    dlf_tensor *out;
+    double acc = 0.0;
+    int i;
+    if (!dlf__same_shape_or_panic(name, p, y)) return NULL;
+    if (p->size == 0) {
+        dlf__panic("%s: empty input", name);
+        return NULL;
+    }
+    out = dlf__out(t, 0, NULL);
+    if (!out) return NULL;
+    for (i = 0; i < p->size; i++) {
+        double x = p->data[i], d = x - y->data[i];
+        switch (op) {
+        case DLF_OP_MSE_LOSS: acc += d * d; break;
+        case DLF_OP_L1_LOSS: acc += fabs(d); break;
+        default: acc += (x > 0 ? x : 0) - x * y->data[i] + log1p(exp(-fabs(x))); break;
+        }
+    }
+    out->data[0] = (float)(acc / p->size);
+    dlf__record(t, op, out, p, y);
+    return out;
+}
+
+DLFDEF dlf_tensor *dlf_mse_loss(dlf_tape *t, dlf_tensor *pred, dlf_tensor *target)
+{
+    return dlf__elem_loss(t, DLF_OP_MSE_LOSS, pred, target, "dlf_mse_loss");
+}
+
+DLFDEF dlf_tensor *dlf_l1_loss(dlf_tape *t, dlf_tensor *pred, dlf_tensor *target)
+{
+    return dlf__elem_loss(t, DLF_OP_L1_LOSS, pred, target, "dlf_l1_loss");
+}
+
+DLFDEF dlf_tensor *dlf_bce_with_logits(dlf_tape *t, dlf_tensor *logits, dlf_tensor *target)
+{
+    return dlf__elem_loss(t, DLF_OP_BCE_LOGITS, logits, target, "dlf_bce_with_logits");
+}
+
+/* Backward, g = dL/dL_out (1 when L is the loss), per element:
+     mse: dp = g * 2 (p - y) / n              dy = -dp
+     l1:  dp = g * sign(p - y) / n            dy = -dp   (0 at p = y)
+     bce: dx = g * (s(x) - y) / n             dy = -g * x / n */
+static void dlf__elem_loss_backward(dlf_tape *t, dlf_node *nd)
+{
+    dlf_tensor *p = nd->in[0], *y = nd->in[1];
+    float *gp = dlf__grad(t, p), *gy = dlf__grad(t, y);
+    float g = nd->out->grad[0], inv_n = 1.0f / (float)p->size;
+    int i;
+    for (i = 0; i < p->size; i++) {
+        float x = p->data[i], d = x - y->data[i], dp, dy;
+        switch (nd->op) {
+        case DLF_OP_MSE_LOSS: dp = 2.0f * d; dy = -dp; break;
+        case DLF_OP_L1_LOSS: dp = d > 0.0f ? 1.0f : (d < 0.0f ? -1.0f : 0.0f); dy = -dp; break;
+        default: dp = 1.0f / (1.0f + expf(-x)) - y->data[i]; dy = -x; break;
+        }
+        if (gp) gp[i] += g * dp * inv_n;
+        if (gy) gy[i] += g * dy * inv_n;
+    }
+}
+
+static int dlf__class_check(const char *op, const dlf_tensor *x, const dlf_tensor *target)
+{
+    if (x->ndim != 2 || target->ndim != 1 || target->shape[0] != x->shape[0] || x->shape[0] == 0) {
+        char sx[64], st[64];
+        dlf__panic("%s: want input (N, C) and target (N,) with N > 0; got input %s, target %s", op,
+                   dlf_shape_str(x, sx, sizeof sx), dlf_shape_str(target, st, sizeof st));
+        return 0;
+    }
+    return 1;
+}
+
+/* L = -1/N sum_i logp[i][y_i]: the log-probability given to the right class. */
+DLFDEF dlf_tensor *dlf_nll_loss(dlf_tape *t, dlf_tensor *logp, dlf_tensor *target)
+{
+    dlf_tensor *out;
+    double acc = 0.0;
+    int i, N, C;
+    if (!dlf__class_check("dlf_nll_loss", logp, target)) return NULL;
+    N = logp->shape[0];
+    C = logp->shape[1];
+    for (i = 0; i < N; i++) {
+        int y = dlf__index_at("dlf_nll_loss", target, i, C);
+        if (y < 0) return NULL;
+        acc -= logp->data[(size_t)i * C + y];
+    }
+    out = dlf__out(t, 0, NULL);
+    if (!out) return NULL;
+    out->data[0] = (float)(acc / N);
+    dlf__record(t, DLF_OP_NLL_LOSS, out, logp, target);
+    return out;
+}
+
+/* Backward: only the picked entries moved L:  dlogp[i][y_i] -= g / N. */
+static void dlf__nll_backward(dlf_tape *t, dlf_node *nd)
+{
+    dlf_tensor *logp = nd->in[0], *target = nd->in[1];
+    float *gl = dlf__grad(t, logp);
+    int i, N = logp->shape[0], C = logp->shape[1];
+    float g = nd->out->grad[0] / (float)N;
+    if (!gl) return;
+    for (i = 0; i < N; i++) gl[(size_t)i * C + (int)target->data[i]] -= g;
+}
+
+/* Cross-entropy, fused: per row i, with m = max_j x[i][j],
+     lse_i = m + log sum_j e^(x[i][j] - m)         (the logsumexp trick)
+     L = 1/N sum_i (lse_i - x[i][y_i])
+   lse is kept (node aux, (N,)) so backward can rebuild softmax without a max pass. */
+DLFDEF dlf_tensor *dlf_cross_entropy(dlf_tape *t, dlf_tensor *logits, dlf_tensor *target)
+{
+    dlf_tensor *out, *lse;
+    dlf_node *nd;
+    double acc = 0.0;
+    int i, j, N, C;
+    if (!dlf__class_check("dlf_cross_entropy", logits, target)) return NULL;
+    N = logits->shape[0];
+    C = logits->shape[1];
+    out = dlf__out(t, 0, NULL);
+    lse = dlf__out(t, 1, &N);
+    if (!out || !lse) return NULL;
+    for (i = 0; i < N; i++) {
+        const float *x_i = logits->data + (size_t)i * C;
+        int y = dlf__index_at("dlf_cross_entropy", target, i, C);
+        float m = x_i[0];
+        double sum = 0.0;
+        if (y < 0) return NULL;
+        for (j = 1; j < C; j++) m = x_i[j] > m ? x_i[j] : m;
+        for (j = 0; j < C; j++) sum += exp((double)x_i[j] - m);
+        lse->data[i] = m + (float)log(sum);
+        acc += (double)lse->data[i] - x_i[y];
+    }
+    out->data[0] = (float)(acc / N);
+    nd = dlf__record(t, DLF_OP_CROSS_ENTROPY, out, logits, target);
+    if (nd) nd->aux = lse;
+    return out;
+}
+
+/* Backward: dL/dx[i][j] = (softmax(x_i)_j - [j == y_i]) / N, times g.
+   softmax_j = e^(x_j - lse): the prediction minus the one-hot truth. */
+static void dlf__cross_entropy_backward(dlf_tape *t, dlf_node *nd)
+{
+    dlf_tensor *x = nd->in[0], *target = nd->in[1], *lse = nd->aux;
+    float *gx = dlf__grad(t, x);
+    int i, j, N = x->shape[0], C = x->shape[1];
+    float g = nd->out->grad[0] / (float)N;
+    if (!gx) return;
+    for (i = 0; i < N; i++) {
+        const float *x_i = x->data + (size_t)i * C;
+        float *gx_i = gx + (size_t)i * C;
+        int y = (int)target->data[i];
+        for (j = 0; j < C; j++) {
+            float softmax_j = expf(x_i[j] - lse->data[i]);
+            float onehot_j = j == y ? 1.0f : 0.0f;
+            gx_i[j] += g * (softmax_j - onehot_j);
+        }
+    }
+}
+
+DLFDEF float dlf_accuracy(const dlf_tensor *logits, const dlf_tensor *target)
+{
+    int i, j, N, C, correct = 0;
+    if (logits->ndim != 2 || target->ndim != 1 || target->shape[0] != logits->shape[0]) {
+        char sx[64], st[64];
+        dlf__panic("dlf_accuracy: want logits (N, C) and target (N,); got logits %s, target %s",
+                   dlf_shape_str(logits, sx, sizeof sx), dlf_shape_str(target, st, sizeof st));
+        return 0.0f;
+    }
+    N = logits->shape[0];
+    C = logits->shape[1];
+    if (N == 0) return 0.0f;
+    for (i = 0; i < N; i++) {
+        const float *x_i = logits->data + (size_t)i * C;
+        int best = 0;
+        for (j = 1; j < C; j++)
+            if (x_i[j] > x_i[best]) best = j;
+        correct += (float)best == target->data[i];
+    }
+    return (float)correct / (float)N;
+}
+
 
 // >>stage11_optim (implementation) ------------------------------------------------
 

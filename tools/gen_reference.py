@@ -1,0 +1,703 @@
+#!/usr/bin/python3
+"""gen_reference.py - write the PyTorch reference fixtures in tests/ref/.
+
+Run it with Debian's python3-torch (`make reference`, i.e. `/usr/bin/python3 tools/gen_reference.py`).
+The files are committed, so `make test` never needs PyTorch; tests/test_reference.c replays them.
+
+One safetensors file per case, tests/ref/<case>.safetensors, holding
+    in.0, in.1, ...   the inputs and parameters, in the fixed order of that op's C adapter
+    out               the output PyTorch computed (float32)
+    grad.out          a random upstream gradient, the seed of out.backward(grad.out)
+    grad.in.0, ...    the gradients autograd gave the inputs that require grad (absent for
+                      those that do not: labels, indices, targets)
+and __metadata__ (strings only):
+    op                the dlf op, e.g. "add", "matmul", "conv2d"
+    <args>            the op's scalar arguments, e.g. "axis": "-1", "keepdim": "1", "stride": "2"
+    torch             the PyTorch version that wrote it
+    atol, rtol        the comparison rule: |dlf - ref| <= atol + rtol*|ref|
+Optimizer and whole-model cases ("sgd", "mnist_cnn", "mnist_cnn_train") store their own tensors,
+described at their functions. tests/ref/INDEX lists every case, one name a line.
+
+Adding an op costs one function: decorate it with @op("name") and call emit() once per case.
+Every case is also run in float64; the generator stops if PyTorch's own float32 result is
+not within half the case's tolerance of the float64 one, so a tolerance can never be tighter
+than float32 arithmetic allows.
+
+Determinism: each case draws from its own generator seeded from its name, torch runs on one
+thread, and the files are written byte for byte the same on every run. Stale fixtures (a
+case that is no longer generated) are deleted.
+"""
+
+import copy
+import json
+import re
+import os
+import struct
+import sys
+import zlib
+
+import torch
+import torch.nn.functional as F
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+OUT_DIR = os.path.join(HERE, "..", "tests", "ref")
+
+torch.set_num_threads(1)
+torch.use_deterministic_algorithms(True)
+
+# ------------------------------------------------------------------------------------------
+# safetensors writer: 8-byte little-endian header length, JSON header, data buffer.
+# The header is padded with spaces so the data starts 8-byte aligned.
+
+
+def safetensors_bytes(tensors, metadata):
+    """tensors: list of (name, float tensor); metadata: dict str -> str. Returns bytes."""
+    header = {"__metadata__": {k: str(v) for k, v in metadata.items()}}
+    blobs = []
+    offset = 0
+    for name, t in tensors:
+        data = t.detach().to(torch.float32).contiguous().numpy().astype("<f4").tobytes()
+        header[name] = {"dtype": "F32", "shape": list(t.shape), "data_offsets": [offset, offset + len(data)]}
+        blobs.append(data)
+        offset += len(data)
+    text = json.dumps(header, separators=(",", ":")).encode("utf-8")
+    text += b" " * ((8 - (8 + len(text)) % 8) % 8)
+    return struct.pack("<Q", len(text)) + text + b"".join(blobs)
+
+
+# ------------------------------------------------------------------------------------------
+# The registry: op name -> function that emits that op's cases.
+
+OPS = {}
+CASES = {}   # case name -> bytes
+
+
+def op(name):
+    def deco(fn):
+        OPS[name] = fn
+        return fn
+    return deco
+
+
+class Rand:
+    """The random numbers of one case, seeded from its name (so adding a case changes no other)."""
+
+    def __init__(self, name):
+        self.g = torch.Generator().manual_seed(zlib.crc32(name.encode()))
+
+    def n(self, *shape):                       # N(0, 1)
+        return torch.randn(shape, generator=self.g)
+
+    def u(self, lo, hi, *shape):               # U[lo, hi)
+        return lo + (hi - lo) * torch.rand(shape, generator=self.g)
+
+    def away(self, *shape, gap=0.1):           # N(0,1) pushed at least `gap` away from 0 (no kinks)
+        x = self.n(*shape)
+        return x + gap * torch.sign(x)
+
+    def ints(self, hi, *shape):                # integers 0..hi-1, stored as floats
+        return torch.randint(0, hi, shape, generator=self.g).to(torch.float32)
+
+
+def shp(shape):
+    return "x".join(str(d) for d in shape) if len(shape) else "s"
+
+
+def num(v):
+    """A number as it may appear in a case name: -1.5 -> m1p5."""
+    return ("%g" % v).replace("-", "m").replace(".", "p")
+
+
+def _close(a, ref, atol, rtol):
+    return bool(((a.double() - ref.double()).abs() <= atol + rtol * ref.double().abs()).all())
+
+
+def check64(name, checks, atol, rtol):
+    """checks: (what, float32 result, float64 result). Stop unless within half the tolerance."""
+    for what, a, b in checks:
+        if not _close(a, b, atol / 2, rtol / 2):
+            d = (a.double() - b.double()).abs().max().item()
+            sys.exit("gen_reference: %s %s: float32 vs float64 differ by %g, over half the tolerance "
+                     "(atol %g rtol %g); loosen it" % (name, what, d, atol, rtol))
+
+
+def emit(name, opname, fn, make_inputs, grads=None, meta=None, atol=1e-6, rtol=1e-5):
+    """One case: inputs = make_inputs(Rand(name)); out = fn(*inputs); out.backward(grad_out).
+    grads[i] says whether input i requires grad (default: all)."""
+    assert name not in CASES, "duplicate case " + name
+    assert re.fullmatch(r"[A-Za-z0-9_]+", name), "case names are [A-Za-z0-9_]: " + name
+    r = Rand(name)
+    inputs = [x.to(torch.float32) for x in make_inputs(r)]
+    if grads is None:
+        grads = [True] * len(inputs)
+    # float32: the reference we store
+    xs = [x.clone().requires_grad_(g) for x, g in zip(inputs, grads)]
+    out = fn(*xs)
+    grad_out = r.n(*out.shape)
+    out.backward(grad_out)
+    # float64: the check that the tolerance is honest
+    xd = [x.double().requires_grad_(g) for x, g in zip(inputs, grads)]
+    outd = fn(*xd)
+    outd.backward(grad_out.double())
+    checks = [("out", out, outd)] + [("grad.in.%d" % i, xs[i].grad, xd[i].grad)
+                                     for i in range(len(xs)) if grads[i]]
+    check64(name, checks, atol, rtol)
+    tensors = [("in.%d" % i, x) for i, x in enumerate(inputs)]
+    tensors += [("out", out), ("grad.out", grad_out)]
+    tensors += [("grad.in.%d" % i, xs[i].grad) for i in range(len(xs)) if grads[i]]
+    md = {"op": opname}
+    for k, v in (meta or {}).items():
+        md[k] = fmt(v)
+    md.update({"torch": torch.__version__, "atol": repr(atol), "rtol": repr(rtol)})
+    CASES[name] = safetensors_bytes(tensors, md)
+
+
+def emit_raw(name, tensors, meta):
+    """A case the C side replays its own way (optimizers, whole models)."""
+    assert name not in CASES, "duplicate case " + name
+    md = {k: fmt(v) for k, v in meta.items()}
+    md["torch"] = torch.__version__
+    CASES[name] = safetensors_bytes(tensors, md)
+
+
+def fmt(v):
+    if isinstance(v, bool):
+        return "1" if v else "0"
+    if isinstance(v, (tuple, list)):
+        return ",".join(str(x) for x in v)
+    return str(v)
+
+
+# ------------------------------------------------------------------------------------------
+# Stage 3: elementwise ops, broadcasting, reductions
+
+BCAST = [((2, 3), (2, 3)), ((2, 3), (3,)), ((4, 1), (1, 5)), ((2, 3, 4), (3, 1)),
+         ((3, 1, 5), (4, 1)), ((2, 1, 3, 1), (5, 1, 4)), ((1,), (7,)), ((3, 4), ()),
+         ((), (2, 3)), ((5, 1), (5, 6))]
+
+
+def binary(opname, fn, denom=False):
+    for sa, sb in BCAST:
+        emit("%s_%s_%s" % (opname, shp(sa), shp(sb)), opname, fn,
+             lambda r: [r.n(*sa), r.away(*sb, gap=0.5) if denom else r.n(*sb)])
+    # only one side requires grad: the other gets none and the op must not mind
+    emit("%s_2x3_3_nogradb" % opname, opname, fn,
+         lambda r: [r.n(2, 3), r.away(3, gap=0.5) if denom else r.n(3)], grads=[True, False])
+    emit("%s_3_2x3_nograda" % opname, opname, fn,
+         lambda r: [r.n(3), r.away(2, 3, gap=0.5) if denom else r.n(2, 3)], grads=[False, True])
+
+
+@op("add")
+def _add():
+    binary("add", lambda a, b: a + b)
+
+
+@op("sub")
+def _sub():
+    binary("sub", lambda a, b: a - b)
+
+
+@op("mul")
+def _mul():
+    binary("mul", lambda a, b: a * b)
+
+
+@op("div")
+def _div():
+    binary("div", lambda a, b: a / b, denom=True)
+
+
+UNARY_SHAPES = [(7,), (3, 5), (2, 3, 4), (2, 3, 2, 5), (1,), ()]
+
+
+def unary(opname, fn, make, meta=None, tag="", atol=1e-6, rtol=1e-5):
+    for s in UNARY_SHAPES:
+        emit("%s%s_%s" % (opname, tag, shp(s)), opname, fn, lambda r: [make(r, s)], meta=meta,
+             atol=atol, rtol=rtol)
+
+
+def pos(r, s):
+    return r.u(0.2, 3.0, *s)
+
+
+@op("add_scalar")
+def _add_scalar():
+    for s in (2.5, -0.75):
+        unary("add_scalar", lambda a: a + s, lambda r, sh: r.n(*sh), {"s": s}, tag="_" + num(s))
+
+
+@op("mul_scalar")
+def _mul_scalar():
+    for s in (-1.5, 0.0, 3.0):
+        unary("mul_scalar", lambda a: a * s, lambda r, sh: r.n(*sh), {"s": s}, tag="_" + num(s))
+
+
+@op("pow_scalar")
+def _pow_scalar():
+    for p in (2.0, 3.0):      # integer powers: any sign
+        unary("pow_scalar", lambda a: a ** p, lambda r, sh: r.n(*sh), {"s": p}, tag="_" + num(p))
+    for p in (0.5, -1.5, 2.75):  # fractional: positive inputs
+        unary("pow_scalar", lambda a: a ** p, pos, {"s": p}, tag="_" + num(p), atol=1e-5)
+
+
+@op("neg")
+def _neg():
+    unary("neg", torch.neg, lambda r, s: r.n(*s))
+
+
+@op("exp")
+def _exp():
+    unary("exp", torch.exp, lambda r, s: r.n(*s), atol=1e-5)
+
+
+@op("log")
+def _log():
+    unary("log", torch.log, pos, atol=1e-5)
+
+
+@op("sqrt")
+def _sqrt():
+    unary("sqrt", torch.sqrt, pos)
+
+
+@op("square")
+def _square():
+    unary("square", torch.square, lambda r, s: r.n(*s))
+
+
+@op("abs")
+def _abs():
+    unary("abs", torch.abs, lambda r, s: r.away(*s))
+
+
+@op("relu")
+def _relu():
+    unary("relu", torch.relu, lambda r, s: r.away(*s))
+
+
+@op("sigmoid")
+def _sigmoid():
+    unary("sigmoid", torch.sigmoid, lambda r, s: 3 * r.n(*s))
+
+
+@op("tanh")
+def _tanh():
+    unary("tanh", torch.tanh, lambda r, s: 2 * r.n(*s))
+
+
+REDUCE = [((3, 5), 0), ((3, 5), 1), ((3, 5), -1), ((2, 3, 4), 0), ((2, 3, 4), 1), ((2, 3, 4), -1),
+          ((2, 3, 4, 5), 1), ((2, 3, 4, 5), 3), ((3, 1, 4), 1), ((7,), 0), ((1, 6), 1)]
+
+
+def reduction(opname, fn, extra=None, atol=1e-5, rtol=1e-5):
+    for s, axis in REDUCE:
+        for keepdim in (0, 1):
+            meta = {"axis": axis, "keepdim": keepdim}
+            meta.update(extra or {})
+            tag = "".join("_%s%s" % (k[0], v) for k, v in (extra or {}).items())
+            emit("%s%s_%s_axis%s_keep%d" % (opname, tag, shp(s), num(axis), keepdim), opname,
+                 lambda a: fn(a, axis, bool(keepdim)), lambda r: [r.n(*s)], meta=meta,
+                 atol=atol, rtol=rtol)
+
+
+@op("sum")
+def _sum():
+    reduction("sum", lambda a, ax, k: a.sum(ax, keepdim=k))
+
+
+@op("mean")
+def _mean():
+    reduction("mean", lambda a, ax, k: a.mean(ax, keepdim=k))
+
+
+@op("max")
+def _max():
+    reduction("max", lambda a, ax, k: a.max(ax, keepdim=k).values)
+    # ties (values 0, 1, 2): PyTorch gives the max and its whole gradient to the first maximum
+    for s, axis in [((4, 6, 5), 0), ((4, 6, 5), 1), ((4, 6, 5), 2), ((3, 8), -1)]:
+        emit("max_ties_%s_axis%s" % (shp(s), num(axis)), "max", lambda a: a.max(axis).values,
+             lambda r: [r.ints(3, *s)], meta={"axis": axis, "keepdim": 0})
+
+
+@op("var")
+def _var():
+    for c in (0, 1):
+        # correction 1 over a length-1 axis divides by 0: PyTorch gives nan/inf, skip those
+        for s, axis in REDUCE:
+            if c == 1 and s[axis] == 1:
+                continue
+            for keepdim in (0, 1):
+                emit("var_c%d_%s_axis%s_keep%d" % (c, shp(s), num(axis), keepdim), "var",
+                     lambda a: a.var(axis, unbiased=bool(c), keepdim=bool(keepdim)),
+                     lambda r: [r.n(*s)], meta={"axis": axis, "keepdim": keepdim, "correction": c},
+                     atol=1e-5, rtol=1e-5)
+
+
+@op("sum_all")
+def _sum_all():
+    for s in [(7,), (3, 5), (2, 3, 4), (2, 3, 4, 5), ()]:
+        emit("sum_all_%s" % shp(s), "sum_all", torch.sum, lambda r: [r.n(*s)], atol=1e-5)
+
+
+@op("mean_all")
+def _mean_all():
+    for s in [(7,), (3, 5), (2, 3, 4), (2, 3, 4, 5), ()]:
+        emit("mean_all_%s" % shp(s), "mean_all", torch.mean, lambda r: [r.n(*s)], atol=1e-5)
+
+
+@op("reshape")
+def _reshape():
+    for s, to in [((2, 3, 4), (6, 4)), ((2, 3, 4), (4, -1)), ((24,), (2, 3, 2, 2)), ((3, 4), (12,)),
+                  ((2, 3, 4, 5), (-1,)), ((1, 5), (5, 1)), ((6,), (1, 1, 6)), ((1,), ())]:
+        emit("reshape_%s_to_%s" % (shp(s), shp(to).replace("-1", "m1")), "reshape",
+             lambda a: a.reshape(to), lambda r: [r.n(*s)], meta={"shape": to})
+
+
+# ------------------------------------------------------------------------------------------
+# Stage 4: matmul, with every transpose flag: out = op(a) @ op(b), a stored (K,M) when ta
+
+@op("matmul")
+def _matmul():
+    # the last size crosses dlf's packing blocks (MC 96, KC 256) by one: two flag pairs only, to stay small
+    for M, K, N in [(1, 1, 1), (1, 5, 1), (3, 1, 4), (7, 13, 5), (17, 9, 33), (2, 64, 3), (33, 65, 17),
+                    (97, 257, 17)]:
+        for ta in (0, 1):
+            for tb in (0, 1):
+                if M == 97 and ta != tb:
+                    continue
+                sa = (K, M) if ta else (M, K)
+                sb = (N, K) if tb else (K, N)
+                emit("matmul_%dx%dx%d_t%d%d" % (M, K, N, ta, tb), "matmul",
+                     lambda a, b: (a.t() if ta else a) @ (b.t() if tb else b),
+                     lambda r: [r.n(*sa), r.n(*sb)], meta={"ta": ta, "tb": tb},
+                     atol=2e-5 if K < 100 else 1e-4, rtol=1e-5 if K < 100 else 1e-4)
+
+
+# ------------------------------------------------------------------------------------------
+# Stage 11: SGD, torch.optim.SGD exactly.
+# Tensors: param.<i> (initial), then for each step s = 1..3: grad.<s>.<i> (the gradient put in
+# p.grad before the step) and param.<s>.<i> (the parameter after it).
+# Metadata: lr, momentum, dampening, weight_decay, nesterov, steps, n_params, atol, rtol.
+
+@op("sgd")
+def _sgd():
+    variants = [("plain", {}), ("mom", {"momentum": 0.9}), ("mom_damp", {"momentum": 0.9, "dampening": 0.1}),
+                ("wd", {"weight_decay": 0.01}), ("mom_wd", {"momentum": 0.9, "weight_decay": 0.01}),
+                ("nesterov", {"momentum": 0.9, "nesterov": True}),
+                ("nesterov_wd", {"momentum": 0.5, "nesterov": True, "weight_decay": 0.1}),
+                ("all", {"momentum": 0.8, "dampening": 0.3, "weight_decay": 0.05})]
+    for tag, kw in variants:
+        name = "sgd_" + tag
+        r = Rand(name)
+        shapes = [(3, 4), (5,), (2, 1, 3, 3)]
+        ps = [torch.nn.Parameter(r.n(*s)) for s in shapes]
+        tensors = [("param.%d" % i, p.detach().clone()) for i, p in enumerate(ps)]
+        cfg = {"lr": 0.1, "momentum": 0.0, "dampening": 0.0, "weight_decay": 0.0, "nesterov": False}
+        cfg.update(kw)
+        opt = torch.optim.SGD(ps, **cfg)
+        steps = 3
+        for s in range(1, steps + 1):
+            for i, p in enumerate(ps):
+                p.grad = r.n(*p.shape)
+                tensors.append(("grad.%d.%d" % (s, i), p.grad.clone()))
+            opt.step()
+            for i, p in enumerate(ps):
+                tensors.append(("param.%d.%d" % (s, i), p.detach().clone()))
+        meta = {"op": "sgd", "steps": steps, "n_params": len(ps), "atol": 1e-6, "rtol": 1e-5}
+        meta.update(cfg)
+        emit_raw(name, tensors, meta)
+
+
+# ------------------------------------------------------------------------------------------
+# Stage 6: layers
+
+@op("linear")
+def _linear():
+    # in.0 x (N, in), in.1 weight (out, in), in.2 bias (out,) when "bias" is 1
+    for N, I, O in [(1, 1, 1), (4, 7, 3), (16, 32, 10), (3, 50, 1), (1, 9, 5)]:
+        for bias in (1, 0):
+            def make(r):
+                xs = [r.n(N, I), r.n(O, I) / I ** 0.5]
+                return xs + [r.n(O)] if bias else xs
+            emit("linear_%dx%d_to_%d%s" % (N, I, O, "" if bias else "_nobias"), "linear",
+                 lambda x, w, b=None: F.linear(x, w, b), make, meta={"bias": bias}, atol=1e-5, rtol=1e-5)
+
+
+CONV = [  # N, C, H, W, K, kh, kw, stride, pad
+    (2, 3, 8, 8, 4, 3, 3, 1, 1), (2, 3, 8, 8, 4, 3, 3, 2, 1), (1, 1, 7, 7, 2, 1, 1, 1, 0),
+    (1, 2, 9, 7, 3, 5, 5, 1, 2), (2, 2, 11, 10, 3, 5, 5, 2, 2), (1, 3, 6, 9, 2, 3, 3, 1, 0),
+    (3, 1, 28, 28, 4, 5, 5, 2, 2), (1, 4, 5, 5, 5, 3, 3, 2, 0), (2, 2, 7, 6, 3, 3, 5, 1, 1),
+    (1, 3, 4, 4, 2, 1, 1, 2, 0), (1, 2, 5, 5, 2, 3, 3, 1, 2), (2, 8, 7, 7, 16, 3, 3, 2, 1),
+    (1, 2, 4, 4, 3, 1, 1, 1, 2), (1, 2, 7, 8, 2, 2, 2, 3, 1), (1, 1, 3, 3, 1, 3, 3, 1, 0)]
+
+
+@op("conv2d")
+def _conv2d():
+    # in.0 x (N,C,H,W), in.1 weight (K,C,kh,kw), in.2 bias (K,) when "bias" is 1
+    for i, (N, C, H, W, K, kh, kw, st, pd) in enumerate(CONV):
+        for bias in ((1, 0) if i % 3 == 0 else (1,)):
+            def make(r):
+                xs = [r.n(N, C, H, W), r.n(K, C, kh, kw) / (C * kh * kw) ** 0.5]
+                return xs + [r.n(K)] if bias else xs
+            emit("conv2d_%dx%dx%dx%d_k%dx%dx%d_s%d_p%d%s" % (N, C, H, W, K, kh, kw, st, pd, "" if bias else "_nobias"),
+                 "conv2d", lambda x, w, b=None: F.conv2d(x, w, b, stride=st, padding=pd), make,
+                 meta={"stride": st, "pad": pd, "bias": bias}, atol=1e-4, rtol=1e-4)
+
+
+POOL = [  # N, C, H, W, k, stride, pad
+    (1, 1, 4, 4, 2, 2, 0), (2, 3, 7, 7, 3, 2, 1), (1, 2, 6, 5, 2, 1, 0), (2, 1, 9, 9, 3, 3, 0),
+    (1, 2, 5, 7, 3, 1, 1), (1, 1, 8, 8, 4, 2, 2), (2, 2, 5, 5, 1, 2, 0)]
+
+
+@op("maxpool2d")
+def _maxpool2d():
+    for N, C, H, W, k, st, pd in POOL:
+        # random normals: ties have probability 0, so the argmax is unambiguous
+        emit("maxpool2d_%dx%dx%dx%d_k%d_s%d_p%d" % (N, C, H, W, k, st, pd), "maxpool2d",
+             lambda x: F.max_pool2d(x, k, st, pd), lambda r: [r.n(N, C, H, W)],
+             meta={"k": k, "stride": st, "pad": pd})
+    # ties: after a relu most of a window is 0, and integer images tie everywhere. PyTorch gives
+    # the gradient to the first maximum of the window in row-major order.
+    for N, C, H, W, k, st, pd in [(2, 3, 7, 7, 3, 2, 1), (1, 2, 6, 6, 2, 2, 0)]:
+        emit("maxpool2d_ties_%dx%dx%dx%d_k%d_s%d_p%d" % (N, C, H, W, k, st, pd), "maxpool2d",
+             lambda x: F.max_pool2d(x, k, st, pd), lambda r: [r.ints(3, N, C, H, W)],
+             meta={"k": k, "stride": st, "pad": pd})
+        emit("maxpool2d_relu_%dx%dx%dx%d_k%d_s%d_p%d" % (N, C, H, W, k, st, pd), "maxpool2d",
+             lambda x: F.max_pool2d(x, k, st, pd), lambda r: [torch.relu(r.n(N, C, H, W) - 0.8)],
+             meta={"k": k, "stride": st, "pad": pd})
+
+
+@op("avgpool2d")
+def _avgpool2d():
+    # PyTorch's default count_include_pad=True: padded zeros count in the divisor k*k
+    for N, C, H, W, k, st, pd in POOL:
+        emit("avgpool2d_%dx%dx%dx%d_k%d_s%d_p%d" % (N, C, H, W, k, st, pd), "avgpool2d",
+             lambda x: F.avg_pool2d(x, k, st, pd), lambda r: [r.n(N, C, H, W)],
+             meta={"k": k, "stride": st, "pad": pd})
+
+
+@op("global_avgpool")
+def _global_avgpool():
+    # (N,C,H,W) -> (N,C): nn.AdaptiveAvgPool2d(1) then nn.Flatten(), as dlf_global_avgpool does both
+    for s in [(2, 3, 4, 4), (1, 1, 1, 1), (3, 5, 7, 2), (1, 32, 2, 2)]:
+        emit("global_avgpool_%s" % shp(s), "global_avgpool", lambda x: F.adaptive_avg_pool2d(x, 1).flatten(1),
+             lambda r: [r.n(*s)], atol=1e-5)
+
+
+@op("flatten")
+def _flatten():
+    # nn.Flatten(): keep dim 0, flatten the rest
+    for s in [(2, 3, 4, 4), (1, 1, 1, 1), (3, 5), (2, 32, 1, 1), (4, 2, 3)]:
+        emit("flatten_%s" % shp(s), "flatten", lambda x: torch.flatten(x, 1), lambda r: [r.n(*s)])
+
+
+@op("leaky_relu")
+def _leaky_relu():
+    for slope in (0.01, 0.1, 0.0):
+        for s in [(7,), (2, 3, 4), (2, 3, 2, 5)]:
+            emit("leaky_relu_%s_%s" % (num(slope), shp(s)), "leaky_relu", lambda x: F.leaky_relu(x, slope),
+                 lambda r: [r.away(*s)], meta={"slope": slope})
+
+
+@op("general_relu")
+def _general_relu():
+    # the course's GeneralRelu(leak, sub, maxv): leaky_relu(x, leak) - sub, then clamp_max(maxv)
+    def gr(x, leak, sub, maxv):
+        x = F.leaky_relu(x, leak) if leak is not None else F.relu(x)
+        if sub is not None:
+            x = x - sub
+        if maxv is not None:
+            x = x.clamp_max(maxv)
+        return x
+    for leak, sub, maxv in [(0.1, 0.4, 6.0), (0.0, 0.0, None), (0.1, 0.4, 1.0), (None, 0.5, None)]:
+        tag = "_l%s_s%s_m%s" % tuple("none" if v is None else num(v) for v in (leak, sub, maxv))
+        for s in [(7,), (2, 3, 4, 5)]:
+            # keep inputs off the kinks at 0 and at maxv + sub
+            def make(r):
+                x = 2 * r.away(*s)
+                if maxv is not None:
+                    knee = maxv + (sub or 0)
+                    x = torch.where((x - knee).abs() < 0.05, x + 0.1, x)
+                return [x]
+            emit("general_relu%s_%s" % (tag, shp(s)), "general_relu",
+                 lambda x: gr(x, leak, sub, maxv), make,
+                 meta={"leak": 0.0 if leak is None else leak, "sub": 0.0 if sub is None else sub,
+                       "maxv": "inf" if maxv is None else maxv})
+
+
+@op("softmax")
+def _softmax():
+    for s, axis in [((4, 10), -1), ((4, 10), 0), ((1, 1), -1), ((2, 3, 5), 1), ((3, 7), 1), ((2, 3, 4, 5), -1)]:
+        emit("softmax_%s_axis%s" % (shp(s), num(axis)), "softmax", lambda x: F.softmax(x, axis),
+             lambda r: [3 * r.n(*s)], meta={"axis": axis})
+    # huge logits: exp would overflow without the max subtracted
+    emit("softmax_large_4x10_axis1", "softmax", lambda x: F.softmax(x, 1), lambda r: [100 * r.n(4, 10)],
+         meta={"axis": 1})
+
+
+@op("log_softmax")
+def _log_softmax():
+    for s, axis in [((4, 10), -1), ((4, 10), 0), ((1, 1), -1), ((2, 3, 5), 1), ((3, 7), 1), ((2, 3, 4, 5), -1)]:
+        emit("log_softmax_%s_axis%s" % (shp(s), num(axis)), "log_softmax", lambda x: F.log_softmax(x, axis),
+             lambda r: [3 * r.n(*s)], meta={"axis": axis}, atol=1e-5)
+    emit("log_softmax_large_4x10_axis1", "log_softmax", lambda x: F.log_softmax(x, 1),
+         lambda r: [100 * r.n(4, 10)], meta={"axis": 1}, atol=1e-4)
+
+
+@op("embedding")
+def _embedding():
+    # in.0 indices (any shape, as floats), in.1 weight (V, D); out = weight[indices]
+    for idx_shape, V, D in [((5,), 10, 4), ((2, 3), 7, 3), ((1,), 1, 1), ((4, 6), 5, 8)]:
+        # repeated indices make the gradient accumulate
+        emit("embedding_%s_%dx%d" % (shp(idx_shape), V, D), "embedding",
+             lambda i, w: F.embedding(i.long(), w), lambda r: [r.ints(V, *idx_shape), r.n(V, D)],
+             grads=[False, True])
+
+
+# Losses: mean reduction; in.0 the prediction (requires grad), in.1 the target (no grad).
+
+@op("mse")
+def _mse():
+    for s in [(4, 3), (7,), (1,), (2, 3, 4)]:
+        emit("mse_%s" % shp(s), "mse", F.mse_loss, lambda r: [r.n(*s), r.n(*s)], grads=[True, False], atol=1e-5)
+
+
+@op("l1")
+def _l1():
+    for s in [(4, 3), (7,), (1,), (2, 3, 4)]:
+        emit("l1_%s" % shp(s), "l1", F.l1_loss, lambda r: [r.n(*s) + 0.05, r.n(*s)], grads=[True, False], atol=1e-5)
+
+
+@op("nll")
+def _nll():
+    # in.0 log-probabilities (N, C), in.1 class ids (N,) as floats
+    for N, C in [(4, 10), (1, 3), (16, 10), (5, 1)]:
+        emit("nll_%dx%d" % (N, C), "nll", lambda x, y: F.nll_loss(x, y.long()),
+             lambda r: [F.log_softmax(r.n(N, C), 1), r.ints(C, N)], grads=[True, False], atol=1e-5)
+
+
+@op("cross_entropy")
+def _cross_entropy():
+    # in.0 logits (N, C), in.1 class ids (N,) as floats
+    for N, C in [(4, 10), (1, 3), (16, 10), (5, 1), (3, 100)]:
+        emit("cross_entropy_%dx%d" % (N, C), "cross_entropy", lambda x, y: F.cross_entropy(x, y.long()),
+             lambda r: [3 * r.n(N, C), r.ints(C, N)], grads=[True, False], atol=1e-5)
+    emit("cross_entropy_large_8x10", "cross_entropy", lambda x, y: F.cross_entropy(x, y.long()),
+         lambda r: [100 * r.n(8, 10), r.ints(10, 8)], grads=[True, False], atol=1e-4)
+
+
+@op("bce_with_logits")
+def _bce_with_logits():
+    # in.0 logits, in.1 targets in [0, 1] (soft labels allowed)
+    for s in [(4, 3), (7,), (1,), (16, 1)]:
+        emit("bce_with_logits_%s" % shp(s), "bce_with_logits", F.binary_cross_entropy_with_logits,
+             lambda r: [3 * r.n(*s), r.u(0, 1, *s)], grads=[True, False], atol=1e-5)
+    emit("bce_with_logits_hard_8", "bce_with_logits", F.binary_cross_entropy_with_logits,
+         lambda r: [4 * r.n(8), r.ints(2, 8)], grads=[True, False], atol=1e-5)
+    # |x| up to ~300: log(1 + e^x) must not overflow
+    emit("bce_with_logits_large_12", "bce_with_logits", F.binary_cross_entropy_with_logits,
+         lambda r: [100 * r.n(12), r.ints(2, 12)], grads=[True, False], atol=1e-4)
+
+
+# ------------------------------------------------------------------------------------------
+# Whole model: the course's MNIST CNN, names as in its state_dict.
+
+def mnist_cnn():
+    nn = torch.nn
+    return nn.Sequential(nn.Conv2d(1, 8, 5, stride=2, padding=2), nn.ReLU(),
+                         nn.Conv2d(8, 16, 3, stride=2, padding=1), nn.ReLU(),
+                         nn.Conv2d(16, 32, 3, stride=2, padding=1), nn.ReLU(),
+                         nn.Conv2d(32, 32, 3, stride=2, padding=1), nn.ReLU(),
+                         nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(32, 10))
+
+
+def mnist_setup(name):
+    torch.manual_seed(zlib.crc32(name.encode()))
+    model = mnist_cnn()
+    r = Rand(name)
+    x = r.n(16, 1, 28, 28)
+    y = r.ints(10, 16)
+    return model, x, y
+
+
+@op("mnist_cnn")
+def _mnist_cnn():
+    # x (16,1,28,28), y (16,), the weights by state_dict name, logits (16,10), loss (),
+    # grad.<name> for every weight.
+    name = "mnist_cnn_fwd_bwd"
+    model, x, y = mnist_setup(name)
+    weights = [(k, v.detach().clone()) for k, v in model.state_dict().items()]
+    logits = model(x)
+    loss = F.cross_entropy(logits, y.long())
+    loss.backward()
+    grads = [("grad." + k, p.grad) for k, p in model.named_parameters()]
+    m64 = copy.deepcopy(model).double()
+    m64.zero_grad()
+    logits64 = m64(x.double())
+    loss64 = F.cross_entropy(logits64, y.long())
+    loss64.backward()
+    check64(name, [("logits", logits, logits64), ("loss", loss, loss64)] +
+            [("grad." + k, p.grad, p64.grad) for (k, p), p64 in zip(model.named_parameters(), m64.parameters())],
+            1e-5, 1e-4)
+    emit_raw(name, [("x", x), ("y", y)] + weights + [("logits", logits), ("loss", loss)] + grads,
+             {"op": "mnist_cnn", "atol": 1e-5, "rtol": 1e-4})
+
+
+@op("mnist_cnn_train")
+def _mnist_cnn_train():
+    # x, y, the initial weights by name, losses (steps,) the loss before each step, and
+    # final.<name> the weights after the last step. Same batch every step.
+    for tag, mom in [("sgd", 0.0), ("sgd_mom", 0.9)]:
+        name = "mnist_cnn_train_" + tag
+        model, x, y = mnist_setup(name)
+        weights = [(k, v.detach().clone()) for k, v in model.state_dict().items()]
+        steps = 10
+
+        def train(m, dtype):
+            opt = torch.optim.SGD(m.parameters(), lr=0.1, momentum=mom)
+            out = []
+            for _ in range(steps):
+                opt.zero_grad()
+                loss = F.cross_entropy(m(x.to(dtype)), y.long())
+                loss.backward()
+                opt.step()
+                out.append(loss.item())
+            return torch.tensor(out, dtype=torch.float64)
+        m64 = copy.deepcopy(model).double()
+        losses = train(model, torch.float32)
+        check64(name, [("losses", losses, train(m64, torch.float64))], 1e-5, 1e-4)
+        final = [("final." + k, v.detach().clone()) for k, v in model.state_dict().items()]
+        emit_raw(name, [("x", x), ("y", y)] + weights + [("losses", losses)] + final,
+                 {"op": "mnist_cnn_train", "lr": 0.1, "momentum": mom, "steps": steps,
+                  "atol": 1e-5, "rtol": 1e-4})
+
+
+# ------------------------------------------------------------------------------------------
+
+def main():
+    only = sys.argv[1:]
+    for name, fn in OPS.items():
+        if not only or name in only:
+            fn()
+    os.makedirs(OUT_DIR, exist_ok=True)
+    if not only:
+        for f in sorted(os.listdir(OUT_DIR)):
+            if f.endswith(".safetensors") and f[:-len(".safetensors")] not in CASES:
+                os.remove(os.path.join(OUT_DIR, f))
+    for name in sorted(CASES):
+        path = os.path.join(OUT_DIR, name + ".safetensors")
+        old = open(path, "rb").read() if os.path.exists(path) else None
+        if old != CASES[name]:
+            with open(path, "wb") as f:
+                f.write(CASES[name])
+    names = sorted(set(CASES) | ({f[:-12] for f in os.listdir(OUT_DIR) if f.endswith(".safetensors")}
+                                  if only else set()))
+    with open(os.path.join(OUT_DIR, "INDEX"), "w") as f:
+        f.write("".join(n + "\n" for n in names))
+    total = sum(os.path.getsize(os.path.join(OUT_DIR, n + ".safetensors")) for n in names)
+    print("gen_reference: %d cases (%d written now), %d bytes, torch %s" % (len(names), len(CASES), total,
+                                                                           torch.__version__))
+
+
+if __name__ == "__main__":
+    main()
