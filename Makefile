@@ -21,7 +21,7 @@ LESSON_BINS  := $(patsubst %.c,$(BUILD)/%,$(LESSONS))
 EXAMPLE_BINS := $(patsubst %.c,$(BUILD)/%,$(EXAMPLES))
 TEST_BINS    := $(patsubst %.c,$(BUILD)/%,$(TESTS))
 
-.PHONY: all help test lessons lessons-build examples demo data debug asan bench fuzz clean
+.PHONY: all help test lessons lessons-build examples demo data debug asan bench fuzz clean reference
 .SECONDARY:
 
 # Build the library object, every lesson, example and test.
@@ -56,15 +56,22 @@ examples: $(EXAMPLE_BINS)
 # CNN for 3 epochs, print its test accuracy and draw a few test digits beside its predictions.
 demo: $(BUILD)/examples/mnist_cnn
 	bash tools/fetch_data.sh --only mnist data
-	./$(BUILD)/examples/mnist_cnn --epochs 3 --show 8
+	./$(BUILD)/examples/mnist_cnn --epochs 3 --show 6
 
 # Fetch MNIST and Fashion-MNIST into data/ and verify their sha256.
 data:
 	bash tools/fetch_data.sh data
 
-# Regenerate the PyTorch reference fixtures in tests/ref/ (needs Debian's python3-torch).
-reference:
+# Regenerate the PyTorch reference fixtures in tests/ref/ (needs Debian's python3-torch), in order:
+# dlf writes its checkpoints to tests/ref/interop/ (tools/export_dlf.c), then PyTorch reads them
+# and writes every fixture, its answers to dlf's files included (tools/gen_reference.py).
+reference: $(BUILD)/tools/export_dlf
+	@mkdir -p tests/ref/interop
+	./$(BUILD)/tools/export_dlf tests/ref/interop
 	/usr/bin/python3 tools/gen_reference.py
+
+# test_interop compiles tools/export_dlf.c in (it rebuilds the same checkpoints byte for byte).
+$(BUILD)/tests/test_interop: tools/export_dlf.c
 
 # -O0 -g3, no OpenMP: for stepping through lessons and tests in gdb.
 debug:

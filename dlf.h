@@ -216,6 +216,7 @@ DLFDEF void dlf_gemm_ikj(int ta, int tb, int M, int N, int K, const float *A,
 DLFDEF void dlf_gemm_blocked(int ta, int tb, int M, int N, int K, const float *A,
                              const float *B, float *C, int acc); /* cache tiles */
 DLFDEF size_t dlf_gemm_fast_scratch(int M, int N, int K);        /* floats `work` needs */
+DLFDEF const char *dlf_kernel_name(void);  /* "avx2-fma" or "portable": which micro-kernel this build uses */
 DLFDEF void dlf_gemm_fast(int ta, int tb, int M, int N, int K, const float *A,
                           const float *B, float *C, int acc, float *work); /* packed + micro-kernel; work NULL: allocate */
 DLFDEF void dlf_gemm(int ta, int tb, int M, int N, int K, const float *A,
@@ -643,6 +644,7 @@ typedef struct dlf_progress {
     double loss_sum;         /* sum of batch losses; running loss = loss_sum / done */
     double t_start;          /* dlf_seconds() at the start */
     double t_drawn;          /* last redraw */
+    double t_end;            /* when the last batch finished (0 until then): "took" excludes evaluation */
     int tty;                 /* redraw in place with '\r' */
     int quiet;               /* print nothing */
 } dlf_progress;
@@ -667,7 +669,12 @@ typedef struct dlf_fit_report {
     int steps;               /* optimizer steps taken */
 } dlf_fit_report;
 
-DLFDEF float dlf_evaluate(dlf_tape *t, dlf_model_fn model, void *m, dlf_loader *l, float *mean_loss); /* accuracy */
+/* One pass over l from its start with no tape recording; returns the accuracy
+   (argmax == label) and stores the mean cross-entropy in *mean_loss (may be NULL). */
+DLFDEF float dlf_evaluate(dlf_tape *t, dlf_model_fn model, void *m, dlf_loader *l, float *mean_loss);
+/* cfg->epochs epochs over train (from the start of an epoch), lr set every step from
+   the schedule, one progress line per epoch with the validation loss and accuracy
+   when valid is not NULL. DLF_OK, or DLF_ERR_ARG when the loss turns NaN/inf. */
 DLFDEF int   dlf_fit(dlf_tape *t, dlf_model_fn model, void *m, dlf_loss_fn loss, dlf_sgd *opt,
                      dlf_loader *train, dlf_loader *valid, const dlf_fit_cfg *cfg, dlf_fit_report *rep);
 
@@ -1871,6 +1878,15 @@ static int dlf__gemm_threads(int M, int N, int K)
     return nt < cap ? nt : cap;
 }
 
+DLFDEF const char *dlf_kernel_name(void)
+{
+#ifdef DLF__AVX2
+    return "avx2-fma";
+#else
+    return "portable";
+#endif
+}
+
 DLFDEF size_t dlf_gemm_fast_scratch(int M, int N, int K)
 {
     size_t kc = (size_t)(K < DLF__KC ? K : DLF__KC);
@@ -2583,11 +2599,12 @@ DLFDEF void dlf_im2col(const float *x, int N, int C, int H, int W, int R, int S,
             for (p = 0; p < P; p++) {
                 int h = p * stride - pad + r;
                 float *dst = col_row + ((size_t)n * P + p) * Q;
-                const float *x_h = x_nc + (size_t)h * W;
+                const float *x_h;
                 if (h < 0 || h >= H) {
                     memset(dst, 0, (size_t)Q * sizeof(float));
                     continue;
                 }
+                x_h = x_nc + (size_t)h * W;  /* only now: h is a real row */
                 if (stride == 1 && pad == 0) {  /* the common inner case: a plain copy */
                     memcpy(dst, x_h + s, (size_t)Q * sizeof(float));
                     continue;
@@ -2619,8 +2636,9 @@ DLFDEF void dlf_col2im(const float *col, int N, int C, int H, int W, int R, int 
             for (p = 0; p < P; p++) {
                 int h = p * stride - pad + r;
                 const float *src = col_n + (size_t)p * Q;
-                float *x_h = x_nc + (size_t)h * W;
+                float *x_h;
                 if (h < 0 || h >= H) continue;
+                x_h = x_nc + (size_t)h * W;
                 for (q = 0; q < Q; q++) {
                     int w = q * stride - pad + s;
                     if (w >= 0 && w < W) x_h[w] += src[q];
@@ -4194,7 +4212,7 @@ DLFDEF void dlf_progress_start(dlf_progress *p, const char *label, int total, in
 /* "epoch 1/5 batch 120/782 loss 0.4312 51234 items/s ETA 3.1s" */
 static void dlf__progress_draw(const dlf_progress *p, double now, const char *end)
 {
-    double el = now - p->t_start;
+    double el = (p->t_end > 0.0 ? p->t_end : now) - p->t_start;
     double rate = el > 0 ? (double)p->items / el : 0.0;
     double eta = p->done > 0 ? el * (double)(p->total - p->done) / (double)p->done : 0.0;
     printf("%s%s batch %d/%d loss %.4f %.0f items/s %s %.1fs%s", p->tty ? "\r" : "", p->label, p->done,
@@ -4210,6 +4228,7 @@ DLFDEF void dlf_progress_step(dlf_progress *p, int items, float loss)
     p->done++;
     p->items += items;
     p->loss_sum += loss;
+    if (p->done == p->total) p->t_end = dlf_seconds();
     if (p->quiet || !p->tty) return;
     now = dlf_seconds();
     if (now - p->t_drawn < 0.1 && p->done < p->total) return;
@@ -4248,7 +4267,11 @@ DLFDEF float dlf_evaluate(dlf_tape *t, dlf_model_fn model, void *m, dlf_loader *
         for (i = 0; i < n; i++) {
             int C = z->size / n, label = (int)l->y->data[i], best = 0;
             const float *z_i = z->data + (size_t)i * C;
-            double mx = z_i[0], s = 0.0;
+            double mx, s = 0.0;
+            if (label < 0 || label >= C) {
+                dlf__panic("dlf_evaluate: label %d of batch item %d is outside the model's %d classes", label, i, C);
+                break;
+            }
             for (j = 1; j < C; j++)
                 if (z_i[j] > z_i[best]) best = j;
             mx = z_i[best];
@@ -5219,8 +5242,12 @@ DLFDEF int dlf_ckpt_get_sgd(const dlf_ckpt *c, dlf_sgd *o, const char *const *na
         t = dlf_safetensors_find(&c->file, key);
         o->has_buf[i] = 0;
         if (!t) continue;  /* this parameter had not been stepped yet */
-        if (t->size != o->params[i]->size)
-            return dlf__fail(DLF_ERR_FORMAT, "checkpoint: \"%s\" has %d values, the parameter %d", key, t->size, o->params[i]->size);
+        {
+            int d, same = t->ndim == o->params[i]->ndim;
+            for (d = 0; same && d < t->ndim; d++) same = t->shape[d] == o->params[i]->shape[d];
+            if (!same)
+                return dlf__fail(DLF_ERR_FORMAT, "checkpoint: \"%s\" does not have the shape of parameter %s", key, names[i]);
+        }
         memcpy(o->buf[i], t->data, (size_t)t->size * sizeof(float));
         o->has_buf[i] = 1;
     }
@@ -5264,10 +5291,11 @@ DLFDEF int dlf_ckpt_get_loader(const dlf_ckpt *c, const char *key, dlf_loader *l
     snprintf(k, sizeof k, "loader.%s.epoch", key);
     if ((rc = dlf_ckpt_get_int(c, k, &epoch)) != DLF_OK) return rc;
     if (pos < 0 || pos > l->ds->n) return dlf__fail(DLF_ERR_FORMAT, "checkpoint: loader position %lld is out of range", pos);
-    for (i = 0; i < l->ds->n; i++) {
-        int v = (int)order->data[i];
-        if (v < 0 || v >= l->ds->n) return dlf__fail(DLF_ERR_FORMAT, "checkpoint: loader order holds item %d, outside the dataset", v);
-        l->order[i] = v;
+    for (i = 0; i < l->ds->n; i++) {  /* check the float before converting: NaN or huge is UB in a cast */
+        float v = order->data[i];
+        if (!(v >= 0.0f && v < (float)l->ds->n) || v != (float)(int)v)
+            return dlf__fail(DLF_ERR_FORMAT, "checkpoint: loader order entry %d (%g) is not an item of the dataset", i, (double)v);
+        l->order[i] = (int)v;
     }
     l->pos = (int)pos;
     l->epoch = (int)epoch;

@@ -13,17 +13,18 @@
 #define HID 32
 
 typedef struct {
-    dlf_tensor *w1, *b1, *w2, *b2;   /* (784,HID) (HID) (HID,10) (10) */
+    dlf_tensor *w1, *b1, *w2, *b2;   /* (HID,784) (HID) (10,HID) (10): nn.Linear's layout */
     dlf_tensor *params[4];
     dlf_tensor *onehot;              /* (64,10) scratch for the loss */
 } model;
 
+/* the state_dict names of nn.Sequential(Linear(784,HID), ReLU(), Linear(HID,10)) */
 static const char *names[4] = {"0.weight", "0.bias", "2.weight", "2.bias"};
 
 static void model_init(model *m, uint64_t seed)
 {
     dlf_rng r;
-    int s1[2] = {784, HID}, s2[2] = {HID, 10}, h = HID, ten = 10;
+    int s1[2] = {HID, 784}, s2[2] = {10, HID}, h = HID, ten = 10;
     dlf_rng_seed(&r, seed);
     m->w1 = dlf_param_new(2, s1); dlf_fill_normal(m->w1, &r, 0, sqrtf(2.0f / 784));
     m->b1 = dlf_param_new(1, &h);
@@ -47,8 +48,8 @@ static dlf_tensor *loss_fn(dlf_tape *t, model *m, dlf_tensor *x, dlf_tensor *y)
     dlf_tensor *flat, *h, *z, *zmax, *lse, *picked, *oh;
     s[0] = n; s[1] = 784;
     flat = dlf_reshape(t, x, 2, s);
-    h = dlf_relu(t, dlf_add(t, dlf_matmul(t, flat, m->w1), m->b1));
-    z = dlf_add(t, dlf_matmul(t, h, m->w2), m->b2);
+    h = dlf_relu(t, dlf_linear(t, flat, m->w1, m->b1));
+    z = dlf_linear(t, h, m->w2, m->b2);
     zmax = dlf_max(t, z, 1, 1);
     lse = dlf_add(t, dlf_log(t, dlf_sum(t, dlf_exp(t, dlf_sub(t, z, zmax)), 1, 1)), zmax);
     s[1] = 10;
@@ -192,7 +193,7 @@ int main(int argc, char **argv)
         CHECK(dlf_ckpt_get_int(&c, "epoch", &ep) == DLF_OK && ep == b.loader->epoch, "epoch metadata");
         CHECK(dlf_safetensors_find(&c.file, "optim.momentum_buffer.0.weight") != NULL, "momentum buffer stored under PyTorch's key");
         CHECK(dlf_ckpt_get_tensor(&c, "0.weight", wrong) == DLF_ERR_FORMAT &&
-              strstr(dlf_last_error(), "has shape (784, 32) in the file but (10, 10) in the model"), "shape mismatch named: %s", dlf_last_error());
+              strstr(dlf_last_error(), "has shape (32, 784) in the file but (10, 10) in the model"), "shape mismatch named: %s", dlf_last_error());
         CHECK(dlf_ckpt_get_tensor(&c, "9.weight", wrong) == DLF_ERR_FORMAT &&
               strstr(dlf_last_error(), "no tensor \"9.weight\""), "missing tensor named: %s", dlf_last_error());
         CHECK(dlf_ckpt_get_int(&c, "nope", &ep) == DLF_ERR_FORMAT, "missing metadata is an error");

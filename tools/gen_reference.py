@@ -29,10 +29,8 @@ case that is no longer generated) are deleted.
 """
 
 import copy
-import json
 import re
 import os
-import struct
 import sys
 import zlib
 
@@ -46,23 +44,17 @@ torch.set_num_threads(1)
 torch.use_deterministic_algorithms(True)
 
 # ------------------------------------------------------------------------------------------
-# safetensors writer: 8-byte little-endian header length, JSON header, data buffer.
-# The header is padded with spaces so the data starts 8-byte aligned.
+# safetensors: 8-byte little-endian header length, JSON header, data buffer, the header
+# padded with spaces so the data starts 8-byte aligned. The reader and writer are the small
+# pure-torch ones in tools/dlf_safetensors.py (the ones docs/interop.md shows).
+
+sys.path.insert(0, HERE)
+import dlf_safetensors  # noqa: E402  (tools/dlf_safetensors.py)
 
 
 def safetensors_bytes(tensors, metadata):
-    """tensors: list of (name, float tensor); metadata: dict str -> str. Returns bytes."""
-    header = {"__metadata__": {k: str(v) for k, v in metadata.items()}}
-    blobs = []
-    offset = 0
-    for name, t in tensors:
-        data = t.detach().to(torch.float32).contiguous().numpy().astype("<f4").tobytes()
-        header[name] = {"dtype": "F32", "shape": list(t.shape), "data_offsets": [offset, offset + len(data)]}
-        blobs.append(data)
-        offset += len(data)
-    text = json.dumps(header, separators=(",", ":")).encode("utf-8")
-    text += b" " * ((8 - (8 + len(text)) % 8) % 8)
-    return struct.pack("<Q", len(text)) + text + b"".join(blobs)
+    """tensors: list of (name, float tensor), stored as F32; metadata: dict str -> str. Returns bytes."""
+    return dlf_safetensors.save_bytes([(name, t.detach().to(torch.float32)) for name, t in tensors], metadata)
 
 
 # ------------------------------------------------------------------------------------------
@@ -670,6 +662,93 @@ def _mnist_cnn_train():
         emit_raw(name, [("x", x), ("y", y)] + weights + [("losses", losses)] + final,
                  {"op": "mnist_cnn_train", "lr": 0.1, "momentum": mom, "steps": steps,
                   "atol": 1e-5, "rtol": 1e-4})
+
+
+# ------------------------------------------------------------------------------------------
+# Interop, dlf -> PyTorch -> dlf. tools/export_dlf.c (built and run first by `make reference`)
+# wrote tests/ref/interop/dlf_cnn.safetensors and dlf_mlp.safetensors with dlf's checkpoint
+# API: the weights by state_dict name after one SGD step (momentum 0.9),
+# optim.momentum_buffer.<name>, input (8,1,28,28), target (8,), dlf_logits (8,10), and
+# metadata (model, lr and momentum as %a hex floats, optim.steps, rng.data ...). Here torch
+#   1. loads the weights with load_state_dict(strict=True), the non-model keys filtered out
+#      (a failure stops the generator), computes the logits on input and checks them against
+#      dlf_logits (max diff <= 1e-5, printed);
+#   2. puts the momentum buffers into torch.optim.SGD's state_dict and takes step 2 on the
+#      same batch, as dlf would continue from its checkpoint;
+# and writes, next to the dlf files:
+#   torch_logits_of_dlf_<m>.safetensors   torch_logits (8,10): torch's logits of dlf's weights
+#   torch_<m>_state.safetensors            torch's state after its step 2, PyTorch's names:
+#       the state_dict, optim.momentum_buffer.<name> (from the optimizer's state_dict),
+#       input, target, torch_logits (8,10) of those weights; metadata step = optim.steps = 2
+# tests/test_interop.c compares dlf against both, with no PyTorch (docs/interop.md).
+
+INTEROP_DIR = os.path.join(OUT_DIR, "interop")
+NOT_MODEL_KEYS = ("optim.", "loader.", "input", "target", "dlf_logits", "torch_logits")
+
+
+def interop_model(name):
+    nn = torch.nn
+    torch.manual_seed(0)  # the init is overwritten; seeded only so nothing varies
+    if name == "mnist_cnn":
+        return mnist_cnn()
+    return nn.Sequential(nn.Flatten(), nn.Linear(784, 50), nn.ReLU(), nn.Linear(50, 10))
+
+
+def write_if_changed(path, data):
+    old = open(path, "rb").read() if os.path.exists(path) else None
+    if old != data:
+        with open(path, "wb") as f:
+            f.write(data)
+
+
+@op("interop")
+def _interop():
+    for short in ("cnn", "mlp"):
+        src = os.path.join(INTEROP_DIR, "dlf_%s.safetensors" % short)
+        if not os.path.exists(src):
+            sys.exit("gen_reference: %s is missing: build and run tools/export_dlf.c first "
+                     "(`make reference` does)" % src)
+        tensors, meta = dlf_safetensors.load(src)
+        model = interop_model(meta["model"])
+        state = {k: v for k, v in tensors.items() if not k.startswith(NOT_MODEL_KEYS)}
+        try:
+            model.load_state_dict(state, strict=True)
+        except RuntimeError as e:
+            sys.exit("gen_reference: interop %s: load_state_dict(strict=True) failed:\n%s" % (src, e))
+        x, y = tensors["input"], tensors["target"].long()
+        with torch.no_grad():
+            logits = model(x)
+        d = (logits - tensors["dlf_logits"]).abs().max().item()
+        print("gen_reference: interop %s: torch logits of dlf's weights vs dlf_logits: max diff %.3g" % (short, d))
+        if not d <= 1e-5:
+            sys.exit("gen_reference: interop %s: torch and dlf logits differ by %g (> 1e-5)" % (short, d))
+        write_if_changed(os.path.join(INTEROP_DIR, "torch_logits_of_dlf_%s.safetensors" % short),
+                         safetensors_bytes([("torch_logits", logits)],
+                                           {"source": "dlf_%s.safetensors" % short, "model": meta["model"],
+                                            "max_diff_vs_dlf_logits": "%.3g" % d, "torch": torch.__version__}))
+        # step 2 in torch, from dlf's momentum buffers
+        names = [k for k, _ in model.named_parameters()]
+        opt = torch.optim.SGD(model.parameters(), lr=float.fromhex(meta["lr"]),
+                              momentum=float.fromhex(meta["momentum"]))
+        sd = opt.state_dict()
+        missing = [n for n in names if "optim.momentum_buffer." + n not in tensors]
+        if missing or meta.get("optim.steps") != "1":
+            sys.exit("gen_reference: interop %s: expected one step's momentum buffers, missing %s" % (src, missing))
+        sd["state"] = {i: {"momentum_buffer": tensors["optim.momentum_buffer." + n]} for i, n in enumerate(names)}
+        opt.load_state_dict(sd)
+        opt.zero_grad()
+        F.cross_entropy(model(x), y).backward()
+        opt.step()
+        with torch.no_grad():
+            logits2 = model(x)
+        osd = opt.state_dict()["state"]
+        out = list(model.state_dict().items())
+        out += [("optim.momentum_buffer." + n, osd[i]["momentum_buffer"]) for i, n in enumerate(names)]
+        out += [("input", x), ("target", tensors["target"]), ("torch_logits", logits2)]
+        md = {"format": "torch state_dict", "model": meta["model"], "source": "dlf_%s.safetensors" % short,
+              "step": "2", "optim.steps": "2", "lr": meta["lr"], "momentum": meta["momentum"],
+              "torch": torch.__version__}
+        write_if_changed(os.path.join(INTEROP_DIR, "torch_%s_state.safetensors" % short), safetensors_bytes(out, md))
 
 
 # ------------------------------------------------------------------------------------------
