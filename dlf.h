@@ -568,7 +568,8 @@ DLFDEF void dlf_dataset_free(dlf_dataset *d);
 DLFDEF dlf_dataset dlf_dataset_view(const dlf_dataset *d, int start, int count); /* items [start, start+count) */
 DLFDEF void dlf_dataset_stats(const dlf_dataset *d, float *mean, float *std); /* of pixel/255, population std */
 DLFDEF void dlf_dataset_fill(const dlf_dataset *d, const int *idx, int count, const float *lut,
-                             dlf_tensor *x, dlf_tensor *y);  /* x[i] = lut[pixels of idx[i]], y[i] = label */
+                             dlf_tensor *x, dlf_tensor *y);  /* x[i] = lut[pixels of idx[i]], y[i] = label;
+                                                                x and y get shape[0] = count */
 DLFDEF void dlf_normalize_lut(float lut[256], float mean, float std); /* lut[v] = (v/255 - mean)/std */
 
 typedef struct dlf_mnist_cfg {
@@ -582,8 +583,8 @@ typedef struct dlf_mnist {
     dlf_dataset train;       /* view: the first n - n_valid items of all_train */
     dlf_dataset valid;       /* view: the last n_valid items (n = 0 when none) */
     dlf_dataset test;        /* the t10k files; owns its bytes */
-    float mean;              /* mean of train's pixels / 255 (0.1307 for all of MNIST) */
-    float std;               /* their std (0.3081 for all of MNIST) */
+    float mean;              /* mean of train's pixels / 255 (0.1310 for the default 50000; 0.1307 for all 60000) */
+    float std;               /* their std (0.3085 for the default 50000; 0.3081 for all 60000) */
 } dlf_mnist;
 
 #ifndef DLF_NO_STDIO
