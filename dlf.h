@@ -775,6 +775,16 @@ DLFDEF int  dlf_ckpt_get_loader(const dlf_ckpt *c, const char *key, dlf_loader *
 DLFDEF const char *dlf_ckpt_get_meta(const dlf_ckpt *c, const char *key);         /* NULL if absent */
 DLFDEF int  dlf_ckpt_get_int(const dlf_ckpt *c, const char *key, long long *v);
 DLFDEF int  dlf_ckpt_get_float(const dlf_ckpt *c, const char *key, double *v);
+#ifndef DLF_NO_STDIO
+/* The common case in one call each: parameters by name plus, when opt is not NULL,
+   the optimizer state; meta is n_meta key,value pairs (e.g. "epoch", "3"). Loading
+   takes the optimizer state only when the file has it (a weights-only file from
+   PyTorch loads too). */
+DLFDEF int  dlf_ckpt_save_training(const char *path, dlf_tensor *const *params, const char *const *names,
+                                   int n, const dlf_sgd *opt, const char *const *meta, int n_meta);
+DLFDEF int  dlf_ckpt_load_training(const char *path, dlf_tensor *const *params, const char *const *names,
+                                   int n, dlf_sgd *opt);
+#endif
 
 #ifdef __cplusplus
 }
@@ -5303,6 +5313,40 @@ DLFDEF int dlf_ckpt_get_loader(const dlf_ckpt *c, const char *key, dlf_loader *l
     snprintf(k, sizeof k, "loader.%s", key);
     return dlf_ckpt_get_rng(c, k, &l->rng);
 }
+
+#ifndef DLF_NO_STDIO
+DLFDEF int dlf_ckpt_save_training(const char *path, dlf_tensor *const *params, const char *const *names,
+                                  int n, const dlf_sgd *opt, const char *const *meta, int n_meta)
+{
+    dlf_ckpt c;
+    int i, rc;
+    dlf_ckpt_init(&c);
+    rc = dlf_ckpt_add_params(&c, params, names, n);
+    if (rc == DLF_OK && opt) rc = dlf_ckpt_add_sgd(&c, opt, names);
+    for (i = 0; rc == DLF_OK && i < n_meta; i++) rc = dlf_ckpt_set_meta(&c, meta[2 * i], meta[2 * i + 1]);
+    if (rc == DLF_OK) rc = dlf_ckpt_save(&c, path);
+    dlf_ckpt_free(&c);
+    return rc;
+}
+
+DLFDEF int dlf_ckpt_load_training(const char *path, dlf_tensor *const *params, const char *const *names,
+                                  int n, dlf_sgd *opt)
+{
+    dlf_ckpt c;
+    int rc;
+    dlf_ckpt_init(&c);
+    rc = dlf_ckpt_load(&c, path);
+    if (rc == DLF_OK) rc = dlf_ckpt_get_params(&c, params, names, n);
+    if (rc == DLF_OK && opt && dlf_ckpt_get_meta(&c, "optim.steps")) rc = dlf_ckpt_get_sgd(&c, opt, names);
+    if (rc != DLF_OK && strncmp(dlf_last_error(), path, strlen(path)) != 0) {
+        char msg[512];  /* make sure the message names the file */
+        snprintf(msg, sizeof msg, "%s", dlf_last_error());
+        dlf__fail(rc, "%s: %s", path, msg);
+    }
+    dlf_ckpt_free(&c);
+    return rc;
+}
+#endif
 
 #endif /* DLF_IMPLEMENTATION */
 

@@ -27,6 +27,11 @@
        --seed N       [1]      weights and shuffle order; same seed, same numbers
        --data DIR     [data/mnist]  directory holding the four IDX files
        --threads N    [all]    OpenMP threads
+       --save PATH    [none]   after training, write a checkpoint (safetensors: weights under
+                               PyTorch's state_dict names, SGD momentum buffers, metadata)
+       --load PATH    [none]   start from a checkpoint's weights (and its optimizer state, if
+                               it has one): a dlf checkpoint or a PyTorch state_dict file
+       --eval-only             no training: evaluate the (loaded) weights on the test set
        --show N       [0]      after training, draw N test digits as ASCII art (3 to a row) with the
                                predicted label beside the true one (what `make demo` shows)
        --help
@@ -46,13 +51,16 @@ typedef struct options {
     unsigned long seed;    /* --seed */
     const char *data;      /* --data */
     int threads;           /* --threads (0: OpenMP's default) */
+    const char *save;      /* --save: checkpoint to write after training, or NULL */
+    const char *load;      /* --load: checkpoint to start from, or NULL */
+    int eval_only;         /* --eval-only: skip training */
     int show;              /* --show: test digits to draw */
 } options;
 
 static void usage(FILE *f)
 {
     fprintf(f, "usage: mnist_cnn [--epochs N] [--lr X] [--bs N] [--seed N] [--data DIR] [--threads N]\n"
-               "                 [--show N] [--help]\n"
+               "                 [--show N] [--save PATH] [--load PATH] [--eval-only] [--help]\n"
                "  trains the course's 4-conv stride-2 CNN on MNIST (see the top of examples/mnist_cnn.c)\n");
 }
 
@@ -65,10 +73,14 @@ static int parse_options(int argc, char **argv, options *o)
     o->seed = 1;
     o->data = "data/mnist";
     o->threads = 0;
+    o->save = NULL;
+    o->load = NULL;
+    o->eval_only = 0;
     o->show = 0;
-    for (i = 1; i < argc; i += 2) {   /* every flag but --help takes one value */
+    for (i = 1; i < argc; i += 2) {   /* every flag but --help and --eval-only takes one value */
         const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
         if (strcmp(a, "--help") == 0 || strcmp(a, "-h") == 0) { usage(stdout); exit(0); }
+        if (strcmp(a, "--eval-only") == 0) { o->eval_only = 1; i--; continue; }
         if (!v) { fprintf(stderr, "mnist_cnn: %s needs a value (or is unknown)\n", a); return 0; }
         if (strcmp(a, "--epochs") == 0) o->epochs = atoi(v);
         else if (strcmp(a, "--lr") == 0) o->lr = (float)atof(v);
@@ -76,6 +88,8 @@ static int parse_options(int argc, char **argv, options *o)
         else if (strcmp(a, "--seed") == 0) o->seed = strtoul(v, NULL, 10);
         else if (strcmp(a, "--data") == 0) o->data = v;
         else if (strcmp(a, "--threads") == 0) o->threads = atoi(v);
+        else if (strcmp(a, "--save") == 0) o->save = v;
+        else if (strcmp(a, "--load") == 0) o->load = v;
         else if (strcmp(a, "--show") == 0) o->show = atoi(v);
         else { fprintf(stderr, "mnist_cnn: unknown flag %s\n", a); return 0; }
     }
@@ -87,6 +101,10 @@ static int parse_options(int argc, char **argv, options *o)
 }
 
 /* The parameters, in PyTorch's layout and state_dict order. */
+/* PyTorch's state_dict names of the model above, in the order of params[] in main */
+static const char *const param_names[10] = {"0.weight", "0.bias", "2.weight", "2.bias", "4.weight", "4.bias",
+                                   "6.weight", "6.bias", "10.weight", "10.bias"};
+
 typedef struct cnn {
     dlf_tensor *w[4];      /* conv weights (K,C,R,S): (8,1,5,5) (16,8,3,3) (32,16,3,3) (32,32,3,3) */
     dlf_tensor *b[4];      /* conv biases (K) */
@@ -225,13 +243,22 @@ int main(int argc, char **argv)
         fprintf(stderr, "mnist_cnn: %s\n", dlf_last_error());
         return 1;
     }
+    if (o.load) {
+        rc = dlf_ckpt_load_training(o.load, params, param_names, 10, opt);
+        if (rc != DLF_OK) {
+            fprintf(stderr, "mnist_cnn: cannot load the checkpoint: %s\n", dlf_last_error());
+            return 1;
+        }
+        printf("loaded %s (optimizer steps so far: %d)\n", o.load, opt->steps);
+    }
     dlf_tape_init(&tape);
 
     memset(&fc, 0, sizeof fc);
     fc.epochs = o.epochs;
     fc.lr = o.lr;
     fc.sched = DLF_SCHED_ONE_CYCLE;
-    rc = dlf_fit(&tape, cnn_forward, &m, dlf_cross_entropy, opt, train, valid, &fc, &rep);
+    memset(&rep, 0, sizeof rep);
+    rc = o.eval_only ? DLF_OK : dlf_fit(&tape, cnn_forward, &m, dlf_cross_entropy, opt, train, valid, &fc, &rep);
     if (rc != DLF_OK) {
         fprintf(stderr, "mnist_cnn: training stopped: %s\n", dlf_last_error());
         return 1;
@@ -239,7 +266,22 @@ int main(int argc, char **argv)
     test_acc = dlf_evaluate(&tape, cnn_forward, &m, test, &test_loss);
     if (o.show > 0) show_digits(&m, &tape, &data, data.mean, data.std, o.show);
     printf("test_loss %.4f; arena peak %.1f MiB per step\n", test_loss, (double)tape.peak_bytes / (1 << 20));
-    printf("test_accuracy=%.4f epochs=%d train_seconds=%.2f\n", test_acc, o.epochs, rep.train_seconds);
+    if (o.save) {
+        char acc[32], epochs[32];
+        const char *meta[6];
+        snprintf(acc, sizeof acc, "%.4f", test_acc);
+        snprintf(epochs, sizeof epochs, "%d", o.eval_only ? 0 : o.epochs);
+        meta[0] = "model"; meta[1] = "mnist_cnn";
+        meta[2] = "epochs"; meta[3] = epochs;
+        meta[4] = "test_accuracy"; meta[5] = acc;
+        rc = dlf_ckpt_save_training(o.save, params, param_names, 10, opt, meta, 3);
+        if (rc != DLF_OK) {
+            fprintf(stderr, "mnist_cnn: cannot save the checkpoint: %s\n", dlf_last_error());
+            return 1;
+        }
+        printf("saved %s\n", o.save);
+    }
+    printf("test_accuracy=%.4f epochs=%d train_seconds=%.2f\n", test_acc, o.eval_only ? 0 : o.epochs, rep.train_seconds);
 
     dlf_tape_destroy(&tape);
     dlf_sgd_free(opt);
