@@ -81,15 +81,23 @@ debug:
 asan:
 	$(MAKE) BUILD=build/asan CFLAGS="-O1 -g -std=c99 -Wall -Wextra -pedantic -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined" test
 
-# Side-by-side matmul benchmark against OpenBLAS (needs libopenblas-dev).
+# Side-by-side benchmarks: matmul vs OpenBLAS (needs libopenblas-dev), one conv layer vs
+# PyTorch (needs Debian's python3-torch); a benchmark prints ratios, it never fails a build.
+TORCH_PY ?= /usr/bin/python3
 bench:
-ifeq ($(BLAS),yes)
 	@mkdir -p $(BUILD)/bench
+ifeq ($(BLAS),yes)
 	$(CC) $(CFLAGS) $(OPENMP) -o $(BUILD)/bench/bench_matmul bench/bench_matmul.c -lopenblas $(LDLIBS)
 	OPENBLAS_NUM_THREADS=1 ./$(BUILD)/bench/bench_matmul
 else
-	@echo "dlf: OpenBLAS not found (apt-get install libopenblas-dev); skipping the benchmark"
+	@echo "dlf: OpenBLAS not found (apt-get install libopenblas-dev); skipping the matmul comparison"
 endif
+	$(CC) $(CFLAGS) $(OPENMP) -o $(BUILD)/bench/bench_conv bench/bench_conv.c $(LDLIBS)
+	@for th in 1 2; do \
+	    ./$(BUILD)/bench/bench_conv $$th; \
+	    if $(TORCH_PY) -c 'import torch' 2>/dev/null; then OPENBLAS_NUM_THREADS=1 $(TORCH_PY) bench/torch_conv.py $$th; \
+	    else echo "(no PyTorch at $(TORCH_PY): apt-get install python3-torch for the comparison)"; fi; \
+	done
 
 # libFuzzer + ASan + UBSan on each file loader, FUZZ_SECONDS each (default 60), seeded from tests/corpus.
 FUZZ_SECONDS ?= 60

@@ -18,15 +18,24 @@
    Build with -O2 -march=native -fopenmp for speed; without -fopenmp it runs on one
    thread, without AVX2/FMA it uses the portable C micro-kernel. Link with -lm.
 
-   TABLE OF CONTENTS (`grep '// >>' dlf.h` prints it)
-       stage0_config     config, versions, errors, allocation hooks
-       stage1_random     random numbers with explicit state
-       stage2_tensor     tensors: create, view, copy, print, compare
+   TABLE OF CONTENTS (`grep '// >>' dlf.h` prints it; each stage has a declarations
+   part near the top and an implementation part below, in the same order)
+       stage0_config       config, versions, errors, allocation hooks
+       stage1_random       random numbers with explicit state
+       stage2_tensor       tensors: create, view, copy, print, compare
        stage3_elementwise  elementwise ops, broadcasting, reductions
-       stage4_matmul     the matmul ladder: naive, i-k-j, blocked, packed micro-kernel
-       stage5_autograd   the tape: arena, nodes, backward, gradient check
-       (later: layers, init, losses, normalization, dropout, optimizers, schedules,
-        data, learner, serialization, CUDA bridge)
+       stage4_matmul       the matmul ladder: naive, i-k-j, blocked, packed micro-kernel
+       stage5_autograd     the tape: arena, nodes, backward, gradient check
+       stage6_layers       linear, conv2d (im2col), pooling, activations, softmax,
+                           embedding, Sequential
+       stage7_init         uniform, normal, Xavier, Kaiming, PyTorch's default, LSUV
+       stage8_losses       MSE, L1, NLL, cross-entropy, BCE with logits, accuracy
+       stage11_optim       SGD (momentum, dampening, weight decay, Nesterov)
+       stage13_data        IDX files, datasets, MNIST, seeded loaders
+       stage14_learner     schedules, progress display, evaluate, fit
+       stage15_serialization  safetensors reader/writer, checkpoints
+       (to come: 9 normalization, 10 dropout, 12 more optimizers and the LR finder,
+        16 the CUDA bridge; the numbers leave their places free)
 
    COMPILE-TIME OPTIONS
        #define DLF_STATIC        all functions static (private copy in one translation unit)
@@ -36,6 +45,7 @@
        #define DLF_FREE(p)       /  (tests count allocations through these)
        #define DLF_ASSERT(x)     internal invariant check (default: assert.h)
        #define DLF_NO_SIMD       use the portable micro-kernel even when AVX2/FMA is on
+                                 (dlf_kernel_name() says which one a build uses)
 
    THREAD SAFETY
        dlf keeps no global state of its own except two thread-local slots: the last
@@ -48,7 +58,9 @@
 
    REVISION HISTORY
        0.1  (2026-11-23)  tensors, broadcasting, reductions, matmul ladder, tape
-                          autograd with arena, gradient check.
+                          autograd with arena, gradient check; layers, init, losses;
+                          SGD, IDX data and loaders, the training loop; safetensors
+                          and checkpoints with bit-exact resume.
 
    LICENSE: see the end of the file.
 */
@@ -616,6 +628,11 @@ typedef struct dlf_loader {
 DLFDEF dlf_loader *dlf_loader_create(const dlf_dataset *ds, const dlf_loader_cfg *cfg); /* NULL on OOM */
 DLFDEF void dlf_loader_free(dlf_loader *l);
 DLFDEF int  dlf_loader_next(dlf_loader *l);  /* fills l->x, l->y; items in the batch, 0 at the end of an epoch */
+/* The usual three: a shuffled training loader (seeded) and in-order valid and test
+   loaders with a larger batch, all normalized with the training set's mean and std.
+   Any output may be NULL (not wanted). DLF_OK, or DLF_ERR_NOMEM with all freed. */
+DLFDEF int  dlf_mnist_loaders(const dlf_mnist *m, int batch_size, int eval_batch_size, uint64_t seed,
+                              dlf_loader **train, dlf_loader **valid, dlf_loader **test);
 
 // >>stage14_learner -------------------------------------------------------------
 // The training loop, in pieces a program can use or write out itself (lesson 03
@@ -1425,6 +1442,15 @@ static dlf_tensor *dlf__unary(dlf_tape *t, dlf_op op, dlf_tensor *a, float s)
     int i, n;
     if (!out) return NULL;
     n = a->size;
+    if (op == DLF_OP_RELU) {
+        /* the hot one in every network gets its own loop, which the compiler
+           vectorizes; it computes exactly the RELU case below */
+        const float *x = a->data;
+        float *y = out->data;
+        DLF__OMP(omp parallel for if (n > DLF__PAR_MIN))
+        for (i = 0; i < n; i++) y[i] = x[i] > 0.0f ? x[i] : 0.0f;
+        n = 0;  /* done: skip the general loop */
+    }
     DLF__OMP(omp parallel for if (n > DLF__PAR_MIN))
     for (i = 0; i < n; i++) {
         float x = a->data[i], y;
@@ -1458,9 +1484,16 @@ static void dlf__unary_backward(dlf_tape *t, dlf_node *nd)
     float *ga = dlf__grad(t, a);
     const float *g = o->grad;
     float s = nd->farg[0];
-    int i;
+    int i, n = a->size;
     if (!ga) return;
-    for (i = 0; i < a->size; i++) {
+    if (nd->op == DLF_OP_RELU) {  /* its own vectorized loop, as in the forward */
+        const float *x = a->data;
+        DLF__OMP(omp parallel for if (n > DLF__PAR_MIN))
+        for (i = 0; i < n; i++) ga[i] += x[i] > 0.0f ? g[i] : 0.0f;
+        return;
+    }
+    DLF__OMP(omp parallel for if (n > DLF__PAR_MIN))
+    for (i = 0; i < n; i++) {
         float x = a->data[i], y = o->data[i], d;
         switch (nd->op) {
         case DLF_OP_ADD_SCALAR: d = 1.0f; break;                     /* d(x+s)/dx = 1 */
@@ -2522,22 +2555,31 @@ static void dlf__bias_add(dlf_tape *t, dlf_tensor *y, dlf_tensor *b, int outer, 
 
 /* Backward of the bias: in the forward pass this was y[o][k][i] += b[k], so
      db[k] += sum_{o,i} g[o][k][i]
-   summed in double in (o, i) order; threads split k, so the order never changes. */
+   summed in double in (o, i) order. DLF__BIAS_KB channels are summed side by side,
+   one accumulator each: independent chains of additions that the processor overlaps
+   (one channel alone waits on every addition's latency). Threads split the blocks of
+   channels, so each sum's order never changes. */
+#define DLF__BIAS_KB 4
 static void dlf__bias_backward(dlf_tape *t, dlf_node *nd)
 {
     float *gb = dlf__grad(t, nd->in[0]);
     const float *g = nd->out->grad;
-    int outer = nd->iarg[0], K = nd->iarg[1], inner = nd->iarg[2], k;
+    int outer = nd->iarg[0], K = nd->iarg[1], inner = nd->iarg[2];
+    int blocks = (K + DLF__BIAS_KB - 1) / DLF__BIAS_KB, kb;
     if (!gb) return;
     DLF__OMP(omp parallel for if (nd->out->size > DLF__PAR_MIN))
-    for (k = 0; k < K; k++) {
-        double acc = 0.0;
-        int o, i;
-        for (o = 0; o < outer; o++) {
-            const float *g_ok = g + ((size_t)o * K + k) * inner;
-            for (i = 0; i < inner; i++) acc += g_ok[i];
-        }
-        gb[k] += (float)acc;
+    for (kb = 0; kb < blocks; kb++) {
+        int k0 = kb * DLF__BIAS_KB, k1 = k0 + DLF__BIAS_KB < K ? k0 + DLF__BIAS_KB : K;
+        double acc[DLF__BIAS_KB] = {0.0};     /* acc[k - k0]: channel k's running sum */
+        int o, k, i;
+        for (o = 0; o < outer; o++)
+            for (k = k0; k < k1; k++) {
+                const float *g_ok = g + ((size_t)o * K + k) * inner;
+                double acc_k = acc[k - k0];
+                for (i = 0; i < inner; i++) acc_k += g_ok[i];
+                acc[k - k0] = acc_k;
+            }
+        for (k = k0; k < k1; k++) gb[k] += (float)acc[k - k0];
     }
 }
 
@@ -2587,6 +2629,26 @@ static int dlf__conv_check(const char *op, const dlf_tensor *x, const dlf_tensor
     return 1;
 }
 
+/* Where kernel tap (r, s) reads for the output pixels i0 .. i0+len-1 (pixel i is
+   (p, q) = (i / Q, i % Q)):
+     off[i - i0] = h*W + w     (h = p*stride - pad + r,  w = q*stride - pad + s)
+   the pixel's index inside one (H, W) plane, or -1 where it falls in the padding.
+   It is the same for every image n and channel c, so im2col and col2im run ONE
+   loop over P*Q pixels per (row, n) instead of a short loop per output row p
+   (Q is 14, 7, 4, 2 in the course CNN, where the per-p overhead dominated). */
+#define DLF__CONV_CHUNK 256   /* pixels per offset table: 1 KB on the stack */
+static void dlf__tap_offsets(int H, int W, int Q, int stride, int pad, int r, int s,
+                             int i0, int len, int *off)
+{
+    int i;
+    for (i = 0; i < len; i++) {
+        int p = (i0 + i) / Q, q = (i0 + i) % Q;
+        int h = p * stride - pad + r, w = q * stride - pad + s;
+        int inside = h >= 0 && h < H && w >= 0 && w < W;
+        off[i] = inside ? h * W + w : -1;
+    }
+}
+
 /* im2col: copy every receptive field of x into a column, so that the convolution
    becomes ONE matrix product  Y (K, N*P*Q) = W (K, C*R*S) @ col (C*R*S, N*P*Q).
      col[(c*R + r)*S + s][(n*P + p)*Q + q] = x[n][c][p*stride - pad + r][q*stride - pad + s]
@@ -2594,35 +2656,21 @@ static int dlf__conv_check(const char *op, const dlf_tensor *x, const dlf_tensor
 DLFDEF void dlf_im2col(const float *x, int N, int C, int H, int W, int R, int S, int stride, int pad,
                        float *col)
 {
-    int P = (H + 2 * pad - R) / stride + 1, Q = (W + 2 * pad - S) / stride + 1;
-    size_t NPQ = (size_t)N * P * Q;
+    int P = (H + 2 * pad - R) / stride + 1, Q = (W + 2 * pad - S) / stride + 1, PQ = P * Q;
+    size_t NPQ = (size_t)N * PQ;
     int row, rows = C * R * S;
     DLF__OMP(omp parallel for if ((size_t)rows * NPQ > DLF__PAR_MIN))
     for (row = 0; row < rows; row++) {
         int c = row / (R * S), r = (row / S) % R, s = row % S;
         float *col_row = col + (size_t)row * NPQ;
-        int n, p, q, q0, q1;
-        /* the q with 0 <= q*stride - pad + s < W form one range [q0, q1) */
-        for (q0 = 0; q0 < Q && q0 * stride - pad + s < 0; q0++) {}
-        for (q1 = Q; q1 > q0 && (q1 - 1) * stride - pad + s >= W; q1--) {}
-        for (n = 0; n < N; n++) {
-            const float *x_nc = x + ((size_t)n * C + c) * H * W;
-            for (p = 0; p < P; p++) {
-                int h = p * stride - pad + r;
-                float *dst = col_row + ((size_t)n * P + p) * Q;
-                const float *x_h;
-                if (h < 0 || h >= H) {
-                    memset(dst, 0, (size_t)Q * sizeof(float));
-                    continue;
-                }
-                x_h = x_nc + (size_t)h * W;  /* only now: h is a real row */
-                if (stride == 1 && pad == 0) {  /* the common inner case: a plain copy */
-                    memcpy(dst, x_h + s, (size_t)Q * sizeof(float));
-                    continue;
-                }
-                for (q = 0; q < q0; q++) dst[q] = 0.0f;           /* left padding */
-                for (q = q0; q < q1; q++) dst[q] = x_h[q * stride - pad + s];
-                for (q = q1; q < Q; q++) dst[q] = 0.0f;           /* right padding */
+        int off[DLF__CONV_CHUNK], i0, n, i;
+        for (i0 = 0; i0 < PQ; i0 += DLF__CONV_CHUNK) {
+            int len = PQ - i0 < DLF__CONV_CHUNK ? PQ - i0 : DLF__CONV_CHUNK;
+            dlf__tap_offsets(H, W, Q, stride, pad, r, s, i0, len, off);
+            for (n = 0; n < N; n++) {
+                const float *x_nc = x + ((size_t)n * C + c) * H * W;
+                float *dst = col_row + (size_t)n * PQ + i0;
+                for (i = 0; i < len; i++) dst[i] = off[i] >= 0 ? x_nc[off[i]] : 0.0f;
             }
         }
     }
@@ -2630,29 +2678,28 @@ DLFDEF void dlf_im2col(const float *x, int N, int C, int H, int W, int R, int S,
 
 /* col2im, the adjoint of im2col: every column entry is added back into the pixel it
    was copied from (overlapping windows add up). x += col2im(col). Threads split the
-   (n, c) planes; inside a plane the additions run in a fixed (r, s, p, q) order. */
+   channels c; every x[n][c][h][w] gets its terms in a fixed (r, s) order (for one
+   tap (r, s) the pixels (p, q) read distinct h*W + w). */
 DLFDEF void dlf_col2im(const float *col, int N, int C, int H, int W, int R, int S, int stride, int pad,
                        float *x)
 {
-    int P = (H + 2 * pad - R) / stride + 1, Q = (W + 2 * pad - S) / stride + 1;
-    size_t NPQ = (size_t)N * P * Q;
-    int nc;
+    int P = (H + 2 * pad - R) / stride + 1, Q = (W + 2 * pad - S) / stride + 1, PQ = P * Q;
+    size_t NPQ = (size_t)N * PQ;
+    int c;
     DLF__OMP(omp parallel for if ((size_t)C * R * S * NPQ > DLF__PAR_MIN))
-    for (nc = 0; nc < N * C; nc++) {
-        int n = nc / C, c = nc % C, r, s, p, q;
-        float *x_nc = x + (size_t)nc * H * W;
+    for (c = 0; c < C; c++) {
+        int off[DLF__CONV_CHUNK], r, s, i0, n, i;
         for (r = 0; r < R; r++)
         for (s = 0; s < S; s++) {
-            const float *col_n = col + (size_t)((c * R + r) * S + s) * NPQ + (size_t)n * P * Q;
-            for (p = 0; p < P; p++) {
-                int h = p * stride - pad + r;
-                const float *src = col_n + (size_t)p * Q;
-                float *x_h;
-                if (h < 0 || h >= H) continue;
-                x_h = x_nc + (size_t)h * W;
-                for (q = 0; q < Q; q++) {
-                    int w = q * stride - pad + s;
-                    if (w >= 0 && w < W) x_h[w] += src[q];
+            const float *col_row = col + (size_t)((c * R + r) * S + s) * NPQ;
+            for (i0 = 0; i0 < PQ; i0 += DLF__CONV_CHUNK) {
+                int len = PQ - i0 < DLF__CONV_CHUNK ? PQ - i0 : DLF__CONV_CHUNK;
+                dlf__tap_offsets(H, W, Q, stride, pad, r, s, i0, len, off);
+                for (n = 0; n < N; n++) {
+                    float *x_nc = x + ((size_t)n * C + c) * H * W;
+                    const float *src = col_row + (size_t)n * PQ + i0;
+                    for (i = 0; i < len; i++)
+                        if (off[i] >= 0) x_nc[off[i]] += src[i];
                 }
             }
         }
@@ -4158,6 +4205,33 @@ DLFDEF int dlf_loader_next(dlf_loader *l)
     dlf_dataset_fill(l->ds, l->order + l->pos, count, l->lut, l->x, l->y);
     l->pos += count;
     return count;
+}
+
+DLFDEF int dlf_mnist_loaders(const dlf_mnist *m, int batch_size, int eval_batch_size, uint64_t seed,
+                             dlf_loader **train, dlf_loader **valid, dlf_loader **test)
+{
+    dlf_loader_cfg cfg;
+    dlf_loader *tr = NULL, *va = NULL, *te = NULL;
+    memset(&cfg, 0, sizeof cfg);
+    cfg.mean = m->mean;
+    cfg.std = m->std;
+    cfg.batch_size = batch_size;
+    cfg.shuffle = 1;
+    cfg.seed = seed;
+    if (train && !(tr = dlf_loader_create(&m->train, &cfg))) goto oom;
+    cfg.batch_size = eval_batch_size;
+    cfg.shuffle = 0;
+    if (valid && m->valid.n > 0 && !(va = dlf_loader_create(&m->valid, &cfg))) goto oom;
+    if (test && !(te = dlf_loader_create(&m->test, &cfg))) goto oom;
+    if (train) *train = tr;
+    if (valid) *valid = va;
+    if (test) *test = te;
+    return DLF_OK;
+oom:
+    dlf_loader_free(tr);
+    dlf_loader_free(va);
+    dlf_loader_free(te);
+    return DLF_ERR_NOMEM;
 }
 
 // >>stage14_learner (implementation) ----------------------------------------------

@@ -20,85 +20,12 @@
        make build/examples/mnist_cnn
        ./build/examples/mnist_cnn --epochs 3 --show 6
 
-   Flags (defaults in brackets):
-       --epochs N     [3]      passes over the training set
-       --lr X         [0.075]   peak learning rate of the one-cycle schedule
-       --bs N         [64]     batch size
-       --seed N       [1]      weights and shuffle order; same seed, same numbers
-       --data DIR     [data/mnist]  directory holding the four IDX files
-       --threads N    [all]    OpenMP threads
-       --save PATH    [none]   after training, write a checkpoint (safetensors: weights under
-                               PyTorch's state_dict names, SGD momentum buffers, metadata)
-       --load PATH    [none]   start from a checkpoint's weights (and its optimizer state, if
-                               it has one): a dlf checkpoint or a PyTorch state_dict file
-       --eval-only             no training: evaluate the (loaded) weights on the test set
-       --show N       [0]      after training, draw N test digits as ASCII art (3 to a row) with the
-                               predicted label beside the true one (what `make demo` shows)
-       --help
-   The last line printed is exactly
-       test_accuracy=0.XXXX epochs=N train_seconds=S
-   so scripts can `tail -n 1` it. */
-#include <stdio.h>
-#include <stdlib.h>
-#include <string.h>
+   Defaults: --epochs 3 --lr 0.075 --bs 64 --seed 1. All flags (--save, --load,
+   --eval-only, --show ...) are described in examples/example.h. The last line printed
+   is exactly `test_accuracy=0.XXXX epochs=N train_seconds=S`. */
 #define DLF_IMPLEMENTATION
 #include "../dlf.h"
-
-typedef struct options {
-    int epochs;            /* --epochs */
-    float lr;              /* --lr: peak learning rate */
-    int bs;                /* --bs */
-    unsigned long seed;    /* --seed */
-    const char *data;      /* --data */
-    int threads;           /* --threads (0: OpenMP's default) */
-    const char *save;      /* --save: checkpoint to write after training, or NULL */
-    const char *load;      /* --load: checkpoint to start from, or NULL */
-    int eval_only;         /* --eval-only: skip training */
-    int show;              /* --show: test digits to draw */
-} options;
-
-static void usage(FILE *f)
-{
-    fprintf(f, "usage: mnist_cnn [--epochs N] [--lr X] [--bs N] [--seed N] [--data DIR] [--threads N]\n"
-               "                 [--show N] [--save PATH] [--load PATH] [--eval-only] [--help]\n"
-               "  trains the course's 4-conv stride-2 CNN on MNIST (see the top of examples/mnist_cnn.c)\n");
-}
-
-static int parse_options(int argc, char **argv, options *o)
-{
-    int i;
-    o->epochs = 3;
-    o->lr = 0.075f;
-    o->bs = 64;
-    o->seed = 1;
-    o->data = "data/mnist";
-    o->threads = 0;
-    o->save = NULL;
-    o->load = NULL;
-    o->eval_only = 0;
-    o->show = 0;
-    for (i = 1; i < argc; i += 2) {   /* every flag but --help and --eval-only takes one value */
-        const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
-        if (strcmp(a, "--help") == 0 || strcmp(a, "-h") == 0) { usage(stdout); exit(0); }
-        if (strcmp(a, "--eval-only") == 0) { o->eval_only = 1; i--; continue; }
-        if (!v) { fprintf(stderr, "mnist_cnn: %s needs a value (or is unknown)\n", a); return 0; }
-        if (strcmp(a, "--epochs") == 0) o->epochs = atoi(v);
-        else if (strcmp(a, "--lr") == 0) o->lr = (float)atof(v);
-        else if (strcmp(a, "--bs") == 0) o->bs = atoi(v);
-        else if (strcmp(a, "--seed") == 0) o->seed = strtoul(v, NULL, 10);
-        else if (strcmp(a, "--data") == 0) o->data = v;
-        else if (strcmp(a, "--threads") == 0) o->threads = atoi(v);
-        else if (strcmp(a, "--save") == 0) o->save = v;
-        else if (strcmp(a, "--load") == 0) o->load = v;
-        else if (strcmp(a, "--show") == 0) o->show = atoi(v);
-        else { fprintf(stderr, "mnist_cnn: unknown flag %s\n", a); return 0; }
-    }
-    if (o->epochs < 1 || o->bs < 1 || o->lr <= 0.0f || o->show < 0) {
-        fprintf(stderr, "mnist_cnn: --epochs and --bs must be >= 1, --lr > 0, --show >= 0\n");
-        return 0;
-    }
-    return 1;
-}
+#include "example.h"
 
 /* The parameters, in PyTorch's layout and state_dict order. */
 /* PyTorch's state_dict names of the model above, in the order of params[] in main */
@@ -132,15 +59,16 @@ static dlf_tensor *cnn_forward(dlf_tape *t, dlf_tensor *x, void *user)
    the middle 20x20), one character per pixel column and per two pixel rows, with
    "pred P (true T)" under each; a wrong guess is marked with '!'. */
 #define SHOW_PER_ROW 3
-static void show_digits(cnn *m, dlf_tape *t, const dlf_mnist *data, float mean, float std, int count)
+static void show_digits(dlf_tape *t, const dlf_mnist *data, void *user, int count)
 {
+    cnn *m = (cnn *)user;
     static const char ramp[] = " .:-=+*#%@";
     float lut[256];
     int shown = 0, i, prev;
     dlf_tensor *x = dlf_tensor_new4(SHOW_PER_ROW, 1, 28, 28), *y = dlf_tensor_new1(SHOW_PER_ROW);
     int idx[SHOW_PER_ROW], pred[SHOW_PER_ROW];
     if (!x || !y) return;
-    dlf_normalize_lut(lut, mean, std);
+    dlf_normalize_lut(lut, data->mean, data->std);
     prev = dlf_tape_set_grad(t, 0);
     while (shown < count) {
         int n = count - shown < SHOW_PER_ROW ? count - shown : SHOW_PER_ROW, r, c, k;
@@ -181,32 +109,18 @@ static void show_digits(cnn *m, dlf_tape *t, const dlf_mnist *data, float mean, 
 
 int main(int argc, char **argv)
 {
-    options o;
+    ex_options o = {"mnist_cnn", "trains the course's 4-conv stride-2 CNN on MNIST (see the top of examples/mnist_cnn.c)",
+                    3, 0.075f, 64, 1, "data/mnist", 0, NULL, NULL, 0, 0};
+    ex_model model;
     dlf_mnist data;
-    dlf_loader_cfg lc;
-    dlf_loader *train, *valid, *test;
-    dlf_sgd_cfg sc;
-    dlf_sgd *opt;
-    dlf_fit_cfg fc;
-    dlf_fit_report rep;
-    dlf_tape tape;
     dlf_rng rng;
     cnn m;
     dlf_tensor *params[10];
-    float test_acc, test_loss;
     int rc, i, ok = 1;
 
-    if (!parse_options(argc, argv, &o)) { usage(stderr); return 2; }
+    if (!ex_parse(argc, argv, &o)) { ex_usage(stderr, &o); return 2; }
     if (o.threads > 0) dlf_set_threads(o.threads);
-    rc = dlf_mnist_load(&data, o.data, NULL);
-    if (rc != DLF_OK) {
-        fprintf(stderr, "mnist_cnn: cannot load MNIST from %s:\n  %s\n", o.data, dlf_last_error());
-        if (rc == DLF_ERR_IO)
-            fprintf(stderr, "Run `make data` first to download it (or pass --data DIR).\n");
-        return 1;
-    }
-    printf("MNIST: %d train, %d valid, %d test images; train mean %.4f std %.4f; %d threads\n",
-           data.train.n, data.valid.n, data.test.n, data.mean, data.std, dlf_get_threads());
+    if (!ex_load_data(&o, &data)) return 1;
 
     dlf_rng_seed(&rng, o.seed);
     for (i = 0; i < 4; i++) {
@@ -220,75 +134,20 @@ int main(int argc, char **argv)
     m.fc_w = dlf_param_new(2, (int[]){10, 32});
     m.fc_b = dlf_param_new(1, (int[]){10});
     ok &= m.fc_w && m.fc_b;
-    if (ok) dlf_init_torch_default(m.fc_w, m.fc_b, &rng);
+    if (!ok) { fprintf(stderr, "mnist_cnn: %s\n", dlf_last_error()); return 1; }
+    dlf_init_torch_default(m.fc_w, m.fc_b, &rng);
     params[8] = m.fc_w;
     params[9] = m.fc_b;
 
-    memset(&lc, 0, sizeof lc);
-    lc.batch_size = o.bs;
-    lc.shuffle = 1;
-    lc.seed = o.seed;
-    lc.mean = data.mean;
-    lc.std = data.std;
-    train = dlf_loader_create(&data.train, &lc);
-    lc.shuffle = 0;
-    lc.batch_size = 500;
-    valid = dlf_loader_create(&data.valid, &lc);
-    test = dlf_loader_create(&data.test, &lc);
-    memset(&sc, 0, sizeof sc);
-    sc.lr = o.lr;
-    sc.momentum = 0.9f;
-    opt = ok ? dlf_sgd_create(params, 10, &sc) : NULL;
-    if (!ok || !train || !valid || !test || !opt) {
-        fprintf(stderr, "mnist_cnn: %s\n", dlf_last_error());
-        return 1;
-    }
-    if (o.load) {
-        rc = dlf_ckpt_load_training(o.load, params, param_names, 10, opt);
-        if (rc != DLF_OK) {
-            fprintf(stderr, "mnist_cnn: cannot load the checkpoint: %s\n", dlf_last_error());
-            return 1;
-        }
-        printf("loaded %s (optimizer steps so far: %d)\n", o.load, opt->steps);
-    }
-    dlf_tape_init(&tape);
+    model.forward = cnn_forward;
+    model.m = &m;
+    model.params = params;
+    model.names = param_names;
+    model.n_params = 10;
+    model.after = show_digits;
+    rc = ex_train(&o, &data, &model);
 
-    memset(&fc, 0, sizeof fc);
-    fc.epochs = o.epochs;
-    fc.lr = o.lr;
-    fc.sched = DLF_SCHED_ONE_CYCLE;
-    memset(&rep, 0, sizeof rep);
-    rc = o.eval_only ? DLF_OK : dlf_fit(&tape, cnn_forward, &m, dlf_cross_entropy, opt, train, valid, &fc, &rep);
-    if (rc != DLF_OK) {
-        fprintf(stderr, "mnist_cnn: training stopped: %s\n", dlf_last_error());
-        return 1;
-    }
-    test_acc = dlf_evaluate(&tape, cnn_forward, &m, test, &test_loss);
-    if (o.show > 0) show_digits(&m, &tape, &data, data.mean, data.std, o.show);
-    printf("test_loss %.4f; arena peak %.1f MiB per step\n", test_loss, (double)tape.peak_bytes / (1 << 20));
-    if (o.save) {
-        char acc[32], epochs[32];
-        const char *meta[6];
-        snprintf(acc, sizeof acc, "%.4f", test_acc);
-        snprintf(epochs, sizeof epochs, "%d", o.eval_only ? 0 : o.epochs);
-        meta[0] = "model"; meta[1] = "mnist_cnn";
-        meta[2] = "epochs"; meta[3] = epochs;
-        meta[4] = "test_accuracy"; meta[5] = acc;
-        rc = dlf_ckpt_save_training(o.save, params, param_names, 10, opt, meta, 3);
-        if (rc != DLF_OK) {
-            fprintf(stderr, "mnist_cnn: cannot save the checkpoint: %s\n", dlf_last_error());
-            return 1;
-        }
-        printf("saved %s\n", o.save);
-    }
-    printf("test_accuracy=%.4f epochs=%d train_seconds=%.2f\n", test_acc, o.eval_only ? 0 : o.epochs, rep.train_seconds);
-
-    dlf_tape_destroy(&tape);
-    dlf_sgd_free(opt);
-    dlf_loader_free(train);
-    dlf_loader_free(valid);
-    dlf_loader_free(test);
     for (i = 0; i < 10; i++) dlf_tensor_free(params[i]);
     dlf_mnist_free(&data);
-    return 0;
+    return rc;
 }

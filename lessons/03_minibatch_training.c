@@ -168,7 +168,6 @@ int main(void)
     static const float big[N_CLASSES] = {1000.0f, 1001.0f, 1002.0f};
     dlf_mnist data;
     dlf_mnist_cfg mc;
-    dlf_loader_cfg lc;
     dlf_loader *train, *valid;
     dlf_sgd_cfg sc;
     dlf_sgd *opt;
@@ -211,16 +210,9 @@ int main(void)
     dlf_init_torch_default(m.w1, m.b1, &rng);
     dlf_init_torch_default(m.w2, m.b2, &rng);
     params[0] = m.w1; params[1] = m.b1; params[2] = m.w2; params[3] = m.b2;
-    memset(&lc, 0, sizeof lc);
-    lc.batch_size = 64;
-    lc.shuffle = 1;
-    lc.seed = 42;
-    lc.mean = data.mean;
-    lc.std = data.std;
-    train = dlf_loader_create(&data.train, &lc);
-    lc.shuffle = 0;
-    lc.batch_size = 500;
-    valid = dlf_loader_create(&data.valid, &lc);
+    /* a shuffled training loader and an in-order validation loader, both normalized
+       with the training mean and std */
+    dlf_mnist_loaders(&data, 64, 500, 42, &train, &valid, NULL);
     dlf_tape_init(&t);
     acc = dlf_evaluate(&t, mlp_forward, &m, valid, &loss_v);
     printf("  before training:                valid loss %.4f accuracy %.4f\n", loss_v, acc);

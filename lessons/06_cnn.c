@@ -121,7 +121,6 @@ int main(void)
 {
     dlf_mnist data;
     dlf_mnist_cfg mc;
-    dlf_loader_cfg lc;
     dlf_loader *train, *valid, *test;
     dlf_sgd_cfg sc;
     dlf_sgd *opt;
@@ -148,17 +147,7 @@ int main(void)
         }
         full = 0;
     }
-    memset(&lc, 0, sizeof lc);
-    lc.batch_size = 64;
-    lc.shuffle = 1;
-    lc.seed = 1;
-    lc.mean = data.mean;
-    lc.std = data.std;
-    train = dlf_loader_create(&data.train, &lc);
-    lc.shuffle = 0;
-    lc.batch_size = 500;
-    valid = dlf_loader_create(&data.valid, &lc);
-    test = dlf_loader_create(&data.test, &lc);
+    dlf_mnist_loaders(&data, 64, 500, 1, &train, &valid, &test);
     dlf_tape_init(&t);
 
     printf("1. activations of one batch of %d validation images right after init (inputs: mean 0, std 1)\n\n",

@@ -10,9 +10,22 @@
    TEST_MAIN_END()                prints "<file>: N passed, M failed" and returns non-zero
                                   on any failure; tests/run.sh adds the files up.
 
+   TH_COUNT_ALLOCS                define it before including this file (and with
+                                  DLF_IMPLEMENTATION) to route dlf's allocations through
+                                  counting hooks: th_allocs counts malloc and realloc calls
+
    All state lives in this translation unit (each test file is its own program). */
 #ifndef DLF_TEST_HARNESS_H
 #define DLF_TEST_HARNESS_H
+#ifdef TH_COUNT_ALLOCS
+#include <stdlib.h>
+static long th_allocs;  /* every heap allocation dlf makes goes through these */
+static void *th_malloc(size_t n) { th_allocs++; return malloc(n); }
+static void *th_realloc(void *p, size_t n) { th_allocs++; return realloc(p, n); }
+#define DLF_MALLOC(n) th_malloc(n)
+#define DLF_REALLOC(p, n) th_realloc(p, n)
+#define DLF_FREE(p) free(p)
+#endif
 #include <setjmp.h>
 #include <stdio.h>
 #include <string.h>

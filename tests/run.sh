@@ -12,6 +12,7 @@ trap 'rm -rf "$tmp"' EXIT
 # Compile tests: the header must build cleanly in every flavour a user may pick.
 printf '#define DLF_IMPLEMENTATION\n#include "dlf.h"\nint main(void){ return dlf_version_string()[0] == 0; }\n' > "$tmp/impl.c"
 printf '#define DLF_STATIC\n#define DLF_IMPLEMENTATION\n#include "dlf.h"\nint main(void){ return dlf_version_string()[0] == 0; }\n' > "$tmp/static.c"
+printf '#define DLF_NO_STDIO\n#define DLF_IMPLEMENTATION\n#include "dlf.h"\nint main(void){ return dlf_version_string()[0] == 0; }\n' > "$tmp/nostdio.c"
 compile() {  # name, command...
     local name=$1; shift
     if out=$("$@" 2>&1); then
@@ -29,6 +30,8 @@ compile "g++ as C++"            g++ -x c++ -Wall -Wextra -Werror -I. -c "$tmp/im
 compile "DLF_STATIC"            gcc   $strict -Wno-unused-function -I. -c "$tmp/static.c" -o "$tmp/e.o"
 compile "no OpenMP, no SIMD"    gcc   $strict -DDLF_NO_SIMD -O2 -I. -c "$tmp/impl.c" -o "$tmp/f.o"
 compile "dlf.c library object"  gcc   $strict -c dlf.c -o "$tmp/g.o"
+compile "DLF_NO_STDIO"          gcc   $strict -I. -c "$tmp/nostdio.c" -o "$tmp/h.o"
+compile "clang++ as C++"        clang -x c++ -Wall -Wextra -Werror -I. -c "$tmp/impl.c" -o "$tmp/i.o"
 
 # A build without OpenMP must give the same numbers: run the core tests in it too.
 if [ -f tests/test_core.c ]; then

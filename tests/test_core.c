@@ -2,13 +2,7 @@
    tape autograd (gradcheck of every op), arena reuse, determinism, errors. */
 #include <stdlib.h>
 
-/* Count every heap allocation dlf makes, through its allocation hooks. */
-static long th_allocs;
-static void *th_malloc(size_t n) { th_allocs++; return malloc(n); }
-static void *th_realloc(void *p, size_t n) { th_allocs++; return realloc(p, n); }
-#define DLF_MALLOC(n) th_malloc(n)
-#define DLF_REALLOC(p, n) th_realloc(p, n)
-#define DLF_FREE(p) free(p)
+#define TH_COUNT_ALLOCS  /* count dlf's heap allocations (see harness.h) */
 #define DLF_IMPLEMENTATION
 #include "harness.h"
 

@@ -5,12 +5,7 @@
    Allocations are counted through DLF_MALLOC so we can check that a loader step
    allocates nothing. */
 #include <stdlib.h>
-static long th_allocs;
-static void *th_malloc(size_t n) { th_allocs++; return malloc(n); }
-static void *th_realloc(void *p, size_t n) { th_allocs++; return realloc(p, n); }
-#define DLF_MALLOC(sz) th_malloc(sz)
-#define DLF_REALLOC(p, sz) th_realloc(p, sz)
-#define DLF_FREE(p) free(p)
+#define TH_COUNT_ALLOCS  /* count dlf's heap allocations (see harness.h) */
 #define DLF_IMPLEMENTATION
 #include "harness.h"
 

@@ -2,12 +2,7 @@
    pooling, flatten, embedding, Sequential; the arena's zero-allocation promise
    with conv in the graph. Every op's backward is checked by finite differences. */
 #include <stdlib.h>
-static long th_allocs;  /* every heap allocation dlf makes goes through these */
-static void *th_malloc(size_t n) { th_allocs++; return malloc(n); }
-static void *th_realloc(void *p, size_t n) { th_allocs++; return realloc(p, n); }
-#define DLF_MALLOC(sz) th_malloc(sz)
-#define DLF_REALLOC(p, sz) th_realloc(p, sz)
-#define DLF_FREE(p) free(p)
+#define TH_COUNT_ALLOCS  /* count dlf's heap allocations (see harness.h) */
 #define DLF_IMPLEMENTATION
 #include "harness.h"
 

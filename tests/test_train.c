@@ -156,7 +156,6 @@ static void test_mnist_subset(void)
 {
     dlf_mnist data;
     dlf_mnist_cfg mc;
-    dlf_loader_cfg lc;
     dlf_loader *train, *test;
     dlf_sgd_cfg sc;
     dlf_sgd *opt;
@@ -185,16 +184,7 @@ static void test_mnist_subset(void)
     dlf_fill_normal(m.w1, &rng, 0.0f, sqrtf(2.0f / 784.0f));  /* Kaiming: ReLU follows */
     dlf_fill_normal(m.w2, &rng, 0.0f, sqrtf(1.0f / 50.0f));
     params[0] = m.w1; params[1] = m.b1; params[2] = m.w2; params[3] = m.b2;
-    memset(&lc, 0, sizeof lc);
-    lc.batch_size = 32;
-    lc.shuffle = 1;
-    lc.seed = 7;
-    lc.mean = data.mean;
-    lc.std = data.std;
-    train = dlf_loader_create(&data.train, &lc);
-    lc.shuffle = 0;
-    lc.batch_size = 100;
-    test = dlf_loader_create(&data.test, &lc);
+    dlf_mnist_loaders(&data, 32, 100, 7, &train, NULL, &test);
     memset(&sc, 0, sizeof sc);
     sc.lr = 0.02f;
     sc.momentum = 0.9f;
@@ -253,7 +243,6 @@ static void test_cnn_subset(void)
     static const int K[4] = {8, 16, 32, 32}, C[4] = {1, 8, 16, 32}, R[4] = {5, 3, 3, 3};
     dlf_mnist data;
     dlf_mnist_cfg mc;
-    dlf_loader_cfg lc;
     dlf_loader *train, *test;
     dlf_sgd_cfg sc;
     dlf_sgd *opt;
@@ -288,16 +277,7 @@ static void test_cnn_subset(void)
     dlf_init_torch_default(m.fc_w, m.fc_b, &rng);
     params[8] = m.fc_w;
     params[9] = m.fc_b;
-    memset(&lc, 0, sizeof lc);
-    lc.batch_size = 32;
-    lc.shuffle = 1;
-    lc.seed = 3;
-    lc.mean = data.mean;
-    lc.std = data.std;
-    train = dlf_loader_create(&data.train, &lc);
-    lc.shuffle = 0;
-    lc.batch_size = 250;
-    test = dlf_loader_create(&data.test, &lc);
+    dlf_mnist_loaders(&data, 32, 250, 3, &train, NULL, &test);
     memset(&sc, 0, sizeof sc);
     sc.lr = 0.1f;
     sc.momentum = 0.9f;
