@@ -4268,19 +4268,27 @@ static float dlf__cos_anneal(float a, float b, double f)
     return (float)(b + (a - b) * 0.5 * (1.0 + cos(3.141592653589793 * f)));
 }
 
+/* One-cycle (Smith & Topin 2017), exactly as torch.optim.lr_scheduler.OneCycleLR with
+   its defaults (anneal_strategy "cos", div_factor 25, final_div_factor 1e4, two phases):
+     warm-up  steps 0 .. u,         u = pct_start * total - 1:   lr/25 -> lr
+     anneal   steps u .. total - 1:                               lr -> lr/25/1e4
+   both along cos_anneal; the fixtures in tests/ref/one_cycle_* check it step by step. */
 DLFDEF float dlf_sched_lr(dlf_sched kind, float lr, float pct_start, int step, int total)
 {
-    double up, f;
+    double lr0, lr_min, up_end, f;
     if (kind == DLF_SCHED_CONSTANT || total <= 1) return lr;
     if (pct_start <= 0.0f || pct_start >= 1.0f) pct_start = 0.3f;
-    up = pct_start * (double)total;          /* steps spent warming up */
-    if (step < up) {
-        f = step / up;
-        return dlf__cos_anneal(lr / 25.0f, lr, f);
+    lr0 = (double)lr / 25.0;                    /* initial_lr = max_lr / div_factor */
+    lr_min = lr0 / 1e4;                         /* min_lr = initial_lr / final_div_factor */
+    up_end = (double)pct_start * total - 1.0;   /* the last step of the warm-up */
+    if (up_end > 0.0 && step <= up_end) {
+        f = step / up_end;
+        return dlf__cos_anneal((float)lr0, lr, f);
     }
-    f = (step - up) / ((double)total - up);
+    if (up_end < 0.0) up_end = 0.0;
+    f = (step - up_end) / ((double)(total - 1) - up_end);
     if (f > 1.0) f = 1.0;
-    return dlf__cos_anneal(lr, lr / 25.0f / 1e4f, f);
+    return dlf__cos_anneal(lr, (float)lr_min, f);
 }
 
 DLFDEF void dlf_progress_start(dlf_progress *p, const char *label, int total, int quiet)

@@ -282,6 +282,22 @@ static void ref_sgd(ref_case *c)
     for (i = 0; i < n; i++) dlf_tensor_free(ps[i]);
 }
 
+/* ---- stage 14: the one-cycle schedule ---------------------------------------------------
+   lr (total): the learning rate of each step from torch's OneCycleLR. */
+
+static void ref_one_cycle(ref_case *c)
+{
+    const dlf_st_tensor *ref = find(c, "lr");
+    int total = meta_int(c, "total"), i;
+    float *got;
+    if (!ref) return;
+    got = (float *)malloc(sizeof(float) * (size_t)total);
+    for (i = 0; i < total; i++)
+        got[i] = dlf_sched_lr(DLF_SCHED_ONE_CYCLE, meta_float(c, "max_lr"), meta_float(c, "pct_start"), i, total);
+    compare(c, "lr", got, ref, c->atol, c->rtol);
+    free(got);
+}
+
 /* ---- whole model: the course's MNIST CNN -----------------------------------------------
    nn.Sequential(Conv2d(1,8,5,2,2), ReLU, Conv2d(8,16,3,2,1), ReLU, Conv2d(16,32,3,2,1), ReLU,
    Conv2d(32,32,3,2,1), ReLU, AdaptiveAvgPool2d(1), Flatten, Linear(32,10)): eleven modules,
@@ -296,7 +312,7 @@ static int cnn_build(ref_case *c, const char *prefix, dlf_seq *s, dlf_tensor **p
 {
     static const int ch[5] = {1, 8, 16, 32, 32}, ks[4] = {5, 3, 3, 3};
     dlf_rng r;
-    char key[64];
+    char key[DLF_PARAM_NAME_MAX + 16];
     int i, n;
     dlf_rng_seed(&r, 1);
     dlf_seq_init(s);
@@ -327,7 +343,7 @@ static void ref_mnist_cnn(ref_case *c)
 {
     dlf_seq s;
     dlf_tensor *ps[CNN_MAX_PARAMS], *x = to_tensor(find(c, "x")), *y = to_tensor(find(c, "y")), *logits, *loss;
-    char names[CNN_MAX_PARAMS][DLF_PARAM_NAME_MAX], key[64];
+    char names[CNN_MAX_PARAMS][DLF_PARAM_NAME_MAX], key[CNN_MAX_PARAMS * DLF_PARAM_NAME_MAX + 16];
     dlf_tape tape;
     int i, n = cnn_build(c, "", &s, ps, names);
     dlf_tape_init(&tape);
@@ -354,7 +370,7 @@ static void ref_mnist_cnn_train(ref_case *c)
 {
     dlf_seq s;
     dlf_tensor *ps[CNN_MAX_PARAMS], *x = to_tensor(find(c, "x")), *y = to_tensor(find(c, "y"));
-    char names[CNN_MAX_PARAMS][DLF_PARAM_NAME_MAX], key[64];
+    char names[CNN_MAX_PARAMS][DLF_PARAM_NAME_MAX], key[CNN_MAX_PARAMS * DLF_PARAM_NAME_MAX + 16];
     const dlf_st_tensor *ref_losses = find(c, "losses");
     float losses[64];
     dlf_tape tape;
@@ -424,6 +440,7 @@ static const struct { const char *op; const char *variant; ref_build_fn build; r
     {"mse", "", ref_mse, NULL}, {"l1", "", ref_l1, NULL}, {"nll", "", ref_nll, NULL},
     {"cross_entropy", "", ref_cross_entropy, NULL}, {"bce_with_logits", "", ref_bce_with_logits, NULL},
     {"sgd", "", NULL, ref_sgd},
+    {"one_cycle", "", NULL, ref_one_cycle},
     {"mnist_cnn", "", NULL, ref_mnist_cnn}, {"mnist_cnn_train", "", NULL, ref_mnist_cnn_train},
 };
 #define N_ADAPTERS ((int)(sizeof ADAPTERS / sizeof ADAPTERS[0]))

@@ -109,9 +109,10 @@ static void test_sched(void)
     GROUP("schedule");
     CHECK(dlf_sched_lr(DLF_SCHED_CONSTANT, 0.1f, 0, 37, total) == 0.1f, "constant");
     lr0 = dlf_sched_lr(DLF_SCHED_ONE_CYCLE, 0.1f, 0.3f, 0, total);
-    lrp = dlf_sched_lr(DLF_SCHED_ONE_CYCLE, 0.1f, 0.3f, 30, total);
-    lrend = dlf_sched_lr(DLF_SCHED_ONE_CYCLE, 0.1f, 0.3f, 100, total);
-    CHECK(fabsf(lr0 - 0.004f) < 1e-7f && fabsf(lrp - 0.1f) < 1e-7f && lrend < 1e-6f && lrend > 0,
+    /* as OneCycleLR: the peak at step pct*total - 1, lr/25/1e4 at the last step */
+    lrp = dlf_sched_lr(DLF_SCHED_ONE_CYCLE, 0.1f, 0.3f, 29, total);
+    lrend = dlf_sched_lr(DLF_SCHED_ONE_CYCLE, 0.1f, 0.3f, 99, total);
+    CHECK(fabsf(lr0 - 0.004f) < 1e-7f && fabsf(lrp - 0.1f) < 1e-7f && fabsf(lrend - 4e-7f) < 1e-12f,
           "one-cycle: start %g peak %g end %g", lr0, lrp, lrend);
 }
 

@@ -400,6 +400,30 @@ def _sgd():
         emit_raw(name, tensors, meta)
 
 
+# Tensor lr (total,): the learning rate torch.optim.lr_scheduler.OneCycleLR gives step i
+# (read before the i-th optimizer step). Metadata: max_lr, pct_start, total. dlf does not
+# cycle momentum, so cycle_momentum=False.
+
+@op("one_cycle")
+def _one_cycle():
+    for total, pct, max_lr in [(10, 0.3, 0.1), (100, 0.3, 0.075), (2346, 0.3, 0.075),
+                               (50, 0.25, 1.0), (7, 0.5, 0.03), (1000, 0.1, 0.5)]:
+        name = "one_cycle_%d_%s_%s" % (total, num(pct), num(max_lr))
+        p = torch.nn.Parameter(torch.zeros(1))
+        opt = torch.optim.SGD([p], lr=max_lr, momentum=0.9)
+        sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=max_lr, total_steps=total,
+                                                    pct_start=pct, cycle_momentum=False)
+        lrs = []
+        for i in range(total):
+            lrs.append(opt.param_groups[0]["lr"])
+            opt.step()
+            if i + 1 < total:
+                sched.step()
+        emit_raw(name, [("lr", torch.tensor(lrs, dtype=torch.float32))],
+                 {"op": "one_cycle", "max_lr": repr(max_lr), "pct_start": repr(pct), "total": total,
+                  "atol": 1e-9, "rtol": 1e-5})
+
+
 # ------------------------------------------------------------------------------------------
 # Stage 6: layers
 
