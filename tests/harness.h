@@ -10,6 +10,8 @@
    TEST_MAIN_END()                prints "<file>: N passed, M failed" and returns non-zero
                                   on any failure; tests/run.sh adds the files up.
 
+   GRADCHECK(fn, inputs, n, user, what)
+                                  dlf_gradcheck as one assertion, reporting the worst element
    TH_COUNT_ALLOCS                define it before including this file (and with
                                   DLF_IMPLEMENTATION) to route dlf's allocations through
                                   counting hooks: th_allocs counts malloc and realloc calls
@@ -91,6 +93,15 @@ static inline int th_close(const float *a, const float *b, int n, float atol, fl
     return 1;
 }
 #define CHECK_CLOSE(a, b, n, atol, rtol, what) th_close((a), (b), (n), (atol), (rtol), (what), __FILE__, __LINE__)
+
+/* One dlf_gradcheck with default settings as one assertion; the report on failure. */
+#define GRADCHECK(fn, inputs, n, user, what) do {                                     \
+        dlf_gradcheck_report rep_ = {0, 0, 0, 0, 0, 0, 0};                             \
+        int ok_ = dlf_gradcheck((fn), (inputs), (n), (user), NULL, &rep_);             \
+        CHECK(ok_, "gradcheck %s: %d of %d failed, max abs err %g (input %d index %d)", \
+              (what), rep_.n_failed, rep_.n_checked, rep_.max_abs_err,                 \
+              rep_.worst_input, rep_.worst_index);                                     \
+    } while (0)
 
 #define TEST_MAIN_END() do {                                                   \
         printf("%s: %d passed, %d failed\n", __FILE__, th_passed, th_failed); \

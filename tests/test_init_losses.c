@@ -20,14 +20,6 @@ static void stats(const dlf_tensor *x, double *mean, double *std, float *maxabs)
     *std = sqrt(ss / (x->size - 1));
 }
 
-#define GRADCHECK(fn, inputs, n, user, what) do {                                     \
-        dlf_gradcheck_report rep_ = {0, 0, 0, 0, 0, 0, 0};                             \
-        int ok_ = dlf_gradcheck((fn), (inputs), (n), (user), NULL, &rep_);             \
-        CHECK(ok_, "gradcheck %s: %d of %d failed, max abs err %g (input %d index %d)", \
-              (what), rep_.n_failed, rep_.n_checked, rep_.max_abs_err,                 \
-              rep_.worst_input, rep_.worst_index);                                     \
-    } while (0)
-
 /* ---------------------------------------------------------------- init */
 
 static void test_fan(void)

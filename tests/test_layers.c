@@ -34,14 +34,6 @@ static void free_all(dlf_tensor **ts, int n)
     for (i = 0; i < n; i++) dlf_tensor_free(ts[i]);
 }
 
-#define GRADCHECK(fn, inputs, n, user, what) do {                                     \
-        dlf_gradcheck_report rep_ = {0, 0, 0, 0, 0, 0, 0};                             \
-        int ok_ = dlf_gradcheck((fn), (inputs), (n), (user), NULL, &rep_);             \
-        CHECK(ok_, "gradcheck %s: %d of %d failed, max abs err %g (input %d index %d)", \
-              (what), rep_.n_failed, rep_.n_checked, rep_.max_abs_err,                 \
-              rep_.worst_input, rep_.worst_index);                                     \
-    } while (0)
-
 /* ---------------------------------------------------------------- linear */
 
 static dlf_tensor *g_linear(dlf_tape *t, dlf_tensor **in, void *u)
