@@ -233,6 +233,8 @@ DLFDEF void dlf_gemm_fast(int ta, int tb, int M, int N, int K, const float *A,
                           const float *B, float *C, int acc, float *work); /* packed + micro-kernel; work NULL: allocate */
 DLFDEF void dlf_gemm(int ta, int tb, int M, int N, int K, const float *A,
                      const float *B, float *C, int acc, float *work);  /* picks a rung by size */
+DLFDEF void dlf_gemm_dot(int M, int N, int K, const float *A, const float *B,
+                         float *C, int acc);  /* C (M,N) = A (M,K) @ B^T, B stored (N,K): dot products, long K */
 
 DLFDEF dlf_tensor *dlf_matmul(dlf_tape *t, dlf_tensor *a, dlf_tensor *b);  /* (M,K)@(K,N) */
 DLFDEF dlf_tensor *dlf_matmul_ex(dlf_tape *t, dlf_tensor *a, dlf_tensor *b, int ta, int tb);
@@ -383,7 +385,8 @@ typedef enum dlf_layer_kind {
     DLF_LAYER_AVGPOOL2D,      /* k, stride, pad */
     DLF_LAYER_GLOBAL_AVGPOOL, /* (N,C,H,W) -> (N,C) */
     DLF_LAYER_FLATTEN,        /* (N,...) -> (N,rest) */
-    DLF_LAYER_EMBEDDING       /* weight (V,D) */
+    DLF_LAYER_EMBEDDING,      /* weight (V,D) */
+    DLF_LAYER_RESIDUAL        /* y = x + body(x): the residual connection of a ResNet block */
 } dlf_layer_kind;
 
 typedef struct dlf_layer {
@@ -396,6 +399,7 @@ typedef struct dlf_layer {
     float leak;               /* LEAKY_RELU slope, GENERAL_RELU leak */
     float sub;                /* GENERAL_RELU: subtracted after the leaky relu */
     float maxv;               /* GENERAL_RELU: clamp (<= 0: none) */
+    struct dlf_seq *body;     /* RESIDUAL: the layers inside, owned; else NULL */
 } dlf_layer;
 
 typedef struct dlf_seq {
@@ -404,7 +408,7 @@ typedef struct dlf_seq {
     int cap;                  /* allocated length of layers */
 } dlf_seq;
 
-#define DLF_PARAM_NAME_MAX 32 /* "12.weight" fits easily */
+#define DLF_PARAM_NAME_MAX 64 /* "12.weight", "3.body.0.weight" fit easily */
 
 /* Constructors return the layer by value; parameters are heap tensors with grads,
    initialized as PyTorch does (dlf_init_torch_default; Embedding N(0,1)). A NULL
@@ -416,6 +420,10 @@ DLFDEF dlf_layer dlf_layer_simple(dlf_layer_kind kind);  /* RELU, SIGMOID, TANH,
 DLFDEF dlf_layer dlf_layer_leaky_relu(float slope);
 DLFDEF dlf_layer dlf_layer_general_relu(float leak, float sub, float maxv);
 DLFDEF dlf_layer dlf_layer_pool(dlf_layer_kind kind, int k, int stride, int pad); /* MAXPOOL2D, AVGPOOL2D */
+DLFDEF dlf_layer dlf_layer_residual(dlf_seq *body);
+    /* y = x + body(x); takes body's layers (body is left empty). Like a PyTorch module
+       with `self.body = nn.Sequential(...)`, its parameters are named "<i>.body.<j>.weight".
+       body must keep the shape: a mismatch is an error, never a silent broadcast. */
 DLFDEF dlf_tensor *dlf_layer_forward(dlf_tape *t, const dlf_layer *l, dlf_tensor *x);
 DLFDEF void dlf_layer_free(dlf_layer *l);                /* frees its weight and bias */
 
@@ -2022,6 +2030,120 @@ DLFDEF void dlf_gemm(int ta, int tb, int M, int N, int K, const float *A,
     dlf_gemm_fast(ta, tb, M, N, K, A, B, C, acc, work);
 }
 
+/* A side rung for C (M,N) = A (M,K) @ B^T with B stored (N,K) (dlf_gemm_naive(0, 1, ...)),
+   when K is long and both operands run along it in memory: the weight gradient of a
+   convolution, dW = dY @ col^T, sums over all N*P*Q pixels this way. Element (i,j) is
+   the dot product of row i of A and row j of B, both contiguous, so nothing is packed:
+   * a micro-kernel computes a 4 x 3 block of dot products (4 rows of A, 3 of B) with
+     8-wide partial sums, 12 AVX registers, over one chunk of DLF__DOT_KC k's, then adds
+     the 12 totals to C;
+   * chunks go in order of k, so a chunk of A (M rows) stays in L2 while one thread
+     walks its 3-row blocks of B;
+   * threads split the columns j (the blocks of B), never k: every C element is summed
+     in the same order whatever the thread count. */
+#define DLF__DOT_MR 4
+#define DLF__DOT_NR 3
+#define DLF__DOT_KC 512
+
+/* The micro-kernel's math, in portable C: ab[r][c] = sum_p a[r][p] * b[c][p]. */
+static void dlf__dot_kernel_ref(int kc, const float *const *a, const float *const *b, float *ab)
+{
+    int r, c, p;
+    for (r = 0; r < DLF__DOT_MR; r++)
+        for (c = 0; c < DLF__DOT_NR; c++) {
+            float sum = 0.0f;
+            for (p = 0; p < kc; p++) sum += a[r][p] * b[c][p];
+            ab[r * DLF__DOT_NR + c] = sum;
+        }
+}
+
+#ifdef DLF__AVX2
+/* The 8 lanes of v added up: (v0+v4) + (v2+v6) + ... in a fixed order. */
+static float dlf__hsum8(__m256 v)
+{
+    __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+    s = _mm_add_ps(s, _mm_movehl_ps(s, s));
+    s = _mm_add_ss(s, _mm_movehdup_ps(s));
+    return _mm_cvtss_f32(s);
+}
+
+/* The same in AVX2/FMA: lane l of acc_rc sums a[r][p] * b[c][p] over p = l mod 8; the
+   lanes are added up at the end, then the k's left over (kc not a multiple of 8). */
+static void dlf__dot_kernel_avx2(int kc, const float *const *a, const float *const *b, float *ab)
+{
+    const float *a0 = a[0], *a1 = a[1], *a2 = a[2], *a3 = a[3], *b0 = b[0], *b1 = b[1], *b2 = b[2];
+    __m256 acc00 = _mm256_setzero_ps(), acc01 = _mm256_setzero_ps(), acc02 = _mm256_setzero_ps();
+    __m256 acc10 = _mm256_setzero_ps(), acc11 = _mm256_setzero_ps(), acc12 = _mm256_setzero_ps();
+    __m256 acc20 = _mm256_setzero_ps(), acc21 = _mm256_setzero_ps(), acc22 = _mm256_setzero_ps();
+    __m256 acc30 = _mm256_setzero_ps(), acc31 = _mm256_setzero_ps(), acc32 = _mm256_setzero_ps();
+    int p, r, c;
+    for (p = 0; p + 8 <= kc; p += 8) {
+        __m256 b0_p = _mm256_loadu_ps(b0 + p);
+        __m256 b1_p = _mm256_loadu_ps(b1 + p);
+        __m256 b2_p = _mm256_loadu_ps(b2 + p);
+        __m256 a_p;
+        a_p = _mm256_loadu_ps(a0 + p);
+        acc00 = _mm256_fmadd_ps(a_p, b0_p, acc00); acc01 = _mm256_fmadd_ps(a_p, b1_p, acc01); acc02 = _mm256_fmadd_ps(a_p, b2_p, acc02);
+        a_p = _mm256_loadu_ps(a1 + p);
+        acc10 = _mm256_fmadd_ps(a_p, b0_p, acc10); acc11 = _mm256_fmadd_ps(a_p, b1_p, acc11); acc12 = _mm256_fmadd_ps(a_p, b2_p, acc12);
+        a_p = _mm256_loadu_ps(a2 + p);
+        acc20 = _mm256_fmadd_ps(a_p, b0_p, acc20); acc21 = _mm256_fmadd_ps(a_p, b1_p, acc21); acc22 = _mm256_fmadd_ps(a_p, b2_p, acc22);
+        a_p = _mm256_loadu_ps(a3 + p);
+        acc30 = _mm256_fmadd_ps(a_p, b0_p, acc30); acc31 = _mm256_fmadd_ps(a_p, b1_p, acc31); acc32 = _mm256_fmadd_ps(a_p, b2_p, acc32);
+    }
+    ab[0] = dlf__hsum8(acc00); ab[1] = dlf__hsum8(acc01); ab[2] = dlf__hsum8(acc02);
+    ab[3] = dlf__hsum8(acc10); ab[4] = dlf__hsum8(acc11); ab[5] = dlf__hsum8(acc12);
+    ab[6] = dlf__hsum8(acc20); ab[7] = dlf__hsum8(acc21); ab[8] = dlf__hsum8(acc22);
+    ab[9] = dlf__hsum8(acc30); ab[10] = dlf__hsum8(acc31); ab[11] = dlf__hsum8(acc32);
+    for (r = 0; r < DLF__DOT_MR; r++)
+        for (c = 0; c < DLF__DOT_NR; c++) {
+            int q;
+            for (q = p; q < kc; q++) ab[r * DLF__DOT_NR + c] += a[r][q] * b[c][q];
+        }
+}
+#endif
+
+/* One 4 x 3 block at rows i0.., columns j0.. of C, over k = p0 .. p0+kc-1: C += block.
+   Past the edge of A or B the last row is read again and its result dropped. */
+static void dlf__dot_block(int M, int N, int K, const float *A, const float *B, float *C,
+                           int i0, int j0, int p0, int kc)
+{
+    const float *a[DLF__DOT_MR], *b[DLF__DOT_NR];
+    float ab[DLF__DOT_MR * DLF__DOT_NR];
+    int r, c;
+    for (r = 0; r < DLF__DOT_MR; r++) a[r] = A + (size_t)(i0 + r < M ? i0 + r : M - 1) * K + p0;
+    for (c = 0; c < DLF__DOT_NR; c++) b[c] = B + (size_t)(j0 + c < N ? j0 + c : N - 1) * K + p0;
+#ifdef DLF__AVX2
+    dlf__dot_kernel_avx2(kc, a, b, ab);
+#else
+    dlf__dot_kernel_ref(kc, a, b, ab);
+#endif
+    for (r = 0; r < DLF__DOT_MR && i0 + r < M; r++)
+        for (c = 0; c < DLF__DOT_NR && j0 + c < N; c++)
+            C[(size_t)(i0 + r) * N + j0 + c] += ab[r * DLF__DOT_NR + c];
+}
+
+DLFDEF void dlf_gemm_dot(int M, int N, int K, const float *A, const float *B, float *C, int acc)
+{
+    int n_jb = (N + DLF__DOT_NR - 1) / DLF__DOT_NR, nt, part;
+    (void)dlf__dot_kernel_ref;
+    if (M <= 0 || N <= 0) return;
+    if (!acc) memset(C, 0, (size_t)M * N * sizeof(float));
+    if (K <= 0) return;
+    nt = dlf__gemm_threads(M, N, K);
+    if (nt > n_jb) nt = n_jb;
+    DLF__OMP(omp parallel for num_threads(nt) schedule(static))
+    for (part = 0; part < nt; part++) {             /* thread part: blocks jb0 .. jb1-1 of B */
+        int jb0 = part * n_jb / nt, jb1 = (part + 1) * n_jb / nt, p0, jb, i0;
+        for (p0 = 0; p0 < K; p0 += DLF__DOT_KC) {
+            int kc = K - p0 < DLF__DOT_KC ? K - p0 : DLF__DOT_KC;
+            for (jb = jb0; jb < jb1; jb++)
+                for (i0 = 0; i0 < M; i0 += DLF__DOT_MR)
+                    dlf__dot_block(M, N, K, A, B, C, i0, jb * DLF__DOT_NR, p0, kc);
+        }
+    }
+}
+
 static float *dlf__tape_scratch(dlf_tape *t, size_t floats);
 
 /* Shapes of op(a) (M,K) and op(b) (K,N), checked; names both shapes on a mismatch. */
@@ -2815,46 +2937,51 @@ static void dlf__conv2d_naive_backward(dlf_tape *t, dlf_node *nd)
 }
 
 /* Fast backward. In the forward pass this was Y = W @ col with Y (K, N*P*Q), so
-     dW (K, C*R*S) += dY @ col^T          (computed as dW^T = col @ dY^T: the big
-                                           col is then the A operand, packed row-wise)
+     dW (K, C*R*S) += dY @ col^T          (dlf_gemm_dot: both dY and col run along the
+                                           long N*P*Q axis, the sum's axis)
      dcol (C*R*S, N*P*Q) = W^T @ dY,  dx += col2im(dcol)
-   dY is y's gradient reordered from (N, K, PQ) to (K, N, PQ). All three buffers
-   (dY, dcol, gemm packing) come from the tape's scratch workspace. */
+   dY is y's gradient reordered from (N, K, PQ) to (K, N, PQ). dcol is as big as col, so
+   it is made and summed back a group of G images at a time (about DLF__CONV_COLS
+   columns), while it is still in cache; each image's dx comes out the same whatever G.
+   The buffers (dY, one group's dY and dcol, gemm packing) come from the tape's scratch. */
+#define DLF__CONV_COLS 2048
 static void dlf__conv2d_backward(dlf_tape *t, dlf_node *nd)
 {
     dlf_tensor *x = nd->in[0], *w = nd->in[1], *y = nd->out, *col = nd->aux;
     int stride = nd->iarg[0], pad = nd->iarg[1];
     int N = x->shape[0], C = x->shape[1], H = x->shape[2], W = x->shape[3];
     int K = w->shape[0], R = w->shape[2], S = w->shape[3], P = y->shape[2], Q = y->shape[3];
-    int CRS = C * R * S, nk;
-    size_t PQ = (size_t)P * Q, NPQ = (size_t)N * P * Q, ws1, ws2;
-    float *gx, *gw, *dy, *dcol, *work;
+    int CRS = C * R * S, nk, n0, k;
+    size_t PQ = (size_t)P * Q, NPQ = (size_t)N * P * Q, ws, GPQ;
+    int G = PQ >= DLF__CONV_COLS ? 1 : (int)(DLF__CONV_COLS / PQ);   /* images per group */
+    float *gx, *gw, *dy, *dy_g, *dcol_g, *work;
     if (nd->iarg[2]) {
         dlf__conv2d_naive_backward(t, nd);
         return;
     }
     gx = dlf__grad(t, x);
     gw = dlf__grad(t, w);
-    ws1 = dlf_gemm_fast_scratch(CRS, K, (int)NPQ);
-    ws2 = dlf_gemm_fast_scratch(CRS, (int)NPQ, K);
-    dy = dlf__tape_scratch(t, (size_t)K * NPQ + (size_t)CRS * (gx ? NPQ : (size_t)K) + (ws1 > ws2 ? ws1 : ws2));
+    if (G > N) G = N;
+    GPQ = (size_t)G * PQ;
+    ws = gx ? dlf_gemm_fast_scratch(CRS, (int)GPQ, K) : 0;
+    dy = dlf__tape_scratch(t, (size_t)K * NPQ + (gx ? (size_t)(K + CRS) * GPQ + ws : 0));
     if (!dy) return;
-    dcol = dy + (size_t)K * NPQ;                          /* (C*R*S, N*P*Q), first dW^T (C*R*S, K) */
-    work = dcol + (size_t)CRS * (gx ? NPQ : (size_t)K);
+    dy_g = dy + (size_t)K * NPQ;                          /* (K, G*P*Q) */
+    dcol_g = dy_g + (size_t)K * GPQ;                      /* (C*R*S, G*P*Q) */
+    work = dcol_g + (size_t)CRS * GPQ;
     DLF__OMP(omp parallel for if (y->size > DLF__PAR_MIN))
     for (nk = 0; nk < N * K; nk++) {                      /* (N, K, PQ) -> (K, N, PQ) */
         int n = nk / K, k = nk % K;
         memcpy(dy + (size_t)k * NPQ + (size_t)n * PQ, y->grad + (size_t)nk * PQ, PQ * sizeof(float));
     }
-    if (gw) {                                             /* dW^T (CRS, K) = col @ dY^T */
-        int k, crs;
-        dlf_gemm(0, 1, CRS, K, (int)NPQ, col->data, dy, dcol, 0, work);
+    if (gw) dlf_gemm_dot(K, CRS, (int)NPQ, dy, col->data, gw, 1);   /* dW += dY @ col^T */
+    for (n0 = 0; gx && n0 < N; n0 += G) {                 /* images n0 .. n0+g-1 */
+        int g = N - n0 < G ? N - n0 : G;
+        size_t gpq = (size_t)g * PQ;
         for (k = 0; k < K; k++)
-            for (crs = 0; crs < CRS; crs++) gw[(size_t)k * CRS + crs] += dcol[(size_t)crs * K + k];
-    }
-    if (gx) {
-        dlf_gemm(1, 0, CRS, (int)NPQ, K, w->data, dy, dcol, 0, work);
-        dlf_col2im(dcol, N, C, H, W, R, S, stride, pad, gx);
+            memcpy(dy_g + (size_t)k * gpq, dy + (size_t)k * NPQ + (size_t)n0 * PQ, gpq * sizeof(float));
+        dlf_gemm(1, 0, CRS, (int)gpq, K, w->data, dy_g, dcol_g, 0, work);
+        dlf_col2im(dcol_g, g, C, H, W, R, S, stride, pad, gx + (size_t)n0 * C * H * W);
     }
 }
 
@@ -3279,12 +3406,43 @@ DLFDEF dlf_layer dlf_layer_pool(dlf_layer_kind kind, int k, int stride, int pad)
     return l;
 }
 
+DLFDEF dlf_layer dlf_layer_residual(dlf_seq *body)
+{
+    dlf_layer l = dlf__layer_zero(DLF_LAYER_RESIDUAL);
+    l.body = (dlf_seq *)dlf__malloc(sizeof(dlf_seq), "a residual block");
+    if (!l.body) return l;
+    *l.body = *body;     /* the layers move into the block */
+    dlf_seq_init(body);
+    return l;
+}
+
 DLFDEF void dlf_layer_free(dlf_layer *l)
 {
     if (l->weight) dlf_tensor_free(l->weight);
     if (l->bias) dlf_tensor_free(l->bias);
+    if (l->body) {
+        dlf_seq_free(l->body);
+        DLF_FREE(l->body);
+    }
     l->weight = NULL;
     l->bias = NULL;
+    l->body = NULL;
+}
+
+/* The residual connection: in the forward pass y = x + body(x), so backward gives x
+   the gradient twice, g directly and g through the body: dL/dx = g + J_body^T g. The
+   tape does this by itself: the add node sends g to both of its inputs. */
+static dlf_tensor *dlf__residual_forward(dlf_tape *t, const dlf_layer *l, dlf_tensor *x)
+{
+    dlf_tensor *h = dlf_seq_forward(t, l->body, x);
+    char sx[64], sh[64];
+    if (!h) return NULL;
+    if (!dlf_same_shape(x, h)) {
+        dlf__panic("dlf residual: the body turns %s into %s; y = x + body(x) needs the same shape",
+                   dlf_shape_str(x, sx, sizeof sx), dlf_shape_str(h, sh, sizeof sh));
+        return NULL;
+    }
+    return dlf_add(t, x, h);
 }
 
 /* One layer's forward: a plain switch, so `step` in a debugger lands in the op. */
@@ -3306,6 +3464,7 @@ DLFDEF dlf_tensor *dlf_layer_forward(dlf_tape *t, const dlf_layer *l, dlf_tensor
     case DLF_LAYER_GLOBAL_AVGPOOL: return dlf_global_avgpool(t, x);
     case DLF_LAYER_FLATTEN: return dlf_flatten(t, x);
     case DLF_LAYER_EMBEDDING: return dlf_embedding(t, x, l->weight);
+    case DLF_LAYER_RESIDUAL: return dlf__residual_forward(t, l, x);
     }
     dlf__panic("dlf_layer_forward: unknown layer kind %d", (int)l->kind);
     return NULL;
@@ -3346,9 +3505,11 @@ DLFDEF dlf_tensor *dlf_seq_forward(dlf_tape *t, const dlf_seq *s, dlf_tensor *x)
     return dlf_seq_forward_n(t, s, x, s->n);
 }
 
-DLFDEF int dlf_seq_params(const dlf_seq *s, dlf_tensor **params, char (*names)[DLF_PARAM_NAME_MAX], int cap)
+/* Parameters from index n on, names prefixed (e.g. "3.body."); recurses into blocks. */
+static int dlf__seq_params(const dlf_seq *s, const char *prefix, dlf_tensor **params,
+                           char (*names)[DLF_PARAM_NAME_MAX], int cap, int n)
 {
-    int i, j, n = 0;
+    int i, j;
     for (i = 0; i < s->n; i++) {
         dlf_tensor *p[2];
         const char *what[2] = {"weight", "bias"};
@@ -3358,12 +3519,22 @@ DLFDEF int dlf_seq_params(const dlf_seq *s, dlf_tensor **params, char (*names)[D
             if (!p[j]) continue;
             if (n < cap) {
                 if (params) params[n] = p[j];
-                if (names) snprintf(names[n], DLF_PARAM_NAME_MAX, "%d.%s", i, what[j]);
+                if (names) snprintf(names[n], DLF_PARAM_NAME_MAX, "%s%d.%s", prefix, i, what[j]);
             }
             n++;
         }
+        if (s->layers[i].body) {
+            char inner[DLF_PARAM_NAME_MAX];
+            snprintf(inner, sizeof inner, "%s%d.body.", prefix, i);
+            n = dlf__seq_params(s->layers[i].body, inner, params, names, cap, n);
+        }
     }
     return n;
+}
+
+DLFDEF int dlf_seq_params(const dlf_seq *s, dlf_tensor **params, char (*names)[DLF_PARAM_NAME_MAX], int cap)
+{
+    return dlf__seq_params(s, "", params, names, cap, 0);
 }
 
 #ifndef DLF_NO_STDIO
@@ -3371,7 +3542,7 @@ DLFDEF void dlf_seq_print(const dlf_seq *s)
 {
     static const char *kinds[] = {"Linear", "Conv2d", "ReLU", "LeakyReLU", "GeneralRelu", "Sigmoid",
                                   "Tanh", "Softmax", "LogSoftmax", "MaxPool2d", "AvgPool2d",
-                                  "AdaptiveAvgPool2d(1)+Flatten", "Flatten", "Embedding"};
+                                  "AdaptiveAvgPool2d(1)+Flatten", "Flatten", "Embedding", "Residual"};
     int i;
     char s1[64];
     printf("Sequential(\n");
@@ -3384,6 +3555,7 @@ DLFDEF void dlf_seq_print(const dlf_seq *s)
         if (l->kind == DLF_LAYER_LEAKY_RELU || l->kind == DLF_LAYER_GENERAL_RELU)
             printf(" leak=%g", (double)l->leak);
         if (l->kind == DLF_LAYER_GENERAL_RELU) printf(" sub=%g maxv=%g", (double)l->sub, (double)l->maxv);
+        if (l->body) printf(" x + body(x), body: %d layers", l->body->n);
         printf("\n");
     }
     printf(")\n");

@@ -61,7 +61,7 @@ def main():
             if isinstance(m, nn.Conv2d):
                 nn.init.kaiming_normal_(m.weight)
                 nn.init.zeros_(m.bias)
-        lr = 0.1
+        lr = 0.08
     bs = 64
     steps_per_epoch = math.ceil(50000 / bs)
     opt = torch.optim.SGD(model.parameters(), lr=lr, momentum=0.9)

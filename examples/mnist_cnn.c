@@ -20,7 +20,7 @@
        make build/examples/mnist_cnn
        ./build/examples/mnist_cnn --epochs 3 --show 6
 
-   Defaults: --epochs 3 --lr 0.1 --bs 64 --seed 1. All flags (--save, --load,
+   Defaults: --epochs 3 --lr 0.08 --bs 64 --seed 1. All flags (--save, --load,
    --eval-only, --show ...) are described in examples/example.h. The last line printed
    is exactly `test_accuracy=0.XXXX epochs=N train_seconds=S`. */
 #define DLF_IMPLEMENTATION
@@ -110,7 +110,7 @@ static void show_digits(dlf_tape *t, const dlf_mnist *data, void *user, int coun
 int main(int argc, char **argv)
 {
     ex_options o = {"mnist_cnn", "trains the course's 4-conv stride-2 CNN on MNIST (see the top of examples/mnist_cnn.c)",
-                    3, 0.1f, 64, 1, "data/mnist", 0, NULL, NULL, 0, 0};
+                    3, 0.08f, 64, 1, "data/mnist", 0, NULL, NULL, 0, 0};
     ex_model model;
     dlf_mnist data;
     dlf_rng rng;

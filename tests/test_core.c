@@ -295,6 +295,37 @@ static void test_matmul(void)
     }
 }
 
+/* dlf_gemm_dot, C = A @ B^T with B stored (N,K), against the naive rung: edges of the
+   4x3 blocks, K around the 512-long chunks and not a multiple of 8, acc on and off. */
+static void test_matmul_dot(void)
+{
+    static const int shapes[][3] = {{1, 1, 1}, {4, 3, 8}, {5, 7, 13}, {8, 25, 1100}, {33, 2, 512},
+                                    {3, 40, 1031}, {16, 72, 3136}, {2, 5, 0}};
+    dlf_rng rng;
+    int si, acc, i;
+    GROUP("matmul_dot");
+    dlf_rng_seed(&rng, 12);
+    for (si = 0; si < 8; si++) {
+        int M = shapes[si][0], N = shapes[si][1], K = shapes[si][2];
+        float *A = (float *)malloc(sizeof(float) * (M * K + 1));
+        float *B = (float *)malloc(sizeof(float) * (N * K + 1));
+        float *C0 = (float *)malloc(sizeof(float) * M * N);
+        float *C = (float *)malloc(sizeof(float) * M * N);
+        for (i = 0; i < M * K; i++) A[i] = dlf_rng_uniform(&rng) - 0.5f;
+        for (i = 0; i < N * K; i++) B[i] = dlf_rng_uniform(&rng) - 0.5f;
+        for (acc = 0; acc < 2; acc++) {
+            char what[128];
+            for (i = 0; i < M * N; i++) C0[i] = acc ? 0.25f : 0.0f;
+            for (i = 0; i < M * N; i++) C[i] = acc ? 0.25f : 123.0f;
+            dlf_gemm_naive(0, 1, M, N, K, A, B, C0, acc);
+            dlf_gemm_dot(M, N, K, A, B, C, acc);
+            snprintf(what, sizeof what, "dot M%d N%d K%d acc%d", M, N, K, acc);
+            CHECK_CLOSE(C, C0, M * N, 1e-4f * sqrtf((float)K + 1), 1e-4f, what);
+        }
+        free(A); free(B); free(C0); free(C);
+    }
+}
+
 /* ---------------------------------------------------------------- gradcheck of every op */
 typedef struct { int op; int iarg[3]; float farg; } gspec;
 
@@ -588,6 +619,11 @@ static void test_determinism(void)
     dlf_set_threads(2);
     dlf_gemm_fast(0, 1, n, n, n, A, B, C2, 0, NULL);
     CHECK(memcmp(C1, C2, sizeof(float) * n * n) == 0, "matmul: 1 vs 2 threads, same bits");
+    dlf_set_threads(1);
+    dlf_gemm_dot(n, n, n, A, B, C1, 0);
+    dlf_set_threads(2);
+    dlf_gemm_dot(n, n, n, A, B, C2, 0);
+    CHECK(memcmp(C1, C2, sizeof(float) * n * n) == 0, "matmul_dot: 1 vs 2 threads, same bits");
     {
         int s[2] = {n, n};
         dlf_tensor *a = dlf_tensor_from(2, s, A), *r1, *r2;
@@ -612,6 +648,7 @@ int main(void)
     test_broadcast();
     test_reductions();
     test_matmul();
+    test_matmul_dot();
     test_gradcheck();
     test_tape();
     test_determinism();

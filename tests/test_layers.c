@@ -129,6 +129,7 @@ static void test_conv_vs_naive(void)
         {1, 32, 14, 14, 32, 3, 3, 1, 1, 1},
         {5, 4, 6, 11, 9, 1, 1, 1, 0, 1},
         {2, 8, 7, 7, 16, 3, 3, 2, 1, 1},
+        {37, 2, 10, 10, 3, 3, 3, 1, 1, 0},   /* dx in groups of 20 images (2048 columns / 100), the last of 17 */
     };
     int i, j;
     GROUP("conv2d im2col vs naive");
@@ -477,6 +478,76 @@ static void test_seq_and_arena(void)
     dlf_tensor_free(target);
 }
 
+/* A ResNet-style block: conv-tanh-conv inside y = x + body(x), then a tanh. Smooth
+   activations here: with ReLUs, a 1e-2 step on a weight moves dozens of pre-activations
+   and some cross 0, so finite differences stop meaning anything (relu's own kinks are
+   tested above). */
+static dlf_seq *res_model;
+static dlf_tensor *res_x;   /* the block's input; the checked tensor may be it or a parameter */
+
+static dlf_tensor *graph_res(dlf_tape *t, dlf_tensor **in, void *user)
+{
+    (void)in;   /* gradcheck perturbs in[0] in place: x or one of the model's parameters */
+    (void)user;
+    return dlf_seq_forward(t, res_model, res_x);
+}
+
+static void test_residual(void)
+{
+    dlf_seq body, s, bad_body;
+    dlf_tensor *params[8], *x, *in[1], *out;
+    char names[8][DLF_PARAM_NAME_MAX];
+    dlf_tape t;
+    int n, i;
+    GROUP("residual");
+    dlf_seq_init(&body);
+    dlf_seq_add(&body, dlf_layer_conv2d(3, 3, 3, 1, 1, 1, &rng));
+    dlf_seq_add(&body, dlf_layer_simple(DLF_LAYER_TANH));
+    dlf_seq_add(&body, dlf_layer_conv2d(3, 3, 3, 1, 1, 0, &rng));
+    dlf_seq_init(&s);
+    dlf_seq_add(&s, dlf_layer_conv2d(2, 3, 1, 1, 0, 1, &rng));
+    dlf_seq_add(&s, dlf_layer_residual(&body));
+    dlf_seq_add(&s, dlf_layer_simple(DLF_LAYER_TANH));
+    CHECK(body.n == 0, "the block took the body's layers");
+    n = dlf_seq_params(&s, params, names, 8);
+    CHECK(n == 5, "5 parameters, got %d", n);
+    CHECK(n == 5 && strcmp(names[2], "1.body.0.weight") == 0 && strcmp(names[3], "1.body.0.bias") == 0 &&
+          strcmp(names[4], "1.body.2.weight") == 0, "nested state_dict names: %s %s %s", names[2], names[3], names[4]);
+    x = randn(4, 2, 2, 5, 4);
+    /* y = x + body(x) by hand, against the layer */
+    dlf_tape_init(&t);
+    {
+        dlf_tensor *h0 = dlf_layer_forward(&t, &s.layers[0], x);
+        dlf_tensor *b = dlf_seq_forward(&t, s.layers[1].body, h0);
+        dlf_tensor *want = dlf_add(&t, h0, b);
+        dlf_tensor *got = dlf_layer_forward(&t, &s.layers[1], h0);
+        CHECK_CLOSE(got->data, want->data, want->size, 0.0f, 0.0f, "residual forward = x + body(x)");
+    }
+    res_model = &s;
+    res_x = x;
+    in[0] = x;
+    GRADCHECK(graph_res, in, 1, NULL, "residual block, input");
+    for (i = 0; i < n; i++) {
+        char what[DLF_PARAM_NAME_MAX * 8 + 32];
+        in[0] = params[i];
+        snprintf(what, sizeof what, "residual block, %s", names[i]);
+        GRADCHECK(graph_res, in, 1, NULL, what);
+    }
+    /* a body that changes the shape is an error, not a broadcast */
+    dlf_seq_init(&bad_body);
+    dlf_seq_add(&bad_body, dlf_layer_conv2d(3, 1, 1, 1, 0, 1, &rng));
+    {
+        dlf_layer bad = dlf_layer_residual(&bad_body);
+        dlf_tape_reset(&t);
+        out = dlf_layer_forward(&t, &s.layers[0], x);
+        EXPECT_PANIC(dlf_layer_forward(&t, &bad, out), "the body turns (2, 3, 5, 4) into (2, 1, 5, 4)");
+        dlf_layer_free(&bad);
+    }
+    dlf_tape_destroy(&t);
+    dlf_seq_free(&s);
+    dlf_tensor_free(x);
+}
+
 int main(void)
 {
     th_init();
@@ -489,5 +560,6 @@ int main(void)
     test_pooling();
     test_flatten_embedding();
     test_seq_and_arena();
+    test_residual();
     TEST_MAIN_END();
 }
