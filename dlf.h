@@ -164,6 +164,10 @@ DLFDEF dlf_tensor *dlf_tensor_new2(int d0, int d1);
 DLFDEF dlf_tensor *dlf_tensor_new3(int d0, int d1, int d2);
 DLFDEF dlf_tensor *dlf_tensor_new4(int d0, int d1, int d2, int d3);
 DLFDEF dlf_tensor *dlf_tensor_from(int ndim, const int *shape, const float *values);
+DLFDEF dlf_tensor *dlf_tensor_ones(int ndim, const int *shape);                  /* all 1 */
+DLFDEF dlf_tensor *dlf_tensor_rand(int ndim, const int *shape, dlf_rng *r);      /* U[0, 1) */
+DLFDEF dlf_tensor *dlf_tensor_randn(int ndim, const int *shape, dlf_rng *r);     /* N(0, 1) */
+DLFDEF dlf_tensor *dlf_tensor_arange(int n);                                     /* 0, 1, ..., n-1 */
 DLFDEF void        dlf_tensor_free(dlf_tensor *t);
 DLFDEF dlf_tensor *dlf_param_new(int ndim, const int *shape);   /* zeros, requires_grad */
 DLFDEF int         dlf_tensor_requires_grad(dlf_tensor *t);     /* allocate grad; DLF_OK */
@@ -1136,6 +1140,34 @@ DLFDEF dlf_tensor *dlf_tensor_from(int ndim, const int *shape, const float *valu
 {
     dlf_tensor *t = dlf_tensor_new(ndim, shape);
     if (t && values) memcpy(t->data, values, (size_t)t->size * sizeof(float));
+    return t;
+}
+
+DLFDEF dlf_tensor *dlf_tensor_ones(int ndim, const int *shape)
+{
+    dlf_tensor *t = dlf_tensor_new(ndim, shape);
+    if (t) dlf_fill(t, 1.0f);
+    return t;
+}
+
+DLFDEF dlf_tensor *dlf_tensor_rand(int ndim, const int *shape, dlf_rng *r)
+{
+    dlf_tensor *t = dlf_tensor_new(ndim, shape);
+    if (t) dlf_fill_uniform(t, r, 0.0f, 1.0f);
+    return t;
+}
+
+DLFDEF dlf_tensor *dlf_tensor_randn(int ndim, const int *shape, dlf_rng *r)
+{
+    dlf_tensor *t = dlf_tensor_new(ndim, shape);
+    if (t) dlf_fill_normal(t, r, 0.0f, 1.0f);
+    return t;
+}
+
+DLFDEF dlf_tensor *dlf_tensor_arange(int n)
+{
+    dlf_tensor *t = dlf_tensor_new(1, &n);
+    if (t) dlf_fill_arange(t, 0.0f, 1.0f);
     return t;
 }
 

@@ -96,6 +96,21 @@ static void test_tensors(void)
     CHECK(dlf_max_abs_diff(c, a) != dlf_max_abs_diff(c, a), "NaN shows in max_abs_diff");
     CHECK(!dlf_allclose(c, a, 1, 1), "NaN is never close");
     EXPECT_PANIC(dlf_tensor_free(c), "not a heap tensor");
+    {   /* the constructors of the course: ones, rand, randn, arange */
+        dlf_rng r1, r2;
+        dlf_tensor *o = dlf_tensor_ones(2, s23), *u, *n1, *n2, *ar = dlf_tensor_arange(5);
+        int k, ok = 1;
+        dlf_rng_seed(&r1, 3);
+        dlf_rng_seed(&r2, 3);
+        u = dlf_tensor_rand(2, s23, &r1);
+        n1 = dlf_tensor_randn(2, s23, &r1);
+        n2 = dlf_tensor_randn(2, s23, &r2);  /* r2 is one tensor behind r1 */
+        for (k = 0; k < 6; k++) ok &= o->data[k] == 1.0f && u->data[k] >= 0.0f && u->data[k] < 1.0f;
+        CHECK(ok, "ones are 1, rand is in [0, 1)");
+        CHECK(memcmp(n1->data, n2->data, sizeof(float) * 6) != 0, "randn draws move the generator on");
+        CHECK(ar->ndim == 1 && ar->size == 5 && ar->data[4] == 4.0f, "arange(5) ends at 4");
+        dlf_tensor_free(o); dlf_tensor_free(u); dlf_tensor_free(n1); dlf_tensor_free(n2); dlf_tensor_free(ar);
+    }
     EXPECT_PANIC(dlf_tensor_copy(z, a), "dlf_tensor_copy");
     dlf_tensor_free(a);
     dlf_tensor_free(z);
