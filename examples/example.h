@@ -101,6 +101,49 @@ static int ex_load_data(const ex_options *o, dlf_mnist *data)
     return 1;
 }
 
+/* A checkpoint of everything this run has: the weights under their state_dict names,
+   the SGD momentum buffers, the training loader's shuffle state, and the schedule's
+   position and settings as metadata (docs/checkpoints.md lists the fields). */
+static int ex_save(const ex_options *o, ex_model *mod, const dlf_sgd *opt, const dlf_loader *train,
+                   float test_acc)
+{
+    dlf_ckpt c;
+    int rc;
+    dlf_ckpt_init(&c);
+    rc = dlf_ckpt_add_params(&c, mod->params, mod->names, mod->n_params);
+    if (rc == DLF_OK) rc = dlf_ckpt_add_sgd(&c, opt, mod->names);
+    if (rc == DLF_OK) rc = dlf_ckpt_add_loader(&c, "train", train);
+    if (rc == DLF_OK) rc = dlf_ckpt_set_meta(&c, "model", o->prog);
+    if (rc == DLF_OK) rc = dlf_ckpt_set_int(&c, "epochs", o->eval_only ? 0 : o->epochs);
+    if (rc == DLF_OK) rc = dlf_ckpt_set_int(&c, "step", opt->steps);
+    if (rc == DLF_OK) rc = dlf_ckpt_set_meta(&c, "sched", "one_cycle");
+    if (rc == DLF_OK) rc = dlf_ckpt_set_float(&c, "lr", o->lr);
+    if (rc == DLF_OK) rc = dlf_ckpt_set_float(&c, "pct_start", 0.3);
+    if (rc == DLF_OK) {
+        char acc[32];
+        snprintf(acc, sizeof acc, "%.4f", test_acc);  /* for people reading the header */
+        rc = dlf_ckpt_set_meta(&c, "test_accuracy", acc);
+    }
+    if (rc == DLF_OK) rc = dlf_ckpt_save(&c, o->save);
+    dlf_ckpt_free(&c);
+    return rc;
+}
+
+/* Start from a checkpoint: the weights by name, then whatever else it holds (a dlf
+   checkpoint has optimizer and loader state; a PyTorch state_dict only weights). */
+static int ex_load(const ex_options *o, ex_model *mod, dlf_sgd *opt, dlf_loader *train)
+{
+    dlf_ckpt c;
+    int rc;
+    dlf_ckpt_init(&c);
+    rc = dlf_ckpt_load(&c, o->load);
+    if (rc == DLF_OK) rc = dlf_ckpt_get_params(&c, mod->params, mod->names, mod->n_params);
+    if (rc == DLF_OK && dlf_ckpt_get_meta(&c, "optim.steps")) rc = dlf_ckpt_get_sgd(&c, opt, mod->names);
+    if (rc == DLF_OK && dlf_safetensors_find(&c.file, "loader.train.order")) rc = dlf_ckpt_get_loader(&c, "train", train);
+    dlf_ckpt_free(&c);
+    return rc;
+}
+
 /* SGD with momentum 0.9 and a one-cycle schedule, the course's recipe; then the test
    set, the optional checkpoint and the last line. Returns the exit status. */
 static int ex_train(const ex_options *o, dlf_mnist *data, ex_model *mod)
@@ -122,7 +165,7 @@ static int ex_train(const ex_options *o, dlf_mnist *data, ex_model *mod)
         return 1;
     }
     if (o->load) {
-        if (dlf_ckpt_load_training(o->load, mod->params, mod->names, mod->n_params, opt) != DLF_OK) {
+        if (ex_load(o, mod, opt, train) != DLF_OK) {
             fprintf(stderr, "%s: cannot load the checkpoint: %s\n", o->prog, dlf_last_error());
             return 1;
         }
@@ -143,14 +186,7 @@ static int ex_train(const ex_options *o, dlf_mnist *data, ex_model *mod)
     if (o->show > 0 && mod->after) mod->after(&tape, data, mod->m, o->show);
     printf("test_loss %.4f; arena peak %.1f MiB per step\n", test_loss, (double)tape.peak_bytes / (1 << 20));
     if (o->save) {
-        char acc[32], epochs[32];
-        const char *meta[6];
-        snprintf(acc, sizeof acc, "%.4f", test_acc);
-        snprintf(epochs, sizeof epochs, "%d", o->eval_only ? 0 : o->epochs);
-        meta[0] = "model"; meta[1] = o->prog;
-        meta[2] = "epochs"; meta[3] = epochs;
-        meta[4] = "test_accuracy"; meta[5] = acc;
-        if (dlf_ckpt_save_training(o->save, mod->params, mod->names, mod->n_params, opt, meta, 3) != DLF_OK) {
+        if (ex_save(o, mod, opt, train, test_acc) != DLF_OK) {
             fprintf(stderr, "%s: cannot save the checkpoint: %s\n", o->prog, dlf_last_error());
             return 1;
         }
