@@ -42,6 +42,9 @@ if [ -f tests/test_core.c ]; then
     fi
 fi
 
+# The gdb pretty-printers (tools/dlf_gdb.py): checked in a real gdb session, or skipped.
+set -- "$@" tests/gdb_check.sh
+
 for t in "$@"; do
     case $t in /*) exe=$t ;; *) exe=./$t ;; esac
     out=$("$exe" 2>&1 || true)
