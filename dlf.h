@@ -181,6 +181,7 @@ DLFDEF int  dlf_same_shape(const dlf_tensor *a, const dlf_tensor *b);
 DLFDEF char *dlf_shape_str(const dlf_tensor *t, char *buf, size_t n); /* "(2, 3)" */
 
 DLFDEF float dlf_max_abs_diff(const dlf_tensor *a, const dlf_tensor *b);
+DLFDEF float dlf_max_abs_diff_n(const float *a, const float *b, int n); /* the same on raw arrays */
 DLFDEF int   dlf_allclose(const dlf_tensor *a, const dlf_tensor *b, float atol, float rtol);
 #ifndef DLF_NO_STDIO
 DLFDEF void  dlf_tensor_print(const dlf_tensor *t, const char *label); /* NumPy-like */
@@ -1248,22 +1249,27 @@ DLFDEF void dlf_tensor_copy(dlf_tensor *dst, const dlf_tensor *src)
 }
 
 /* Largest |a - b| over all elements; NaN anywhere makes it NaN (so tests notice). */
-DLFDEF float dlf_max_abs_diff(const dlf_tensor *a, const dlf_tensor *b)
+DLFDEF float dlf_max_abs_diff_n(const float *a, const float *b, int n)
 {
     float m = 0.0f;
     int i;
+    for (i = 0; i < n; i++) {
+        float d = fabsf(a[i] - b[i]);
+        if (d != d) return NAN;
+        if (d > m) m = d;
+    }
+    return m;
+}
+
+DLFDEF float dlf_max_abs_diff(const dlf_tensor *a, const dlf_tensor *b)
+{
     if (a->size != b->size) {
         char sa[64], sb[64];
         dlf__panic("dlf_max_abs_diff: shapes %s and %s differ",
                    dlf_shape_str(a, sa, sizeof sa), dlf_shape_str(b, sb, sizeof sb));
         return NAN;
     }
-    for (i = 0; i < a->size; i++) {
-        float d = fabsf(a->data[i] - b->data[i]);
-        if (d != d) return NAN;
-        if (d > m) m = d;
-    }
-    return m;
+    return dlf_max_abs_diff_n(a->data, b->data, a->size);
 }
 
 /* NumPy's rule: |a - b| <= atol + rtol * |b| for every element (b is the reference). */

@@ -243,17 +243,6 @@ static dlf_tensor *model_loss(dlf_tape *t, dlf_tensor *x, dlf_tensor *y, const m
     return loss;
 }
 
-static float max_diff(const float *a, const float *b, int n)
-{
-    float m = 0.0f;
-    int i;
-    for (i = 0; i < n; i++) {
-        float d = fabsf(a[i] - b[i]);
-        if (d > m || d != d) m = d;
-    }
-    return m;
-}
-
 static float max_abs(const float *a, int n)
 {
     float m = 0.0f;
@@ -265,7 +254,7 @@ static float max_abs(const float *a, int n)
 
 static void compare_one(const char *what, const float *hand, const float *tape, int n)
 {
-    float diff = max_diff(hand, tape, n);
+    float diff = dlf_max_abs_diff_n(hand, tape, n);
     float scale = max_abs(hand, n);
     printf("  %-6s %7d values   max|grad| %.4g   max|hand - tape| %.3g\n", what, n, scale, diff);
 }

@@ -89,17 +89,6 @@ static int same_shape_st(const dlf_tensor *t, const dlf_st_tensor *s)
     return 1;
 }
 
-static float max_diff(const float *a, const float *b, int n)
-{
-    float m = 0.0f;
-    int i;
-    for (i = 0; i < n; i++) {
-        float d = fabsf(a[i] - b[i]);
-        if (d > m || d != d) m = d;
-    }
-    return m;
-}
-
 /* Compare got (n floats, shape checked by the caller) with the fixture tensor `ref`; append
    "what max diff X" to the report line. Returns 1 when within tolerance. */
 static int compare(ref_case *c, const char *what, const float *got, const dlf_st_tensor *ref,
@@ -108,7 +97,7 @@ static int compare(ref_case *c, const char *what, const float *got, const dlf_st
     char label[256];
     size_t len = strlen(c->line);
     snprintf(c->line + len, sizeof c->line - len, "%s%s max diff %.3g", len ? ", " : "", what,
-             max_diff(got, ref->data, ref->size));
+             dlf_max_abs_diff_n(got, ref->data, ref->size));
     snprintf(label, sizeof label, "ref %s%s%s%s: %s", c->name, c->variant[0] ? " [" : "", c->variant,
              c->variant[0] ? "]" : "", what);
     return CHECK_CLOSE(got, ref->data, ref->size, atol, rtol, label);
