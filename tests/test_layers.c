@@ -166,6 +166,15 @@ static void test_conv_vs_naive(void)
         CHECK_CLOSE(gw[0]->data, gw[1]->data, w->size, 2e-4f, 1e-4f, what);
         snprintf(what, sizeof what, "case %d db", i);
         CHECK_CLOSE(gb[0]->data, gb[1]->data, b->size, 2e-4f, 1e-4f, what);
+        {   /* without grad, dlf_conv2d packs straight from the image (no col): same bits */
+            dlf_tensor *y_eval;
+            int same;
+            dlf_tape_set_grad(&t[0], 0);
+            y_eval = dlf_conv2d(&t[0], x, w, c->bias ? b : NULL, c->stride, c->pad);
+            dlf_tape_set_grad(&t[0], 1);
+            same = dlf_same_shape(y_eval, y[0]) && memcmp(y_eval->data, y[0]->data, (size_t)y[0]->size * 4) == 0;
+            CHECK(same, "case %d: the no-grad forward gives the training forward's bits", i);
+        }
         dlf_tape_destroy(&t[0]);
         dlf_tape_destroy(&t[1]);
         dlf_tensor_free(x); dlf_tensor_free(w); dlf_tensor_free(b);
