@@ -200,6 +200,26 @@ int main(int argc, char **argv)
         dlf_ckpt_free(&c);
         dlf_tensor_free(wrong);
     }
+    {   /* the one-call pair: parameters and SGD state out and back in */
+        run c2;
+        const char *path = "build/test_ckpt_training.safetensors";
+        const char *meta[2] = {"note", "one call"};
+        int k, same = 1;
+        CHECK(dlf_ckpt_save_training(path, b.m.params, names, 4, b.opt, meta, 1) == DLF_OK,
+              "save_training: %s", dlf_last_error());
+        CHECK(run_open(&c2, 5), "a second model");
+        CHECK(dlf_ckpt_load_training(path, c2.m.params, names, 4, c2.opt) == DLF_OK,
+              "load_training: %s", dlf_last_error());
+        for (k = 0; k < 4; k++) {
+            same &= memcmp(c2.m.params[k]->data, b.m.params[k]->data, sizeof(float) * (size_t)b.m.params[k]->size) == 0;
+            same &= memcmp(c2.opt->buf[k], b.opt->buf[k], sizeof(float) * (size_t)b.m.params[k]->size) == 0;
+        }
+        CHECK(same && c2.opt->steps == b.opt->steps, "weights and momentum buffers come back bit for bit");
+        CHECK(dlf_ckpt_load_training("build/no_such.safetensors", c2.m.params, names, 4, c2.opt) == DLF_ERR_IO &&
+              strstr(dlf_last_error(), "build/no_such.safetensors") != NULL, "a missing file is named: %s", dlf_last_error());
+        run_close(&c2);
+        remove(path);
+    }
     run_close(&a);
     run_close(&b);
     remove(out);
