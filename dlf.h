@@ -237,7 +237,7 @@ DLFDEF const char *dlf_kernel_name(void);  /* "avx2-fma" or "portable": which mi
 DLFDEF void dlf_gemm_fast(int ta, int tb, int M, int N, int K, const float *A,
                           const float *B, float *C, int acc, float *work); /* packed + micro-kernel; work NULL: allocate */
 DLFDEF void dlf_gemm(int ta, int tb, int M, int N, int K, const float *A,
-                     const float *B, float *C, int acc, float *work);  /* picks a rung by size */
+                     const float *B, float *C, int acc, float *work);  /* what the ops call: today the fast rung */
 DLFDEF void dlf_gemm_dot(int M, int N, int K, const float *A, const float *B,
                          float *C, int acc);  /* C (M,N) = A (M,K) @ B^T, B stored (N,K): dot products, long K */
 

@@ -153,10 +153,20 @@ static dlf_tensor *ce_loss(dlf_tape *t, dlf_tensor *z, dlf_tensor *target)
     return dlf_mul_scalar(t, dlf_sum_all(t, dlf_mul(t, logp, onehot)), -1.0f / (float)N);
 }
 
+/* The committed subset: 1000 train images (all used for training), 500 test. */
+static int load_subset(dlf_mnist *data)
+{
+    dlf_mnist_cfg mc;
+    memset(&mc, 0, sizeof mc);
+    mc.prefix = "mnist-sub-";
+    mc.test_split = "test";
+    mc.n_valid = -1;
+    return dlf_mnist_load(data, "tests/data", &mc);
+}
+
 static void test_mnist_subset(void)
 {
     dlf_mnist data;
-    dlf_mnist_cfg mc;
     dlf_loader *train, *test;
     dlf_sgd_cfg sc;
     dlf_sgd *opt;
@@ -170,11 +180,7 @@ static void test_mnist_subset(void)
     double t0;
     int rc;
     GROUP("mnist subset");
-    memset(&mc, 0, sizeof mc);
-    mc.prefix = "mnist-sub-";
-    mc.test_split = "test";
-    mc.n_valid = -1;
-    rc = dlf_mnist_load(&data, "tests/data", &mc);
+    rc = load_subset(&data);
     CHECK(rc == DLF_OK, "load: %s", dlf_last_error());
     if (rc != DLF_OK) return;
     dlf_rng_seed(&rng, 1);
@@ -243,7 +249,6 @@ static void test_cnn_subset(void)
 {
     static const int K[4] = {8, 16, 32, 32}, C[4] = {1, 8, 16, 32}, R[4] = {5, 3, 3, 3};
     dlf_mnist data;
-    dlf_mnist_cfg mc;
     dlf_loader *train, *test;
     dlf_sgd_cfg sc;
     dlf_sgd *opt;
@@ -256,11 +261,7 @@ static void test_cnn_subset(void)
     float acc, loss;
     int i, rc;
     GROUP("mnist subset cnn");
-    memset(&mc, 0, sizeof mc);
-    mc.prefix = "mnist-sub-";
-    mc.test_split = "test";
-    mc.n_valid = -1;
-    rc = dlf_mnist_load(&data, "tests/data", &mc);
+    rc = load_subset(&data);
     CHECK(rc == DLF_OK, "load: %s", dlf_last_error());
     if (rc != DLF_OK) return;
     dlf_rng_seed(&rng, 1);
