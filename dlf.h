@@ -263,16 +263,31 @@ typedef enum dlf_op {
     DLF_OP_CONV2D, DLF_OP_BIAS, DLF_OP_LEAKY_RELU, DLF_OP_GENERAL_RELU,   /* stage 6 layers */
     DLF_OP_SOFTMAX, DLF_OP_LOG_SOFTMAX, DLF_OP_MAXPOOL2D, DLF_OP_AVGPOOL2D, DLF_OP_EMBEDDING,
     DLF_OP_MSE_LOSS, DLF_OP_L1_LOSS, DLF_OP_BCE_LOGITS, DLF_OP_NLL_LOSS, DLF_OP_CROSS_ENTROPY, /* stage 8 */
+    DLF_OP_BATCHNORM, DLF_OP_GROUPNORM, DLF_OP_RUNNING_BATCHNORM,  /* stage 9 normalization */
+    DLF_OP_DROPOUT,                                                 /* stage 10 */
     DLF_OP_COUNT
 } dlf_op;
+/* Adding an op, the checklist (the compiler enforces the starred steps):
+     1. a DLF_OP_ value above, before DLF_OP_COUNT;
+   * 2. its name in dlf_op_name's table (a compile-time check counts the entries);
+   * 3. a case in dlf_backward_seed's switch (it has no default: -Wswitch names a
+        missing case);
+     4. forward and backward side by side in its stage, the math in comments;
+     5. a gradcheck in tests/ and a PyTorch fixture in tools/gen_reference.py. */
+
+#define DLF_NODE_INPUTS 3    /* most tensors an op reads that may need a gradient */
+#define DLF_NODE_SAVED 2     /* most tensors an op keeps for its backward */
 
 typedef struct dlf_node {
     dlf_op op;               /* which forward made `out` */
     dlf_tensor *out;         /* the output (its grad is read by backward) */
-    dlf_tensor *in[2];       /* the inputs (their grads are written), NULL if unused */
+    dlf_tensor *in[DLF_NODE_INPUTS]; /* the inputs (their grads are written), NULL if unused;
+                                        BatchNorm: x, weight, bias */
     int iarg[4];             /* integer arguments: axis, keepdim, transpose flags ... */
     float farg[2];           /* float arguments: the scalar of *_SCALAR ops ... */
     dlf_tensor *aux;         /* extra tensor kept for backward (e.g. argmax indices) */
+    dlf_tensor *saved[DLF_NODE_SAVED]; /* more tensors kept for backward, in the arena
+                                          (BatchNorm: per-channel mean and 1/std) */
 } dlf_node;
 
 typedef struct dlf__chunk dlf__chunk;  /* one block of the arena (implementation) */
@@ -286,7 +301,11 @@ struct dlf_tape {
     dlf_node *nodes;         /* (cap_nodes) the recorded ops, in forward order */
     int n_nodes;             /* how many are recorded */
     int cap_nodes;           /* allocated length of nodes */
-    int grad_enabled;        /* 0: no-grad / eval mode, records nothing */
+    int grad_enabled;        /* 0: no-grad, records nothing */
+    int training;            /* 1 (default): training mode, BatchNorm uses batch statistics and
+                                updates its running ones, dropout drops; 0: eval mode */
+    dlf_rng rng;             /* the random numbers ops draw in training mode (dropout masks);
+                                seeded with 0 by dlf_tape_init, reseed with dlf_tape_seed */
     float *scratch;          /* (scratch_floats) workspace for packed matmul */
     size_t scratch_floats;
 };
@@ -295,6 +314,8 @@ DLFDEF int  dlf_tape_init(dlf_tape *t);            /* DLF_OK; grad enabled */
 DLFDEF void dlf_tape_destroy(dlf_tape *t);         /* frees arena, nodes, scratch */
 DLFDEF void dlf_tape_reset(dlf_tape *t);           /* drop nodes, rewind the arena */
 DLFDEF int  dlf_tape_set_grad(dlf_tape *t, int enabled); /* returns previous setting */
+DLFDEF int  dlf_tape_set_training(dlf_tape *t, int training); /* train (1) / eval (0); returns previous */
+DLFDEF void dlf_tape_seed(dlf_tape *t, uint64_t seed);   /* reseed the tape's rng (dropout masks) */
 DLFDEF dlf_tensor *dlf_tape_tensor(dlf_tape *t, int ndim, const int *shape); /* arena, zeros */
 DLFDEF void dlf_backward(dlf_tape *t, dlf_tensor *loss);  /* loss must have size 1 */
 DLFDEF void dlf_backward_seed(dlf_tape *t, dlf_tensor *out, const float *seed); /* d?/dout */
@@ -374,6 +395,25 @@ DLFDEF dlf_tensor *dlf_flatten(dlf_tape *t, dlf_tensor *x);        /* (N,...) ->
 DLFDEF dlf_tensor *dlf_embedding(dlf_tape *t, dlf_tensor *idx, dlf_tensor *w);
     /* y[i] = w[idx[i]]: idx (N) or (N,L) row ids stored as floats, w (V,D) -> (N,D) or (N,L,D) */
 
+// The state of the normalization layers of stage 9, which a dlf_layer holds.
+typedef struct dlf_bn_state {  /* BatchNorm's buffers; the layer owns them */
+    dlf_tensor *running_mean;  /* (C) starts at 0 */
+    dlf_tensor *running_var;   /* (C) starts at 1; unbiased: var * M / (M - 1) */
+    dlf_tensor *num_batches_tracked; /* () training batches seen (int64 in PyTorch) */
+    float momentum;            /* running = (1 - momentum) * running + momentum * batch (0.1) */
+    float eps;                 /* added to the variance (1e-5) */
+} dlf_bn_state;
+typedef struct dlf_rbn_state { /* the buffers, named as the course's module names them */
+    dlf_tensor *sums;          /* (1,C,1,1) running sum of x */
+    dlf_tensor *sqrs;          /* (1,C,1,1) running sum of x^2 */
+    dlf_tensor *batch;         /* () items seen */
+    dlf_tensor *count;         /* () running count of values per channel */
+    dlf_tensor *step;          /* () training steps */
+    dlf_tensor *dbias;         /* () debiasing factor */
+    float momentum;            /* 0.1 */
+    float eps;                 /* 1e-5 */
+} dlf_rbn_state;
+
 // Sequential: a list of layers run in order, like nn.Sequential. A dlf_layer is a
 // kind, the parameters it owns and its settings; dlf_layer_forward is one switch.
 typedef enum dlf_layer_kind {
@@ -391,7 +431,15 @@ typedef enum dlf_layer_kind {
     DLF_LAYER_GLOBAL_AVGPOOL, /* (N,C,H,W) -> (N,C) */
     DLF_LAYER_FLATTEN,        /* (N,...) -> (N,rest) */
     DLF_LAYER_EMBEDDING,      /* weight (V,D) */
-    DLF_LAYER_RESIDUAL        /* y = x + body(x): the residual connection of a ResNet block */
+    DLF_LAYER_RESIDUAL,       /* y = x + body(x): the residual connection of a ResNet block */
+    DLF_LAYER_BATCHNORM,      /* weight, bias (C); buffers running_mean, running_var, num_batches_tracked */
+    DLF_LAYER_LAYERNORM,      /* weight, bias (d): over the last d values */
+    DLF_LAYER_GROUPNORM,      /* weight, bias (C); groups */
+    DLF_LAYER_INSTANCENORM,   /* weight, bias (C) when affine */
+    DLF_LAYER_RUNNING_BATCHNORM, /* mults, adds (C,1,1); buffers sums, sqrs, batch, count, step, dbias */
+    DLF_LAYER_DROPOUT,        /* p */
+    DLF_LAYER_DROPOUT2D,      /* p: whole channels */
+    DLF_LAYER_KIND_COUNT
 } dlf_layer_kind;
 
 typedef struct dlf_layer {
@@ -405,7 +453,15 @@ typedef struct dlf_layer {
     float sub;                /* GENERAL_RELU: subtracted after the leaky relu */
     float maxv;               /* GENERAL_RELU: clamp (<= 0: none) */
     struct dlf_seq *body;     /* RESIDUAL: the layers inside, owned; else NULL */
+    dlf_bn_state bn;          /* BATCHNORM: running statistics (buffers, owned), momentum, eps */
+    dlf_rbn_state rbn;        /* RUNNING_BATCHNORM: running sums (buffers, owned), momentum, eps */
+    int groups;               /* GROUPNORM: channel groups */
+    int d;                    /* LAYERNORM: values normalized together */
+    float eps;                /* LAYERNORM, GROUPNORM, INSTANCENORM: added to the variance (1e-5) */
+    float p;                  /* DROPOUT, DROPOUT2D: probability of dropping */
 } dlf_layer;
+
+#define DLF_LAYER_MAX_TENSORS 8 /* most named tensors a layer owns (RunningBatchNorm has 8) */
 
 typedef struct dlf_seq {
     dlf_layer *layers;        /* (n) in forward order; the seq owns their parameters */
@@ -414,6 +470,33 @@ typedef struct dlf_seq {
 } dlf_seq;
 
 #define DLF_PARAM_NAME_MAX 64 /* "12.weight", "3.body.0.weight" fit easily */
+
+/* A parameter list: every tensor of a model under its PyTorch state_dict name, with
+   its optimizer group and whether it is a buffer (running statistics: saved and
+   loaded with the model, never given to an optimizer). dlf_seq_collect fills one
+   from a Sequential; hand-written models add their tensors one by one. */
+typedef struct dlf_param {
+    dlf_tensor *t;                 /* the tensor, not owned */
+    char name[DLF_PARAM_NAME_MAX]; /* its state_dict name, "0.weight", "1.running_mean" ... */
+    int group;                     /* optimizer parameter group (0 unless set) */
+    int is_buffer;                 /* 1: a buffer, not trained */
+    int no_decay;                  /* 1: a bias or a normalization's weight (dlf_params_group_no_decay) */
+} dlf_param;
+
+typedef struct dlf_params {
+    dlf_param *items;              /* (n) in state_dict order */
+    int n;                         /* how many */
+    int cap;                       /* allocated length of items */
+} dlf_params;
+
+DLFDEF void dlf_params_init(dlf_params *p);     /* empty */
+DLFDEF int  dlf_params_add(dlf_params *p, dlf_tensor *t, const char *name, int is_buffer); /* DLF_OK or NOMEM */
+DLFDEF void dlf_params_free(dlf_params *p);     /* the list only; the tensors stay */
+DLFDEF dlf_param *dlf_params_find(const dlf_params *p, const char *name);  /* NULL if absent */
+DLFDEF int  dlf_params_group_no_decay(dlf_params *p, int group);
+    /* move biases and normalization weights (no_decay) to `group`; returns how many */
+DLFDEF int  dlf_params_tensors(const dlf_params *p, dlf_tensor **out, int cap);
+    /* the trainable tensors (buffers skipped) in order; returns how many there are */
 
 /* Constructors return the layer by value; parameters are heap tensors with grads,
    initialized as PyTorch does (dlf_init_torch_default; Embedding N(0,1)). A NULL
@@ -425,12 +508,26 @@ DLFDEF dlf_layer dlf_layer_simple(dlf_layer_kind kind);  /* RELU, SIGMOID, TANH,
 DLFDEF dlf_layer dlf_layer_leaky_relu(float slope);
 DLFDEF dlf_layer dlf_layer_general_relu(float leak, float sub, float maxv);
 DLFDEF dlf_layer dlf_layer_pool(dlf_layer_kind kind, int k, int stride, int pad); /* MAXPOOL2D, AVGPOOL2D */
+DLFDEF dlf_layer dlf_layer_batchnorm(int c);
+    /* BatchNorm1d/2d(c): weight 1, bias 0, running_mean 0, running_var 1, momentum 0.1,
+       eps 1e-5 (change l.bn.momentum, l.bn.eps after; free weight and bias for affine=False) */
+DLFDEF dlf_layer dlf_layer_layernorm(int d);              /* LayerNorm(d): weight 1, bias 0, eps 1e-5 */
+DLFDEF dlf_layer dlf_layer_groupnorm(int groups, int c);  /* GroupNorm(groups, c): weight 1, bias 0 */
+DLFDEF dlf_layer dlf_layer_instancenorm(int c, int affine); /* InstanceNorm2d(c, affine) */
+DLFDEF dlf_layer dlf_layer_running_batchnorm(int c);      /* the course's RunningBatchNorm(c) */
+DLFDEF dlf_layer dlf_layer_dropout(float p);              /* Dropout(p) */
+DLFDEF dlf_layer dlf_layer_dropout2d(float p);            /* Dropout2d(p) */
 DLFDEF dlf_layer dlf_layer_residual(dlf_seq *body);
     /* y = x + body(x); takes body's layers (body is left empty). Like a PyTorch module
        with `self.body = nn.Sequential(...)`, its parameters are named "<i>.body.<j>.weight".
        body must keep the shape: a mismatch is an error, never a silent broadcast. */
 DLFDEF dlf_tensor *dlf_layer_forward(dlf_tape *t, const dlf_layer *l, dlf_tensor *x);
-DLFDEF void dlf_layer_free(dlf_layer *l);                /* frees its weight and bias */
+DLFDEF void dlf_layer_free(dlf_layer *l);                /* frees every tensor it owns */
+DLFDEF int  dlf_layer_ok(const dlf_layer *l);            /* 0 when a constructor ran out of memory */
+DLFDEF int  dlf_layer_tensors(const dlf_layer *l, dlf_tensor **ts, const char **names, int *is_buffer);
+    /* the layer's own named set in PyTorch's order (weight, bias, then buffers); fills
+       up to DLF_LAYER_MAX_TENSORS entries, returns how many */
+DLFDEF const char *dlf_layer_kind_name(dlf_layer_kind kind); /* "Linear", "BatchNorm" ... */
 
 DLFDEF void dlf_seq_init(dlf_seq *s);                    /* empty */
 DLFDEF int  dlf_seq_add(dlf_seq *s, dlf_layer l);        /* DLF_OK; the seq takes l's parameters */
@@ -438,8 +535,10 @@ DLFDEF void dlf_seq_free(dlf_seq *s);                    /* frees every layer's 
 DLFDEF dlf_tensor *dlf_seq_forward(dlf_tape *t, const dlf_seq *s, dlf_tensor *x);
 DLFDEF dlf_tensor *dlf_seq_forward_n(dlf_tape *t, const dlf_seq *s, dlf_tensor *x, int n_layers); /* first n only */
 DLFDEF int  dlf_seq_params(const dlf_seq *s, dlf_tensor **params, char (*names)[DLF_PARAM_NAME_MAX], int cap);
-    /* the parameters in PyTorch state_dict order, named "0.weight", "0.bias", "2.weight" ...;
+    /* the trainable parameters in PyTorch state_dict order, named "0.weight", "0.bias" ...;
        returns how many there are (fills at most cap; params and names may be NULL) */
+DLFDEF int  dlf_seq_collect(const dlf_seq *s, dlf_params *p);
+    /* append every tensor, buffers included, under its state_dict name; DLF_OK or NOMEM */
 #ifndef DLF_NO_STDIO
 DLFDEF void dlf_seq_print(const dlf_seq *s);             /* one line per layer, PyTorch style */
 #endif
@@ -509,6 +608,64 @@ DLFDEF dlf_tensor *dlf_bce_with_logits(dlf_tape *t, dlf_tensor *logits, dlf_tens
     /* L = mean [max(x,0) - x*y + log(1 + e^-|x|)] = mean BCE(sigmoid(x), y), stable for any x */
 DLFDEF float dlf_accuracy(const dlf_tensor *logits, const dlf_tensor *target);
     /* fraction of rows whose argmax (first on ties) equals the target; no tape */
+
+// >>stage9_norm -----------------------------------------------------------------
+// Normalization (lesson 07, docs/norm.md). Every one of them computes
+//     xhat = (x - mean) / sqrt(var + eps),   y = weight * xhat + bias
+// and they differ only in which elements share a mean and a variance (the biased
+// one, divided by M, like PyTorch's):
+//     BatchNorm     per channel c, over (N, H, W)       M = N*H*W
+//     LayerNorm     per item, over its last D values    M = D
+//     GroupNorm     per item and group of C/G channels  M = (C/G)*H*W
+//     InstanceNorm  per item and channel (GroupNorm with G = C)
+// weight and bias are per channel (per value for LayerNorm), and may be NULL (no
+// affine). In the backward, with dxhat = dy * weight, every one of them gives
+//     dx = rstd * (dxhat - mean(dxhat) - xhat * mean(dxhat * xhat))
+//                  term 1   term 2          term 3
+// term 2 is the path through the mean, term 3 the path through the variance.
+// BatchNorm in eval mode (dlf_tape_set_training(t, 0)) uses its running statistics
+// instead, so terms 2 and 3 vanish. Shapes: x (N,C) or (N,C,L) or (N,C,H,W).
+
+
+DLFDEF dlf_tensor *dlf_batchnorm(dlf_tape *t, dlf_tensor *x, dlf_tensor *w, dlf_tensor *b, dlf_bn_state *st);
+    /* training: batch statistics, and st's running ones updated (st may be NULL: no
+       tracking, as track_running_stats=False); eval: st's running statistics */
+DLFDEF dlf_tensor *dlf_layernorm(dlf_tape *t, dlf_tensor *x, int d, dlf_tensor *w, dlf_tensor *b, float eps);
+    /* normalize each item over its last d values (normalized_shape); w, b (d) or NULL */
+DLFDEF dlf_tensor *dlf_groupnorm(dlf_tape *t, dlf_tensor *x, int groups, dlf_tensor *w, dlf_tensor *b, float eps);
+    /* x (N,C,...) with C % groups == 0; w, b (C) or NULL */
+DLFDEF dlf_tensor *dlf_instancenorm(dlf_tape *t, dlf_tensor *x, dlf_tensor *w, dlf_tensor *b, float eps);
+    /* dlf_groupnorm with groups = C (InstanceNorm2d; no running statistics) */
+
+// RunningBatchNorm (the course's lesson 07): BatchNorm that normalizes with running
+// sums instead of the batch's own statistics, so it trains at batch size 2. Each
+// training step, per channel, with s = sum x, ss = sum x^2 over the batch (M values):
+//     mom1 = 1 - (1 - momentum) / sqrt(N - 1)          (a smaller batch moves less)
+//     sums = lerp(sums, s, mom1)   sqrs = lerp(sqrs, ss, mom1)   count = lerp(count, M, mom1)
+//     dbias = dbias * (1 - mom1) + mom1,   batch += N,   step += 1
+//     mean = sums / count,   var = sqrs / count - mean^2  (clamped to >= 0.01 while batch < 20)
+// (sums, sqrs and count are divided by dbias while step < 100, the debiasing; it
+// cancels in mean and var.) y = (x - mean) / sqrt(var + eps) * mults + adds.
+// Gradients flow into this batch's share of the sums: d mean / dx_i = mom1 / count,
+// so its backward is BatchNorm's with 1/M replaced by k = mom1 / count.
+// (dlf_bn_state and dlf_rbn_state are declared with the layers, in stage 6.)
+
+DLFDEF dlf_tensor *dlf_running_batchnorm(dlf_tape *t, dlf_tensor *x, dlf_tensor *mults, dlf_tensor *adds,
+                                         dlf_rbn_state *st);  /* mults, adds (C,1,1) */
+
+// >>stage10_dropout ---------------------------------------------------------------
+// Inverted dropout (Srivastava et al. 2014): in training mode each value is kept
+// with probability 1 - p and scaled by 1/(1 - p), so the expected output is x and
+// eval mode is the identity (it returns x itself). Dropout2d drops whole channels
+// (N,C,H,W) -> one draw per (n, c). The mask comes from the tape's rng and lives in
+// the arena: no allocation per step, and the same seed gives the same masks.
+//     y = x * m,  m = keep / (1 - p);   backward: dx = dy * m
+
+DLFDEF dlf_tensor *dlf_dropout(dlf_tape *t, dlf_tensor *x, float p);
+DLFDEF dlf_tensor *dlf_dropout2d(dlf_tape *t, dlf_tensor *x, float p);
+DLFDEF dlf_tensor *dlf_dropout_mask(dlf_tape *t, dlf_tensor *x, const dlf_tensor *keep, float p);
+    /* with a given 0/1 keep mask: keep the shape of x (dropout) or (N,C) (dropout2d);
+       used by the tests to replay PyTorch's masks */
 
 // >>stage11_optim ---------------------------------------------------------------
 // Stochastic gradient descent, the update of torch.optim.SGD exactly. For each
@@ -2349,12 +2506,13 @@ static float *dlf__grad(dlf_tape *t, dlf_tensor *x)
 }
 
 /* Append a node when grad is on and some input requires grad; the output then
-   requires grad too. Returns the node (to fill arguments) or NULL. */
-static dlf_node *dlf__record(dlf_tape *t, dlf_op op, dlf_tensor *out, dlf_tensor *a, dlf_tensor *b)
+   requires grad too. Returns the node (to fill arguments) or NULL. Ops with a third
+   input (the normalizations: x, weight, bias) call dlf__record3. */
+static dlf_node *dlf__record3(dlf_tape *t, dlf_op op, dlf_tensor *out, dlf_tensor *a, dlf_tensor *b, dlf_tensor *c)
 {
     dlf_node *nd;
     if (!t->grad_enabled) return NULL;
-    if (!(a && a->requires_grad) && !(b && b->requires_grad)) return NULL;
+    if (!(a && a->requires_grad) && !(b && b->requires_grad) && !(c && c->requires_grad)) return NULL;
     if (t->n_nodes == t->cap_nodes) {
         int cap = t->cap_nodes ? 2 * t->cap_nodes : 256;
         dlf_node *nodes = (dlf_node *)DLF_REALLOC(t->nodes, (size_t)cap * sizeof(dlf_node));
@@ -2371,8 +2529,14 @@ static dlf_node *dlf__record(dlf_tape *t, dlf_op op, dlf_tensor *out, dlf_tensor
     nd->out = out;
     nd->in[0] = a;
     nd->in[1] = b;
+    nd->in[2] = c;
     out->requires_grad = 1;
     return nd;
+}
+
+static dlf_node *dlf__record(dlf_tape *t, dlf_op op, dlf_tensor *out, dlf_tensor *a, dlf_tensor *b)
+{
+    return dlf__record3(t, op, out, a, b, NULL);
 }
 
 /* A workspace that only grows (matmul packing); like the arena, it stops growing
@@ -2396,6 +2560,8 @@ DLFDEF int dlf_tape_init(dlf_tape *t)
     memset(t, 0, sizeof *t);
     t->chunk_bytes = (size_t)1 << 20;
     t->grad_enabled = 1;
+    t->training = 1;
+    dlf_rng_seed(&t->rng, 0);
     return DLF_OK;
 }
 
@@ -2428,16 +2594,31 @@ DLFDEF int dlf_tape_set_grad(dlf_tape *t, int enabled)
     return prev;
 }
 
-DLFDEF const char *dlf_op_name(dlf_op op)
+DLFDEF int dlf_tape_set_training(dlf_tape *t, int training)
 {
-    static const char *names[DLF_OP_COUNT] = {
+    int prev = t->training;
+    t->training = training;
+    return prev;
+}
+
+DLFDEF void dlf_tape_seed(dlf_tape *t, uint64_t seed) { dlf_rng_seed(&t->rng, seed); }
+
+/* A table that checks itself (ggml's static_assert on GGML_OP_COUNT): the array has
+   no size of its own, and a negative-size typedef stops the build when the count of
+   names differs from DLF_OP_COUNT. */
+static const char *const dlf__op_names[] = {
         "none", "add", "sub", "mul", "div", "add_scalar", "mul_scalar", "pow_scalar",
         "neg", "exp", "log", "sqrt", "square", "abs", "relu", "sigmoid", "tanh",
         "sum", "mean", "max", "var", "reshape", "matmul",
         "conv2d", "bias", "leaky_relu", "general_relu", "softmax", "log_softmax", "maxpool2d",
-        "avgpool2d", "embedding", "mse_loss", "l1_loss", "bce_with_logits", "nll_loss", "cross_entropy"
-    };
-    return (op >= 0 && op < DLF_OP_COUNT) ? names[op] : "?";
+        "avgpool2d", "embedding", "mse_loss", "l1_loss", "bce_with_logits", "nll_loss", "cross_entropy",
+        "batchnorm", "groupnorm", "running_batchnorm", "dropout"
+};
+typedef char dlf__op_names_match_enum[(sizeof dlf__op_names / sizeof dlf__op_names[0] == DLF_OP_COUNT) ? 1 : -1];
+
+DLFDEF const char *dlf_op_name(dlf_op op)
+{
+    return ((int)op >= 0 && op < DLF_OP_COUNT) ? dlf__op_names[op] : "?";
 }
 
 /* The backwards of the later stages, defined in their own sections below. */
@@ -2450,6 +2631,9 @@ static void dlf__embedding_backward(dlf_tape *t, dlf_node *nd);
 static void dlf__elem_loss_backward(dlf_tape *t, dlf_node *nd);
 static void dlf__nll_backward(dlf_tape *t, dlf_node *nd);
 static void dlf__cross_entropy_backward(dlf_tape *t, dlf_node *nd);
+static void dlf__bn_backward(dlf_tape *t, dlf_node *nd);
+static void dlf__groupnorm_backward(dlf_tape *t, dlf_node *nd);
+static void dlf__dropout_backward(dlf_tape *t, dlf_node *nd);
 
 /* Walk the tape backwards. Every node's output gradient is complete when its turn
    comes, because all the ops that used that output were recorded after it. */
@@ -2532,8 +2716,19 @@ DLFDEF void dlf_backward_seed(dlf_tape *t, dlf_tensor *out, const float *seed)
         case DLF_OP_CROSS_ENTROPY:
             dlf__cross_entropy_backward(t, nd);
             break;
-        default:
-            dlf__panic("dlf_backward: node %d has unknown op %d", i, (int)nd->op);
+        case DLF_OP_BATCHNORM:
+        case DLF_OP_RUNNING_BATCHNORM:
+            dlf__bn_backward(t, nd);
+            break;
+        case DLF_OP_GROUPNORM:
+            dlf__groupnorm_backward(t, nd);
+            break;
+        case DLF_OP_DROPOUT:
+            dlf__dropout_backward(t, nd);
+            break;
+        case DLF_OP_NONE:
+        case DLF_OP_COUNT:
+            dlf__panic("dlf_backward: node %d has no op (%d)", i, (int)nd->op);
             return;
         }
     }
@@ -2570,7 +2765,7 @@ DLFDEF void dlf_tape_print(const dlf_tape *t)
     for (i = 0; i < t->n_nodes; i++) {
         const dlf_node *nd = &t->nodes[i];
         printf("  #%-3d %-10s -> %s", i, dlf_op_name(nd->op), dlf_shape_str(nd->out, s, sizeof s));
-        for (j = 0; j < 2; j++)
+        for (j = 0; j < DLF_NODE_INPUTS; j++)
             if (nd->in[j]) printf("  in%d %s%s%s", j, dlf_shape_str(nd->in[j], s, sizeof s),
                                   nd->in[j]->name ? " " : "", nd->in[j]->name ? nd->in[j]->name : "");
         printf("\n");
@@ -3613,14 +3808,162 @@ DLFDEF dlf_layer dlf_layer_residual(dlf_seq *body)
     return l;
 }
 
+/* A tensor of the given shape filled with v, as a parameter (grad) or a buffer. */
+static dlf_tensor *dlf__layer_tensor(int ndim, const int *shape, float v, int param)
+{
+    dlf_tensor *x = param ? dlf_param_new(ndim, shape) : dlf_tensor_new(ndim, shape);
+    if (x && v != 0.0f) dlf_fill(x, v);
+    return x;
+}
+
+/* weight = 1 and bias = 0 of n values: the affine part of a normalization. */
+static void dlf__layer_affine(dlf_layer *l, int n)
+{
+    l->weight = dlf__layer_tensor(1, &n, 1.0f, 1);
+    l->bias = dlf__layer_tensor(1, &n, 0.0f, 1);
+}
+
+DLFDEF dlf_layer dlf_layer_batchnorm(int c)
+{
+    dlf_layer l = dlf__layer_zero(DLF_LAYER_BATCHNORM);
+    dlf__layer_affine(&l, c);
+    l.bn.running_mean = dlf__layer_tensor(1, &c, 0.0f, 0);
+    l.bn.running_var = dlf__layer_tensor(1, &c, 1.0f, 0);
+    l.bn.num_batches_tracked = dlf__layer_tensor(0, NULL, 0.0f, 0);
+    l.bn.momentum = 0.1f;
+    l.bn.eps = 1e-5f;
+    return l;
+}
+
+DLFDEF dlf_layer dlf_layer_layernorm(int d)
+{
+    dlf_layer l = dlf__layer_zero(DLF_LAYER_LAYERNORM);
+    dlf__layer_affine(&l, d);
+    l.d = d;
+    l.eps = 1e-5f;
+    return l;
+}
+
+DLFDEF dlf_layer dlf_layer_groupnorm(int groups, int c)
+{
+    dlf_layer l = dlf__layer_zero(DLF_LAYER_GROUPNORM);
+    dlf__layer_affine(&l, c);
+    l.groups = groups;
+    l.eps = 1e-5f;
+    return l;
+}
+
+DLFDEF dlf_layer dlf_layer_instancenorm(int c, int affine)
+{
+    dlf_layer l = dlf__layer_zero(DLF_LAYER_INSTANCENORM);
+    if (affine) dlf__layer_affine(&l, c);
+    l.eps = 1e-5f;
+    return l;
+}
+
+DLFDEF dlf_layer dlf_layer_running_batchnorm(int c)
+{
+    dlf_layer l = dlf__layer_zero(DLF_LAYER_RUNNING_BATCHNORM);
+    int wshape[3], sshape[4];
+    wshape[0] = c; wshape[1] = 1; wshape[2] = 1;
+    sshape[0] = 1; sshape[1] = c; sshape[2] = 1; sshape[3] = 1;
+    l.weight = dlf__layer_tensor(3, wshape, 1.0f, 1);   /* the course's mults */
+    l.bias = dlf__layer_tensor(3, wshape, 0.0f, 1);     /* the course's adds */
+    l.rbn.sums = dlf__layer_tensor(4, sshape, 0.0f, 0);
+    l.rbn.sqrs = dlf__layer_tensor(4, sshape, 0.0f, 0);
+    l.rbn.batch = dlf__layer_tensor(0, NULL, 0.0f, 0);
+    l.rbn.count = dlf__layer_tensor(0, NULL, 0.0f, 0);
+    l.rbn.step = dlf__layer_tensor(0, NULL, 0.0f, 0);
+    l.rbn.dbias = dlf__layer_tensor(0, NULL, 0.0f, 0);
+    l.rbn.momentum = 0.1f;
+    l.rbn.eps = 1e-5f;
+    return l;
+}
+
+DLFDEF dlf_layer dlf_layer_dropout(float p)
+{
+    dlf_layer l = dlf__layer_zero(DLF_LAYER_DROPOUT);
+    l.p = p;
+    return l;
+}
+
+DLFDEF dlf_layer dlf_layer_dropout2d(float p)
+{
+    dlf_layer l = dlf__layer_zero(DLF_LAYER_DROPOUT2D);
+    l.p = p;
+    return l;
+}
+
+/* A layer's named set of tensors, in the order PyTorch's state_dict lists them:
+   parameters first (registered in __init__ order), then buffers. */
+DLFDEF int dlf_layer_tensors(const dlf_layer *l, dlf_tensor **ts, const char **names, int *is_buffer)
+{
+    dlf_tensor *t[DLF_LAYER_MAX_TENSORS];
+    const char *nm[DLF_LAYER_MAX_TENSORS];
+    int buf[DLF_LAYER_MAX_TENSORS], n = 0, i;
+#define DLF__NAMED(tensor, name, is_buf) do { if (tensor) { t[n] = (tensor); nm[n] = (name); buf[n] = (is_buf); n++; } } while (0)
+    switch (l->kind) {
+    case DLF_LAYER_RUNNING_BATCHNORM:
+        DLF__NAMED(l->weight, "mults", 0);
+        DLF__NAMED(l->bias, "adds", 0);
+        DLF__NAMED(l->rbn.sums, "sums", 1);
+        DLF__NAMED(l->rbn.sqrs, "sqrs", 1);
+        DLF__NAMED(l->rbn.batch, "batch", 1);
+        DLF__NAMED(l->rbn.count, "count", 1);
+        DLF__NAMED(l->rbn.step, "step", 1);
+        DLF__NAMED(l->rbn.dbias, "dbias", 1);
+        break;
+    case DLF_LAYER_BATCHNORM:
+        DLF__NAMED(l->weight, "weight", 0);
+        DLF__NAMED(l->bias, "bias", 0);
+        DLF__NAMED(l->bn.running_mean, "running_mean", 1);
+        DLF__NAMED(l->bn.running_var, "running_var", 1);
+        DLF__NAMED(l->bn.num_batches_tracked, "num_batches_tracked", 1);
+        break;
+    default:  /* every other kind owns at most a weight and a bias */
+        DLF__NAMED(l->weight, "weight", 0);
+        DLF__NAMED(l->bias, "bias", 0);
+        break;
+    }
+#undef DLF__NAMED
+    for (i = 0; i < n; i++) {
+        if (ts) ts[i] = t[i];
+        if (names) names[i] = nm[i];
+        if (is_buffer) is_buffer[i] = buf[i];
+    }
+    return n;
+}
+
+/* 1 when every tensor the kind needs was allocated. */
+DLFDEF int dlf_layer_ok(const dlf_layer *l)
+{
+    switch (l->kind) {
+    case DLF_LAYER_LINEAR: case DLF_LAYER_CONV2D: case DLF_LAYER_EMBEDDING:
+        return l->weight != NULL;
+    case DLF_LAYER_BATCHNORM:
+        return l->weight && l->bias && l->bn.running_mean && l->bn.running_var && l->bn.num_batches_tracked;
+    case DLF_LAYER_LAYERNORM: case DLF_LAYER_GROUPNORM:
+        return l->weight && l->bias;
+    case DLF_LAYER_RUNNING_BATCHNORM:
+        return dlf_layer_tensors(l, NULL, NULL, NULL) == 8;
+    case DLF_LAYER_RESIDUAL:
+        return l->body != NULL;
+    default:
+        return 1;
+    }
+}
+
 DLFDEF void dlf_layer_free(dlf_layer *l)
 {
-    if (l->weight) dlf_tensor_free(l->weight);
-    if (l->bias) dlf_tensor_free(l->bias);
+    dlf_tensor *ts[DLF_LAYER_MAX_TENSORS];
+    int i, n = dlf_layer_tensors(l, ts, NULL, NULL);
+    for (i = 0; i < n; i++) dlf_tensor_free(ts[i]);
     if (l->body) {
         dlf_seq_free(l->body);
         DLF_FREE(l->body);
     }
+    memset(&l->bn, 0, sizeof l->bn);
+    memset(&l->rbn, 0, sizeof l->rbn);
     l->weight = NULL;
     l->bias = NULL;
     l->body = NULL;
@@ -3662,6 +4005,15 @@ DLFDEF dlf_tensor *dlf_layer_forward(dlf_tape *t, const dlf_layer *l, dlf_tensor
     case DLF_LAYER_FLATTEN: return dlf_flatten(t, x);
     case DLF_LAYER_EMBEDDING: return dlf_embedding(t, x, l->weight);
     case DLF_LAYER_RESIDUAL: return dlf__residual_forward(t, l, x);
+    case DLF_LAYER_BATCHNORM: return dlf_batchnorm(t, x, l->weight, l->bias, (dlf_bn_state *)&l->bn);
+    case DLF_LAYER_LAYERNORM: return dlf_layernorm(t, x, l->d, l->weight, l->bias, l->eps);
+    case DLF_LAYER_GROUPNORM: return dlf_groupnorm(t, x, l->groups, l->weight, l->bias, l->eps);
+    case DLF_LAYER_INSTANCENORM: return dlf_instancenorm(t, x, l->weight, l->bias, l->eps);
+    case DLF_LAYER_RUNNING_BATCHNORM:
+        return dlf_running_batchnorm(t, x, l->weight, l->bias, (dlf_rbn_state *)&l->rbn);
+    case DLF_LAYER_DROPOUT: return dlf_dropout(t, x, l->p);
+    case DLF_LAYER_DROPOUT2D: return dlf_dropout2d(t, x, l->p);
+    case DLF_LAYER_KIND_COUNT: break;
     }
     dlf__panic("dlf_layer_forward: unknown layer kind %d", (int)l->kind);
     return NULL;
@@ -3702,28 +4054,38 @@ DLFDEF dlf_tensor *dlf_seq_forward(dlf_tape *t, const dlf_seq *s, dlf_tensor *x)
     return dlf_seq_forward_n(t, s, x, s->n);
 }
 
-/* Parameters from index n on, names prefixed (e.g. "3.body."); recurses into blocks. */
-static int dlf__seq_params(const dlf_seq *s, const char *prefix, dlf_tensor **params,
-                           char (*names)[DLF_PARAM_NAME_MAX], int cap, int n)
+/* Walk every named tensor of s in state_dict order, names prefixed (e.g. "3.body.");
+   recurses into blocks. Each one goes to the list p (when not NULL) and, if it is a
+   parameter, to params/names (the first cap). Returns the parameter count so far. */
+static int dlf__seq_walk(const dlf_seq *s, const char *prefix, dlf_params *p, dlf_tensor **params,
+                         char (*names)[DLF_PARAM_NAME_MAX], int cap, int n, int *rc)
 {
     int i, j;
     for (i = 0; i < s->n; i++) {
-        dlf_tensor *p[2];
-        const char *what[2] = {"weight", "bias"};
-        p[0] = s->layers[i].weight;
-        p[1] = s->layers[i].bias;
-        for (j = 0; j < 2; j++) {
-            if (!p[j]) continue;
+        const dlf_layer *l = &s->layers[i];
+        dlf_tensor *ts[DLF_LAYER_MAX_TENSORS];
+        const char *what[DLF_LAYER_MAX_TENSORS];
+        int buf[DLF_LAYER_MAX_TENSORS], k = dlf_layer_tensors(l, ts, what, buf);
+        for (j = 0; j < k; j++) {
+            char name[DLF_PARAM_NAME_MAX];
+            snprintf(name, sizeof name, "%s%d.%s", prefix, i, what[j]);
+            if (p && *rc == DLF_OK) {
+                *rc = dlf_params_add(p, ts[j], name, buf[j]);
+                if (*rc == DLF_OK && !buf[j])  /* biases and normalization weights: no weight decay */
+                    p->items[p->n - 1].no_decay = strcmp(what[j], "bias") == 0 ||
+                        (l->kind >= DLF_LAYER_BATCHNORM && l->kind <= DLF_LAYER_RUNNING_BATCHNORM);
+            }
+            if (buf[j]) continue;
             if (n < cap) {
-                if (params) params[n] = p[j];
-                if (names) snprintf(names[n], DLF_PARAM_NAME_MAX, "%s%d.%s", prefix, i, what[j]);
+                if (params) params[n] = ts[j];
+                if (names) memcpy(names[n], name, sizeof name);
             }
             n++;
         }
-        if (s->layers[i].body) {
+        if (l->body) {
             char inner[DLF_PARAM_NAME_MAX];
             snprintf(inner, sizeof inner, "%s%d.body.", prefix, i);
-            n = dlf__seq_params(s->layers[i].body, inner, params, names, cap, n);
+            n = dlf__seq_walk(l->body, inner, p, params, names, cap, n, rc);
         }
     }
     return n;
@@ -3731,21 +4093,106 @@ static int dlf__seq_params(const dlf_seq *s, const char *prefix, dlf_tensor **pa
 
 DLFDEF int dlf_seq_params(const dlf_seq *s, dlf_tensor **params, char (*names)[DLF_PARAM_NAME_MAX], int cap)
 {
-    return dlf__seq_params(s, "", params, names, cap, 0);
+    int rc = DLF_OK;
+    return dlf__seq_walk(s, "", NULL, params, names, cap, 0, &rc);
+}
+
+DLFDEF int dlf_seq_collect(const dlf_seq *s, dlf_params *p)
+{
+    int rc = DLF_OK;
+    dlf__seq_walk(s, "", p, NULL, NULL, 0, 0, &rc);
+    return rc;
+}
+
+// parameter lists
+
+DLFDEF void dlf_params_init(dlf_params *p) { memset(p, 0, sizeof *p); }
+
+DLFDEF int dlf_params_add(dlf_params *p, dlf_tensor *t, const char *name, int is_buffer)
+{
+    dlf_param *it;
+    if (!t || !name) {
+        dlf__panic("dlf_params_add: tensor %p or name %p is NULL", (void *)t, (const void *)name);
+        return DLF_ERR_ARG;
+    }
+    if (strlen(name) >= DLF_PARAM_NAME_MAX)
+        return dlf__fail(DLF_ERR_ARG, "dlf_params_add: name \"%s\" is longer than %d characters", name, DLF_PARAM_NAME_MAX - 1);
+    if (dlf_params_find(p, name))
+        return dlf__fail(DLF_ERR_ARG, "dlf_params_add: \"%s\" is already in the list", name);
+    if (p->n == p->cap) {
+        int cap = p->cap ? 2 * p->cap : 16;
+        dlf_param *items = (dlf_param *)DLF_REALLOC(p->items, (size_t)cap * sizeof(dlf_param));
+        if (!items) return dlf__fail(DLF_ERR_NOMEM, "dlf_params_add: out of memory for %d entries", cap);
+        p->items = items;
+        p->cap = cap;
+    }
+    it = &p->items[p->n++];
+    memset(it, 0, sizeof *it);
+    it->t = t;
+    memcpy(it->name, name, strlen(name) + 1);
+    it->is_buffer = is_buffer;
+    it->no_decay = !is_buffer && t->ndim <= 1;
+    return DLF_OK;
+}
+
+DLFDEF void dlf_params_free(dlf_params *p)
+{
+    if (p->items) DLF_FREE(p->items);
+    memset(p, 0, sizeof *p);
+}
+
+DLFDEF dlf_param *dlf_params_find(const dlf_params *p, const char *name)
+{
+    int i;
+    for (i = 0; i < p->n; i++)
+        if (strcmp(p->items[i].name, name) == 0) return &p->items[i];
+    return NULL;
+}
+
+DLFDEF int dlf_params_group_no_decay(dlf_params *p, int group)
+{
+    int i, n = 0;
+    for (i = 0; i < p->n; i++)
+        if (!p->items[i].is_buffer && p->items[i].no_decay) {
+            p->items[i].group = group;
+            n++;
+        }
+    return n;
+}
+
+DLFDEF int dlf_params_tensors(const dlf_params *p, dlf_tensor **out, int cap)
+{
+    int i, n = 0;
+    for (i = 0; i < p->n; i++) {
+        if (p->items[i].is_buffer) continue;
+        if (n < cap && out) out[n] = p->items[i].t;
+        n++;
+    }
+    return n;
+}
+
+/* The kind names, PyTorch's class names; checked against the enum like the op names. */
+static const char *const dlf__layer_names[] = {
+    "Linear", "Conv2d", "ReLU", "LeakyReLU", "GeneralRelu", "Sigmoid", "Tanh", "Softmax", "LogSoftmax",
+    "MaxPool2d", "AvgPool2d", "AdaptiveAvgPool2d(1)+Flatten", "Flatten", "Embedding", "Residual",
+    "BatchNorm", "LayerNorm", "GroupNorm", "InstanceNorm2d", "RunningBatchNorm", "Dropout", "Dropout2d"
+};
+typedef char dlf__layer_names_match_enum[(sizeof dlf__layer_names / sizeof dlf__layer_names[0] == DLF_LAYER_KIND_COUNT) ? 1 : -1];
+
+DLFDEF const char *dlf_layer_kind_name(dlf_layer_kind kind)
+{
+    return ((int)kind >= 0 && kind < DLF_LAYER_KIND_COUNT) ? dlf__layer_names[kind] : "?";
 }
 
 #ifndef DLF_NO_STDIO
 DLFDEF void dlf_seq_print(const dlf_seq *s)
 {
-    static const char *kinds[] = {"Linear", "Conv2d", "ReLU", "LeakyReLU", "GeneralRelu", "Sigmoid",
-                                  "Tanh", "Softmax", "LogSoftmax", "MaxPool2d", "AvgPool2d",
-                                  "AdaptiveAvgPool2d(1)+Flatten", "Flatten", "Embedding", "Residual"};
     int i;
     char s1[64];
     printf("Sequential(\n");
     for (i = 0; i < s->n; i++) {
         const dlf_layer *l = &s->layers[i];
-        printf("  (%d): %s", i, kinds[l->kind]);
+        printf("  (%d): %s", i, dlf_layer_kind_name(l->kind));
         if (l->weight) printf(" weight %s%s", dlf_shape_str(l->weight, s1, sizeof s1), l->bias ? " +bias" : "");
         if (l->kind == DLF_LAYER_CONV2D || l->kind == DLF_LAYER_MAXPOOL2D || l->kind == DLF_LAYER_AVGPOOL2D)
             printf(" k=%d stride=%d pad=%d", l->k, l->stride, l->pad);
@@ -3753,6 +4200,9 @@ DLFDEF void dlf_seq_print(const dlf_seq *s)
             printf(" leak=%g", (double)l->leak);
         if (l->kind == DLF_LAYER_GENERAL_RELU) printf(" sub=%g maxv=%g", (double)l->sub, (double)l->maxv);
         if (l->body) printf(" x + body(x), body: %d layers", l->body->n);
+        if (l->kind == DLF_LAYER_BATCHNORM) printf(" eps=%g momentum=%g", (double)l->bn.eps, (double)l->bn.momentum);
+        if (l->kind == DLF_LAYER_GROUPNORM) printf(" groups=%d", l->groups);
+        if (l->kind == DLF_LAYER_DROPOUT || l->kind == DLF_LAYER_DROPOUT2D) printf(" p=%g", (double)l->p);
         printf("\n");
     }
     printf(")\n");
@@ -4118,6 +4568,432 @@ DLFDEF float dlf_accuracy(const dlf_tensor *logits, const dlf_tensor *target)
     return (float)correct / (float)N;
 }
 
+
+// >>stage9_norm (implementation) --------------------------------------------------
+
+/* x (N,C,...) as (N, C, L), L = the product of the rest (1 for (N,C)). */
+static int dlf__ncl(const char *op, const dlf_tensor *x, int *N, int *C, int *L)
+{
+    char s[64];
+    if (!x) { dlf__panic("%s: x is NULL", op); return 0; }
+    if (x->ndim < 2) {
+        dlf__panic("%s: x must be (N,C), (N,C,L) or (N,C,H,W), got %s", op, dlf_shape_str(x, s, sizeof s));
+        return 0;
+    }
+    *N = x->shape[0];
+    *C = x->shape[1];
+    *L = x->size / (*N * *C > 0 ? *N * *C : 1);
+    return 1;
+}
+
+/* weight or bias of a normalization: NULL, or exactly n values. */
+static int dlf__norm_affine_ok(const char *op, const char *what, const dlf_tensor *p, int n)
+{
+    char s[64];
+    if (!p || p->size == n) return 1;
+    dlf__panic("%s: %s has shape %s, needs %d values (one per channel)", op, what, dlf_shape_str(p, s, sizeof s), n);
+    return 0;
+}
+
+/* Mean and biased variance of nb blocks of len contiguous values, block starts
+   stride apart; in double, two passes (the squared deviations, never E[x^2] - mean^2,
+   which cancels badly). */
+static void dlf__block_stats(const float *x, int nb, int len, size_t stride, double *mean, double *var)
+{
+    double s = 0.0, ss = 0.0, m;
+    int i, j;
+    for (i = 0; i < nb; i++)
+        for (j = 0; j < len; j++) s += x[(size_t)i * stride + j];
+    m = s / ((double)nb * len);
+    for (i = 0; i < nb; i++)
+        for (j = 0; j < len; j++) {
+            double d = x[(size_t)i * stride + j] - m;
+            ss += d * d;
+        }
+    *mean = m;
+    *var = ss / ((double)nb * len);
+}
+
+/* y = (x - mean[c]) * rstd[c] * w[c] + b[c] over x (N,C,L), one mean per channel. */
+static void dlf__bn_apply(const dlf_tensor *x, dlf_tensor *y, const float *mean, const float *rstd,
+                          const dlf_tensor *w, const dlf_tensor *b, int N, int C, int L)
+{
+    int n, c, l;
+    for (n = 0; n < N; n++)
+        for (c = 0; c < C; c++) {
+            const float *x_nc = x->data + ((size_t)n * C + c) * L;
+            float *y_nc = y->data + ((size_t)n * C + c) * L;
+            float wc = w ? w->data[c] : 1.0f, bc = b ? b->data[c] : 0.0f;
+            for (l = 0; l < L; l++) y_nc[l] = (x_nc[l] - mean[c]) * rstd[c] * wc + bc;
+        }
+}
+
+DLFDEF dlf_tensor *dlf_batchnorm(dlf_tape *t, dlf_tensor *x, dlf_tensor *w, dlf_tensor *b, dlf_bn_state *st)
+{
+    int N, C, L, c, M, training;
+    dlf_tensor *y, *mean, *rstd;
+    dlf_node *nd;
+    float eps = st ? st->eps : 1e-5f, mom = st ? st->momentum : 0.1f;
+    if (!dlf__ncl("dlf_batchnorm", x, &N, &C, &L)) return NULL;
+    if (!dlf__norm_affine_ok("dlf_batchnorm", "weight", w, C) || !dlf__norm_affine_ok("dlf_batchnorm", "bias", b, C))
+        return NULL;
+    M = N * L;
+    training = t->training || !st;  /* no running statistics: batch statistics in eval too, as PyTorch */
+    if (training && M < 2) {
+        dlf__panic("dlf_batchnorm: training needs more than one value per channel, got N=%d with %d per item "
+                   "(use eval mode, or RunningBatchNorm, GroupNorm)", N, L);
+        return NULL;
+    }
+    y = dlf__out(t, x->ndim, x->shape);
+    mean = dlf__out(t, 1, &C);
+    rstd = dlf__out(t, 1, &C);
+    if (!y || !mean || !rstd) return NULL;
+    DLF__OMP(omp parallel for if (x->size > DLF__PAR_MIN))
+    for (c = 0; c < C; c++) {
+        double m, v;
+        if (!training) {
+            mean->data[c] = st->running_mean->data[c];
+            rstd->data[c] = (float)(1.0 / sqrt((double)st->running_var->data[c] + eps));
+            continue;
+        }
+        dlf__block_stats(x->data + (size_t)c * L, N, L, (size_t)C * L, &m, &v);
+        mean->data[c] = (float)m;
+        rstd->data[c] = (float)(1.0 / sqrt(v + eps));           /* 1/sqrt(var + eps), biased var */
+        if (st) {                                               /* the unbiased variance is tracked */
+            st->running_mean->data[c] = (float)(mom * m + (1.0 - mom) * st->running_mean->data[c]);
+            st->running_var->data[c] = (float)(mom * v * M / (M - 1) + (1.0 - mom) * st->running_var->data[c]);
+        }
+    }
+    if (training && st && st->num_batches_tracked) st->num_batches_tracked->data[0] += 1.0f;
+    dlf__bn_apply(x, y, mean->data, rstd->data, w, b, N, C, L);
+    nd = dlf__record3(t, DLF_OP_BATCHNORM, y, x, w, b);
+    if (nd) {
+        nd->saved[0] = mean;
+        nd->saved[1] = rstd;
+        nd->farg[0] = training ? 1.0f / (float)M : 0.0f;  /* k = d mean / d x_i */
+    }
+    return y;
+}
+
+/* Backward of BatchNorm and RunningBatchNorm. In the forward pass this was
+   y = xhat * w + b with xhat = (x - mean) * rstd, where mean and var depend on x with
+   d mean / dx_i = k (1/M for BatchNorm; mom1/count for RunningBatchNorm; 0 in eval).
+   Per channel, with dxhat = dy * w:
+       dw = sum dy * xhat,   db = sum dy,
+       dx_i = rstd * (dxhat_i - k sum dxhat - xhat_i kv sum dxhat*xhat)
+   kv = k, except 0 where RunningBatchNorm clamped the variance (aux holds kv per channel). */
+static void dlf__bn_backward(dlf_tape *t, dlf_node *nd)
+{
+    dlf_tensor *x = nd->in[0], *w = nd->in[1], *b = nd->in[2];
+    const float *mean = nd->saved[0]->data, *rstd = nd->saved[1]->data, *g = nd->out->grad;
+    float *gx = dlf__grad(t, x), *gw = dlf__grad(t, w), *gb = dlf__grad(t, b);
+    int N = x->shape[0], C = x->shape[1], L = x->size / (N * C), c;
+    double k = nd->farg[0];
+    DLF__OMP(omp parallel for if (x->size > DLF__PAR_MIN))
+    for (c = 0; c < C; c++) {
+        double sum_g = 0.0, sum_gx = 0.0, kv = nd->aux ? nd->aux->data[c] : k;
+        float wc = w ? w->data[c] : 1.0f;
+        int n, l;
+        for (n = 0; n < N; n++) {
+            const float *x_nc = x->data + ((size_t)n * C + c) * L, *g_nc = g + ((size_t)n * C + c) * L;
+            for (l = 0; l < L; l++) {
+                double xhat = ((double)x_nc[l] - mean[c]) * rstd[c];
+                sum_g += g_nc[l];
+                sum_gx += g_nc[l] * xhat;
+            }
+        }
+        if (gw) gw[c] += (float)sum_gx;
+        if (gb) gb[c] += (float)sum_g;
+        if (!gx) continue;
+        for (n = 0; n < N; n++) {
+            const float *x_nc = x->data + ((size_t)n * C + c) * L, *g_nc = g + ((size_t)n * C + c) * L;
+            float *gx_nc = gx + ((size_t)n * C + c) * L;
+            for (l = 0; l < L; l++) {
+                double xhat = ((double)x_nc[l] - mean[c]) * rstd[c];
+                double dx = g_nc[l];                 /* term 1: dxhat / w */
+                dx -= k * sum_g;                     /* term 2: through the mean */
+                dx -= xhat * kv * sum_gx;            /* term 3: through the variance */
+                gx_nc[l] += (float)(rstd[c] * wc * dx);
+            }
+        }
+    }
+}
+
+DLFDEF dlf_tensor *dlf_groupnorm(dlf_tape *t, dlf_tensor *x, int groups, dlf_tensor *w, dlf_tensor *b, float eps)
+{
+    int N, C, L, G = groups, Cg, n, g, c, l, sizes[2];
+    dlf_tensor *y, *mean, *rstd;
+    dlf_node *nd;
+    char s[64];
+    if (!dlf__ncl("dlf_groupnorm", x, &N, &C, &L)) return NULL;
+    if (G <= 0 || C % G != 0) {
+        dlf__panic("dlf_groupnorm: %d groups do not divide the %d channels of x %s", G, C, dlf_shape_str(x, s, sizeof s));
+        return NULL;
+    }
+    if (!dlf__norm_affine_ok("dlf_groupnorm", "weight", w, C) || !dlf__norm_affine_ok("dlf_groupnorm", "bias", b, C))
+        return NULL;
+    if (eps <= 0.0f) eps = 1e-5f;
+    Cg = C / G;
+    sizes[0] = N;
+    sizes[1] = G;
+    y = dlf__out(t, x->ndim, x->shape);
+    mean = dlf__out(t, 2, sizes);
+    rstd = dlf__out(t, 2, sizes);
+    if (!y || !mean || !rstd) return NULL;
+    DLF__OMP(omp parallel for if (x->size > DLF__PAR_MIN))
+    for (n = 0; n < N; n++)
+        for (g = 0; g < G; g++) {
+            size_t at = ((size_t)n * C + (size_t)g * Cg) * L;   /* the group's values are contiguous */
+            double m, v;
+            dlf__block_stats(x->data + at, 1, Cg * L, 0, &m, &v);
+            mean->data[n * G + g] = (float)m;
+            rstd->data[n * G + g] = (float)(1.0 / sqrt(v + eps));
+            for (c = g * Cg; c < (g + 1) * Cg; c++) {
+                const float *x_nc = x->data + ((size_t)n * C + c) * L;
+                float *y_nc = y->data + ((size_t)n * C + c) * L;
+                float wc = w ? w->data[c] : 1.0f, bc = b ? b->data[c] : 0.0f;
+                for (l = 0; l < L; l++) y_nc[l] = (x_nc[l] - mean->data[n * G + g]) * rstd->data[n * G + g] * wc + bc;
+            }
+        }
+    nd = dlf__record3(t, DLF_OP_GROUPNORM, y, x, w, b);
+    if (nd) {
+        nd->saved[0] = mean;
+        nd->saved[1] = rstd;
+        nd->iarg[0] = G;
+    }
+    return y;
+}
+
+/* Backward of GroupNorm (and so of LayerNorm and InstanceNorm). In the forward pass
+   this was y = xhat * w[c] + b[c], xhat = (x - mean) * rstd, with mean and var over
+   the group's S = (C/G)*L values. Per group, with dxhat = dy * w[c]:
+       dx_i = rstd * (dxhat_i - mean(dxhat) - xhat_i * mean(dxhat * xhat))
+   and per channel dw[c] = sum over n, l of dy * xhat, db[c] = sum dy. */
+static void dlf__groupnorm_backward(dlf_tape *t, dlf_node *nd)
+{
+    dlf_tensor *x = nd->in[0], *w = nd->in[1], *b = nd->in[2];
+    const float *mean = nd->saved[0]->data, *rstd = nd->saved[1]->data, *g = nd->out->grad;
+    float *gx = dlf__grad(t, x), *gw = dlf__grad(t, w), *gb = dlf__grad(t, b);
+    int N = x->shape[0], C = x->shape[1], L = x->size / (N * C), G = nd->iarg[0], Cg = C / G, n, gi, c, l;
+    for (n = 0; n < N; n++)
+        for (gi = 0; gi < G; gi++) {
+            float m = mean[n * G + gi], r = rstd[n * G + gi];
+            double sum_d = 0.0, sum_dx = 0.0, S = (double)Cg * L;
+            for (c = gi * Cg; c < (gi + 1) * Cg; c++) {
+                const float *x_nc = x->data + ((size_t)n * C + c) * L, *g_nc = g + ((size_t)n * C + c) * L;
+                float wc = w ? w->data[c] : 1.0f;
+                double cw = 0.0, cb = 0.0;
+                for (l = 0; l < L; l++) {
+                    double xhat = ((double)x_nc[l] - m) * r;
+                    sum_d += (double)g_nc[l] * wc;
+                    sum_dx += (double)g_nc[l] * wc * xhat;
+                    cw += g_nc[l] * xhat;
+                    cb += g_nc[l];
+                }
+                if (gw) gw[c] += (float)cw;
+                if (gb) gb[c] += (float)cb;
+            }
+            if (!gx) continue;
+            for (c = gi * Cg; c < (gi + 1) * Cg; c++) {
+                const float *x_nc = x->data + ((size_t)n * C + c) * L, *g_nc = g + ((size_t)n * C + c) * L;
+                float *gx_nc = gx + ((size_t)n * C + c) * L;
+                float wc = w ? w->data[c] : 1.0f;
+                for (l = 0; l < L; l++) {
+                    double xhat = ((double)x_nc[l] - m) * r;
+                    double dx = (double)g_nc[l] * wc;  /* term 1: dxhat */
+                    dx -= sum_d / S;                   /* term 2: through the mean */
+                    dx -= xhat * sum_dx / S;           /* term 3: through the variance */
+                    gx_nc[l] += (float)(r * dx);
+                }
+            }
+        }
+}
+
+/* LayerNorm is GroupNorm with one group over a (rows, d) view: each row is an item
+   of d "channels" with L = 1, so w and b are per value. */
+DLFDEF dlf_tensor *dlf_layernorm(dlf_tape *t, dlf_tensor *x, int d, dlf_tensor *w, dlf_tensor *b, float eps)
+{
+    int shape[2];
+    char s[64];
+    dlf_tensor *x2, *y2;
+    if (!x) { dlf__panic("dlf_layernorm: x is NULL"); return NULL; }
+    if (d <= 0 || x->size % d != 0) {
+        dlf__panic("dlf_layernorm: cannot normalize x %s over its last %d values", dlf_shape_str(x, s, sizeof s), d);
+        return NULL;
+    }
+    shape[0] = x->size / d;
+    shape[1] = d;
+    x2 = dlf_reshape(t, x, 2, shape);
+    y2 = x2 ? dlf_groupnorm(t, x2, 1, w, b, eps) : NULL;
+    return y2 ? dlf_reshape(t, y2, x->ndim, x->shape) : NULL;
+}
+
+DLFDEF dlf_tensor *dlf_instancenorm(dlf_tape *t, dlf_tensor *x, dlf_tensor *w, dlf_tensor *b, float eps)
+{
+    if (!x || x->ndim < 3) {
+        char s[64];
+        dlf__panic("dlf_instancenorm: x must be (N,C,L) or (N,C,H,W), got %s", x ? dlf_shape_str(x, s, sizeof s) : "NULL");
+        return NULL;
+    }
+    return dlf_groupnorm(t, x, x->shape[1], w, b, eps);
+}
+
+/* torch.lerp's formula: a + w (b - a) for w < 0.5, else b - (b - a)(1 - w). */
+static float dlf__lerp(float a, float b, float w)
+{
+    return w < 0.5f ? a + w * (b - a) : b - (b - a) * (1.0f - w);
+}
+
+/* The running statistics update of one training step (see the stage comment). */
+static void dlf__rbn_update(dlf_rbn_state *st, const dlf_tensor *x, int N, int C, int L, float mom1)
+{
+    int c;
+    for (c = 0; c < C; c++) {
+        double s = 0.0, ss = 0.0;
+        int n, l;
+        for (n = 0; n < N; n++) {
+            const float *x_nc = x->data + ((size_t)n * C + c) * L;
+            for (l = 0; l < L; l++) {
+                s += x_nc[l];
+                ss += (double)x_nc[l] * x_nc[l];
+            }
+        }
+        st->sums->data[c] = dlf__lerp(st->sums->data[c], (float)s, mom1);
+        st->sqrs->data[c] = dlf__lerp(st->sqrs->data[c], (float)ss, mom1);
+    }
+    st->count->data[0] = dlf__lerp(st->count->data[0], (float)N * L, mom1);
+    st->dbias->data[0] = st->dbias->data[0] * (1.0f - mom1) + mom1;
+    st->batch->data[0] += (float)N;
+    st->step->data[0] += 1.0f;
+}
+
+DLFDEF dlf_tensor *dlf_running_batchnorm(dlf_tape *t, dlf_tensor *x, dlf_tensor *mults, dlf_tensor *adds,
+                                         dlf_rbn_state *st)
+{
+    int N, C, L, c;
+    float mom1 = 0.0f, eps, cnt, db;
+    dlf_tensor *y, *mean, *rstd, *kv;
+    dlf_node *nd;
+    if (!dlf__ncl("dlf_running_batchnorm", x, &N, &C, &L)) return NULL;
+    if (!st || !st->sums || st->sums->size != C) {
+        dlf__panic("dlf_running_batchnorm: needs a state with %d channels (dlf_layer_running_batchnorm makes one)", C);
+        return NULL;
+    }
+    if (!dlf__norm_affine_ok("dlf_running_batchnorm", "mults", mults, C) ||
+        !dlf__norm_affine_ok("dlf_running_batchnorm", "adds", adds, C))
+        return NULL;
+    if (t->training && N < 2) {
+        dlf__panic("dlf_running_batchnorm: training needs a batch of at least 2, got %d", N);
+        return NULL;
+    }
+    eps = st->eps > 0.0f ? st->eps : 1e-5f;
+    y = dlf__out(t, x->ndim, x->shape);
+    mean = dlf__out(t, 1, &C);
+    rstd = dlf__out(t, 1, &C);
+    kv = dlf__out(t, 1, &C);
+    if (!y || !mean || !rstd || !kv) return NULL;
+    if (t->training) {
+        mom1 = (float)(1.0 - (1.0 - st->momentum) / sqrt((double)N - 1.0));
+        dlf__rbn_update(st, x, N, C, L, mom1);
+    }
+    cnt = st->count->data[0];
+    db = st->step->data[0] < 100.0f ? st->dbias->data[0] : 1.0f;  /* debias early steps */
+    for (c = 0; c < C; c++) {
+        float sums = st->sums->data[c] / db, sqrs = st->sqrs->data[c] / db, count = cnt / db;
+        float m = sums / count;
+        float var = sqrs / count - m * m;
+        int clamped = st->batch->data[0] < 20.0f && var < 0.01f;  /* early batches: keep var sane */
+        if (clamped) var = 0.01f;
+        mean->data[c] = m;
+        rstd->data[c] = 1.0f / sqrtf(var + eps);
+        kv->data[c] = t->training && !clamped ? mom1 / cnt : 0.0f;
+    }
+    dlf__bn_apply(x, y, mean->data, rstd->data, mults, adds, N, C, L);
+    nd = dlf__record3(t, DLF_OP_RUNNING_BATCHNORM, y, x, mults, adds);
+    if (nd) {
+        nd->saved[0] = mean;
+        nd->saved[1] = rstd;
+        nd->aux = kv;
+        nd->farg[0] = t->training ? mom1 / cnt : 0.0f;  /* k = d mean / d x_i */
+    }
+    return y;
+}
+
+// >>stage10_dropout (implementation) -----------------------------------------------
+
+/* y = x * m with m = keep / (1 - p) per value (inner = 1) or per (n, c) block of
+   inner values (Dropout2d). The mask is an arena tensor the node keeps. */
+static dlf_tensor *dlf__dropout_apply(dlf_tape *t, dlf_tensor *x, dlf_tensor *m, int inner)
+{
+    dlf_tensor *y = dlf__out(t, x->ndim, x->shape);
+    dlf_node *nd;
+    int i;
+    if (!y) return NULL;
+    for (i = 0; i < x->size; i++) y->data[i] = x->data[i] * m->data[i / inner];
+    nd = dlf__record(t, DLF_OP_DROPOUT, y, x, NULL);
+    if (nd) {
+        nd->saved[0] = m;
+        nd->iarg[0] = inner;
+    }
+    return y;
+}
+
+/* Backward: in the forward pass this was y = x * m, so dx = dy * m. */
+static void dlf__dropout_backward(dlf_tape *t, dlf_node *nd)
+{
+    float *gx = dlf__grad(t, nd->in[0]);
+    const float *g = nd->out->grad, *m = nd->saved[0]->data;
+    int i, inner = nd->iarg[0];
+    if (!gx) return;
+    for (i = 0; i < nd->out->size; i++) gx[i] += g[i] * m[i / inner];
+}
+
+static dlf_tensor *dlf__dropout(dlf_tape *t, dlf_tensor *x, float p, int per_channel, const char *op)
+{
+    dlf_tensor *m;
+    float scale;
+    int i, n, inner = 1;
+    char s[64];
+    if (!x) { dlf__panic("%s: x is NULL", op); return NULL; }
+    if (!(p >= 0.0f && p <= 1.0f)) { dlf__panic("%s: p = %g must be in [0, 1]", op, (double)p); return NULL; }
+    if (!t->training || p == 0.0f) return x;  /* eval mode: the identity, x itself */
+    if (per_channel) {
+        if (x->ndim < 3) {
+            dlf__panic("%s: x must be (N,C,H,W) or (N,C,L), got %s", op, dlf_shape_str(x, s, sizeof s));
+            return NULL;
+        }
+        inner = x->size / (x->shape[0] * x->shape[1]);
+    }
+    n = x->size / inner;
+    m = dlf__out(t, 1, &n);
+    if (!m) return NULL;
+    scale = p < 1.0f ? 1.0f / (float)(1.0 - (double)p) : 0.0f;
+    for (i = 0; i < n; i++) m->data[i] = dlf_rng_uniform(&t->rng) >= p ? scale : 0.0f;  /* kept with prob 1 - p */
+    return dlf__dropout_apply(t, x, m, inner);
+}
+
+DLFDEF dlf_tensor *dlf_dropout(dlf_tape *t, dlf_tensor *x, float p) { return dlf__dropout(t, x, p, 0, "dlf_dropout"); }
+DLFDEF dlf_tensor *dlf_dropout2d(dlf_tape *t, dlf_tensor *x, float p) { return dlf__dropout(t, x, p, 1, "dlf_dropout2d"); }
+
+DLFDEF dlf_tensor *dlf_dropout_mask(dlf_tape *t, dlf_tensor *x, const dlf_tensor *keep, float p)
+{
+    dlf_tensor *m;
+    float scale;
+    int i, inner;
+    char s1[64], s2[64];
+    if (!x || !keep) { dlf__panic("dlf_dropout_mask: x or keep is NULL"); return NULL; }
+    if (keep->size <= 0 || x->size % keep->size != 0 || !(p >= 0.0f && p < 1.0f)) {
+        dlf__panic("dlf_dropout_mask: keep %s does not fit x %s (or p = %g is not in [0, 1))",
+                   dlf_shape_str(keep, s1, sizeof s1), dlf_shape_str(x, s2, sizeof s2), (double)p);
+        return NULL;
+    }
+    inner = x->size / keep->size;
+    m = dlf__out(t, 1, &keep->size);
+    if (!m) return NULL;
+    scale = 1.0f / (float)(1.0 - (double)p);
+    for (i = 0; i < keep->size; i++) m->data[i] = keep->data[i] != 0.0f ? scale : 0.0f;
+    return dlf__dropout_apply(t, x, m, inner);
+}
 
 // >>stage11_optim (implementation) ------------------------------------------------
 

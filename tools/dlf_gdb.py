@@ -378,7 +378,7 @@ def node_line(val):
             op = "bce_with_logits"  # dlf_op_name's spelling
         s = "%s out %s" % (op, tensor_line(val["out"]))
         ins = []
-        for j in range(2):
+        for j in range(int(val["in"].type.sizeof // val["in"][0].type.sizeof)):
             if int(val["in"][j]) != 0:
                 ins.append("in%d %s" % (j, tensor_line(val["in"][j])))
         if ins:
