@@ -668,39 +668,95 @@ DLFDEF dlf_tensor *dlf_dropout_mask(dlf_tape *t, dlf_tensor *x, const dlf_tensor
        used by the tests to replay PyTorch's masks */
 
 // >>stage11_optim ---------------------------------------------------------------
-// Stochastic gradient descent, the update of torch.optim.SGD exactly. For each
-// parameter p with gradient g, at step t (t = 1 is the first):
-//     g   = g + lambda * p                         (weight decay, L2 penalty)
-//     b_1 = g;   b_t = mu * b_{t-1} + (1 - tau) * g (momentum buffer, when mu != 0)
-//     g   = g + mu * b_t   (nesterov)   or   g = b_t   (classic momentum)
-//     p   = p - lr * g
-// lr learning rate, mu momentum, tau dampening, lambda weight decay. The buffers
-// are allocated once, in dlf_sgd_create; a step allocates nothing. Parameters whose
-// grad is NULL are skipped, as PyTorch skips p.grad None.
+// Optimizers (lesson 09, docs/optim.md): one type for every kind, a switch on the
+// kind in the step, like the op dispatch of the tape. Each update is PyTorch's, float
+// operation for float operation (torch.optim, single-tensor path); for parameter p
+// with gradient g at its step t (t = 1 first), hyper-parameters of p's group:
+//   SGD      g += wd p;  b = t==1 ? g : mu b + (1 - tau) g;  g = nesterov ? g + mu b : b;  p -= lr g
+//   RMSProp  g += wd p;  v = alpha v + (1 - alpha) g^2;  (centered: a = alpha a + (1 - alpha) g,
+//            v' = v - a^2);  d = sqrt(v') + eps;  mu > 0: b = mu b + g / d, p -= lr b;  else p -= lr g / d
+//   Adagrad  g += wd p;  s += g^2;  p -= lr / (1 + (t - 1) lr_decay) * g / (sqrt(s) + eps)
+//   Adam     g += wd p;  m = b1 m + (1 - b1) g;  v = b2 v + (1 - b2) g^2;
+//            p -= lr / (1 - b1^t) * m / (sqrt(v) / sqrt(1 - b2^t) + eps)
+//   AdamW    p *= 1 - lr wd (decoupled, Loshchilov & Hutter 2019), then Adam without the g += wd p
+//   LAMB     m, v as Adam;  u = (m / (1 - b1^t)) / (sqrt(v / (1 - b2^t)) + eps) + wd p;
+//            p -= lr * min(rms(p) / rms(u), 10) * u   (You et al. 2019; the course's lamb_step;
+//            ratio 1 when either rms is 0, as the paper's implementations do)
+// Weight decay two ways: SGD, RMSProp, Adagrad and Adam add wd * p to the gradient (an
+// L2 penalty, which the adaptive kinds then rescale); AdamW decays the weights apart
+// from the gradient. decoupled_wd = 1 makes any kind decay the AdamW way.
+// State per parameter, named as PyTorch names it (checkpoints use the names):
+// momentum_buffer, square_avg, grad_avg, sum, exp_avg, exp_avg_sq, and step.
+// Everything is allocated by dlf_optim_create: a step allocates nothing.
 
-typedef struct dlf_sgd_cfg {
-    float lr;                /* learning rate (default 1e-3, PyTorch's); change freely between steps */
-    float momentum;          /* mu (default 0: plain SGD, no buffers) */
-    float dampening;         /* tau (default 0) */
-    float weight_decay;      /* lambda (default 0) */
-    int nesterov;            /* Nesterov momentum; needs momentum > 0 and dampening 0 */
-} dlf_sgd_cfg;
+typedef enum dlf_optim_kind {
+    DLF_OPTIM_SGD = 0,
+    DLF_OPTIM_RMSPROP,
+    DLF_OPTIM_ADAGRAD,
+    DLF_OPTIM_ADAM,
+    DLF_OPTIM_ADAMW,
+    DLF_OPTIM_LAMB,
+    DLF_OPTIM_KIND_COUNT
+} dlf_optim_kind;
 
-typedef struct dlf_sgd {
-    dlf_sgd_cfg cfg;         /* the values in use, defaults filled in */
-    dlf_tensor **params;     /* (n_params) the parameters, not owned */
-    int n_params;            /* how many */
-    float **buf;             /* (n_params) momentum buffers, each (params[i]->size); NULL without momentum */
-    int *has_buf;            /* (n_params) 1 once buf[i] holds b_t (its first step copies g); NULL without momentum */
-    int steps;               /* steps taken */
-} dlf_sgd;
+/* The hyper-parameters of one parameter group. Zero fields get the kind's defaults
+   (PyTorch's) at create; dlf_optim_defaults shows them. The values in use live in
+   o->groups[g] and may be changed freely between steps (a schedule does; so does a
+   caller who wants a field that is really 0, such as beta1 = 0). */
+typedef struct dlf_optim_cfg {
+    float lr;                /* learning rate: 1e-3 (SGD, Adam, AdamW, LAMB), 1e-2 (RMSProp, Adagrad) */
+    float weight_decay;      /* wd (default 0 for every kind; PyTorch's AdamW uses 1e-2: pass it) */
+    int decoupled_wd;        /* 1: p *= 1 - lr wd instead of g += wd p (AdamW always decouples) */
+    float momentum;          /* mu of SGD and RMSProp (default 0) */
+    float dampening;         /* tau of SGD (default 0) */
+    int nesterov;            /* SGD: Nesterov momentum; needs momentum > 0 and dampening 0 */
+    float alpha;             /* RMSProp smoothing (0.99) */
+    int centered;            /* RMSProp: divide by the variance, not the second moment */
+    float beta1, beta2;      /* Adam, AdamW, LAMB (0.9, 0.999) */
+    float eps;               /* 1e-8 (Adam, AdamW, RMSProp), 1e-10 (Adagrad), 1e-6 (LAMB) */
+    float lr_decay;          /* Adagrad (default 0) */
+    float initial_accumulator_value; /* Adagrad: the sum's start (default 0) */
+} dlf_optim_cfg;
 
-DLFDEF dlf_sgd *dlf_sgd_create(dlf_tensor **params, int n_params, const dlf_sgd_cfg *cfg); /* NULL on OOM */
-DLFDEF void     dlf_sgd_free(dlf_sgd *o);
-DLFDEF void     dlf_sgd_step(dlf_sgd *o);       /* p -= lr * (update above) */
-DLFDEF void     dlf_sgd_zero_grad(dlf_sgd *o);  /* every parameter's grad = 0 */
+#define DLF_OPTIM_MAX_GROUPS 8
+#define DLF_OPTIM_MAX_STATE 3  /* most state buffers per parameter (centered RMSProp with momentum) */
+
+typedef struct dlf_optim_param {
+    dlf_tensor *p;                     /* the parameter, not owned */
+    char name[DLF_PARAM_NAME_MAX];     /* its state_dict name ("" when created from a bare array) */
+    int group;                         /* index into groups */
+    float *state[DLF_OPTIM_MAX_STATE]; /* (p->size) each, or NULL: see dlf_optim_state_name */
+    int step;                          /* PyTorch's state["step"]: updates this parameter received */
+} dlf_optim_param;
+
+typedef struct dlf_optim {
+    dlf_optim_kind kind;                        /* which update */
+    dlf_optim_cfg groups[DLF_OPTIM_MAX_GROUPS]; /* (n_groups) hyper-parameters in use */
+    int n_groups;
+    dlf_optim_param *params;                    /* (n_params) */
+    int n_params;
+    int steps;                                  /* dlf_optim_step calls so far */
+} dlf_optim;
+
+DLFDEF void dlf_optim_defaults(dlf_optim_kind kind, dlf_optim_cfg *cfg);  /* fill cfg's zero fields */
+DLFDEF const char *dlf_optim_kind_name(dlf_optim_kind kind);  /* "sgd", "adam" ... */
+DLFDEF int  dlf_optim_kind_from_name(const char *name);       /* the kind, or -1 */
+DLFDEF const char *dlf_optim_state_name(dlf_optim_kind kind, int slot); /* "exp_avg" ...; NULL past the last */
+DLFDEF dlf_optim *dlf_optim_create(dlf_optim_kind kind, dlf_tensor **params, int n_params, const dlf_optim_cfg *cfg);
+    /* one group; NULL on OOM (dlf_last_error) */
+DLFDEF dlf_optim *dlf_optim_create_groups(dlf_optim_kind kind, const dlf_params *pl, const dlf_optim_cfg *groups,
+                                          int n_groups);
+    /* the trainable tensors of pl (buffers skipped), each in group pl->items[i].group,
+       with groups[g] its hyper-parameters; names kept for checkpoints */
+DLFDEF void dlf_optim_free(dlf_optim *o);
+DLFDEF void dlf_optim_step(dlf_optim *o);        /* one update of every parameter with a grad */
+DLFDEF void dlf_optim_zero_grad(dlf_optim *o);   /* every parameter's grad = 0 */
+DLFDEF float dlf_clip_grad_norm(dlf_tensor **params, int n, float max_norm);
+    /* clip_grad_norm_: total = sqrt(sum of every grad^2); when total > max_norm, every
+       grad *= max_norm / (total + 1e-6); returns total (before clipping) */
+DLFDEF float dlf_optim_clip_grad_norm(dlf_optim *o, float max_norm); /* the same over o's parameters */
 #ifndef DLF_NO_STDIO
-DLFDEF void     dlf_sgd_print_cfg(const dlf_sgd *o); /* the values actually used */
+DLFDEF void dlf_optim_print_cfg(const dlf_optim *o); /* the values actually used, one line per group */
 #endif
 
 // >>stage13_data ----------------------------------------------------------------
@@ -843,7 +899,8 @@ DLFDEF void dlf_progress_end(dlf_progress *p, const char *extra);  /* the epoch'
 
 typedef struct dlf_fit_cfg {
     int epochs;              /* default 1 */
-    float lr;                /* peak learning rate (default: the optimizer's cfg.lr) */
+    float lr;                /* peak learning rate of group 0 (default: its lr); other groups keep
+                                their ratio to group 0 (discriminative learning rates) */
     dlf_sched sched;         /* default DLF_SCHED_CONSTANT */
     float pct_start;         /* one-cycle warm-up fraction (default 0.3, PyTorch's) */
     int quiet;               /* 1: no progress lines */
@@ -857,13 +914,15 @@ typedef struct dlf_fit_report {
     int steps;               /* optimizer steps taken */
 } dlf_fit_report;
 
-/* One pass over l from its start with no tape recording; returns the accuracy
-   (argmax == label) and stores the mean cross-entropy in *mean_loss (may be NULL). */
+/* One pass over l from its start in eval mode with no tape recording (both restored
+   after); returns the accuracy (argmax == label) and stores the mean cross-entropy
+   in *mean_loss (may be NULL). */
 DLFDEF float dlf_evaluate(dlf_tape *t, dlf_model_fn model, void *m, dlf_loader *l, float *mean_loss);
-/* cfg->epochs epochs over train (from the start of an epoch), lr set every step from
-   the schedule, one progress line per epoch with the validation loss and accuracy
-   when valid is not NULL. DLF_OK, or DLF_ERR_ARG when the loss turns NaN/inf. */
-DLFDEF int   dlf_fit(dlf_tape *t, dlf_model_fn model, void *m, dlf_loss_fn loss, dlf_sgd *opt,
+/* cfg->epochs epochs over train (from the start of an epoch) in training mode, each
+   group's lr set every step from the schedule and restored at the end, one progress
+   line per epoch with the validation loss and accuracy when valid is not NULL.
+   DLF_OK, or DLF_ERR_ARG when the loss turns NaN/inf. */
+DLFDEF int   dlf_fit(dlf_tape *t, dlf_model_fn model, void *m, dlf_loss_fn loss, dlf_optim *opt,
                      dlf_loader *train, dlf_loader *valid, const dlf_fit_cfg *cfg, dlf_fit_report *rep);
 
 // >>stage15_serialization ---------------------------------------------------------
@@ -921,9 +980,12 @@ DLFDEF int  dlf_safetensors_save(const char *path, const dlf_named_tensor *ts, i
 // Checkpoints are safetensors files holding everything a run needs to continue
 // exactly where it stopped:
 //   tensors   the parameters under their PyTorch state_dict names ("0.weight" ...),
-//             optimizer state as "optim.momentum_buffer.<param name>" (PyTorch's
-//             SGD state key), a loader's epoch order as "loader.<key>.order"
-//   metadata  "rng.<key>" = the generator state, "optim.steps", "loader.<key>.pos",
+//             and buffers (BatchNorm's running_mean ...), optimizer state as
+//             "optim.<state>.<param name>" with PyTorch's state keys (momentum_buffer,
+//             exp_avg, exp_avg_sq, square_avg, grad_avg, sum) and "optim.step.<param
+//             name>" (a 0-dim tensor), a loader's epoch order as "loader.<key>.order"
+//   metadata  "rng.<key>" = the generator state, "optim.kind" ("sgd", "adam" ...),
+//             "optim.steps", "loader.<key>.pos",
 //             and any "epoch", "step", "lr" ... the program adds (strings, as the
 //             format requires; integers in decimal, floats as %a hex for exactness)
 // Building one: dlf_ckpt_init, dlf_ckpt_add_*, dlf_ckpt_save (atomic), dlf_ckpt_free.
@@ -944,7 +1006,9 @@ DLFDEF void dlf_ckpt_init(dlf_ckpt *c);
 DLFDEF void dlf_ckpt_free(dlf_ckpt *c);
 DLFDEF int  dlf_ckpt_add_tensor(dlf_ckpt *c, const char *name, const dlf_tensor *t);
 DLFDEF int  dlf_ckpt_add_params(dlf_ckpt *c, dlf_tensor *const *params, const char *const *names, int n);
-DLFDEF int  dlf_ckpt_add_sgd(dlf_ckpt *c, const dlf_sgd *o, const char *const *names); /* names[i] of o->params[i] */
+DLFDEF int  dlf_ckpt_add_param_list(dlf_ckpt *c, const dlf_params *pl);  /* parameters and buffers by name */
+DLFDEF int  dlf_ckpt_add_optim(dlf_ckpt *c, const dlf_optim *o, const char *const *names);
+    /* names[i] of o->params[i]; NULL: the names o keeps (dlf_optim_create_groups) */
 DLFDEF int  dlf_ckpt_add_rng(dlf_ckpt *c, const char *key, const dlf_rng *r);
 DLFDEF int  dlf_ckpt_add_loader(dlf_ckpt *c, const char *key, const dlf_loader *l);
 DLFDEF int  dlf_ckpt_set_meta(dlf_ckpt *c, const char *key, const char *value);
@@ -956,7 +1020,8 @@ DLFDEF int  dlf_ckpt_load(dlf_ckpt *c, const char *path);
 #endif
 DLFDEF int  dlf_ckpt_get_tensor(const dlf_ckpt *c, const char *name, dlf_tensor *dst); /* copy in; shapes must match */
 DLFDEF int  dlf_ckpt_get_params(const dlf_ckpt *c, dlf_tensor *const *params, const char *const *names, int n);
-DLFDEF int  dlf_ckpt_get_sgd(const dlf_ckpt *c, dlf_sgd *o, const char *const *names);
+DLFDEF int  dlf_ckpt_get_param_list(const dlf_ckpt *c, const dlf_params *pl); /* every entry must be there */
+DLFDEF int  dlf_ckpt_get_optim(const dlf_ckpt *c, dlf_optim *o, const char *const *names); /* kinds must match */
 DLFDEF int  dlf_ckpt_get_rng(const dlf_ckpt *c, const char *key, dlf_rng *r);
 DLFDEF int  dlf_ckpt_get_loader(const dlf_ckpt *c, const char *key, dlf_loader *l);
 DLFDEF const char *dlf_ckpt_get_meta(const dlf_ckpt *c, const char *key);         /* NULL if absent */
@@ -967,10 +1032,9 @@ DLFDEF int  dlf_ckpt_get_float(const dlf_ckpt *c, const char *key, double *v);
    the optimizer state; meta is n_meta key,value pairs (e.g. "epoch", "3"). Loading
    takes the optimizer state only when the file has it (a weights-only file from
    PyTorch loads too). */
-DLFDEF int  dlf_ckpt_save_training(const char *path, dlf_tensor *const *params, const char *const *names,
-                                   int n, const dlf_sgd *opt, const char *const *meta, int n_meta);
-DLFDEF int  dlf_ckpt_load_training(const char *path, dlf_tensor *const *params, const char *const *names,
-                                   int n, dlf_sgd *opt);
+DLFDEF int  dlf_ckpt_save_training(const char *path, const dlf_params *pl, const dlf_optim *opt,
+                                   const char *const *meta, int n_meta);
+DLFDEF int  dlf_ckpt_load_training(const char *path, const dlf_params *pl, dlf_optim *opt);
 #endif
 
 #ifdef __cplusplus
@@ -4997,68 +5061,183 @@ DLFDEF dlf_tensor *dlf_dropout_mask(dlf_tape *t, dlf_tensor *x, const dlf_tensor
 
 // >>stage11_optim (implementation) ------------------------------------------------
 
-DLFDEF dlf_sgd *dlf_sgd_create(dlf_tensor **params, int n_params, const dlf_sgd_cfg *cfg_in)
+static const char *const dlf__optim_names[] = {"sgd", "rmsprop", "adagrad", "adam", "adamw", "lamb"};
+typedef char dlf__optim_names_match_enum[(sizeof dlf__optim_names / sizeof dlf__optim_names[0] == DLF_OPTIM_KIND_COUNT) ? 1 : -1];
+
+/* State slot names by kind, in slot order; PyTorch's state keys. */
+static const char *const dlf__optim_state[DLF_OPTIM_KIND_COUNT][DLF_OPTIM_MAX_STATE] = {
+    {"momentum_buffer", NULL, NULL},                  /* SGD */
+    {"square_avg", "momentum_buffer", "grad_avg"},    /* RMSProp */
+    {"sum", NULL, NULL},                              /* Adagrad */
+    {"exp_avg", "exp_avg_sq", NULL},                  /* Adam */
+    {"exp_avg", "exp_avg_sq", NULL},                  /* AdamW */
+    {"exp_avg", "exp_avg_sq", NULL}                   /* LAMB */
+};
+
+DLFDEF const char *dlf_optim_kind_name(dlf_optim_kind kind)
 {
-    dlf_sgd_cfg cfg;
-    dlf_sgd *o;
-    int i;
-    memset(&cfg, 0, sizeof cfg);
-    if (cfg_in) cfg = *cfg_in;
-    if (cfg.lr == 0.0f) cfg.lr = 1e-3f;
-    if (cfg.lr < 0.0f || cfg.momentum < 0.0f || cfg.weight_decay < 0.0f || n_params < 0) {
-        dlf__panic("dlf_sgd_create: lr %g, momentum %g, weight_decay %g and n_params %d must not be negative",
-                   cfg.lr, cfg.momentum, cfg.weight_decay, n_params);
+    return ((int)kind >= 0 && kind < DLF_OPTIM_KIND_COUNT) ? dlf__optim_names[kind] : "?";
+}
+
+DLFDEF int dlf_optim_kind_from_name(const char *name)
+{
+    int k;
+    for (k = 0; k < DLF_OPTIM_KIND_COUNT; k++)
+        if (name && strcmp(name, dlf__optim_names[k]) == 0) return k;
+    return -1;
+}
+
+DLFDEF const char *dlf_optim_state_name(dlf_optim_kind kind, int slot)
+{
+    if ((int)kind < 0 || kind >= DLF_OPTIM_KIND_COUNT || slot < 0 || slot >= DLF_OPTIM_MAX_STATE) return NULL;
+    return dlf__optim_state[kind][slot];
+}
+
+/* sokol's _sg_def: a zero field takes its default. */
+static float dlf__def(float v, float def) { return v == 0.0f ? def : v; }
+
+DLFDEF void dlf_optim_defaults(dlf_optim_kind kind, dlf_optim_cfg *c)
+{
+    int adaptive_lr = kind == DLF_OPTIM_RMSPROP || kind == DLF_OPTIM_ADAGRAD;
+    c->lr = dlf__def(c->lr, adaptive_lr ? 1e-2f : 1e-3f);
+    c->alpha = dlf__def(c->alpha, 0.99f);
+    c->beta1 = dlf__def(c->beta1, 0.9f);
+    c->beta2 = dlf__def(c->beta2, 0.999f);
+    c->eps = dlf__def(c->eps, kind == DLF_OPTIM_ADAGRAD ? 1e-10f : kind == DLF_OPTIM_LAMB ? 1e-6f : 1e-8f);
+    if (kind == DLF_OPTIM_ADAMW) c->decoupled_wd = 1;
+}
+
+/* Which slots a parameter of group c needs: PyTorch keeps no momentum buffer
+   without momentum, and no grad_avg unless centered. */
+static int dlf__optim_slot_used(dlf_optim_kind kind, const dlf_optim_cfg *c, int slot)
+{
+    if (!dlf_optim_state_name(kind, slot)) return 0;
+    if (kind == DLF_OPTIM_SGD) return c->momentum != 0.0f;
+    if (kind == DLF_OPTIM_RMSPROP && slot == 1) return c->momentum > 0.0f;
+    if (kind == DLF_OPTIM_RMSPROP && slot == 2) return c->centered;
+    return 1;
+}
+
+static int dlf__optim_check(dlf_optim_kind kind, const dlf_optim_cfg *c, int g)
+{
+    if ((int)kind < 0 || kind >= DLF_OPTIM_KIND_COUNT) {
+        dlf__panic("dlf_optim_create: unknown kind %d", (int)kind);
+        return 0;
+    }
+    if (c->lr < 0.0f || c->momentum < 0.0f || c->weight_decay < 0.0f || c->eps < 0.0f ||
+        c->beta1 >= 1.0f || c->beta2 >= 1.0f || c->alpha > 1.0f) {
+        dlf__panic("dlf_optim_create: group %d of %s: lr %g, momentum %g, weight_decay %g, eps %g must not be "
+                   "negative, beta1 %g and beta2 %g must be < 1, alpha %g <= 1", g, dlf_optim_kind_name(kind),
+                   c->lr, c->momentum, c->weight_decay, c->eps, c->beta1, c->beta2, c->alpha);
+        return 0;
+    }
+    if (kind == DLF_OPTIM_SGD && c->nesterov && (c->momentum <= 0.0f || c->dampening != 0.0f)) {
+        dlf__panic("dlf_optim_create: nesterov needs momentum > 0 and dampening 0 (got momentum %g, dampening %g)",
+                   c->momentum, c->dampening);
+        return 0;
+    }
+    return 1;
+}
+
+/* The common body of both creators: params[i] goes to group group_of[i] (NULL: 0),
+   named names[i] (NULL: ""). */
+static dlf_optim *dlf__optim_new(dlf_optim_kind kind, dlf_tensor **params, const int *group_of,
+                                 const char *const *names, int n, const dlf_optim_cfg *groups, int n_groups)
+{
+    dlf_optim *o;
+    int i, g, k;
+    if (n < 0 || n_groups < 1 || n_groups > DLF_OPTIM_MAX_GROUPS) {
+        dlf__panic("dlf_optim_create: %d parameters in %d groups (1 to %d groups)", n, n_groups, DLF_OPTIM_MAX_GROUPS);
         return NULL;
     }
-    if (cfg.nesterov && (cfg.momentum <= 0.0f || cfg.dampening != 0.0f)) {
-        dlf__panic("dlf_sgd_create: nesterov needs momentum > 0 and dampening 0 (got momentum %g, dampening %g)",
-                   cfg.momentum, cfg.dampening);
-        return NULL;
-    }
-    o = (dlf_sgd *)dlf__malloc(sizeof *o, "an SGD optimizer");
+    o = (dlf_optim *)dlf__malloc(sizeof *o, "an optimizer");
     if (!o) return NULL;
     memset(o, 0, sizeof *o);
-    o->cfg = cfg;
-    o->n_params = n_params;
-    o->params = (dlf_tensor **)dlf__malloc((size_t)n_params * sizeof(dlf_tensor *), "SGD parameter list");
-    if (!o->params) { dlf_sgd_free(o); return NULL; }
-    for (i = 0; i < n_params; i++) o->params[i] = params[i];
-    if (cfg.momentum != 0.0f) {
-        o->buf = (float **)dlf__malloc((size_t)n_params * sizeof(float *), "SGD momentum buffers");
-        o->has_buf = (int *)dlf__malloc((size_t)n_params * sizeof(int), "SGD momentum flags");
-        if (!o->buf || !o->has_buf) { dlf_sgd_free(o); return NULL; }
-        for (i = 0; i < n_params; i++) { o->buf[i] = NULL; o->has_buf[i] = 0; }
-        for (i = 0; i < n_params; i++) {
-            o->buf[i] = (float *)dlf__malloc((size_t)params[i]->size * sizeof(float), "an SGD momentum buffer");
-            if (!o->buf[i]) { dlf_sgd_free(o); return NULL; }
-            memset(o->buf[i], 0, (size_t)params[i]->size * sizeof(float));
+    o->kind = kind;
+    o->n_groups = n_groups;
+    for (g = 0; g < n_groups; g++) {
+        if (groups) o->groups[g] = groups[g];
+        dlf_optim_defaults(kind, &o->groups[g]);
+        if (!dlf__optim_check(kind, &o->groups[g], g)) { DLF_FREE(o); return NULL; }
+    }
+    o->params = (dlf_optim_param *)dlf__malloc((size_t)(n ? n : 1) * sizeof(dlf_optim_param), "optimizer parameters");
+    if (!o->params) { DLF_FREE(o); return NULL; }
+    memset(o->params, 0, (size_t)(n ? n : 1) * sizeof(dlf_optim_param));
+    o->n_params = n;
+    for (i = 0; i < n; i++) {
+        dlf_optim_param *q = &o->params[i];
+        const dlf_optim_cfg *c;
+        q->p = params[i];
+        q->group = group_of ? group_of[i] : 0;
+        if (!q->p || q->group < 0 || q->group >= n_groups) {
+            dlf__panic("dlf_optim_create: parameter %d is NULL or in group %d of %d", i, q->group, n_groups);
+            dlf_optim_free(o);
+            return NULL;
+        }
+        if (names && names[i]) snprintf(q->name, sizeof q->name, "%s", names[i]);
+        c = &o->groups[q->group];
+        for (k = 0; k < DLF_OPTIM_MAX_STATE; k++) {
+            if (!dlf__optim_slot_used(kind, c, k)) continue;
+            q->state[k] = (float *)dlf__malloc((size_t)q->p->size * sizeof(float), "optimizer state");
+            if (!q->state[k]) { dlf_optim_free(o); return NULL; }
+            memset(q->state[k], 0, (size_t)q->p->size * sizeof(float));
+        }
+        if (kind == DLF_OPTIM_ADAGRAD && c->initial_accumulator_value != 0.0f) {
+            int j;
+            for (j = 0; j < q->p->size; j++) q->state[0][j] = c->initial_accumulator_value;
         }
     }
     return o;
 }
 
-DLFDEF void dlf_sgd_free(dlf_sgd *o)
+DLFDEF dlf_optim *dlf_optim_create(dlf_optim_kind kind, dlf_tensor **params, int n_params, const dlf_optim_cfg *cfg)
 {
-    int i;
-    if (!o) return;
-    if (o->buf) {
-        for (i = 0; i < o->n_params; i++)
-            if (o->buf[i]) DLF_FREE(o->buf[i]);
-        DLF_FREE(o->buf);
+    return dlf__optim_new(kind, params, NULL, NULL, n_params, cfg, 1);
+}
+
+DLFDEF dlf_optim *dlf_optim_create_groups(dlf_optim_kind kind, const dlf_params *pl, const dlf_optim_cfg *groups,
+                                          int n_groups)
+{
+    int n = dlf_params_tensors(pl, NULL, 0), i, k = 0;
+    dlf_tensor **ts = (dlf_tensor **)dlf__malloc((size_t)(n ? n : 1) * sizeof(dlf_tensor *), "optimizer setup");
+    int *grp = (int *)dlf__malloc((size_t)(n ? n : 1) * sizeof(int), "optimizer setup");
+    const char **names = (const char **)dlf__malloc((size_t)(n ? n : 1) * sizeof(char *), "optimizer setup");
+    dlf_optim *o = NULL;
+    if (ts && grp && names) {
+        for (i = 0; i < pl->n; i++) {
+            if (pl->items[i].is_buffer) continue;
+            ts[k] = pl->items[i].t;
+            grp[k] = pl->items[i].group;
+            names[k] = pl->items[i].name;
+            k++;
+        }
+        o = dlf__optim_new(kind, ts, grp, names, n, groups, n_groups);
     }
-    if (o->has_buf) DLF_FREE(o->has_buf);
+    if (ts) DLF_FREE(ts);
+    if (grp) DLF_FREE(grp);
+    if (names) DLF_FREE((void *)names);
+    return o;
+}
+
+DLFDEF void dlf_optim_free(dlf_optim *o)
+{
+    int i, k;
+    if (!o) return;
+    for (i = 0; i < o->n_params; i++)
+        for (k = 0; k < DLF_OPTIM_MAX_STATE; k++)
+            if (o->params[i].state[k]) DLF_FREE(o->params[i].state[k]);
     if (o->params) DLF_FREE(o->params);
     DLF_FREE(o);
 }
 
-/* One parameter: the update in the stage comment, element by element, with the
-   same float operations in the same order as torch.optim.SGD's single-tensor path. */
-static void dlf__sgd_update(const dlf_sgd_cfg *c, float *p, const float *grad, float *b, int first, int n)
+/* SGD: the same float operations in the same order as torch.optim.SGD. b is the
+   momentum buffer (NULL without momentum); first: this is its first step. */
+static void dlf__sgd_update(const dlf_optim_cfg *c, float *p, const float *grad, float *b, int first, int n)
 {
     int i;
     for (i = 0; i < n; i++) {
         float g = grad[i];
-        if (c->weight_decay != 0.0f) g = g + c->weight_decay * p[i];   /* g + lambda p */
+        if (c->weight_decay != 0.0f && !c->decoupled_wd) g = g + c->weight_decay * p[i]; /* g + lambda p */
         if (b) {
             float b_t;
             if (first) b_t = g;                                         /* b_1 = g */
@@ -5071,31 +5250,184 @@ static void dlf__sgd_update(const dlf_sgd_cfg *c, float *p, const float *grad, f
     }
 }
 
-DLFDEF void dlf_sgd_step(dlf_sgd *o)
+/* RMSProp (Hinton's lecture 6e; torch.optim.RMSprop): v = square_avg, a = grad_avg, b = momentum_buffer. */
+static void dlf__rmsprop_update(const dlf_optim_cfg *c, float *p, const float *grad, float *v, float *b, float *a, int n)
+{
+    float one_minus_alpha = (float)(1.0 - (double)c->alpha);
+    int i;
+    for (i = 0; i < n; i++) {
+        float g = grad[i], denom;
+        if (c->weight_decay != 0.0f && !c->decoupled_wd) g = g + c->weight_decay * p[i];
+        v[i] = v[i] * c->alpha + one_minus_alpha * g * g;            /* v = alpha v + (1 - alpha) g^2 */
+        if (a) {
+            a[i] = a[i] * c->alpha + g * one_minus_alpha;            /* a = alpha a + (1 - alpha) g */
+            denom = sqrtf(v[i] + -1.0f * a[i] * a[i]) + c->eps;      /* sqrt(v - a^2) + eps */
+        } else {
+            denom = sqrtf(v[i]) + c->eps;                            /* sqrt(v) + eps */
+        }
+        if (b) {
+            b[i] = b[i] * c->momentum + g / denom;                   /* b = mu b + g / denom */
+            p[i] = p[i] + b[i] * -c->lr;
+        } else {
+            p[i] = p[i] + -c->lr * (g / denom);
+        }
+    }
+}
+
+/* Adagrad (Duchi et al. 2011; torch.optim.Adagrad): s = sum of squared gradients. */
+static void dlf__adagrad_update(const dlf_optim_cfg *c, float *p, const float *grad, float *s, int step, int n)
+{
+    float clr = (float)((double)c->lr / (1.0 + (step - 1) * (double)c->lr_decay)); /* decayed lr */
+    int i;
+    for (i = 0; i < n; i++) {
+        float g = grad[i], std_i;
+        if (c->weight_decay != 0.0f && !c->decoupled_wd) g = g + c->weight_decay * p[i];
+        s[i] = s[i] + 1.0f * g * g;                                   /* s += g^2 */
+        std_i = sqrtf(s[i]) + c->eps;
+        p[i] = p[i] + -clr * (g / std_i);
+    }
+}
+
+/* Adam (Kingma & Ba 2015; torch.optim.Adam): m = exp_avg, v = exp_avg_sq. The bias
+   corrections are computed in double, as PyTorch computes them in Python. */
+static void dlf__adam_update(const dlf_optim_cfg *c, float *p, const float *grad, float *m, float *v, int step, int n)
+{
+    double bias_correction1 = 1.0 - pow((double)c->beta1, step);
+    double bias_correction2 = 1.0 - pow((double)c->beta2, step);
+    float step_size = (float)((double)c->lr / bias_correction1);
+    float bias_correction2_sqrt = (float)sqrt(bias_correction2);
+    float one_minus_b1 = (float)(1.0 - (double)c->beta1), one_minus_b2 = (float)(1.0 - (double)c->beta2);
+    int i;
+    for (i = 0; i < n; i++) {
+        float g = grad[i], denom;
+        if (c->weight_decay != 0.0f && !c->decoupled_wd) g = g + c->weight_decay * p[i];  /* L2 */
+        m[i] = m[i] * c->beta1 + g * one_minus_b1;                    /* m = b1 m + (1 - b1) g */
+        v[i] = v[i] * c->beta2 + one_minus_b2 * g * g;                /* v = b2 v + (1 - b2) g^2 */
+        denom = sqrtf(v[i]) / bias_correction2_sqrt + c->eps;         /* sqrt(v_hat) + eps, v_hat unbiased */
+        p[i] = p[i] + -step_size * (m[i] / denom);                    /* p -= lr m_hat / denom */
+    }
+}
+
+/* LAMB (You et al. 2019), as the course's lamb_step: the Adam direction u plus wd p,
+   scaled per parameter tensor by the trust ratio rms(p) / rms(u), at most 10. Two
+   passes over the tensor (u is recomputed in the second), so no buffer is needed. */
+static void dlf__lamb_update(const dlf_optim_cfg *c, float *p, const float *grad, float *m, float *v, int step, int n)
+{
+    double debias1 = 1.0 - pow((double)c->beta1, step), debias2 = 1.0 - pow((double)c->beta2, step);
+    double p_sq = 0.0, u_sq = 0.0, r1, r2, trust;
+    float one_minus_b1 = (float)(1.0 - (double)c->beta1), one_minus_b2 = (float)(1.0 - (double)c->beta2);
+    int i;
+    for (i = 0; i < n; i++) {
+        float g = grad[i];
+        double u;
+        m[i] = m[i] * c->beta1 + g * one_minus_b1;
+        v[i] = v[i] * c->beta2 + one_minus_b2 * g * g;
+        u = (m[i] / debias1) / (sqrt(v[i] / debias2) + c->eps) + (double)c->weight_decay * p[i];
+        p_sq += (double)p[i] * p[i];
+        u_sq += u * u;
+    }
+    r1 = sqrt(p_sq / n);                          /* rms of the weights */
+    r2 = sqrt(u_sq / n);                          /* rms of the step */
+    trust = (r1 > 0.0 && r2 > 0.0) ? (r1 / r2 < 10.0 ? r1 / r2 : 10.0) : 1.0;
+    for (i = 0; i < n; i++) {
+        double u = (m[i] / debias1) / (sqrt(v[i] / debias2) + c->eps) + (double)c->weight_decay * p[i];
+        p[i] = (float)(p[i] - (double)c->lr * trust * u);
+    }
+}
+
+DLFDEF void dlf_optim_step(dlf_optim *o)
 {
     int k;
     for (k = 0; k < o->n_params; k++) {
-        dlf_tensor *p = o->params[k];
-        float *b = o->buf ? o->buf[k] : NULL;
-        int first = o->buf ? !o->has_buf[k] : 0;
-        if (!p->grad) continue;  /* never got a gradient: PyTorch skips it too */
-        dlf__sgd_update(&o->cfg, p->data, p->grad, b, first, p->size);
-        if (o->has_buf) o->has_buf[k] = 1;
+        dlf_optim_param *q = &o->params[k];
+        const dlf_optim_cfg *c = &o->groups[q->group];
+        float *p = q->p->data;
+        const float *g = q->p->grad;
+        int n = q->p->size;
+        if (!g) continue;  /* never got a gradient: PyTorch skips p.grad None too */
+        q->step++;
+        if (c->weight_decay != 0.0f && (c->decoupled_wd || o->kind == DLF_OPTIM_ADAMW) && o->kind != DLF_OPTIM_LAMB) {
+            float decay = (float)(1.0 - (double)c->lr * (double)c->weight_decay);  /* p *= 1 - lr wd */
+            int i;
+            for (i = 0; i < n; i++) p[i] = p[i] * decay;
+        }
+        switch (o->kind) {
+        case DLF_OPTIM_SGD:
+            dlf__sgd_update(c, p, g, q->state[0], q->step == 1, n);
+            break;
+        case DLF_OPTIM_RMSPROP:
+            dlf__rmsprop_update(c, p, g, q->state[0], q->state[1], q->state[2], n);
+            break;
+        case DLF_OPTIM_ADAGRAD:
+            dlf__adagrad_update(c, p, g, q->state[0], q->step, n);
+            break;
+        case DLF_OPTIM_ADAM:
+        case DLF_OPTIM_ADAMW:
+            dlf__adam_update(c, p, g, q->state[0], q->state[1], q->step, n);
+            break;
+        case DLF_OPTIM_LAMB:
+            dlf__lamb_update(c, p, g, q->state[0], q->state[1], q->step, n);
+            break;
+        case DLF_OPTIM_KIND_COUNT:
+            break;
+        }
     }
     o->steps++;
 }
 
-DLFDEF void dlf_sgd_zero_grad(dlf_sgd *o)
+DLFDEF void dlf_optim_zero_grad(dlf_optim *o)
 {
-    dlf_zero_grads(o->params, o->n_params);
+    int k;
+    for (k = 0; k < o->n_params; k++) dlf_zero_grad(o->params[k].p);
+}
+
+/* torch.nn.utils.clip_grad_norm_: the 2-norm of all the gradients together, and one
+   scale max_norm / (total + 1e-6) for all of them when it is below 1. The parameters
+   come as a pointer array (stride 1) or inside dlf_optim_param (a larger stride). */
+static float dlf__clip_grad_norm(dlf_tensor *const *first, size_t stride_bytes, int n, float max_norm)
+{
+    double sq = 0.0, total, coef;
+    int k, i;
+#define DLF__PARAM_K(k) (*(dlf_tensor *const *)((const char *)first + (size_t)(k) * stride_bytes))
+    for (k = 0; k < n; k++) {
+        const dlf_tensor *p = DLF__PARAM_K(k);
+        if (!p || !p->grad) continue;
+        for (i = 0; i < p->size; i++) sq += (double)p->grad[i] * p->grad[i];
+    }
+    total = sqrt(sq);
+    coef = (double)max_norm / (total + 1e-6);
+    if (coef < 1.0)
+        for (k = 0; k < n; k++) {
+            dlf_tensor *p = DLF__PARAM_K(k);
+            if (!p || !p->grad) continue;
+            for (i = 0; i < p->size; i++) p->grad[i] *= (float)coef;
+        }
+#undef DLF__PARAM_K
+    return (float)total;
+}
+
+DLFDEF float dlf_clip_grad_norm(dlf_tensor **params, int n, float max_norm)
+{
+    return dlf__clip_grad_norm(params, sizeof(dlf_tensor *), n, max_norm);
+}
+
+DLFDEF float dlf_optim_clip_grad_norm(dlf_optim *o, float max_norm)
+{
+    return o->n_params ? dlf__clip_grad_norm(&o->params[0].p, sizeof(dlf_optim_param), o->n_params, max_norm) : 0.0f;
 }
 
 #ifndef DLF_NO_STDIO
-DLFDEF void dlf_sgd_print_cfg(const dlf_sgd *o)
+DLFDEF void dlf_optim_print_cfg(const dlf_optim *o)
 {
-    printf("sgd: lr %g momentum %g dampening %g weight_decay %g nesterov %d (%d parameters, %d steps)\n",
-           o->cfg.lr, o->cfg.momentum, o->cfg.dampening, o->cfg.weight_decay, o->cfg.nesterov,
-           o->n_params, o->steps);
+    int g;
+    printf("%s: %d parameters, %d steps\n", dlf_optim_kind_name(o->kind), o->n_params, o->steps);
+    for (g = 0; g < o->n_groups; g++) {
+        const dlf_optim_cfg *c = &o->groups[g];
+        printf("  group %d: lr %g weight_decay %g%s momentum %g dampening %g nesterov %d alpha %g centered %d "
+               "betas (%g, %g) eps %g lr_decay %g\n", g, c->lr, c->weight_decay,
+               c->decoupled_wd ? " (decoupled)" : "", c->momentum, c->dampening, c->nesterov, c->alpha,
+               c->centered, c->beta1, c->beta2, c->eps, c->lr_decay);
+    }
 }
 #endif
 
@@ -5593,7 +5925,7 @@ DLFDEF void dlf_progress_end(dlf_progress *p, const char *extra)
    in double with the max subtracted; correct when argmax z == y. */
 DLFDEF float dlf_evaluate(dlf_tape *t, dlf_model_fn model, void *m, dlf_loader *l, float *mean_loss)
 {
-    int prev = dlf_tape_set_grad(t, 0), n, i, j;
+    int prev = dlf_tape_set_grad(t, 0), prev_training = dlf_tape_set_training(t, 0), n, i, j;
     long seen = 0, correct = 0;
     double loss = 0.0;
     l->pos = 0;
@@ -5621,22 +5953,33 @@ DLFDEF float dlf_evaluate(dlf_tape *t, dlf_model_fn model, void *m, dlf_loader *
     }
     dlf_tape_reset(t);
     dlf_tape_set_grad(t, prev);
+    dlf_tape_set_training(t, prev_training);
     if (mean_loss) *mean_loss = seen ? (float)(loss / (double)seen) : 0.0f;
     return seen ? (float)correct / (float)seen : 0.0f;
 }
 
-DLFDEF int dlf_fit(dlf_tape *t, dlf_model_fn model, void *m, dlf_loss_fn loss_fn, dlf_sgd *opt,
+/* Each group's lr at the schedule's step; the peaks are base[g] * scale. */
+static void dlf__fit_set_lr(dlf_optim *opt, const float *base, float scale, const dlf_fit_cfg *cfg, int step, int total)
+{
+    int g;
+    for (g = 0; g < opt->n_groups; g++)
+        opt->groups[g].lr = dlf_sched_lr(cfg->sched, base[g] * scale, cfg->pct_start, step, total);
+}
+
+DLFDEF int dlf_fit(dlf_tape *t, dlf_model_fn model, void *m, dlf_loss_fn loss_fn, dlf_optim *opt,
                    dlf_loader *train, dlf_loader *valid, const dlf_fit_cfg *cfg_in, dlf_fit_report *rep)
 {
     dlf_fit_cfg cfg;
     dlf_fit_report r;
     dlf_progress prog;
-    int epoch, n, total;
+    int epoch, n, total, g, rc = DLF_OK, prev_training = dlf_tape_set_training(t, 1);
+    float base[DLF_OPTIM_MAX_GROUPS], scale = 1.0f;
     char label[32], extra[96];
     memset(&cfg, 0, sizeof cfg);
     if (cfg_in) cfg = *cfg_in;
     if (cfg.epochs <= 0) cfg.epochs = 1;
-    if (cfg.lr <= 0.0f) cfg.lr = opt->cfg.lr;
+    for (g = 0; g < opt->n_groups; g++) base[g] = opt->groups[g].lr;  /* restored at the end */
+    if (cfg.lr > 0.0f && base[0] > 0.0f) scale = cfg.lr / base[0];
     memset(&r, 0, sizeof r);
     total = cfg.epochs * train->n_batches;
     train->pos = 0;
@@ -5648,21 +5991,27 @@ DLFDEF int dlf_fit(dlf_tape *t, dlf_model_fn model, void *m, dlf_loss_fn loss_fn
             dlf_tensor *logits, *loss;
             float lv;
             dlf_tape_reset(t);
-            opt->cfg.lr = dlf_sched_lr(cfg.sched, cfg.lr, cfg.pct_start, r.steps, total);
+            dlf__fit_set_lr(opt, base, scale, &cfg, r.steps, total);
             logits = model(t, train->x, m);
             loss = logits ? loss_fn(t, logits, train->y) : NULL;
-            if (!loss) return dlf__fail(DLF_ERR_ARG, "dlf_fit: the model or loss returned NULL at step %d", r.steps);
+            if (!loss) {
+                rc = dlf__fail(DLF_ERR_ARG, "dlf_fit: the model or loss returned NULL at step %d", r.steps);
+                break;
+            }
             lv = loss->data[0];
-            if (!(fabsf(lv) <= 3.0e38f))
-                return dlf__fail(DLF_ERR_ARG, "dlf_fit: the loss is %g at step %d (epoch %d): lr %g too high?",
-                                 lv, r.steps, epoch + 1, opt->cfg.lr);
+            if (!(fabsf(lv) <= 3.0e38f)) {
+                rc = dlf__fail(DLF_ERR_ARG, "dlf_fit: the loss is %g at step %d (epoch %d): lr %g too high?",
+                               lv, r.steps, epoch + 1, opt->groups[0].lr);
+                break;
+            }
             dlf_backward(t, loss);
-            dlf_sgd_step(opt);
-            dlf_sgd_zero_grad(opt);
+            dlf_optim_step(opt);
+            dlf_optim_zero_grad(opt);
             r.steps++;
             dlf_progress_step(&prog, n, lv);
         }
         r.train_seconds += dlf_seconds() - t0;
+        if (rc != DLF_OK) break;
         r.train_loss = prog.done ? (float)(prog.loss_sum / prog.done) : 0.0f;
         extra[0] = 0;
         if (valid) {
@@ -5671,8 +6020,10 @@ DLFDEF int dlf_fit(dlf_tape *t, dlf_model_fn model, void *m, dlf_loss_fn loss_fn
         }
         dlf_progress_end(&prog, extra);
     }
+    for (g = 0; g < opt->n_groups; g++) opt->groups[g].lr = base[g];  /* a second fit starts where this one did */
+    dlf_tape_set_training(t, prev_training);
     if (rep) *rep = r;
-    return DLF_OK;
+    return rc;
 }
 
 // >>stage15_serialization (implementation) -----------------------------------------
@@ -6454,20 +6805,52 @@ DLFDEF int dlf_ckpt_add_params(dlf_ckpt *c, dlf_tensor *const *params, const cha
     return DLF_OK;
 }
 
-DLFDEF int dlf_ckpt_add_sgd(dlf_ckpt *c, const dlf_sgd *o, const char *const *names)
+DLFDEF int dlf_ckpt_add_param_list(dlf_ckpt *c, const dlf_params *pl)
+{
+    int i, rc;
+    for (i = 0; i < pl->n; i++)
+        if ((rc = dlf_ckpt_add_tensor(c, pl->items[i].name, pl->items[i].t)) != DLF_OK) return rc;
+    return DLF_OK;
+}
+
+/* The name parameter i goes by in a checkpoint; NULL (with the error set) if none. */
+static const char *dlf__optim_param_name(const dlf_optim *o, const char *const *names, int i)
+{
+    const char *nm = names ? names[i] : o->params[i].name;
+    if (!nm || !nm[0]) {
+        dlf__fail(DLF_ERR_ARG, "checkpoint: optimizer parameter %d has no name (pass names, or create the "
+                  "optimizer with dlf_optim_create_groups)", i);
+        return NULL;
+    }
+    return nm;
+}
+
+DLFDEF int dlf_ckpt_add_optim(dlf_ckpt *c, const dlf_optim *o, const char *const *names)
 {
     char key[256];
-    int i, rc;
+    int i, k, rc;
+    if ((rc = dlf_ckpt_set_meta(c, "optim.kind", dlf_optim_kind_name(o->kind))) != DLF_OK) return rc;
     if ((rc = dlf_ckpt_set_int(c, "optim.steps", o->steps)) != DLF_OK) return rc;
-    if (!o->buf) return DLF_OK;  /* plain SGD keeps no state */
     for (i = 0; i < o->n_params; i++) {
-        dlf_tensor *b;
-        if (!o->has_buf[i]) continue;  /* as PyTorch: no buffer until the first step */
-        b = dlf__ckpt_own(c, o->params[i]->ndim, o->params[i]->shape);
-        if (!b) return DLF_ERR_NOMEM;
-        memcpy(b->data, o->buf[i], (size_t)b->size * sizeof(float));
-        snprintf(key, sizeof key, "optim.momentum_buffer.%s", names[i]);
-        if ((rc = dlf_ckpt_add_tensor(c, key, b)) != DLF_OK) return rc;
+        const dlf_optim_param *q = &o->params[i];
+        const char *nm = dlf__optim_param_name(o, names, i);
+        dlf_tensor *st;
+        if (!nm) return DLF_ERR_ARG;
+        if (q->step == 0) continue;  /* as PyTorch: no state until the first step */
+        st = dlf__ckpt_own(c, 0, NULL);
+        if (!st) return DLF_ERR_NOMEM;
+        st->data[0] = (float)q->step;  /* exact below 2^24 steps */
+        snprintf(key, sizeof key, "optim.step.%s", nm);
+        if ((rc = dlf_ckpt_add_tensor(c, key, st)) != DLF_OK) return rc;
+        for (k = 0; k < DLF_OPTIM_MAX_STATE; k++) {
+            dlf_tensor *b;
+            if (!q->state[k]) continue;
+            b = dlf__ckpt_own(c, q->p->ndim, q->p->shape);
+            if (!b) return DLF_ERR_NOMEM;
+            memcpy(b->data, q->state[k], (size_t)b->size * sizeof(float));
+            snprintf(key, sizeof key, "optim.%s.%s", dlf_optim_state_name(o->kind, k), nm);
+            if ((rc = dlf_ckpt_add_tensor(c, key, b)) != DLF_OK) return rc;
+        }
     }
     return DLF_OK;
 }
@@ -6566,29 +6949,65 @@ DLFDEF int dlf_ckpt_get_params(const dlf_ckpt *c, dlf_tensor *const *params, con
     return DLF_OK;
 }
 
-DLFDEF int dlf_ckpt_get_sgd(const dlf_ckpt *c, dlf_sgd *o, const char *const *names)
+DLFDEF int dlf_ckpt_get_param_list(const dlf_ckpt *c, const dlf_params *pl)
+{
+    int i, rc;
+    for (i = 0; i < pl->n; i++)
+        if ((rc = dlf_ckpt_get_tensor(c, pl->items[i].name, pl->items[i].t)) != DLF_OK) return rc;
+    return DLF_OK;
+}
+
+/* Everything is checked before anything is copied: a file that does not fit leaves
+   the optimizer as it was. Files written before "optim.kind" existed hold SGD state. */
+DLFDEF int dlf_ckpt_get_optim(const dlf_ckpt *c, dlf_optim *o, const char *const *names)
 {
     char key[256];
+    const char *kind = dlf_ckpt_get_meta(c, "optim.kind");
     long long steps;
-    int i, rc;
+    int i, k, rc, pass;
+    if (!kind) kind = "sgd";
+    if (dlf_optim_kind_from_name(kind) != (int)o->kind)
+        return dlf__fail(DLF_ERR_FORMAT, "checkpoint: it holds %s state, the optimizer is %s", kind,
+                         dlf_optim_kind_name(o->kind));
     if ((rc = dlf_ckpt_get_int(c, "optim.steps", &steps)) != DLF_OK) return rc;
-    o->steps = (int)steps;
-    if (!o->buf) return DLF_OK;
-    for (i = 0; i < o->n_params; i++) {
-        const dlf_st_tensor *t;
-        snprintf(key, sizeof key, "optim.momentum_buffer.%s", names[i]);
-        t = dlf_safetensors_find(&c->file, key);
-        o->has_buf[i] = 0;
-        if (!t) continue;  /* this parameter had not been stepped yet */
-        {
-            int d, same = t->ndim == o->params[i]->ndim;
-            for (d = 0; same && d < t->ndim; d++) same = t->shape[d] == o->params[i]->shape[d];
-            if (!same)
-                return dlf__fail(DLF_ERR_FORMAT, "checkpoint: \"%s\" does not have the shape of parameter %s", key, names[i]);
+    for (pass = 0; pass < 2; pass++)  /* pass 0 checks, pass 1 copies */
+        for (i = 0; i < o->n_params; i++) {
+            dlf_optim_param *q = &o->params[i];
+            const char *nm = dlf__optim_param_name(o, names, i);
+            const dlf_st_tensor *st, *sv[DLF_OPTIM_MAX_STATE];
+            int step = 0, any = 0;
+            if (!nm) return DLF_ERR_ARG;
+            snprintf(key, sizeof key, "optim.step.%s", nm);
+            st = dlf_safetensors_find(&c->file, key);
+            if (st && (st->size != 1 || !(st->data[0] >= 0.0f && st->data[0] < 16777216.0f)))
+                return dlf__fail(DLF_ERR_FORMAT, "checkpoint: \"%s\" is not a step count", key);
+            for (k = 0; k < DLF_OPTIM_MAX_STATE; k++) {
+                int d, same;
+                sv[k] = NULL;
+                if (!q->state[k]) continue;
+                snprintf(key, sizeof key, "optim.%s.%s", dlf_optim_state_name(o->kind, k), nm);
+                sv[k] = dlf_safetensors_find(&c->file, key);
+                if (!sv[k]) continue;
+                any = 1;
+                same = sv[k]->ndim == q->p->ndim;
+                for (d = 0; same && d < sv[k]->ndim; d++) same = sv[k]->shape[d] == q->p->shape[d];
+                if (!same)
+                    return dlf__fail(DLF_ERR_FORMAT, "checkpoint: \"%s\" does not have the shape of parameter %s", key, nm);
+            }
+            step = st ? (int)st->data[0] : any ? (steps > 0 ? (int)steps : 1) : 0;
+            for (k = 0; k < DLF_OPTIM_MAX_STATE; k++)
+                if (q->state[k] && step > 0 && !sv[k])
+                    return dlf__fail(DLF_ERR_FORMAT, "checkpoint: parameter %s has taken %d steps but no \"optim.%s.%s\"",
+                                     nm, step, dlf_optim_state_name(o->kind, k), nm);
+            if (pass == 0) continue;
+            q->step = step;
+            for (k = 0; k < DLF_OPTIM_MAX_STATE; k++)
+                if (q->state[k]) {
+                    if (sv[k]) memcpy(q->state[k], sv[k]->data, (size_t)q->p->size * sizeof(float));
+                    else memset(q->state[k], 0, (size_t)q->p->size * sizeof(float));
+                }
         }
-        memcpy(o->buf[i], t->data, (size_t)t->size * sizeof(float));
-        o->has_buf[i] = 1;
-    }
+    o->steps = (int)steps;
     return DLF_OK;
 }
 
@@ -6642,29 +7061,28 @@ DLFDEF int dlf_ckpt_get_loader(const dlf_ckpt *c, const char *key, dlf_loader *l
 }
 
 #ifndef DLF_NO_STDIO
-DLFDEF int dlf_ckpt_save_training(const char *path, dlf_tensor *const *params, const char *const *names,
-                                  int n, const dlf_sgd *opt, const char *const *meta, int n_meta)
+DLFDEF int dlf_ckpt_save_training(const char *path, const dlf_params *pl, const dlf_optim *opt,
+                                  const char *const *meta, int n_meta)
 {
     dlf_ckpt c;
     int i, rc;
     dlf_ckpt_init(&c);
-    rc = dlf_ckpt_add_params(&c, params, names, n);
-    if (rc == DLF_OK && opt) rc = dlf_ckpt_add_sgd(&c, opt, names);
+    rc = dlf_ckpt_add_param_list(&c, pl);
+    if (rc == DLF_OK && opt) rc = dlf_ckpt_add_optim(&c, opt, NULL);
     for (i = 0; rc == DLF_OK && i < n_meta; i++) rc = dlf_ckpt_set_meta(&c, meta[2 * i], meta[2 * i + 1]);
     if (rc == DLF_OK) rc = dlf_ckpt_save(&c, path);
     dlf_ckpt_free(&c);
     return rc;
 }
 
-DLFDEF int dlf_ckpt_load_training(const char *path, dlf_tensor *const *params, const char *const *names,
-                                  int n, dlf_sgd *opt)
+DLFDEF int dlf_ckpt_load_training(const char *path, const dlf_params *pl, dlf_optim *opt)
 {
     dlf_ckpt c;
     int rc;
     dlf_ckpt_init(&c);
     rc = dlf_ckpt_load(&c, path);
-    if (rc == DLF_OK) rc = dlf_ckpt_get_params(&c, params, names, n);
-    if (rc == DLF_OK && opt && dlf_ckpt_get_meta(&c, "optim.steps")) rc = dlf_ckpt_get_sgd(&c, opt, names);
+    if (rc == DLF_OK) rc = dlf_ckpt_get_param_list(&c, pl);
+    if (rc == DLF_OK && opt && dlf_ckpt_get_meta(&c, "optim.steps")) rc = dlf_ckpt_get_optim(&c, opt, NULL);
     if (rc != DLF_OK && strncmp(dlf_last_error(), path, strlen(path)) != 0) {
         char msg[512];  /* make sure the message names the file */
         snprintf(msg, sizeof msg, "%s", dlf_last_error());
