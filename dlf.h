@@ -74,10 +74,20 @@
 #define DLF_VERSION_MINOR 1
 #define DLF_VERSION_PATCH 0
 
+/* DLFDEF: the linkage of every public function. A user may predefine it (stb's
+   convention). With DLF_STATIC each function is static and marked unused, so a
+   program that calls a few of them compiles clean under -Wall -Wextra -Werror
+   (sokol marks its static functions the same way). */
+#ifndef DLFDEF
 #ifdef DLF_STATIC
+#if defined(__GNUC__) || defined(__clang__)
+#define DLFDEF static __attribute__((unused))
+#else
 #define DLFDEF static
+#endif
 #else
 #define DLFDEF extern
+#endif
 #endif
 
 #ifdef __cplusplus

@@ -13,6 +13,7 @@ trap 'rm -rf "$tmp"' EXIT
 # Compile tests: the header must build cleanly in every flavour a user may pick.
 printf '#define DLF_IMPLEMENTATION\n#include "dlf.h"\nint main(void){ return dlf_version_string()[0] == 0; }\n' > "$tmp/impl.c"
 printf '#define DLF_STATIC\n#define DLF_IMPLEMENTATION\n#include "dlf.h"\nint main(void){ return dlf_version_string()[0] == 0; }\n' > "$tmp/static.c"
+printf '#define DLFDEF static inline\n#define DLF_IMPLEMENTATION\n#include "dlf.h"\nint main(void){ return dlf_version_string()[0] == 0; }\n' > "$tmp/userdef.c"
 printf '#define DLF_NO_STDIO\n#define DLF_IMPLEMENTATION\n#include "dlf.h"\nint main(void){ return dlf_version_string()[0] == 0; }\n' > "$tmp/nostdio.c"
 compile() {  # name, command...
     local name=$1; shift
@@ -33,7 +34,9 @@ compile "gcc c99 strict"        gcc   $strict -I. -c "$tmp/impl.c" -o "$tmp/a.o"
 compile "gcc c99 strict openmp" gcc   $strict -fopenmp -O2 -march=native -I. -c "$tmp/impl.c" -o "$tmp/b.o"
 compile "clang c99 strict"      clang $strict -I. -c "$tmp/impl.c" -o "$tmp/c.o"
 compile "g++ as C++"            g++ -x c++ -Wall -Wextra -Werror -I. -c "$tmp/impl.c" -o "$tmp/d.o"
-compile "DLF_STATIC"            gcc   $strict -Wno-unused-function -I. -c "$tmp/static.c" -o "$tmp/e.o"
+compile "DLF_STATIC gcc"        gcc   $strict -I. -c "$tmp/static.c" -o "$tmp/e.o"
+compile "DLF_STATIC clang"      clang $strict -I. -c "$tmp/static.c" -o "$tmp/e2.o"
+compile "DLFDEF predefined"     gcc   $strict -I. -c "$tmp/userdef.c" -o "$tmp/e3.o"
 compile "no OpenMP, no SIMD"    gcc   $strict -DDLF_NO_SIMD -O2 -I. -c "$tmp/impl.c" -o "$tmp/f.o"
 compile "dlf.c library object"  gcc   $strict -c dlf.c -o "$tmp/g.o"
 compile "DLF_NO_STDIO"          gcc   $strict -I. -c "$tmp/nostdio.c" -o "$tmp/h.o"
