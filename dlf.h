@@ -1,4 +1,4 @@
-/* dlf.h - v0.1 - deep learning from the foundations - MIT/public domain
+/* dlf.h - v0.2 - deep learning from the foundations - MIT/public domain
 
    A single-header C library that builds deep learning from scratch, in the order a
    student learns it: tensors, matmul, autograd, ... Readable enough to be a course,
@@ -30,15 +30,20 @@
                            embedding, Sequential
        stage7_init         uniform, normal, Xavier, Kaiming, PyTorch's default, LSUV
        stage8_losses       MSE, L1, NLL, cross-entropy, BCE with logits, accuracy
-       stage11_optim       SGD (momentum, dampening, weight decay, Nesterov)
+       stage9_norm         BatchNorm, LayerNorm, GroupNorm, InstanceNorm, RunningBatchNorm
+       stage10_dropout     inverted dropout, Dropout2d (train and eval mode)
+       stage11_optim       one optimizer type: SGD, RMSProp, Adagrad, Adam, AdamW, LAMB;
+                           parameter groups, weight decay two ways, gradient clipping
        stage13_data        IDX files, datasets, MNIST, seeded loaders
        stage14_learner     schedules, progress display, evaluate, fit
        stage15_serialization  safetensors reader/writer, checkpoints
-       (to come: 9 normalization, 10 dropout, 12 more optimizers and the LR finder,
-        16 the CUDA bridge; the numbers leave their places free)
+       (to come: 12 more schedules and the LR finder, 16 the CUDA bridge; the
+        numbers leave their places free)
 
    COMPILE-TIME OPTIONS
-       #define DLF_STATIC        all functions static (private copy in one translation unit)
+       #define DLF_STATIC        all functions static (private copy in one translation unit);
+                                 clean under -Wall -Wextra -Werror
+       #define DLFDEF ...        the linkage of every public function, if you want your own
        #define DLF_NO_STDIO      no printing to stdout/stderr, no file functions
        #define DLF_MALLOC(sz)    \
        #define DLF_REALLOC(p,sz)  } define all three or none: route every heap allocation
@@ -57,6 +62,11 @@
        do not depend on the thread count.
 
    REVISION HISTORY
+       0.2  (2026-11-27)  normalization (batch, layer, instance, group, running batch),
+                          dropout, train/eval mode and an rng on the tape; one optimizer
+                          type (SGD, RMSProp, Adagrad, Adam, AdamW, LAMB) with parameter
+                          groups; parameter lists with buffers; checkpoints of any
+                          optimizer. dlf_sgd is gone: see CHANGES.md.
        0.1  (2026-11-23)  tensors, broadcasting, reductions, matmul ladder, tape
                           autograd with arena, gradient check; layers, init, losses;
                           SGD, IDX data and loaders, the training loop; safetensors
@@ -71,7 +81,7 @@
 #include <stdint.h>
 
 #define DLF_VERSION_MAJOR 0
-#define DLF_VERSION_MINOR 1
+#define DLF_VERSION_MINOR 2
 #define DLF_VERSION_PATCH 0
 
 /* DLFDEF: the linkage of every public function. A user may predefine it (stb's
@@ -115,7 +125,7 @@ typedef struct dlf_tape dlf_tape;  /* stage 5: every op records onto a tape */
 
 typedef void (*dlf_panic_fn)(const char *message, void *user);
 
-DLFDEF const char  *dlf_version_string(void);               /* "0.1.0" */
+DLFDEF const char  *dlf_version_string(void);               /* "0.2.0" */
 DLFDEF const char  *dlf_last_error(void);                   /* "" when none */
 DLFDEF void         dlf_clear_error(void);
 DLFDEF void         dlf_set_panic_handler(dlf_panic_fn fn, void *user); /* NULL: default */
@@ -1117,7 +1127,7 @@ static DLF__TLS char dlf__error_buf[512];
 static DLF__TLS dlf_panic_fn dlf__panic_fn;
 static DLF__TLS void *dlf__panic_user;
 
-DLFDEF const char *dlf_version_string(void) { return "0.1.0"; }
+DLFDEF const char *dlf_version_string(void) { return "0.2.0"; }
 DLFDEF const char *dlf_last_error(void) { return dlf__error_buf; }
 DLFDEF void dlf_clear_error(void) { dlf__error_buf[0] = 0; }
 
