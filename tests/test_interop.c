@@ -187,7 +187,7 @@ static void test_torch(exp_which which)
     CHECK(dlf_ckpt_get_params(&dc, m.params, m.name_ptrs, m.n_params) == DLF_OK, "params: %s", dlf_last_error());
     CHECK(dlf_ckpt_get_tensor(&dc, "input", m.input) == DLF_OK, "input: %s", dlf_last_error());
     CHECK(dlf_ckpt_get_tensor(&dc, "target", m.target) == DLF_OK, "target: %s", dlf_last_error());
-    CHECK(dlf_ckpt_get_sgd(&dc, m.opt, m.name_ptrs) == DLF_OK && m.opt->steps == 1, "sgd state: %s", dlf_last_error());
+    CHECK(dlf_ckpt_get_optim(&dc, m.opt, m.name_ptrs) == DLF_OK && m.opt->steps == 1, "sgd state: %s", dlf_last_error());
     CHECK(strcmp(dlf_ckpt_get_meta(&dc, "model") ? dlf_ckpt_get_meta(&dc, "model") : "", m.name) == 0, "model metadata");
 
     /* (b) dlf's logits of the loaded weights: bit for bit its own, and PyTorch's */
@@ -224,7 +224,7 @@ static void test_torch(exp_which which)
         char key[96];
         snprintf(key, sizeof key, "optim.momentum_buffer.%s", m.names[i]);
         snprintf(what, sizeof what, "step 2 %s", key);
-        compare(s, what, m.opt->buf[i], dlf_safetensors_find(&tc.file, key), m.params[i]->size);
+        compare(s, what, m.opt->params[i].state[0], dlf_safetensors_find(&tc.file, key), m.params[i]->size);
     }
     logits = exp_logits(&m, m.input);
     compare(s, "step 2 logits, dlf resumed vs PyTorch resumed", logits->data,
@@ -236,9 +236,9 @@ static void test_torch(exp_which which)
     check_names_strict(s, path, &tc.file, &t);
     CHECK(dlf_ckpt_get_params(&tc, t.params, t.name_ptrs, t.n_params) == DLF_OK, "torch params: %s", dlf_last_error());
     CHECK(dlf_ckpt_get_tensor(&tc, "input", t.input) == DLF_OK, "torch input: %s", dlf_last_error());
-    CHECK(dlf_ckpt_get_sgd(&tc, t.opt, t.name_ptrs) == DLF_OK && t.opt->steps == 2, "torch sgd state: %s", dlf_last_error());
+    CHECK(dlf_ckpt_get_optim(&tc, t.opt, t.name_ptrs) == DLF_OK && t.opt->steps == 2, "torch sgd state: %s", dlf_last_error());
     for (i = 0; i < t.n_params; i++)
-        CHECK(t.opt->has_buf[i], "interop %s: PyTorch's momentum buffer for %s loaded", s, t.names[i]);
+        CHECK(t.opt->params[i].step == 2, "interop %s: PyTorch's momentum buffer for %s loaded", s, t.names[i]);
     logits = exp_logits(&t, t.input);
     compare(s, "dlf logits of PyTorch's saved weights vs PyTorch's", logits->data,
             dlf_safetensors_find(&tc.file, "torch_logits"), logits->size);

@@ -230,13 +230,13 @@ static dlf_tensor *ref_bce_with_logits(dlf_tape *t, ref_case *c) { return dlf_bc
 
 /* ---- stage 11: SGD -------------------------------------------------------------------
    param.<i> initial values; for step s: grad.<s>.<i> goes into p->grad, then after
-   dlf_sgd_step the parameter must equal param.<s>.<i>. */
+   dlf_optim_step the parameter must equal param.<s>.<i>. */
 
 static void ref_sgd(ref_case *c)
 {
     dlf_tensor *ps[REF_MAX_IN];
-    dlf_sgd_cfg cfg;
-    dlf_sgd *o;
+    dlf_optim_cfg cfg;
+    dlf_optim *o;
     int n = meta_int(c, "n_params"), steps = meta_int(c, "steps"), i, s;
     char name[64];
     memset(&cfg, 0, sizeof cfg);
@@ -253,7 +253,7 @@ static void ref_sgd(ref_case *c)
         ps[i] = dlf_param_new(p0->ndim, p0->shape);
         memcpy(ps[i]->data, p0->data, (size_t)p0->size * sizeof(float));
     }
-    o = dlf_sgd_create(ps, n, &cfg);
+    o = dlf_optim_create(DLF_OPTIM_SGD, ps, n, &cfg);
     for (s = 1; s <= steps; s++) {
         for (i = 0; i < n; i++) {
             const dlf_st_tensor *g;
@@ -261,13 +261,13 @@ static void ref_sgd(ref_case *c)
             g = find(c, name);
             memcpy(ps[i]->grad, g->data, (size_t)g->size * sizeof(float));
         }
-        dlf_sgd_step(o);
+        dlf_optim_step(o);
         for (i = 0; i < n; i++) {
             snprintf(name, sizeof name, "param.%d.%d", s, i);
             compare(c, name, ps[i]->data, find(c, name), c->atol, c->rtol);
         }
     }
-    dlf_sgd_free(o);
+    dlf_optim_free(o);
     for (i = 0; i < n; i++) dlf_tensor_free(ps[i]);
 }
 
@@ -363,14 +363,14 @@ static void ref_mnist_cnn_train(ref_case *c)
     const dlf_st_tensor *ref_losses = find(c, "losses");
     float losses[64];
     dlf_tape tape;
-    dlf_sgd_cfg cfg;
-    dlf_sgd *o;
+    dlf_optim_cfg cfg;
+    dlf_optim *o;
     int i, step, steps = meta_int(c, "steps"), n = cnn_build(c, "", &s, ps, names);
     dlf_tape_init(&tape);
     memset(&cfg, 0, sizeof cfg);
     cfg.lr = meta_float(c, "lr");
     cfg.momentum = meta_float(c, "momentum");
-    o = dlf_sgd_create(ps, n, &cfg);
+    o = dlf_optim_create(DLF_OPTIM_SGD, ps, n, &cfg);
     if (steps > 64) steps = 64;
     for (step = 0; n > 0 && step < steps; step++) {
         dlf_tensor *loss;
@@ -378,8 +378,8 @@ static void ref_mnist_cnn_train(ref_case *c)
         loss = dlf_cross_entropy(&tape, dlf_seq_forward(&tape, &s, x), y);
         losses[step] = loss->data[0];
         dlf_backward(&tape, loss);
-        dlf_sgd_step(o);
-        dlf_sgd_zero_grad(o);
+        dlf_optim_step(o);
+        dlf_optim_zero_grad(o);
     }
     if (n > 0 && ref_losses->size == steps) {
         compare(c, "losses", losses, ref_losses, c->atol, c->rtol);
@@ -393,7 +393,7 @@ static void ref_mnist_cnn_train(ref_case *c)
     } else {
         CHECK(0, "ref %s: cannot compare: %d steps, %d losses stored", c->name, steps, ref_losses->size);
     }
-    dlf_sgd_free(o);
+    dlf_optim_free(o);
     dlf_tape_destroy(&tape);
     dlf_seq_free(&s);
     dlf_tensor_free(x);

@@ -13,7 +13,7 @@
      2. draws a fixed batch: "input" (8,1,28,28) N(0,1) and "target" (8,) class ids;
      3. takes one SGD step (lr 0.1, momentum 0.9) on it, so the optimizer holds momentum buffers;
      4. computes the logits of the stepped model on "input" ("dlf_logits", no tape);
-     5. writes everything with the checkpoint API (dlf_ckpt_add_params / add_sgd / add_rng,
+     5. writes everything with the checkpoint API (dlf_ckpt_add_params / add_optim / add_rng,
         set_int / set_float / set_meta, dlf_ckpt_save) to tests/ref/interop/dlf_cnn.safetensors
         and dlf_mlp.safetensors.
    tools/gen_reference.py then loads those files into torch with load_state_dict(strict=True),
@@ -70,7 +70,7 @@ typedef struct exp_model {
     dlf_tensor *target;                     /* (N,) class ids 0..9 as floats */
     dlf_tensor *logits;                     /* (N,10) after the step, heap copy */
     dlf_rng data_rng;                       /* the data generator after drawing: stored as rng.data */
-    dlf_sgd *opt;                           /* SGD with momentum, after one step */
+    dlf_optim *opt;                         /* SGD with momentum, after one step */
 } exp_model;
 
 static const char *EXP_CNN_TORCH =
@@ -123,11 +123,11 @@ static float exp_step(exp_model *m)
     dlf_tensor *loss;
     float value;
     dlf_tape_init(&tape);
-    dlf_sgd_zero_grad(m->opt);
+    dlf_optim_zero_grad(m->opt);
     loss = dlf_cross_entropy(&tape, dlf_seq_forward(&tape, &m->seq, m->input), m->target);
     value = loss->data[0];
     dlf_backward(&tape, loss);
-    dlf_sgd_step(m->opt);
+    dlf_optim_step(m->opt);
     dlf_tape_destroy(&tape);
     return value;
 }
@@ -138,7 +138,7 @@ static float exp_step(exp_model *m)
 static int exp_make(exp_model *m, exp_which which, uint64_t model_seed, int take_step)
 {
     dlf_rng r;
-    dlf_sgd_cfg cfg;
+    dlf_optim_cfg cfg;
     int i;
     memset(m, 0, sizeof *m);
     m->name = which == EXP_CNN ? "mnist_cnn" : "mnist_mlp";
@@ -158,7 +158,7 @@ static int exp_make(exp_model *m, exp_which which, uint64_t model_seed, int take
     memset(&cfg, 0, sizeof cfg);
     cfg.lr = EXP_LR;
     cfg.momentum = EXP_MOMENTUM;
-    m->opt = dlf_sgd_create(m->params, m->n_params, &cfg);
+    m->opt = dlf_optim_create(DLF_OPTIM_SGD, m->params, m->n_params, &cfg);
     if (!m->opt) return DLF_ERR_NOMEM;
     if (take_step) exp_step(m);
     m->logits = exp_logits(m, m->input);
@@ -167,7 +167,7 @@ static int exp_make(exp_model *m, exp_which which, uint64_t model_seed, int take
 
 static void exp_free(exp_model *m)
 {
-    dlf_sgd_free(m->opt);
+    dlf_optim_free(m->opt);
     dlf_tensor_free(m->input);
     dlf_tensor_free(m->target);
     dlf_tensor_free(m->logits);
@@ -191,10 +191,10 @@ static int exp_ckpt(exp_model *m, dlf_ckpt *c)
     if (rc == DLF_OK) rc = dlf_ckpt_set_int(c, "data_seed", EXP_SEED_DATA);
     if (rc == DLF_OK) rc = dlf_ckpt_set_int(c, "step", m->opt->steps);
     if (rc == DLF_OK) rc = dlf_ckpt_set_int(c, "epoch", 0);
-    if (rc == DLF_OK) rc = dlf_ckpt_set_float(c, "lr", m->opt->cfg.lr);        /* the float dlf used, exactly */
-    if (rc == DLF_OK) rc = dlf_ckpt_set_float(c, "momentum", m->opt->cfg.momentum);
+    if (rc == DLF_OK) rc = dlf_ckpt_set_float(c, "lr", m->opt->groups[0].lr);        /* the float dlf used, exactly */
+    if (rc == DLF_OK) rc = dlf_ckpt_set_float(c, "momentum", m->opt->groups[0].momentum);
     if (rc == DLF_OK) rc = dlf_ckpt_add_params(c, m->params, m->name_ptrs, m->n_params);
-    if (rc == DLF_OK) rc = dlf_ckpt_add_sgd(c, m->opt, m->name_ptrs);         /* optim.steps, buffers */
+    if (rc == DLF_OK) rc = dlf_ckpt_add_optim(c, m->opt, m->name_ptrs);       /* optim.kind, steps, buffers */
     if (rc == DLF_OK) rc = dlf_ckpt_add_rng(c, "data", &m->data_rng);
     if (rc == DLF_OK) rc = dlf_ckpt_add_tensor(c, "input", m->input);
     if (rc == DLF_OK) rc = dlf_ckpt_add_tensor(c, "target", m->target);
