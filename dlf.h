@@ -362,6 +362,7 @@ typedef struct dlf_gradcheck_cfg {
     double rtol;             /* (default 1e-2) */
     int verbose;             /* print one line per input */
     uint64_t seed;           /* for the weights w (default 1) */
+    int eval_mode;           /* 1: run fn in eval mode (dlf_tape_set_training(t, 0)) */
 } dlf_gradcheck_cfg;
 
 typedef struct dlf_gradcheck_report {
@@ -2866,10 +2867,13 @@ static double dlf__weighted_sum(const dlf_tensor *out, const float *w)
     return s;
 }
 
+/* Every evaluation of fn starts from the same tape rng state, so ops that draw random
+   numbers (dropout) draw the same ones each time and the differences are meaningful. */
 static double dlf__eval_graph(dlf_graph_fn fn, dlf_tape *t, dlf_tensor **inputs, void *user, const float *w)
 {
     dlf_tensor *out;
     dlf_tape_reset(t);
+    dlf_tape_seed(t, 0x5eed);
     out = fn(t, inputs, user);
     return out ? dlf__weighted_sum(out, w) : NAN;
 }
@@ -2893,6 +2897,8 @@ DLFDEF int dlf_gradcheck(dlf_graph_fn fn, dlf_tensor **inputs, int n_inputs, voi
     memset(&r, 0, sizeof r);
     r.worst_input = -1;
     dlf_tape_init(&tape);
+    dlf_tape_set_training(&tape, !cfg.eval_mode);
+    dlf_tape_seed(&tape, 0x5eed);
     /* analytic: one forward and one backward seeded with w */
     for (i = 0; i < n_inputs; i++) {
         dlf_tensor_requires_grad(inputs[i]);
