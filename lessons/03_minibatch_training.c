@@ -17,7 +17,7 @@
                 reset the tape; loss = cross_entropy(model(x), y); backward;
                 p -= lr * p.grad for every parameter; zero the grads
         one epoch with that hand-written update (lr 0.5, as in the notebook), then
-        one with dlf_sgd (the same update, plus momentum), printing the validation
+        one with dlf_optim (kind SGD: the same update, plus momentum), printing the validation
         accuracy after each.
    Data: data/mnist (run `make data`); when it is missing the lesson falls back to the
    1000-image subset in tests/data and says so, so `make lessons` runs anywhere.
@@ -169,8 +169,8 @@ int main(void)
     dlf_mnist data;
     dlf_mnist_cfg mc;
     dlf_loader *train, *valid;
-    dlf_sgd_cfg sc;
-    dlf_sgd *opt;
+    dlf_optim_cfg sc;
+    dlf_optim *opt;
     dlf_tape t;
     dlf_rng rng;
     mlp m;
@@ -232,26 +232,26 @@ int main(void)
     printf("  epoch 1, by hand, lr 0.5:       valid loss %.4f accuracy %.4f (%d batches, %.2fs)\n",
            loss_v, acc, batch, dlf_seconds() - t0);
 
-    /* epoch 2: dlf_sgd (torch.optim.SGD's update) with momentum */
+    /* epoch 2: dlf_optim of kind SGD (torch.optim.SGD's update) with momentum */
     memset(&sc, 0, sizeof sc);
     sc.lr = 0.05f;
     sc.momentum = 0.9f;
-    opt = dlf_sgd_create(params, 4, &sc);
-    dlf_sgd_print_cfg(opt);
+    opt = dlf_optim_create(DLF_OPTIM_SGD, params, 4, &sc);
+    dlf_optim_print_cfg(opt);
     t0 = dlf_seconds();
     while ((n = dlf_loader_next(train)) > 0) {
         dlf_tensor *loss;
         dlf_tape_reset(&t);
         loss = dlf_cross_entropy(&t, mlp_forward(&t, train->x, &m), train->y);
         dlf_backward(&t, loss);
-        dlf_sgd_step(opt);
-        dlf_sgd_zero_grad(opt);
+        dlf_optim_step(opt);
+        dlf_optim_zero_grad(opt);
     }
     acc = dlf_evaluate(&t, mlp_forward, &m, valid, &loss_v);
-    printf("  epoch 2, dlf_sgd, momentum 0.9: valid loss %.4f accuracy %.4f (%.2fs)\n",
+    printf("  epoch 2, SGD, momentum 0.9:     valid loss %.4f accuracy %.4f (%.2fs)\n",
            loss_v, acc, dlf_seconds() - t0);
 
-    dlf_sgd_free(opt);
+    dlf_optim_free(opt);
     dlf_tape_destroy(&t);
     dlf_loader_free(train);
     dlf_loader_free(valid);

@@ -122,8 +122,8 @@ int main(void)
     dlf_mnist data;
     dlf_mnist_cfg mc;
     dlf_loader *train, *valid, *test;
-    dlf_sgd_cfg sc;
-    dlf_sgd *opt;
+    dlf_optim_cfg sc;
+    dlf_optim *opt;
     dlf_fit_cfg fc;
     dlf_fit_report rep;
     dlf_tape t;
@@ -165,7 +165,7 @@ int main(void)
     memset(&sc, 0, sizeof sc);
     sc.lr = 0.1f;
     sc.momentum = 0.9f;
-    opt = dlf_sgd_create(params, 10, &sc);
+    opt = dlf_optim_create(DLF_OPTIM_SGD, params, 10, &sc);
     memset(&fc, 0, sizeof fc);
     fc.epochs = full ? 1 : 20;
     fc.sched = DLF_SCHED_ONE_CYCLE;
@@ -178,7 +178,7 @@ int main(void)
            rep.train_seconds);
     print_stats("\nthe same batch after training", &b, &t, valid);
 
-    dlf_sgd_free(opt);
+    dlf_optim_free(opt);
     destroy(&a);
     destroy(&b);
     dlf_tape_destroy(&t);
