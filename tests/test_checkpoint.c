@@ -59,13 +59,14 @@ static dlf_tensor *loss_fn(dlf_tape *t, model *m, dlf_tensor *x, dlf_tensor *y)
     return dlf_mean_all(t, dlf_sub(t, lse, picked));
 }
 
-typedef struct { dlf_mnist data; dlf_loader *loader; dlf_sgd *opt; dlf_tape tape; model m; } run;
+typedef struct { dlf_mnist data; dlf_loader *loader; dlf_optim *opt; dlf_tape tape; model m; dlf_params pl; } run;
 
 static int run_open(run *r, uint64_t init_seed)
 {
     dlf_mnist_cfg mc;
     dlf_loader_cfg lc;
-    dlf_sgd_cfg sc;
+    dlf_optim_cfg sc;
+    int i;
     memset(&mc, 0, sizeof mc);
     memset(&lc, 0, sizeof lc);
     memset(&sc, 0, sizeof sc);
@@ -87,7 +88,10 @@ static int run_open(run *r, uint64_t init_seed)
     sc.lr = 0.05f;
     sc.momentum = 0.9f;
     sc.weight_decay = 1e-4f;
-    r->opt = dlf_sgd_create(r->m.params, 4, &sc);
+    dlf_params_init(&r->pl);  /* the parameters under their names: the optimizer keeps the names */
+    for (i = 0; i < 4; i++)
+        if (dlf_params_add(&r->pl, r->m.params[i], names[i], 0) != DLF_OK) return 0;
+    r->opt = dlf_optim_create_groups(DLF_OPTIM_SGD, &r->pl, &sc, 1);
     dlf_tape_init(&r->tape);
     return r->loader && r->opt;
 }
@@ -95,7 +99,8 @@ static int run_open(run *r, uint64_t init_seed)
 static void run_close(run *r)
 {
     dlf_tape_destroy(&r->tape);
-    dlf_sgd_free(r->opt);
+    dlf_optim_free(r->opt);
+    dlf_params_free(&r->pl);
     dlf_loader_free(r->loader);
     model_free(&r->m);
     dlf_mnist_free(&r->data);
@@ -109,10 +114,10 @@ static void train(run *r, int from, int to, float *losses)
         dlf_tensor *loss;
         if (dlf_loader_next(r->loader) == 0) dlf_loader_next(r->loader);
         dlf_tape_reset(&r->tape);
-        dlf_sgd_zero_grad(r->opt);
+        dlf_optim_zero_grad(r->opt);
         loss = loss_fn(&r->tape, &r->m, r->loader->x, r->loader->y);
         dlf_backward(&r->tape, loss);
-        dlf_sgd_step(r->opt);
+        dlf_optim_step(r->opt);
         losses[s] = loss->data[0];
     }
 }
@@ -128,7 +133,7 @@ static int resume_child(const char *ckpt, const char *out)
     dlf_ckpt_init(&c);
     if (dlf_ckpt_load(&c, ckpt) != DLF_OK ||
         dlf_ckpt_get_params(&c, r.m.params, names, 4) != DLF_OK ||
-        dlf_ckpt_get_sgd(&c, r.opt, names) != DLF_OK ||
+        dlf_ckpt_get_optim(&c, r.opt, names) != DLF_OK ||
         dlf_ckpt_get_loader(&c, "train", r.loader) != DLF_OK ||
         dlf_ckpt_get_int(&c, "step", &step) != DLF_OK) {
         printf("resume failed: %s\n", dlf_last_error());
@@ -166,7 +171,7 @@ int main(int argc, char **argv)
     CHECK(la[N_TOTAL - 1] < la[0], "the loss goes down (%g -> %g)", la[0], la[N_TOTAL - 1]);
     dlf_ckpt_init(&c);
     dlf_ckpt_add_params(&c, b.m.params, names, 4);
-    dlf_ckpt_add_sgd(&c, b.opt, names);
+    CHECK(dlf_ckpt_add_optim(&c, b.opt, names) == DLF_OK, "add_optim: %s", dlf_last_error());
     dlf_ckpt_add_loader(&c, "train", b.loader);
     dlf_ckpt_set_int(&c, "step", N_FIRST);
     dlf_ckpt_set_int(&c, "epoch", b.loader->epoch);
@@ -200,23 +205,30 @@ int main(int argc, char **argv)
         dlf_ckpt_free(&c);
         dlf_tensor_free(wrong);
     }
-    {   /* the one-call pair: parameters and SGD state out and back in */
+    {   /* the one-call pair: parameters (a dlf_params list) and SGD state out and back in */
         run c2;
         const char *path = "build/test_ckpt_training.safetensors";
         const char *meta[2] = {"note", "one call"};
         int k, same = 1;
-        CHECK(dlf_ckpt_save_training(path, b.m.params, names, 4, b.opt, meta, 1) == DLF_OK,
+        CHECK(dlf_ckpt_save_training(path, &b.pl, b.opt, meta, 1) == DLF_OK,
               "save_training: %s", dlf_last_error());
         CHECK(run_open(&c2, 5), "a second model");
-        CHECK(dlf_ckpt_load_training(path, c2.m.params, names, 4, c2.opt) == DLF_OK,
+        CHECK(dlf_ckpt_load_training(path, &c2.pl, c2.opt) == DLF_OK,
               "load_training: %s", dlf_last_error());
         for (k = 0; k < 4; k++) {
             same &= memcmp(c2.m.params[k]->data, b.m.params[k]->data, sizeof(float) * (size_t)b.m.params[k]->size) == 0;
-            same &= memcmp(c2.opt->buf[k], b.opt->buf[k], sizeof(float) * (size_t)b.m.params[k]->size) == 0;
+            same &= memcmp(c2.opt->params[k].state[0], b.opt->params[k].state[0], sizeof(float) * (size_t)b.m.params[k]->size) == 0;
         }
-        CHECK(same && c2.opt->steps == b.opt->steps, "weights and momentum buffers come back bit for bit");
-        CHECK(dlf_ckpt_load_training("build/no_such.safetensors", c2.m.params, names, 4, c2.opt) == DLF_ERR_IO &&
+        for (k = 0; k < 4; k++) same &= c2.opt->params[k].step == b.opt->params[k].step;
+        CHECK(same && c2.opt->steps == b.opt->steps, "weights, momentum buffers and step counts come back bit for bit");
+        CHECK(dlf_ckpt_load_training("build/no_such.safetensors", &c2.pl, c2.opt) == DLF_ERR_IO &&
               strstr(dlf_last_error(), "build/no_such.safetensors") != NULL, "a missing file is named: %s", dlf_last_error());
+        {   /* an optimizer made from a bare array has no names to save its state under */
+            dlf_optim *bare = dlf_optim_create(DLF_OPTIM_SGD, b.m.params, 4, &b.opt->groups[0]);
+            CHECK(dlf_ckpt_save_training(path, &b.pl, bare, NULL, 0) == DLF_ERR_ARG &&
+                  strstr(dlf_last_error(), "has no name") != NULL, "unnamed optimizer refused: %s", dlf_last_error());
+            dlf_optim_free(bare);
+        }
         run_close(&c2);
         remove(path);
     }

@@ -1,4 +1,4 @@
-/* test_train.c - stage 11 (SGD) and stage 14 (the training loop).
+/* test_train.c - stage 11 (SGD through dlf_optim) and stage 14 (the training loop).
 
    SGD is checked against torch.optim.SGD's update written out by hand, step by step,
    for every combination of momentum, dampening, weight decay and Nesterov. Then an
@@ -28,13 +28,31 @@ static double ref_sgd(double p, double g0, int steps, double lr, double mu, doub
     return p;
 }
 
+/* The update of the old dlf_sgd_step, float operation for float operation (the same
+   order as torch.optim.SGD): dlf_optim's SGD must give these exact bits. */
+static float ref_sgd_float(float p, float g0, int steps, float lr, float mu, float tau, float wd, int nesterov)
+{
+    float b = 0.0f;
+    int s;
+    for (s = 0; s < steps; s++) {
+        float g = g0;
+        if (wd != 0.0f) g = g + wd * p;
+        if (mu != 0.0f) {
+            b = s == 0 ? g : mu * b + (1.0f - tau) * g;
+            g = nesterov ? g + mu * b : b;
+        }
+        p = p - lr * g;
+    }
+    return p;
+}
+
 static void test_sgd(void)
 {
     static const float mus[] = {0.0f, 0.9f}, taus[] = {0.0f, 0.1f}, wds[] = {0.0f, 0.01f};
     dlf_tensor *p = dlf_param_new(1, (const int[]){3}), *q = dlf_param_new(1, (const int[]){2});
     dlf_tensor *ps[2];
-    dlf_sgd_cfg cfg;
-    dlf_sgd *o;
+    dlf_optim_cfg cfg;
+    dlf_optim *o;
     int a, b, c, nest, s, i;
     GROUP("sgd");
     ps[0] = p;
@@ -44,27 +62,27 @@ static void test_sgd(void)
        step 2: g = 0.50949, b = 0.9*0.51 + 0.9*0.50949 = 0.917541, p = 0.8572459 */
     memset(&cfg, 0, sizeof cfg);
     cfg.lr = 0.1f; cfg.momentum = 0.9f; cfg.dampening = 0.1f; cfg.weight_decay = 0.01f;
-    o = dlf_sgd_create(ps, 1, &cfg);
+    o = dlf_optim_create(DLF_OPTIM_SGD, ps, 1, &cfg);
     dlf_fill(p, 1.0f);
     for (s = 0; s < 2; s++) {
         dlf_fill(p, p->data[0]);
         for (i = 0; i < 3; i++) p->grad[i] = 0.5f;
-        dlf_sgd_step(o);
+        dlf_optim_step(o);
         CHECK(fabsf(p->data[0] - (s == 0 ? 0.949f : 0.8572459f)) < 1e-6f, "step %d: p %.7f", s + 1, p->data[0]);
     }
-    CHECK(fabsf(o->buf[0][0] - 0.917541f) < 1e-6f, "momentum buffer %.7f", o->buf[0][0]);
-    dlf_sgd_free(o);
+    CHECK(fabsf(o->params[0].state[0][0] - 0.917541f) < 1e-6f, "momentum buffer %.7f", o->params[0].state[0][0]);
+    dlf_optim_free(o);
     /* Nesterov, lr 0.1, mu 0.9: p = 0.905, then 0.7695 */
     memset(&cfg, 0, sizeof cfg);
     cfg.lr = 0.1f; cfg.momentum = 0.9f; cfg.nesterov = 1;
-    o = dlf_sgd_create(ps, 1, &cfg);
+    o = dlf_optim_create(DLF_OPTIM_SGD, ps, 1, &cfg);
     dlf_fill(p, 1.0f);
     for (s = 0; s < 2; s++) {
         for (i = 0; i < 3; i++) p->grad[i] = 0.5f;
-        dlf_sgd_step(o);
+        dlf_optim_step(o);
         CHECK(fabsf(p->data[0] - (s == 0 ? 0.905f : 0.7695f)) < 1e-6f, "nesterov step %d: p %.7f", s + 1, p->data[0]);
     }
-    dlf_sgd_free(o);
+    dlf_optim_free(o);
     /* every combination, 5 steps, against the double reference; q has no grad on
        step 1 so its buffer starts one step later, as in PyTorch */
     for (a = 0; a < 2; a++) for (b = 0; b < 2; b++) for (c = 0; c < 2; c++) for (nest = 0; nest < 2; nest++) {
@@ -72,32 +90,40 @@ static void test_sgd(void)
         if (nest && (mus[a] == 0.0f || taus[b] != 0.0f)) continue;
         memset(&cfg, 0, sizeof cfg);
         cfg.lr = 0.05f; cfg.momentum = mus[a]; cfg.dampening = taus[b]; cfg.weight_decay = wds[c]; cfg.nesterov = nest;
-        o = dlf_sgd_create(ps, 2, &cfg);
+        o = dlf_optim_create(DLF_OPTIM_SGD, ps, 2, &cfg);
         dlf_fill(p, 2.0f);
         dlf_fill(q, -1.0f);
         for (s = 0; s < 5; s++) {
             for (i = 0; i < 3; i++) p->grad[i] = 0.3f;
-            if (s == 0) { float *g = q->grad; q->grad = NULL; dlf_sgd_step(o); q->grad = g; continue; }
+            if (s == 0) { float *g = q->grad; q->grad = NULL; dlf_optim_step(o); q->grad = g; continue; }
             for (i = 0; i < 2; i++) q->grad[i] = -0.7f;
-            dlf_sgd_step(o);
+            dlf_optim_step(o);
         }
         want_p = ref_sgd(2.0, 0.3, 5, 0.05, mus[a], taus[b], wds[c], nest);
         want_q = ref_sgd(-1.0, -0.7, 4, 0.05, mus[a], taus[b], wds[c], nest);
         CHECK(fabs(p->data[2] - want_p) < 1e-5 && fabs(q->data[1] - want_q) < 1e-5,
               "mu %g tau %g wd %g nesterov %d: p %.7f (ref %.7f) q %.7f (ref %.7f)", mus[a], taus[b], wds[c], nest,
               p->data[2], want_p, q->data[1], want_q);
+        {
+            float fp = ref_sgd_float(2.0f, 0.3f, 5, 0.05f, mus[a], taus[b], wds[c], nest);
+            float fq = ref_sgd_float(-1.0f, -0.7f, 4, 0.05f, mus[a], taus[b], wds[c], nest);
+            CHECK(memcmp(&p->data[2], &fp, sizeof fp) == 0 && memcmp(&q->data[1], &fq, sizeof fq) == 0,
+                  "mu %g tau %g wd %g nesterov %d: bit-identical to the old SGD: p %a (%a) q %a (%a)",
+                  mus[a], taus[b], wds[c], nest, p->data[2], fp, q->data[1], fq);
+        }
         CHECK(o->steps == 5, "step count %d", o->steps);
-        dlf_sgd_zero_grad(o);
+        dlf_optim_zero_grad(o);
         CHECK(p->grad[0] == 0.0f && q->grad[1] == 0.0f, "zero_grad");
-        dlf_sgd_free(o);
+        dlf_optim_free(o);
     }
     /* defaults: lr 1e-3, no buffers without momentum */
-    o = dlf_sgd_create(ps, 2, NULL);
-    CHECK(o->cfg.lr == 1e-3f && o->buf == NULL, "default lr %g, buffers %p", o->cfg.lr, (void *)o->buf);
-    dlf_sgd_free(o);
+    o = dlf_optim_create(DLF_OPTIM_SGD, ps, 2, NULL);
+    CHECK(o->groups[0].lr == 1e-3f && o->params[0].state[0] == NULL && o->params[1].state[0] == NULL,
+          "default lr %g, buffers %p %p", o->groups[0].lr, (void *)o->params[0].state[0], (void *)o->params[1].state[0]);
+    dlf_optim_free(o);
     memset(&cfg, 0, sizeof cfg);
     cfg.nesterov = 1;
-    EXPECT_PANIC(dlf_sgd_create(ps, 2, &cfg), "nesterov needs momentum > 0");
+    EXPECT_PANIC(dlf_optim_create(DLF_OPTIM_SGD, ps, 2, &cfg), "nesterov needs momentum > 0");
     dlf_tensor_free(p);
     dlf_tensor_free(q);
 }
@@ -168,8 +194,8 @@ static void test_mnist_subset(void)
 {
     dlf_mnist data;
     dlf_loader *train, *test;
-    dlf_sgd_cfg sc;
-    dlf_sgd *opt;
+    dlf_optim_cfg sc;
+    dlf_optim *opt;
     dlf_fit_cfg fc;
     dlf_fit_report rep;
     dlf_tape tape;
@@ -195,7 +221,7 @@ static void test_mnist_subset(void)
     memset(&sc, 0, sizeof sc);
     sc.lr = 0.02f;
     sc.momentum = 0.9f;
-    opt = dlf_sgd_create(params, 4, &sc);
+    opt = dlf_optim_create(DLF_OPTIM_SGD, params, 4, &sc);
     dlf_tape_init(&tape);
     acc0 = dlf_evaluate(&tape, mlp_forward, &m, test, &loss);
     CHECK(acc0 < 0.3f && loss > 1.5f, "untrained: accuracy %.3f loss %.3f", acc0, loss);
@@ -207,7 +233,7 @@ static void test_mnist_subset(void)
     rc = dlf_fit(&tape, mlp_forward, &m, ce_loss, opt, train, test, &fc, &rep);
     CHECK(rc == DLF_OK, "fit: %s", dlf_last_error());
     acc = dlf_evaluate(&tape, mlp_forward, &m, test, &loss);
-    printf("  mnist subset MLP: %d steps in %.2fs, train loss %.4f, test loss %.4f, test accuracy %.4f\n",
+    printf("  mnist subset MLP: %d steps in %.2fs, train loss %.9g, test loss %.9g, test accuracy %.4f\n",
            rep.steps, dlf_seconds() - t0, rep.train_loss, loss, acc);
     CHECK(acc >= 0.85f, "test accuracy %.4f < 0.85", acc);
     CHECK(fabsf(acc - rep.valid_acc) < 1e-6f, "dlf_fit's last evaluation %.4f matches %.4f", rep.valid_acc, acc);
@@ -220,7 +246,7 @@ static void test_mnist_subset(void)
         CHECK(tape.peak_bytes == peak, "arena peak grew from %zu to %zu", peak, tape.peak_bytes);
     }
     dlf_tape_destroy(&tape);
-    dlf_sgd_free(opt);
+    dlf_optim_free(opt);
     dlf_loader_free(train);
     dlf_loader_free(test);
     dlf_tensor_free(m.w1); dlf_tensor_free(m.b1); dlf_tensor_free(m.w2); dlf_tensor_free(m.b2);
@@ -250,8 +276,8 @@ static void test_cnn_subset(void)
     static const int K[4] = {8, 16, 32, 32}, C[4] = {1, 8, 16, 32}, R[4] = {5, 3, 3, 3};
     dlf_mnist data;
     dlf_loader *train, *test;
-    dlf_sgd_cfg sc;
-    dlf_sgd *opt;
+    dlf_optim_cfg sc;
+    dlf_optim *opt;
     dlf_fit_cfg fc;
     dlf_fit_report rep;
     dlf_tape tape;
@@ -283,7 +309,7 @@ static void test_cnn_subset(void)
     memset(&sc, 0, sizeof sc);
     sc.lr = 0.1f;
     sc.momentum = 0.9f;
-    opt = dlf_sgd_create(params, 10, &sc);
+    opt = dlf_optim_create(DLF_OPTIM_SGD, params, 10, &sc);
     dlf_tape_init(&tape);
     memset(&fc, 0, sizeof fc);
     fc.epochs = 15;
@@ -292,11 +318,11 @@ static void test_cnn_subset(void)
     rc = dlf_fit(&tape, cnn_forward, &m, dlf_cross_entropy, opt, train, NULL, &fc, &rep);
     CHECK(rc == DLF_OK, "fit: %s", dlf_last_error());
     acc = dlf_evaluate(&tape, cnn_forward, &m, test, &loss);
-    printf("  mnist subset CNN: %d steps in %.2fs, train loss %.4f, test loss %.4f, test accuracy %.4f\n",
+    printf("  mnist subset CNN: %d steps in %.2fs, train loss %.9g, test loss %.9g, test accuracy %.4f\n",
            rep.steps, rep.train_seconds, rep.train_loss, loss, acc);
     CHECK(acc >= 0.85f, "test accuracy %.4f < 0.85", acc);
     dlf_tape_destroy(&tape);
-    dlf_sgd_free(opt);
+    dlf_optim_free(opt);
     dlf_loader_free(train);
     dlf_loader_free(test);
     for (i = 0; i < 10; i++) dlf_tensor_free(params[i]);
