@@ -4685,26 +4685,58 @@ static int dlf__norm_affine_ok(const char *op, const char *what, const dlf_tenso
     return 0;
 }
 
-/* Mean and biased variance of nb blocks of len contiguous values, block starts
-   stride apart; in double, two passes (the squared deviations, never E[x^2] - mean^2,
-   which cancels badly). */
-static void dlf__block_stats(const float *x, int nb, int len, size_t stride, double *mean, double *var)
-{
-    double s = 0.0, ss = 0.0, m;
-    int i, j;
-    for (i = 0; i < nb; i++)
-        for (j = 0; j < len; j++) s += x[(size_t)i * stride + j];
-    m = s / ((double)nb * len);
-    for (i = 0; i < nb; i++)
-        for (j = 0; j < len; j++) {
-            double d = x[(size_t)i * stride + j] - m;
-            ss += d * d;
-        }
-    *mean = m;
-    *var = ss / ((double)nb * len);
+/* Sums over one contiguous row of n floats: 8 independent float accumulators (which
+   the compiler keeps in one vector register; a single double accumulator would
+   serialize every add), combined in double. Rows are at most a few thousand values,
+   so the float partial sums lose nothing that matters. */
+#define DLF__LANES 8
+static double dlf__row_sum(const float *a, const float *b, float shift, int n)
+{   /* sum_j (a_j - shift) * (b ? b_j : a_j - shift) */
+    float acc[DLF__LANES] = {0};
+    double s = 0.0;
+    int j = 0, k;
+    if (b) {
+        for (; j + DLF__LANES <= n; j += DLF__LANES)
+            for (k = 0; k < DLF__LANES; k++) acc[k] += (a[j + k] - shift) * b[j + k];
+        for (; j < n; j++) s += (double)(a[j] - shift) * b[j];
+    } else {
+        for (; j + DLF__LANES <= n; j += DLF__LANES)
+            for (k = 0; k < DLF__LANES; k++) acc[k] += (a[j + k] - shift) * (a[j + k] - shift);
+        for (; j < n; j++) s += (double)(a[j] - shift) * (a[j] - shift);
+    }
+    for (k = 0; k < DLF__LANES; k++) s += acc[k];
+    return s;
 }
 
-/* y = (x - mean[c]) * rstd[c] * w[c] + b[c] over x (N,C,L), one mean per channel. */
+static double dlf__row_plain_sum(const float *a, int n)
+{
+    float acc[DLF__LANES] = {0};
+    double s = 0.0;
+    int j = 0, k;
+    for (; j + DLF__LANES <= n; j += DLF__LANES)
+        for (k = 0; k < DLF__LANES; k++) acc[k] += a[j + k];
+    for (; j < n; j++) s += a[j];
+    for (k = 0; k < DLF__LANES; k++) s += acc[k];
+    return s;
+}
+
+/* Mean and biased variance of nb blocks of len contiguous values, block starts
+   stride apart. Two passes: the mean, then the squared deviations (never
+   E[x^2] - mean^2, which cancels badly when the mean is large). */
+static void dlf__block_stats(const float *x, int nb, int len, size_t stride, double *mean, double *var)
+{
+    double s = 0.0, ss = 0.0, m, count = (double)nb * len;
+    int i;
+    for (i = 0; i < nb; i++) s += dlf__row_plain_sum(x + (size_t)i * stride, len);
+    m = s / count;
+    for (i = 0; i < nb; i++) ss += dlf__row_sum(x + (size_t)i * stride, NULL, (float)m, len);
+    *mean = m;
+    *var = ss / count;
+}
+
+/* y = (x - mean[c]) * rstd[c] * w[c] + b[c] over x (N,C,L), one mean per channel,
+   computed as y = x * alpha + beta with alpha = rstd w, beta = b - mean alpha: one
+   multiply-add per value. */
 static void dlf__bn_apply(const dlf_tensor *x, dlf_tensor *y, const float *mean, const float *rstd,
                           const dlf_tensor *w, const dlf_tensor *b, int N, int C, int L)
 {
@@ -4713,8 +4745,9 @@ static void dlf__bn_apply(const dlf_tensor *x, dlf_tensor *y, const float *mean,
         for (c = 0; c < C; c++) {
             const float *x_nc = x->data + ((size_t)n * C + c) * L;
             float *y_nc = y->data + ((size_t)n * C + c) * L;
-            float wc = w ? w->data[c] : 1.0f, bc = b ? b->data[c] : 0.0f;
-            for (l = 0; l < L; l++) y_nc[l] = (x_nc[l] - mean[c]) * rstd[c] * wc + bc;
+            float alpha = rstd[c] * (w ? w->data[c] : 1.0f);
+            float beta = (b ? b->data[c] : 0.0f) - mean[c] * alpha;
+            for (l = 0; l < L; l++) y_nc[l] = x_nc[l] * alpha + beta;
         }
 }
 
@@ -4782,29 +4815,30 @@ static void dlf__bn_backward(dlf_tape *t, dlf_node *nd)
     DLF__OMP(omp parallel for if (x->size > DLF__PAR_MIN))
     for (c = 0; c < C; c++) {
         double sum_g = 0.0, sum_gx = 0.0, kv = nd->aux ? nd->aux->data[c] : k;
-        float wc = w ? w->data[c] : 1.0f;
+        double r = rstd[c], wc = w ? w->data[c] : 1.0, gain, a_g, a_x, a_0;
         int n, l;
-        for (n = 0; n < N; n++) {
+        for (n = 0; n < N; n++) {   /* sum dy, and sum dy * xhat = rstd * sum dy * (x - mean) */
             const float *x_nc = x->data + ((size_t)n * C + c) * L, *g_nc = g + ((size_t)n * C + c) * L;
-            for (l = 0; l < L; l++) {
-                double xhat = ((double)x_nc[l] - mean[c]) * rstd[c];
-                sum_g += g_nc[l];
-                sum_gx += g_nc[l] * xhat;
-            }
+            sum_g += dlf__row_plain_sum(g_nc, L);
+            sum_gx += dlf__row_sum(x_nc, g_nc, mean[c], L);
         }
+        sum_gx *= r;
         if (gw) gw[c] += (float)sum_gx;
         if (gb) gb[c] += (float)sum_g;
         if (!gx) continue;
+        /* dx = rstd w (dy - k sum_g - xhat kv sum_gx), as a_g dy + a_x (x - mean) + a_0:
+             term 1   a_g = rstd w
+             term 2   a_0 = -rstd w k sum_g            (through the mean)
+             term 3   a_x = -rstd^2 w kv sum_gx        (through the variance) */
+        gain = r * wc;
+        a_g = gain;
+        a_x = -gain * r * kv * sum_gx;
+        a_0 = -gain * k * sum_g;
         for (n = 0; n < N; n++) {
             const float *x_nc = x->data + ((size_t)n * C + c) * L, *g_nc = g + ((size_t)n * C + c) * L;
             float *gx_nc = gx + ((size_t)n * C + c) * L;
-            for (l = 0; l < L; l++) {
-                double xhat = ((double)x_nc[l] - mean[c]) * rstd[c];
-                double dx = g_nc[l];                 /* term 1: dxhat / w */
-                dx -= k * sum_g;                     /* term 2: through the mean */
-                dx -= xhat * kv * sum_gx;            /* term 3: through the variance */
-                gx_nc[l] += (float)(rstd[c] * wc * dx);
-            }
+            float fa_g = (float)a_g, fa_x = (float)a_x, fa_0 = (float)a_0, m = mean[c];
+            for (l = 0; l < L; l++) gx_nc[l] += fa_g * g_nc[l] + fa_x * (x_nc[l] - m) + fa_0;
         }
     }
 }
