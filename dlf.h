@@ -648,7 +648,7 @@ DLFDEF float dlf_accuracy(const dlf_tensor *logits, const dlf_tensor *target);
 // instead, so terms 2 and 3 vanish. Shapes: x (N,C) or (N,C,L) or (N,C,H,W).
 
 
-DLFDEF dlf_tensor *dlf_batchnorm(dlf_tape *t, dlf_tensor *x, dlf_tensor *w, dlf_tensor *b, dlf_bn_state *st);
+DLFDEF dlf_tensor *dlf_batchnorm(dlf_tape *t, dlf_tensor *x, dlf_tensor *w, dlf_tensor *b, const dlf_bn_state *st);
     /* training: batch statistics, and st's running ones updated (st may be NULL: no
        tracking, as track_running_stats=False); eval: st's running statistics */
 DLFDEF dlf_tensor *dlf_layernorm(dlf_tape *t, dlf_tensor *x, int d, dlf_tensor *w, dlf_tensor *b, float eps);
@@ -672,7 +672,7 @@ DLFDEF dlf_tensor *dlf_instancenorm(dlf_tape *t, dlf_tensor *x, dlf_tensor *w, d
 // (dlf_bn_state and dlf_rbn_state are declared with the layers, in stage 6.)
 
 DLFDEF dlf_tensor *dlf_running_batchnorm(dlf_tape *t, dlf_tensor *x, dlf_tensor *mults, dlf_tensor *adds,
-                                         dlf_rbn_state *st);  /* mults, adds (C,1,1) */
+                                         const dlf_rbn_state *st);  /* mults, adds (C,1,1) */
 
 // >>stage10_dropout ---------------------------------------------------------------
 // Inverted dropout (Srivastava et al. 2014): in training mode each value is kept
@@ -4095,12 +4095,12 @@ DLFDEF dlf_tensor *dlf_layer_forward(dlf_tape *t, const dlf_layer *l, dlf_tensor
     case DLF_LAYER_FLATTEN: return dlf_flatten(t, x);
     case DLF_LAYER_EMBEDDING: return dlf_embedding(t, x, l->weight);
     case DLF_LAYER_RESIDUAL: return dlf__residual_forward(t, l, x);
-    case DLF_LAYER_BATCHNORM: return dlf_batchnorm(t, x, l->weight, l->bias, (dlf_bn_state *)&l->bn);
+    case DLF_LAYER_BATCHNORM: return dlf_batchnorm(t, x, l->weight, l->bias, &l->bn);
     case DLF_LAYER_LAYERNORM: return dlf_layernorm(t, x, l->d, l->weight, l->bias, l->eps);
     case DLF_LAYER_GROUPNORM: return dlf_groupnorm(t, x, l->groups, l->weight, l->bias, l->eps);
     case DLF_LAYER_INSTANCENORM: return dlf_instancenorm(t, x, l->weight, l->bias, l->eps);
     case DLF_LAYER_RUNNING_BATCHNORM:
-        return dlf_running_batchnorm(t, x, l->weight, l->bias, (dlf_rbn_state *)&l->rbn);
+        return dlf_running_batchnorm(t, x, l->weight, l->bias, &l->rbn);
     case DLF_LAYER_DROPOUT: return dlf_dropout(t, x, l->p);
     case DLF_LAYER_DROPOUT2D: return dlf_dropout2d(t, x, l->p);
     case DLF_LAYER_KIND_COUNT: break;
@@ -4751,7 +4751,7 @@ static void dlf__bn_apply(const dlf_tensor *x, dlf_tensor *y, const float *mean,
         }
 }
 
-DLFDEF dlf_tensor *dlf_batchnorm(dlf_tape *t, dlf_tensor *x, dlf_tensor *w, dlf_tensor *b, dlf_bn_state *st)
+DLFDEF dlf_tensor *dlf_batchnorm(dlf_tape *t, dlf_tensor *x, dlf_tensor *w, dlf_tensor *b, const dlf_bn_state *st)
 {
     int N, C, L, c, M, training;
     dlf_tensor *y, *mean, *rstd;
@@ -4969,7 +4969,7 @@ static float dlf__lerp(float a, float b, float w)
 }
 
 /* The running statistics update of one training step (see the stage comment). */
-static void dlf__rbn_update(dlf_rbn_state *st, const dlf_tensor *x, int N, int C, int L, float mom1)
+static void dlf__rbn_update(const dlf_rbn_state *st, const dlf_tensor *x, int N, int C, int L, float mom1)
 {
     int c;
     for (c = 0; c < C; c++) {
@@ -4992,7 +4992,7 @@ static void dlf__rbn_update(dlf_rbn_state *st, const dlf_tensor *x, int N, int C
 }
 
 DLFDEF dlf_tensor *dlf_running_batchnorm(dlf_tape *t, dlf_tensor *x, dlf_tensor *mults, dlf_tensor *adds,
-                                         dlf_rbn_state *st)
+                                         const dlf_rbn_state *st)
 {
     int N, C, L, c;
     float mom1 = 0.0f, eps, cnt, db;
