@@ -1,22 +1,33 @@
-/* example.h - what the MNIST examples share, so each example file holds only its
-   model: the command-line flags, loading MNIST, the loaders, the optimizer, loading
-   and saving checkpoints, training with dlf_fit, and the last line
+/* example.h - what the examples share, so each example file holds only its model
+   and its defaults: the command-line flags, loading MNIST or Fashion-MNIST, the
+   loaders, the optimizer, loading and saving checkpoints, training with dlf_fit, the
+   course's CNN (with or without BatchNorm) and the last line
        test_accuracy=0.XXXX epochs=N train_seconds=S
    Include it after dlf.h (with DLF_IMPLEMENTATION defined in the example).
 
-   Flags (each example sets its own defaults first):
+   Flags (each example sets its own defaults first; --help prints them):
        --epochs N     passes over the training set
-       --lr X         peak learning rate of the one-cycle schedule
+       --lr X         peak learning rate of the one-cycle schedule (the constant one's lr)
        --bs N         batch size
        --seed N       weights and shuffle order; same seed, same numbers
-       --data DIR     directory holding the four MNIST IDX files (default data/mnist)
+       --data DIR     directory holding the four IDX files (train-images-idx3-ubyte ...)
        --threads N    OpenMP threads (default: all)
-       --save PATH    after training, write a checkpoint (safetensors: weights under
-                      PyTorch's state_dict names, SGD momentum buffers, metadata)
-       --load PATH    start from a checkpoint's weights (and optimizer state, if it has
-                      one): a dlf checkpoint or a PyTorch state_dict saved as safetensors
-       --eval-only    no training: evaluate the (loaded) weights on the test set
-       --show N       after training, draw N test digits as ASCII art with the
+       --opt K        sgd (momentum 0.9), adam or adamw (betas 0.9, 0.999)
+       --wd X         weight decay: an L2 term in the gradient for sgd and adam, decoupled
+                      (p *= 1 - lr wd) for adamw; never on biases and BatchNorm weights
+       --sched S      onecycle (cosine warm-up over the first 30% of the steps, then
+                      cosine anneal, as torch's OneCycleLR) or constant
+       --bn           (CNN examples) convs without bias, each followed by BatchNorm2d;
+                      it has its own defaults for --lr, --opt and --wd
+       --save PATH    after training, write a checkpoint (safetensors: weights and
+                      BatchNorm buffers under PyTorch's state_dict names, the optimizer's
+                      state, the loader's shuffle state, metadata)
+       --load PATH    start from a checkpoint's weights and buffers (and optimizer state,
+                      if it has one): a dlf checkpoint or a PyTorch state_dict saved as
+                      safetensors. Without --opt the file's optimizer kind is used.
+       --eval-only    no training: evaluate the (loaded) weights on the test set, in
+                      eval mode (BatchNorm uses its running statistics)
+       --show N       after training, draw N test images as ASCII art with the
                       predicted label beside the true one
        --help */
 #ifndef DLF_EXAMPLE_H
@@ -25,11 +36,22 @@
 #include <stdlib.h>
 #include <string.h>
 
+/* Defaults that depend on the model variant (plain or --bn). */
+typedef struct ex_defaults {
+    float lr;              /* peak learning rate */
+    dlf_optim_kind opt;    /* optimizer kind */
+    float wd;              /* weight decay */
+} ex_defaults;
+
 typedef struct ex_options {
     const char *prog;      /* "mnist_cnn", for messages */
     const char *what;      /* one line on what the program trains, for --help */
+    const char *dataset;   /* "MNIST", for messages */
+    const char *const *class_names; /* (10) for --show, or NULL: the class ids */
+    int has_bn;            /* 1: --bn is accepted */
+    ex_defaults plain;     /* defaults without --bn */
+    ex_defaults with_bn;   /* defaults with --bn */
     int epochs;            /* --epochs */
-    float lr;              /* --lr: peak learning rate */
     int bs;                /* --bs */
     unsigned long seed;    /* --seed */
     const char *data;      /* --data */
@@ -37,40 +59,56 @@ typedef struct ex_options {
     const char *save;      /* --save: checkpoint to write after training, or NULL */
     const char *load;      /* --load: checkpoint to start from, or NULL */
     int eval_only;         /* --eval-only: skip training */
-    int show;              /* --show: test digits to draw */
+    int show;              /* --show: test images to draw */
+    /* set by ex_parse (from the flags or the defaults above) */
+    int bn;                /* --bn */
+    float lr;              /* --lr */
+    dlf_optim_kind opt;    /* --opt */
+    int opt_given;         /* 1: --opt was on the command line */
+    float wd;              /* --wd */
+    dlf_sched sched;       /* --sched */
 } ex_options;
 
-/* The model as the shared code sees it: a forward function, its parameters with
-   their state_dict names, and an optional step after evaluation (drawing digits). */
+/* The model as the shared code sees it: a forward function, every tensor under its
+   state_dict name (buffers included), and the number of classes. */
 typedef struct ex_model {
     dlf_model_fn forward;          /* x (N,1,28,28) -> logits (N,10) */
     void *m;                       /* passed to forward */
-    dlf_tensor **params;           /* (n_params) in state_dict order */
-    const char *const *names;      /* (n_params) "0.weight" ... */
-    int n_params;
-    void (*after)(dlf_tape *t, const dlf_mnist *data, void *m, int show);  /* may be NULL */
+    dlf_params params;             /* parameters and buffers in state_dict order */
 } ex_model;
+
+static const char *ex_kind_name(dlf_optim_kind k) { return dlf_optim_kind_name(k); }
 
 static void ex_usage(FILE *f, const ex_options *o)
 {
     fprintf(f, "usage: %s [--epochs N] [--lr X] [--bs N] [--seed N] [--data DIR] [--threads N]\n"
+               "       [--opt sgd|adam|adamw] [--wd X] [--sched onecycle|constant]%s\n"
                "       [--save PATH] [--load PATH] [--eval-only] [--show N] [--help]\n"
-               "  %s\n  defaults: --epochs %d --lr %g --bs %d --seed %lu --data %s\n",
-            o->prog, o->what, o->epochs, (double)o->lr, o->bs, o->seed, o->data);
+               "  %s\n  defaults: --epochs %d --bs %d --seed %lu --data %s --sched onecycle\n"
+               "            --lr %g --opt %s --wd %g\n",
+            o->prog, o->has_bn ? " [--bn]" : "", o->what, o->epochs, o->bs, o->seed, o->data,
+            (double)o->plain.lr, ex_kind_name(o->plain.opt), (double)o->plain.wd);
+    if (o->has_bn)
+        fprintf(f, "  with --bn: --lr %g --opt %s --wd %g\n", (double)o->with_bn.lr, ex_kind_name(o->with_bn.opt),
+                (double)o->with_bn.wd);
 }
 
 /* Parse argv over the defaults already in *o; 0 (with a message) on a bad flag. */
 static int ex_parse(int argc, char **argv, ex_options *o)
 {
-    int i;
+    float lr = -1.0f, wd = -1.0f;
+    int opt = -1, i;
+    const ex_defaults *d;
+    o->sched = DLF_SCHED_ONE_CYCLE;
     for (i = 1; i < argc; i++) {
         const char *a = argv[i], *v;
         if (strcmp(a, "--help") == 0 || strcmp(a, "-h") == 0) { ex_usage(stdout, o); exit(0); }
         if (strcmp(a, "--eval-only") == 0) { o->eval_only = 1; continue; }
+        if (strcmp(a, "--bn") == 0 && o->has_bn) { o->bn = 1; continue; }
         v = i + 1 < argc ? argv[++i] : NULL;   /* every other flag takes one value */
         if (!v) { fprintf(stderr, "%s: %s needs a value (or is unknown)\n", o->prog, a); return 0; }
         if (strcmp(a, "--epochs") == 0) o->epochs = atoi(v);
-        else if (strcmp(a, "--lr") == 0) o->lr = (float)atof(v);
+        else if (strcmp(a, "--lr") == 0) lr = (float)atof(v);
         else if (strcmp(a, "--bs") == 0) o->bs = atoi(v);
         else if (strcmp(a, "--seed") == 0) o->seed = strtoul(v, NULL, 10);
         else if (strcmp(a, "--data") == 0) o->data = v;
@@ -78,46 +116,84 @@ static int ex_parse(int argc, char **argv, ex_options *o)
         else if (strcmp(a, "--save") == 0) o->save = v;
         else if (strcmp(a, "--load") == 0) o->load = v;
         else if (strcmp(a, "--show") == 0) o->show = atoi(v);
-        else { fprintf(stderr, "%s: unknown flag %s\n", o->prog, a); return 0; }
+        else if (strcmp(a, "--wd") == 0) wd = (float)atof(v);
+        else if (strcmp(a, "--opt") == 0) {
+            opt = dlf_optim_kind_from_name(v);
+            if (opt != DLF_OPTIM_SGD && opt != DLF_OPTIM_ADAM && opt != DLF_OPTIM_ADAMW) {
+                fprintf(stderr, "%s: --opt %s: expected sgd, adam or adamw\n", o->prog, v);
+                return 0;
+            }
+        } else if (strcmp(a, "--sched") == 0) {
+            if (strcmp(v, "onecycle") == 0 || strcmp(v, "one_cycle") == 0) o->sched = DLF_SCHED_ONE_CYCLE;
+            else if (strcmp(v, "constant") == 0) o->sched = DLF_SCHED_CONSTANT;
+            else { fprintf(stderr, "%s: --sched %s: expected onecycle or constant\n", o->prog, v); return 0; }
+        } else { fprintf(stderr, "%s: unknown flag %s\n", o->prog, a); return 0; }
     }
-    if (o->epochs < 1 || o->bs < 1 || o->lr <= 0.0f || o->show < 0) {
-        fprintf(stderr, "%s: --epochs and --bs must be >= 1, --lr > 0, --show >= 0\n", o->prog);
+    d = o->bn ? &o->with_bn : &o->plain;
+    o->lr = lr >= 0.0f ? lr : d->lr;
+    o->wd = wd >= 0.0f ? wd : d->wd;
+    o->opt_given = opt >= 0;
+    o->opt = opt >= 0 ? (dlf_optim_kind)opt : d->opt;
+    if (o->epochs < 1 || o->bs < 2 || o->lr <= 0.0f || o->show < 0 || o->wd < 0.0f) {
+        fprintf(stderr, "%s: --epochs must be >= 1, --bs >= 2, --lr > 0, --wd >= 0, --show >= 0\n", o->prog);
         return 0;
     }
     return 1;
 }
 
-/* Load MNIST from o->data, with a clear message when it is missing. */
+/* Load the dataset from o->data, with a clear message when it is missing. */
 static int ex_load_data(const ex_options *o, dlf_mnist *data)
 {
     int rc = dlf_mnist_load(data, o->data, NULL);
     if (rc != DLF_OK) {
-        fprintf(stderr, "%s: cannot load MNIST from %s:\n  %s\n", o->prog, o->data, dlf_last_error());
+        fprintf(stderr, "%s: cannot load %s from %s:\n  %s\n", o->prog, o->dataset, o->data, dlf_last_error());
         if (rc == DLF_ERR_IO) fprintf(stderr, "Run `make data` first to download it (or pass --data DIR).\n");
         return 0;
     }
-    printf("MNIST: %d train, %d valid, %d test images; train mean %.4f std %.4f; %d threads\n",
+    printf("%s: %d train, %d valid, %d test images; train mean %.4f std %.4f; %d threads\n", o->dataset,
            data->train.n, data->valid.n, data->test.n, data->mean, data->std, dlf_get_threads());
     return 1;
 }
 
-/* A checkpoint of everything this run has: the weights under their state_dict names,
-   the SGD momentum buffers, the training loader's shuffle state, and the schedule's
-   position and settings as metadata (docs/checkpoints.md lists the fields). */
-static int ex_save(const ex_options *o, ex_model *mod, const dlf_sgd *opt, const dlf_loader *train,
+/* The optimizer of the options: group 0 with the weight decay and, when there is
+   one, group 1 without it (biases and BatchNorm weights, as is usual: decaying a
+   BatchNorm scale or a shift toward 0 only hurts). SGD gets momentum 0.9. */
+static dlf_optim *ex_make_optim(const ex_options *o, ex_model *mod)
+{
+    dlf_optim_cfg g[2];
+    int n_groups = 1;
+    memset(g, 0, sizeof g);
+    g[0].lr = o->lr;
+    g[0].weight_decay = o->wd;
+    if (o->opt == DLF_OPTIM_SGD) g[0].momentum = 0.9f;
+    if (o->wd > 0.0f) {
+        g[1] = g[0];
+        g[1].weight_decay = 0.0f;
+        dlf_params_group_no_decay(&mod->params, 1);
+        n_groups = 2;
+    }
+    return dlf_optim_create_groups(o->opt, &mod->params, g, n_groups);
+}
+
+/* A checkpoint of everything this run has: the weights and buffers under their
+   state_dict names, the optimizer's state, the training loader's shuffle state, and
+   the schedule's position and settings as metadata (docs/checkpoints.md lists the fields). */
+static int ex_save(const ex_options *o, ex_model *mod, const dlf_optim *opt, const dlf_loader *train,
                    float test_acc)
 {
     dlf_ckpt c;
     int rc;
     dlf_ckpt_init(&c);
-    rc = dlf_ckpt_add_params(&c, mod->params, mod->names, mod->n_params);
-    if (rc == DLF_OK) rc = dlf_ckpt_add_sgd(&c, opt, mod->names);
+    rc = dlf_ckpt_add_param_list(&c, &mod->params);
+    if (rc == DLF_OK) rc = dlf_ckpt_add_optim(&c, opt, NULL);
     if (rc == DLF_OK) rc = dlf_ckpt_add_loader(&c, "train", train);
     if (rc == DLF_OK) rc = dlf_ckpt_set_meta(&c, "model", o->prog);
+    if (rc == DLF_OK) rc = dlf_ckpt_set_int(&c, "bn", o->bn);
     if (rc == DLF_OK) rc = dlf_ckpt_set_int(&c, "epochs", o->eval_only ? 0 : o->epochs);
     if (rc == DLF_OK) rc = dlf_ckpt_set_int(&c, "step", opt->steps);
-    if (rc == DLF_OK) rc = dlf_ckpt_set_meta(&c, "sched", "one_cycle");
+    if (rc == DLF_OK) rc = dlf_ckpt_set_meta(&c, "sched", o->sched == DLF_SCHED_ONE_CYCLE ? "one_cycle" : "constant");
     if (rc == DLF_OK) rc = dlf_ckpt_set_float(&c, "lr", o->lr);
+    if (rc == DLF_OK) rc = dlf_ckpt_set_float(&c, "weight_decay", o->wd);
     if (rc == DLF_OK) rc = dlf_ckpt_set_float(&c, "pct_start", 0.3);
     if (rc == DLF_OK) {
         char acc[32];
@@ -129,76 +205,224 @@ static int ex_save(const ex_options *o, ex_model *mod, const dlf_sgd *opt, const
     return rc;
 }
 
-/* Start from a checkpoint: the weights by name, then whatever else it holds (a dlf
-   checkpoint has optimizer and loader state; a PyTorch state_dict only weights). */
-static int ex_load(const ex_options *o, ex_model *mod, dlf_sgd *opt, dlf_loader *train)
+/* Start from a checkpoint c already read: the weights and buffers by name, then
+   whatever else it holds (a dlf checkpoint has optimizer and loader state; a PyTorch
+   state_dict only weights and buffers). */
+static int ex_load(const dlf_ckpt *c, ex_model *mod, dlf_optim *opt, dlf_loader *train)
 {
-    dlf_ckpt c;
-    int rc;
-    dlf_ckpt_init(&c);
-    rc = dlf_ckpt_load(&c, o->load);
-    if (rc == DLF_OK) rc = dlf_ckpt_get_params(&c, mod->params, mod->names, mod->n_params);
-    if (rc == DLF_OK && dlf_ckpt_get_meta(&c, "optim.steps")) rc = dlf_ckpt_get_sgd(&c, opt, mod->names);
-    if (rc == DLF_OK && dlf_safetensors_find(&c.file, "loader.train.order")) rc = dlf_ckpt_get_loader(&c, "train", train);
-    dlf_ckpt_free(&c);
+    int rc = dlf_ckpt_get_param_list(c, &mod->params);
+    if (rc == DLF_OK && dlf_ckpt_get_meta(c, "optim.steps")) rc = dlf_ckpt_get_optim(c, opt, NULL);
+    if (rc == DLF_OK && dlf_safetensors_find(&c->file, "loader.train.order")) rc = dlf_ckpt_get_loader(c, "train", train);
     return rc;
 }
 
-/* SGD with momentum 0.9 and a one-cycle schedule, the course's recipe; then the test
-   set, the optional checkpoint and the last line. Returns the exit status. */
-static int ex_train(const ex_options *o, dlf_mnist *data, ex_model *mod)
+/* Draw test images 3 to a row (78 columns): pixel columns 3..24 (MNIST's digits sit
+   in the middle 20x20), one character per pixel column and per two pixel rows, with
+   "pred P (true T)" under each; a wrong guess is marked with '!'. In eval mode. */
+#define EX_SHOW_PER_ROW 3
+static void ex_show(const ex_options *o, dlf_tape *t, const dlf_mnist *data, ex_model *mod)
+{
+    static const char ramp[] = " .:-=+*#%@";
+    float lut[256];
+    int shown = 0, i, prev, prev_training, count = o->show;
+    dlf_tensor *x = dlf_tensor_new4(EX_SHOW_PER_ROW, 1, 28, 28), *y = dlf_tensor_new1(EX_SHOW_PER_ROW);
+    int idx[EX_SHOW_PER_ROW], pred[EX_SHOW_PER_ROW];
+    if (!x || !y) { dlf_tensor_free(x); dlf_tensor_free(y); return; }
+    dlf_normalize_lut(lut, data->mean, data->std);
+    prev = dlf_tape_set_grad(t, 0);
+    prev_training = dlf_tape_set_training(t, 0);
+    while (shown < count) {
+        int n = count - shown < EX_SHOW_PER_ROW ? count - shown : EX_SHOW_PER_ROW, r, c, k;
+        dlf_tensor *z;
+        for (k = 0; k < n; k++) idx[k] = (shown + k) * 37 % data->test.n;  /* a spread of test images */
+        x->shape[0] = EX_SHOW_PER_ROW; x->size = EX_SHOW_PER_ROW * 784;
+        y->shape[0] = EX_SHOW_PER_ROW; y->size = EX_SHOW_PER_ROW;
+        dlf_dataset_fill(&data->test, idx, n, lut, x, y);
+        dlf_tape_reset(t);
+        z = mod->forward(t, x, mod->m);
+        if (!z) break;
+        for (k = 0; k < n; k++) {
+            const float *z_k = z->data + 10 * k;
+            pred[k] = 0;
+            for (i = 1; i < 10; i++)
+                if (z_k[i] > z_k[pred[k]]) pred[k] = i;
+        }
+        for (r = 0; r < 28; r += 2) {
+            for (k = 0; k < n; k++) {
+                const unsigned char *img = data->test.images + (size_t)idx[k] * 784;
+                for (c = 3; c < 25; c++) {
+                    int v = (img[r * 28 + c] + img[(r + 1) * 28 + c]) / 2;
+                    putchar(ramp[v * 9 / 255]);
+                }
+                printf("    ");
+            }
+            printf("\n");
+        }
+        for (k = 0; k < n; k++) {
+            int tr = (int)y->data[k];
+            if (o->class_names)
+                printf("%-11s (%-11s)%c    ", o->class_names[pred[k]], o->class_names[tr], pred[k] == tr ? ' ' : '!');
+            else
+                printf("pred %d (true %d) %c       ", pred[k], tr, pred[k] == tr ? ' ' : '!');
+        }
+        printf("\n\n");
+        shown += n;
+    }
+    dlf_tape_reset(t);
+    dlf_tape_set_training(t, prev_training);
+    dlf_tape_set_grad(t, prev);
+    dlf_tensor_free(x);
+    dlf_tensor_free(y);
+}
+
+/* The optimizer and schedule of the options; then the test set, the optional
+   checkpoint and the last line. Returns the exit status. */
+static int ex_train(ex_options *o, dlf_mnist *data, ex_model *mod)
 {
     dlf_loader *train = NULL, *valid = NULL, *test = NULL;
-    dlf_sgd_cfg sc;
-    dlf_sgd *opt;
+    dlf_optim *opt = NULL;
     dlf_fit_cfg fc;
     dlf_fit_report rep;
     dlf_tape tape;
+    dlf_ckpt ck;
     float test_acc, test_loss;
-    int rc;
-    memset(&sc, 0, sizeof sc);
-    sc.lr = o->lr;
-    sc.momentum = 0.9f;
-    opt = dlf_sgd_create(mod->params, mod->n_params, &sc);
+    int rc, status = 1;
+    dlf_ckpt_init(&ck);
+    dlf_tape_init(&tape);
+    if (o->load) {
+        const char *kind;
+        if (dlf_ckpt_load(&ck, o->load) != DLF_OK) {
+            fprintf(stderr, "%s: cannot read the checkpoint: %s\n", o->prog, dlf_last_error());
+            goto done;
+        }
+        kind = dlf_ckpt_get_meta(&ck, "optim.kind");
+        if (kind && !o->opt_given && dlf_optim_kind_from_name(kind) >= 0)
+            o->opt = (dlf_optim_kind)dlf_optim_kind_from_name(kind);  /* continue with the file's optimizer */
+    }
+    opt = ex_make_optim(o, mod);
     if (!opt || dlf_mnist_loaders(data, o->bs, 500, o->seed, &train, &valid, &test) != DLF_OK) {
         fprintf(stderr, "%s: %s\n", o->prog, dlf_last_error());
-        return 1;
+        goto done;
     }
     if (o->load) {
-        if (ex_load(o, mod, opt, train) != DLF_OK) {
+        if (ex_load(&ck, mod, opt, train) != DLF_OK) {
             fprintf(stderr, "%s: cannot load the checkpoint: %s\n", o->prog, dlf_last_error());
-            return 1;
+            goto done;
         }
-        printf("loaded %s (optimizer steps so far: %d)\n", o->load, opt->steps);
+        printf("loaded %s (%s, optimizer steps so far: %d)\n", o->load, ex_kind_name(o->opt), opt->steps);
+        dlf_ckpt_free(&ck);
     }
-    dlf_tape_init(&tape);
+    if (!o->eval_only)
+        printf("%s%s, --opt %s --lr %g --wd %g --sched %s --bs %d --epochs %d --seed %lu\n", o->prog,
+               o->bn ? " --bn" : "", ex_kind_name(o->opt), (double)o->lr, (double)o->wd,
+               o->sched == DLF_SCHED_ONE_CYCLE ? "onecycle" : "constant", o->bs, o->epochs, o->seed);
     memset(&fc, 0, sizeof fc);
     fc.epochs = o->epochs;
     fc.lr = o->lr;
-    fc.sched = DLF_SCHED_ONE_CYCLE;
+    fc.sched = o->sched;
     memset(&rep, 0, sizeof rep);
     rc = o->eval_only ? DLF_OK : dlf_fit(&tape, mod->forward, mod->m, dlf_cross_entropy, opt, train, valid, &fc, &rep);
     if (rc != DLF_OK) {
         fprintf(stderr, "%s: training stopped: %s\n", o->prog, dlf_last_error());
-        return 1;
+        goto done;
     }
     test_acc = dlf_evaluate(&tape, mod->forward, mod->m, test, &test_loss);
-    if (o->show > 0 && mod->after) mod->after(&tape, data, mod->m, o->show);
+    if (o->show > 0) ex_show(o, &tape, data, mod);
     printf("test_loss %.4f; arena peak %.1f MiB per step\n", test_loss, (double)tape.peak_bytes / (1 << 20));
     if (o->save) {
         if (ex_save(o, mod, opt, train, test_acc) != DLF_OK) {
             fprintf(stderr, "%s: cannot save the checkpoint: %s\n", o->prog, dlf_last_error());
-            return 1;
+            goto done;
         }
         printf("saved %s\n", o->save);
     }
     printf("test_accuracy=%.4f epochs=%d train_seconds=%.2f\n", test_acc, o->eval_only ? 0 : o->epochs,
            rep.train_seconds);
+    status = 0;
+done:
+    dlf_ckpt_free(&ck);
     dlf_tape_destroy(&tape);
-    dlf_sgd_free(opt);
+    dlf_optim_free(opt);
     dlf_loader_free(train);
     dlf_loader_free(valid);
     dlf_loader_free(test);
-    return 0;
+    return status;
 }
+
+#ifdef EX_CNN  /* defined by the CNN examples */
+/* The course's CNN as a dlf_seq: one stride-2 conv per entry of nfs (5x5 for the
+   first, 3x3 after), each followed by ReLU, or with bn by BatchNorm2d then ReLU (and
+   no conv bias: BatchNorm's shift replaces it); then global average pooling, flatten
+   and a linear layer to 10 classes. Layer indices (so state_dict names) are those of
+   the flat nn.Sequential written at the top of examples/mnist_cnn.c. Conv weights are
+   Kaiming normal (fan_in, gain sqrt 2), conv biases 0, the linear layer PyTorch's
+   default, drawn from rng in that order. DLF_OK or DLF_ERR_NOMEM. */
+static int ex_cnn_build(dlf_seq *s, const int *nfs, int n_convs, int bn, dlf_rng *rng)
+{
+    dlf_rng scratch;   /* the constructors' own init is replaced below */
+    int i, ok = 1;
+    dlf_rng_seed(&scratch, 0);
+    dlf_seq_init(s);
+    for (i = 0; i < n_convs && ok; i++) {
+        int c_in = i == 0 ? 1 : nfs[i - 1], ks = i == 0 ? 5 : 3;
+        dlf_layer conv = dlf_layer_conv2d(c_in, nfs[i], ks, 2, ks / 2, !bn, &scratch);
+        ok = dlf_layer_ok(&conv) && dlf_seq_add(s, conv) == DLF_OK;
+        if (ok && bn) {
+            dlf_layer l = dlf_layer_batchnorm(nfs[i]);
+            ok = dlf_layer_ok(&l) && dlf_seq_add(s, l) == DLF_OK;
+        }
+        if (ok) ok = dlf_seq_add(s, dlf_layer_simple(DLF_LAYER_RELU)) == DLF_OK;
+    }
+    if (ok) ok = dlf_seq_add(s, dlf_layer_simple(DLF_LAYER_GLOBAL_AVGPOOL)) == DLF_OK;  /* AdaptiveAvgPool2d(1) */
+    if (ok) ok = dlf_seq_add(s, dlf_layer_simple(DLF_LAYER_FLATTEN)) == DLF_OK;
+    if (ok) {
+        dlf_layer fc = dlf_layer_linear(nfs[n_convs - 1], 10, 1, &scratch);
+        ok = dlf_layer_ok(&fc) && dlf_seq_add(s, fc) == DLF_OK;
+    }
+    if (!ok) { dlf_seq_free(s); return DLF_ERR_NOMEM; }
+    for (i = 0; i < s->n; i++) {
+        dlf_layer *l = &s->layers[i];
+        if (l->kind == DLF_LAYER_CONV2D) {
+            dlf_init_kaiming_normal(l->weight, rng, 0.0f, DLF_FAN_IN);
+            if (l->bias) dlf_fill(l->bias, 0.0f);
+        } else if (l->kind == DLF_LAYER_LINEAR) {
+            dlf_init_torch_default(l->weight, l->bias, rng);
+        }
+    }
+    return DLF_OK;
+}
+
+static dlf_tensor *ex_seq_forward(dlf_tape *t, dlf_tensor *x, void *s)
+{
+    return dlf_seq_forward(t, (const dlf_seq *)s, x);  /* x (N,1,28,28) -> logits (N,10) */
+}
+
+/* The whole program of a CNN example: flags, data, the model, training. */
+static int ex_cnn_main(int argc, char **argv, ex_options *o)
+{
+    static const int nfs[4] = {8, 16, 32, 32};   /* the course's lesson 06 widths */
+    ex_model model;
+    dlf_mnist data;
+    dlf_rng rng;
+    dlf_seq seq;
+    int rc;
+    if (!ex_parse(argc, argv, o)) { ex_usage(stderr, o); return 2; }
+    if (o->threads > 0) dlf_set_threads(o->threads);
+    if (!ex_load_data(o, &data)) return 1;
+    dlf_rng_seed(&rng, o->seed);
+    dlf_params_init(&model.params);
+    if (ex_cnn_build(&seq, nfs, 4, o->bn, &rng) != DLF_OK || dlf_seq_collect(&seq, &model.params) != DLF_OK) {
+        fprintf(stderr, "%s: %s\n", o->prog, dlf_last_error());
+        dlf_mnist_free(&data);
+        return 1;
+    }
+    model.forward = ex_seq_forward;
+    model.m = &seq;
+    rc = ex_train(o, &data, &model);
+    dlf_params_free(&model.params);
+    dlf_seq_free(&seq);
+    dlf_mnist_free(&data);
+    return rc;
+}
+#endif /* EX_CNN */
 #endif
