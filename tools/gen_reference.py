@@ -17,6 +17,9 @@ and __metadata__ (strings only):
     atol, rtol        the comparison rule: |dlf - ref| <= atol + rtol*|ref|
 Optimizer and whole-model cases ("sgd", "mnist_cnn", "mnist_cnn_train") store their own tensors,
 described at their functions. tests/ref/INDEX lists every case, one name a line.
+Normalization, dropout, every optimizer kind, clip_grad_norm and the BatchNorm CNN (stages 9-11) go
+to tests/ref/norm_optim/ with their own INDEX (@op(name, subdir)); tests/test_ref_norm_optim.c
+replays those, so tests/test_reference.c never sees them.
 
 Adding an op costs one function: decorate it with @op("name") and call emit() once per case.
 Every case is also run in float64; the generator stops if PyTorch's own float32 result is
@@ -29,6 +32,7 @@ case that is no longer generated) are deleted.
 """
 
 import copy
+import math
 import re
 import os
 import sys
@@ -62,11 +66,14 @@ def safetensors_bytes(tensors, metadata):
 
 OPS = {}
 CASES = {}   # case name -> bytes
+CASE_DIR = {}  # case name -> its folder under tests/ref ("" or "norm_optim")
+CUR_DIR = [""]
 
 
-def op(name):
+def op(name, subdir=""):
+    """Register an op's case function; subdir: its cases go to tests/ref/<subdir>/ with their own INDEX."""
     def deco(fn):
-        OPS[name] = fn
+        OPS[name] = (fn, subdir)
         return fn
     return deco
 
@@ -118,6 +125,7 @@ def emit(name, opname, fn, make_inputs, grads=None, meta=None, atol=1e-6, rtol=1
     grads[i] says whether input i requires grad (default: all)."""
     assert name not in CASES, "duplicate case " + name
     assert re.fullmatch(r"[A-Za-z0-9_]+", name), "case names are [A-Za-z0-9_]: " + name
+    CASE_DIR[name] = CUR_DIR[0]
     r = Rand(name)
     inputs = [x.to(torch.float32) for x in make_inputs(r)]
     if grads is None:
@@ -147,6 +155,7 @@ def emit(name, opname, fn, make_inputs, grads=None, meta=None, atol=1e-6, rtol=1
 def emit_raw(name, tensors, meta):
     """A case the C side replays its own way (optimizers, whole models)."""
     assert name not in CASES, "duplicate case " + name
+    CASE_DIR[name] = CUR_DIR[0]
     md = {k: fmt(v) for k, v in meta.items()}
     md["torch"] = torch.__version__
     CASES[name] = safetensors_bytes(tensors, md)
@@ -689,6 +698,405 @@ def _mnist_cnn_train():
 
 
 # ------------------------------------------------------------------------------------------
+# Stages 9, 10, 11 and the BatchNorm CNN: tests/ref/norm_optim/, replayed by
+# tests/test_ref_norm_optim.c (their own INDEX, so tests/test_reference.c never sees them).
+# Graph-op cases (layernorm, groupnorm, instancenorm, dropout, dropout2d) have emit()'s format.
+# The others store their own tensors, described at their functions.
+
+NO = "norm_optim"
+NORM_TOL = dict(atol=1e-5, rtol=1e-4)
+
+
+def module_steps(name, opname, mod, shape, steps, scales=None, extra_meta=None, atol=1e-5, rtol=1e-4):
+    """A normalization module through `steps` training steps, then one eval step.
+    Tensors: init.<name> every parameter and buffer of mod (PyTorch's names) before step 1; for each
+    step s in 1..steps and "eval": x.<s>, grad.out.<s> (the seed of out.backward), out.<s>, grad.x.<s>,
+    grad.<param>.<s> (the gradients of that step alone), <buffer>.<s> (after the step).
+    Metadata: op, steps, C, momentum, eps, atol, rtol (+ extra_meta)."""
+    r = Rand(name)
+    m64 = copy.deepcopy(mod).double()
+    tensors = [("init." + k, v.detach().clone()) for k, v in
+               list(mod.named_parameters()) + list(mod.named_buffers())]
+    checks = []
+    for s in list(range(1, steps + 1)) + ["eval"]:
+        x = r.n(*shape)
+        if scales is not None:  # per channel scale and offset, so some channels sit near the clamps
+            x = x * scales.view(1, -1, *([1] * (len(shape) - 2))) + 0.1
+        g = r.n(*shape)
+        outs = []
+        for m, dt in ((mod, torch.float32), (m64, torch.float64)):
+            m.train(s != "eval")
+            m.zero_grad()
+            for buf in m.buffers():  # the last training step's graph ends here (RunningBatchNorm's sums)
+                buf.detach_()
+            xx = x.detach().to(dt).clone().requires_grad_()
+            out = m(xx)
+            out.backward(g.to(dt))
+            outs.append((out, xx.grad, {k: p.grad.clone() for k, p in m.named_parameters()},
+                         {k: b.clone() for k, b in m.named_buffers()}))
+        (o, gx, gp, bufs), (o64, gx64, gp64, bufs64) = outs
+        tensors += [("x.%s" % s, x), ("grad.out.%s" % s, g), ("out.%s" % s, o), ("grad.x.%s" % s, gx)]
+        tensors += [("grad.%s.%s" % (k, s), v) for k, v in gp.items()]
+        tensors += [("%s.%s" % (k, s), v.to(torch.float32)) for k, v in bufs.items()]
+        checks += [("out.%s" % s, o, o64), ("grad.x.%s" % s, gx, gx64)]
+        checks += [("grad.%s.%s" % (k, s), gp[k], gp64[k]) for k in gp]
+        checks += [("%s.%s" % (k, s), bufs[k].double(), bufs64[k].double()) for k in bufs]
+    check64(name, checks, atol, rtol)
+    meta = {"op": opname, "steps": steps, "C": shape[1], "atol": atol, "rtol": rtol}
+    meta.update(extra_meta or {})
+    emit_raw(name, tensors, meta)
+
+
+@op("batchnorm_steps", NO)
+def _batchnorm_steps():
+    # BatchNorm1d on (N,C) and (N,C,L), BatchNorm2d on (N,C,H,W); k = 3 training steps, then eval
+    nn = torch.nn
+    for cls, shape, mom, eps in [(nn.BatchNorm1d, (6, 4), 0.1, 1e-5), (nn.BatchNorm1d, (3, 5, 7), 0.1, 1e-5),
+                                 (nn.BatchNorm2d, (4, 3, 5, 6), 0.1, 1e-5), (nn.BatchNorm2d, (2, 6, 3, 3), 0.3, 1e-3),
+                                 (nn.BatchNorm1d, (2, 3), 0.1, 1e-5)]:
+        name = "batchnorm%s_%s_m%s_e%s" % ("1d" if cls is nn.BatchNorm1d else "2d", shp(shape), num(mom), num(eps))
+        r = Rand(name + "_init")
+        mod = cls(shape[1], eps=eps, momentum=mom)
+        with torch.no_grad():
+            mod.weight.copy_(1 + 0.3 * r.n(shape[1]))
+            mod.bias.copy_(0.3 * r.n(shape[1]))
+        module_steps(name, "batchnorm_steps", mod, shape, 3, extra_meta={"momentum": mom, "eps": eps})
+
+
+class RunningBatchNorm(torch.nn.Module):
+    """The course's RunningBatchNorm (fast.ai course v3, lesson 07_batchnorm), as written there."""
+
+    def __init__(self, nf, mom=0.1, eps=1e-5):
+        super().__init__()
+        self.mom, self.eps = mom, eps
+        self.mults = torch.nn.Parameter(torch.ones(nf, 1, 1))
+        self.adds = torch.nn.Parameter(torch.zeros(nf, 1, 1))
+        self.register_buffer('sums', torch.zeros(1, nf, 1, 1))
+        self.register_buffer('sqrs', torch.zeros(1, nf, 1, 1))
+        self.register_buffer('batch', torch.tensor(0.))
+        self.register_buffer('count', torch.tensor(0.))
+        self.register_buffer('step', torch.tensor(0.))
+        self.register_buffer('dbias', torch.tensor(0.))
+
+    def update_stats(self, x):
+        bs, nc, *_ = x.shape
+        self.sums.detach_()
+        self.sqrs.detach_()
+        dims = (0, 2, 3)
+        s = x.sum(dims, keepdim=True)
+        ss = (x * x).sum(dims, keepdim=True)
+        c = self.count.new_tensor(x.numel() / nc)
+        mom1 = 1 - (1 - self.mom) / math.sqrt(bs - 1)
+        self.mom1 = self.dbias.new_tensor(mom1)
+        self.sums.lerp_(s, self.mom1)
+        self.sqrs.lerp_(ss, self.mom1)
+        self.count.lerp_(c, self.mom1)
+        self.dbias = self.dbias * (1 - self.mom1) + self.mom1
+        self.batch += bs
+        self.step += 1
+
+    def forward(self, x):
+        if self.training:
+            self.update_stats(x)
+        sums = self.sums
+        sqrs = self.sqrs
+        c = self.count
+        if self.step < 100:
+            sums = sums / self.dbias
+            sqrs = sqrs / self.dbias
+            c = c / self.dbias
+        means = sums / c
+        vars = (sqrs / c).sub_(means * means)
+        if bool(self.batch < 20):
+            vars.clamp_min_(0.01)
+        x = (x - means).div_((vars.add_(self.eps)).sqrt())
+        return x.mul_(self.mults).add_(self.adds)
+
+
+@op("running_batchnorm_steps", NO)
+def _running_batchnorm_steps():
+    # batch size 2 (mom1 = 0.1: the lerp's a + w(b - a) branch; batch < 20 all along, so channel 0,
+    # scaled to a variance under 0.01, is clamped) and 8 (mom1 = 0.66: the other branch; the clamp
+    # ends at step 3, batch 24). Channel 0's inputs are scaled by 0.05.
+    for N, steps in [(2, 5), (8, 4)]:
+        C = 3
+        name = "running_batchnorm_%dx%dx4x3" % (N, C)
+        r = Rand(name + "_init")
+        mod = RunningBatchNorm(C)
+        with torch.no_grad():
+            mod.mults.copy_(1 + 0.3 * r.n(C, 1, 1))
+            mod.adds.copy_(0.3 * r.n(C, 1, 1))
+        module_steps(name, "running_batchnorm_steps", mod, (N, C, 4, 3), steps,
+                     scales=torch.tensor([0.05, 1.0, 2.0]), extra_meta={"momentum": 0.1, "eps": 1e-5})
+
+
+@op("layernorm", NO)
+def _layernorm():
+    # in.0 x, in.1 weight, in.2 bias (the normalized shape; absent when affine is 0); metadata d = the
+    # product of the normalized shape (dlf's d), eps
+    for s, ns, affine in [((4, 10), (10,), 1), ((2, 3, 8), (8,), 1), ((2, 3, 4, 5), (4, 5), 1),
+                          ((3, 6, 4), (6, 4), 1), ((5, 7), (7,), 0), ((2, 3, 4), (3, 4), 0)]:
+        d = 1
+        for v in ns:
+            d *= v
+
+        def make(r):
+            xs = [1.5 * r.n(*s) + 0.5]
+            return xs + [1 + 0.3 * r.n(*ns), 0.3 * r.n(*ns)] if affine else xs
+        emit("layernorm_%s_over_%s%s" % (shp(s), shp(ns), "" if affine else "_noaffine"), "layernorm",
+             lambda x, w=None, b=None: F.layer_norm(x, ns, w, b, 1e-5), make,
+             meta={"d": d, "eps": 1e-5, "affine": affine}, **NORM_TOL)
+
+
+@op("groupnorm", NO)
+def _groupnorm():
+    # in.0 x (N,C,...), in.1 weight (C), in.2 bias (C); metadata groups, eps
+    for s, G in [((2, 6, 4, 4), 1), ((2, 6, 4, 4), 2), ((2, 6, 4, 4), 3), ((2, 6, 4, 4), 6), ((3, 8, 5), 4),
+                 ((2, 4, 3, 2), 2)]:
+        emit("groupnorm_%s_g%d" % (shp(s), G), "groupnorm",
+             lambda x, w, b: F.group_norm(x, G, w, b, 1e-5),
+             lambda r: [1.5 * r.n(*s) + 0.5, 1 + 0.3 * r.n(s[1]), 0.3 * r.n(s[1])],
+             meta={"groups": G, "eps": 1e-5}, **NORM_TOL)
+
+
+@op("instancenorm", NO)
+def _instancenorm():
+    # InstanceNorm2d(C, affine): in.0 x, in.1 weight, in.2 bias when affine is 1
+    for s, affine in [((2, 3, 5, 4), 1), ((2, 3, 5, 4), 0), ((1, 4, 6, 6), 1), ((3, 2, 3, 7), 0)]:
+        def make(r):
+            xs = [1.5 * r.n(*s) + 0.5]
+            return xs + [1 + 0.3 * r.n(s[1]), 0.3 * r.n(s[1])] if affine else xs
+        emit("instancenorm_%s%s" % (shp(s), "" if affine else "_noaffine"), "instancenorm",
+             lambda x, w=None, b=None: F.instance_norm(x, weight=w, bias=b, eps=1e-5), make,
+             meta={"eps": 1e-5, "affine": affine}, **NORM_TOL)
+
+
+@op("dropout", NO)
+def _dropout():
+    # PyTorch draws the mask; the fixture gives it to dlf as in.1 keep (1 where out != 0; x is kept
+    # away from 0): x's shape for dropout, (N,C) for dropout2d. in.0 x, out, grad.out, grad.in.0;
+    # metadata p. dlf_dropout_mask replays it.
+    for opname, shapes in [("dropout", [(4, 10), (2, 3, 4, 5), (37,)]), ("dropout2d", [(2, 6, 3, 3), (4, 8, 2, 5)])]:
+        for s in shapes:
+            for p in (0.2, 0.5):
+                name = "%s_%s_p%s" % (opname, shp(s), num(p))
+                r = Rand(name)
+                torch.manual_seed(zlib.crc32(name.encode()))
+                x = r.away(*s, gap=0.1).requires_grad_()
+                out = (F.dropout if opname == "dropout" else F.dropout2d)(x, p, training=True)
+                g = r.n(*s)
+                out.backward(g)
+                keep = (out != 0).to(torch.float32)
+                if opname == "dropout2d":
+                    keep = keep.flatten(2)[:, :, 0]
+                emit_raw(name, [("in.0", x.detach()), ("in.1", keep), ("out", out.detach()), ("grad.out", g),
+                                ("grad.in.0", x.grad)], {"op": opname, "p": p, "atol": 1e-6, "rtol": 1e-6})
+
+
+# Optimizers: three parameters (3,4), (5,) and (2,1,3,3) in two groups, parameter 1 alone in
+# group 1 with its own lr and weight decay (0 in most cases), 10 steps of fixed gradients.
+# Tensors: param.<i> (initial), for each step s = 1..steps grad.<s>.<i> (put in p.grad) and
+# param.<s>.<i> (after the step), and state.<key>.<i> (PyTorch's optimizer state, "step" aside, after
+# the last step; the C side finds it by dlf_optim_state_name). Metadata: kind (dlf's name), steps,
+# n_params, groups ("0,1,0"), n_groups, and per group g.<field> for every dlf_optim_cfg field.
+
+OPT_SHAPES = [(3, 4), (5,), (2, 1, 3, 3)]
+OPT_GROUPS = [0, 1, 0]
+CFG_FIELDS = ["lr", "weight_decay", "decoupled_wd", "momentum", "dampening", "nesterov", "alpha", "centered",
+              "beta1", "beta2", "eps", "lr_decay", "initial_accumulator_value"]
+
+
+def dlf_cfg(kind, g):
+    """dlf_optim_cfg fields of a torch param group dict g (torch's defaults filled in by the optimizer)."""
+    c = {f: 0 for f in CFG_FIELDS}
+    c.update({"alpha": 0.99, "beta1": 0.9, "beta2": 0.999, "eps": 1e-8})
+    for k, v in g.items():
+        if k == "betas":
+            c["beta1"], c["beta2"] = v
+        elif k in c:
+            c[k] = v
+    c["nesterov"] = int(bool(c["nesterov"]))
+    c["centered"] = int(bool(c["centered"]))
+    return c
+
+
+def lamb_run(ps, groups, grads_of_step, steps, dtype):
+    """The course's lamb_step (lesson 09b), per parameter tensor, with dlf's guard: the trust ratio
+    min(r1/r2, 10), and 1 when r1 or r2 is 0 (the course divides 0 by r2 there)."""
+    state = [{"exp_avg": torch.zeros_like(p), "exp_avg_sq": torch.zeros_like(p), "step": 0} for p in ps]
+    hist = []
+    for s in range(steps):
+        for i, p in enumerate(ps):
+            g = grads_of_step[s][i].to(dtype)
+            c = groups[OPT_GROUPS[i]]
+            st = state[i]
+            st["step"] += 1
+            b1, b2 = c["betas"]
+            st["exp_avg"].mul_(b1).add_(g, alpha=1 - b1)                   # grad_avg, dampened
+            st["exp_avg_sq"].mul_(b2).addcmul_(g, g, value=1 - b2)         # sqr_avg, dampened
+            debias1 = 1 - b1 ** st["step"]
+            debias2 = 1 - b2 ** st["step"]
+            r1 = p.pow(2).mean().sqrt().item()
+            step = (st["exp_avg"] / debias1) / ((st["exp_avg_sq"] / debias2).sqrt() + c["eps"]) + c["weight_decay"] * p
+            r2 = step.pow(2).mean().sqrt().item()
+            trust = min(r1 / r2, 10) if r1 > 0 and r2 > 0 else 1.0
+            p.add_(step, alpha=-c["lr"] * trust)
+        hist.append([p.clone() for p in ps])
+    return hist, state
+
+
+def optim_case(name, kind, torch_cls, g0, g1, steps=10, zero_param=False):
+    r = Rand(name)
+    init = [r.n(*s) for s in OPT_SHAPES]
+    if zero_param:  # a parameter of zeros: LAMB's r1 = 0
+        init[1] = torch.zeros(OPT_SHAPES[1])
+    grads = [[r.n(*s) for s in OPT_SHAPES] for _ in range(steps)]
+
+    def run(dtype):
+        ps = [p.to(dtype).clone() for p in init]
+        if torch_cls is None:
+            groups = [dict(g0), dict(g1)]
+            return lamb_run(ps, groups, grads, steps, dtype) + (groups,)
+        ps = [torch.nn.Parameter(p) for p in ps]
+        # torch.optim.Adagrad fills "sum" from its constructor's initial_accumulator_value, never from
+        # a group's (a group's own value is ignored): pass it there, the same for both groups
+        ctor = {}
+        if "initial_accumulator_value" in g0:
+            assert g0["initial_accumulator_value"] == g1.get("initial_accumulator_value")
+            ctor["initial_accumulator_value"] = g0["initial_accumulator_value"]
+        opt = torch_cls([{"params": [ps[0], ps[2]], **g0}, {"params": [ps[1]], **g1}], **ctor)
+        hist = []
+        for s in range(steps):
+            for i, p in enumerate(ps):
+                p.grad = grads[s][i].to(dtype).clone()
+            opt.step()
+            hist.append([p.detach().clone() for p in ps])
+        state = [opt.state[p] for p in ps]
+        groups = [{k: v for k, v in g.items() if k != "params"} for g in opt.param_groups]
+        return hist, state, groups
+    hist, state, groups = run(torch.float32)
+    hist64, state64, _ = run(torch.float64)
+    checks = [("param.%d.%d" % (s + 1, i), hist[s][i], hist64[s][i]) for s in range(steps) for i in range(3)]
+    check64(name, checks, 1e-6, 1e-5)
+    tensors = [("param.%d" % i, p) for i, p in enumerate(init)]
+    for s in range(steps):
+        tensors += [("grad.%d.%d" % (s + 1, i), grads[s][i]) for i in range(3)]
+        tensors += [("param.%d.%d" % (s + 1, i), hist[s][i]) for i in range(3)]
+    for i in range(3):
+        tensors += [("state.%s.%d" % (k, i), v) for k, v in state[i].items() if k != "step" and v is not None]
+    meta = {"op": "optim", "kind": kind, "steps": steps, "n_params": 3, "groups": OPT_GROUPS, "n_groups": 2,
+            "atol": 1e-6, "rtol": 1e-5}
+    for gi, g in enumerate(groups):
+        c = dlf_cfg(kind, g)
+        if kind == "adamw" or (kind == "adam" and torch_cls is torch.optim.AdamW):
+            c["decoupled_wd"] = 1
+        if torch_cls is None:
+            c["eps"] = g["eps"]
+        for f in CFG_FIELDS:
+            meta["g%d.%s" % (gi, f)] = repr(c[f]) if isinstance(c[f], float) else c[f]
+    emit_raw(name, tensors, meta)
+
+
+@op("optim", NO)
+def _optim():
+    O = torch.optim
+    nf = {"foreach": False}
+    for tag, kw in [("plain", {}), ("mom_damp", {"momentum": 0.9, "dampening": 0.1}),
+                    ("nesterov", {"momentum": 0.9, "nesterov": True})]:
+        optim_case("optim_sgd_" + tag, "sgd", O.SGD, dict(lr=0.1, weight_decay=0.01, **kw, **nf),
+                   dict(lr=0.03, weight_decay=0.0, **kw, **nf))
+    for tag, kw in [("plain", {}), ("mom", {"momentum": 0.9}), ("centered", {"centered": True}),
+                    ("centered_mom", {"centered": True, "momentum": 0.5})]:
+        optim_case("optim_rmsprop_" + tag, "rmsprop", O.RMSprop,
+                   dict(lr=0.01, alpha=0.99, eps=1e-8, weight_decay=0.01, **kw, **nf),
+                   dict(lr=0.003, alpha=0.9, eps=1e-6, weight_decay=0.0, **kw, **nf))
+    for tag, kw in [("plain", {}), ("lr_decay", {"lr_decay": 0.01}), ("init_acc", {"initial_accumulator_value": 0.1}),
+                    ("both", {"lr_decay": 0.05, "initial_accumulator_value": 0.5})]:
+        optim_case("optim_adagrad_" + tag, "adagrad", O.Adagrad, dict(lr=0.1, eps=1e-10, weight_decay=0.01, **kw, **nf),
+                   dict(lr=0.02, eps=1e-10, weight_decay=0.0, **kw, **nf))
+    optim_case("optim_adam", "adam", O.Adam, dict(lr=1e-2, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.01, **nf),
+               dict(lr=3e-3, betas=(0.8, 0.99), eps=1e-8, weight_decay=0.0, **nf))
+    optim_case("optim_adamw", "adamw", O.AdamW, dict(lr=1e-2, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.1, **nf),
+               dict(lr=3e-3, betas=(0.8, 0.99), eps=1e-8, weight_decay=0.0, **nf))
+    optim_case("optim_adamw_both_wd", "adamw", O.AdamW, dict(lr=1e-2, weight_decay=0.1, **nf),
+               dict(lr=3e-3, weight_decay=0.05, **nf))
+    # dlf's Adam with decoupled_wd = 1 is torch's AdamW
+    optim_case("optim_adam_decoupled", "adam", O.AdamW, dict(lr=1e-2, weight_decay=0.1, **nf),
+               dict(lr=3e-3, weight_decay=0.0, **nf))
+    optim_case("optim_lamb", "lamb", None, dict(lr=1e-2, betas=(0.9, 0.99), eps=1e-6, weight_decay=0.01),
+               dict(lr=3e-3, betas=(0.9, 0.999), eps=1e-6, weight_decay=0.0))
+    optim_case("optim_lamb_zero_param", "lamb", None, dict(lr=1e-2, betas=(0.9, 0.99), eps=1e-6, weight_decay=0.01),
+               dict(lr=3e-3, betas=(0.9, 0.999), eps=1e-6, weight_decay=0.1), zero_param=True)
+
+
+@op("clip_grad_norm", NO)
+def _clip_grad_norm():
+    # grad.<i> before, max_norm, total () the norm clip_grad_norm_ returned, clipped.<i> after
+    for tag, max_norm in [("clip", 1.0), ("noclip", 100.0), ("clip_small", 0.05)]:
+        name = "clip_grad_norm_" + tag
+        r = Rand(name)
+        ps = [torch.nn.Parameter(r.n(*s)) for s in OPT_SHAPES]
+        for p in ps:
+            p.grad = r.n(*p.shape)
+        before = [p.grad.clone() for p in ps]
+        total = torch.nn.utils.clip_grad_norm_(ps, max_norm)
+        emit_raw(name, [("grad.%d" % i, g) for i, g in enumerate(before)] + [("total", total.reshape(()))] +
+                 [("clipped.%d" % i, p.grad) for i, p in enumerate(ps)],
+                 {"op": "clip_grad_norm", "n_params": 3, "max_norm": max_norm, "atol": 1e-6, "rtol": 1e-5})
+
+
+def mnist_bn_cnn():
+    """The course's MNIST CNN with BatchNorm: conv_layer(ni, nf, ks, stride, bn=True) is a bias-less
+    Conv2d, BatchNorm2d(nf), ReLU; then AdaptiveAvgPool2d(1), Flatten, Linear(32, 10)."""
+    nn = torch.nn
+    layers = []
+    for ni, nf, ks in [(1, 8, 5), (8, 16, 3), (16, 32, 3), (32, 32, 3)]:
+        layers += [nn.Conv2d(ni, nf, ks, stride=2, padding=ks // 2, bias=False), nn.BatchNorm2d(nf), nn.ReLU()]
+    return nn.Sequential(*layers, nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(32, 10))
+
+
+@op("mnist_bn_cnn_train", NO)
+def _mnist_bn_cnn_train():
+    # x (steps*8,1,28,28), y (steps*8): batch s is items 8s..8s+7; init.<name> the whole state_dict (buffers
+    # included, num_batches_tracked as float); losses (steps,) each step's loss before its update;
+    # final.<name> the state_dict after the last step; eval_logits (8,10) of x[0] in eval mode after it.
+    # AdamW lr 1e-3, weight_decay 1e-2, one group (every parameter decays, as torch.optim.AdamW(model.parameters())).
+    name = "mnist_bn_cnn_train_adamw"
+    torch.manual_seed(zlib.crc32(name.encode()))
+    model = mnist_bn_cnn()
+    r = Rand(name)
+    steps = 10
+    x = r.n(steps, 8, 1, 28, 28)
+    y = r.ints(10, steps, 8)
+    init = [("init." + k, v.detach().clone().float()) for k, v in model.state_dict().items()]
+
+    def train(m, dtype):
+        opt = torch.optim.AdamW(m.parameters(), lr=1e-3, weight_decay=1e-2, foreach=False)
+        out = []
+        m.train()
+        for s in range(steps):
+            opt.zero_grad()
+            loss = F.cross_entropy(m(x[s].to(dtype)), y[s].long())
+            loss.backward()
+            opt.step()
+            out.append(loss.item())
+        m.eval()
+        with torch.no_grad():
+            logits = m(x[0].to(dtype))
+        return torch.tensor(out, dtype=torch.float64), logits
+    m64 = copy.deepcopy(model).double()
+    losses, logits = train(model, torch.float32)
+    losses64, logits64 = train(m64, torch.float64)
+    sd64 = m64.state_dict()
+    check64(name, [("losses", losses, losses64), ("eval_logits", logits, logits64)] +
+            [("final." + k, v.double(), sd64[k].double()) for k, v in model.state_dict().items()], 1e-4, 1e-3)
+    final = [("final." + k, v.detach().clone().float()) for k, v in model.state_dict().items()]
+    emit_raw(name, [("x", x.reshape(steps * 8, 1, 28, 28)), ("y", y.reshape(-1))] + init + [("losses", losses), ("eval_logits", logits)] + final,
+             {"op": "mnist_bn_cnn_train", "lr": 1e-3, "weight_decay": 1e-2, "steps": steps,
+              "atol": 1e-4, "rtol": 1e-3})
+
+
+# ------------------------------------------------------------------------------------------
 # Interop, dlf -> PyTorch -> dlf. tools/export_dlf.c (built and run first by `make reference`)
 # wrote tests/ref/interop/dlf_cnn.safetensors and dlf_mlp.safetensors with dlf's checkpoint
 # API: the weights by state_dict name after one SGD step (momentum 0.9),
@@ -779,27 +1187,27 @@ def _interop():
 
 def main():
     only = sys.argv[1:]
-    for name, fn in OPS.items():
+    for name, (fn, subdir) in OPS.items():
         if not only or name in only:
+            CUR_DIR[0] = subdir
             fn()
-    os.makedirs(OUT_DIR, exist_ok=True)
-    if not only:
-        for f in sorted(os.listdir(OUT_DIR)):
-            if f.endswith(".safetensors") and f[:-len(".safetensors")] not in CASES:
-                os.remove(os.path.join(OUT_DIR, f))
-    for name in sorted(CASES):
-        path = os.path.join(OUT_DIR, name + ".safetensors")
-        old = open(path, "rb").read() if os.path.exists(path) else None
-        if old != CASES[name]:
-            with open(path, "wb") as f:
-                f.write(CASES[name])
-    names = sorted(set(CASES) | ({f[:-12] for f in os.listdir(OUT_DIR) if f.endswith(".safetensors")}
-                                  if only else set()))
-    with open(os.path.join(OUT_DIR, "INDEX"), "w") as f:
-        f.write("".join(n + "\n" for n in names))
-    total = sum(os.path.getsize(os.path.join(OUT_DIR, n + ".safetensors")) for n in names)
-    print("gen_reference: %d cases (%d written now), %d bytes, torch %s" % (len(names), len(CASES), total,
-                                                                           torch.__version__))
+    for subdir in sorted({sd for _, sd in OPS.values()}):
+        out_dir = os.path.join(OUT_DIR, subdir) if subdir else OUT_DIR
+        mine = {n for n in CASES if CASE_DIR[n] == subdir}
+        os.makedirs(out_dir, exist_ok=True)
+        if not only:
+            for f in sorted(os.listdir(out_dir)):
+                if f.endswith(".safetensors") and f[:-len(".safetensors")] not in mine:
+                    os.remove(os.path.join(out_dir, f))
+        for name in sorted(mine):
+            write_if_changed(os.path.join(out_dir, name + ".safetensors"), CASES[name])
+        names = sorted(mine | ({f[:-12] for f in os.listdir(out_dir) if f.endswith(".safetensors")}
+                               if only else set()))
+        with open(os.path.join(out_dir, "INDEX"), "w") as f:
+            f.write("".join(n + "\n" for n in names))
+        total = sum(os.path.getsize(os.path.join(out_dir, n + ".safetensors")) for n in names)
+        print("gen_reference: %s: %d cases (%d written now), %d bytes, torch %s" % (
+            os.path.relpath(out_dir, os.path.join(HERE, "..")), len(names), len(mine), total, torch.__version__))
 
 
 if __name__ == "__main__":
