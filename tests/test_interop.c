@@ -18,6 +18,8 @@
      (c) the round trip: dlf resumes from its checkpoint (weights + momentum buffers) and
          takes step 2; its weights, buffers and logits match PyTorch's step 2; and PyTorch's
          saved state loads back into a fresh dlf_seq by name and gives PyTorch's logits.
+   The BatchNorm CNN with Adam (dlf_bncnn.safetensors; test_torch_bn) is checked the same way, with
+   its buffers and Adam state, in both directions and one step further each (steps 3 and 4).
    Each comparison prints its max difference. Run from the repository root. */
 #include <stdlib.h>
 #define DLF_IMPLEMENTATION
@@ -30,7 +32,7 @@
 #define RTOL 1e-4f
 #define OTHER_SEED 999 /* fresh models start from other weights: loading must overwrite all */
 
-static const char *SHORT[2] = {"cnn", "mlp"};
+static const char *SHORT[3] = {"cnn", "mlp", "bncnn"};
 
 static int read_all(const char *path, unsigned char **buf, size_t *len)
 {
@@ -109,7 +111,8 @@ static void compare_files(const char *m, const dlf_safetensors *a, const dlf_saf
         if (!shape_ok) continue;
         if (strcmp(x->name, "input") == 0 || strcmp(x->name, "target") == 0)
             CHECK(memcmp(x->data, y->data, sizeof(float) * (size_t)x->size) == 0, "interop %s: %s bit for bit", m, x->name);
-        else if (strcmp(x->name, "1.weight") == 0 || strcmp(x->name, "10.weight") == 0 || strcmp(x->name, "dlf_logits") == 0)
+        else if (strcmp(x->name, "1.weight") == 0 || strcmp(x->name, "10.weight") == 0 || strcmp(x->name, "14.weight") == 0 ||
+                 strcmp(x->name, "dlf_logits") == 0)
             compare(m, x->name, x->data, y, x->size);   /* a few printed */
         else
             CHECK_CLOSE(x->data, y->data, x->size, ATOL, RTOL, x->name);
@@ -251,6 +254,130 @@ done:
     exp_free(&m);
 }
 
+/* The BatchNorm CNN with Adam (tools/export_dlf.c, gen_reference.py's interop_bn):
+   (b) dlf's file (state_dict with buffers, Adam state) into a fresh model, strict: eval logits
+       equal dlf_logits and PyTorch's eval logits of the same file;
+   (c1) dlf resumes and takes Adam step 3: every parameter and buffer, the Adam state and the eval
+       logits match PyTorch's step 3 from the same file (torch_bncnn_state);
+   (c2) PyTorch's state_dict (num_batches_tracked int64) and Adam state into a fresh model: its eval
+       logits match; one more step in dlf matches PyTorch's step 4 (torch_bncnn_step4). */
+static void compare_state(const char *what, exp_model *m, const dlf_safetensors *ref)
+{
+    char key[160];
+    int i, k;
+    for (i = 0; i < m->n_params; i++) {
+        snprintf(key, sizeof key, "%s %s", what, m->names[i]);
+        compare("bncnn", key, m->params[i]->data, dlf_safetensors_find(ref, m->names[i]), m->params[i]->size);
+    }
+    for (i = 0; i < m->opt->n_params; i++) {
+        const dlf_optim_param *q = &m->opt->params[i];
+        const dlf_st_tensor *st;
+        for (k = 0; k < 2; k++) {
+            char nm[128];
+            snprintf(nm, sizeof nm, "optim.%s.%s", dlf_optim_state_name(m->opt->kind, k), q->name);
+            snprintf(key, sizeof key, "%s %s", what, nm);
+            compare("bncnn", key, q->state[k], dlf_safetensors_find(ref, nm), q->p->size);
+        }
+        snprintf(key, sizeof key, "optim.step.%s", q->name);
+        st = dlf_safetensors_find(ref, key);
+        CHECK(st && st->size == 1 && (int)st->data[0] == q->step, "interop bncnn: %s %s: dlf %d, PyTorch %g", what,
+              key, q->step, st ? st->data[0] : -1.0);
+    }
+}
+
+static void test_torch_bn(void)
+{
+    exp_model m, t;
+    dlf_ckpt dc, tc, t4;
+    dlf_safetensors tl;
+    char path[256];
+    dlf_tensor *logits;
+    const char *kernel;
+    GROUP("torch bn");
+    dlf_ckpt_init(&dc);
+    dlf_ckpt_init(&tc);
+    dlf_ckpt_init(&t4);
+    memset(&tl, 0, sizeof tl);
+    memset(&t, 0, sizeof t);
+    CHECK(exp_make(&m, EXP_BNCNN, OTHER_SEED, 0) == DLF_OK, "fresh model: %s", dlf_last_error());
+    snprintf(path, sizeof path, "%s/dlf_bncnn.safetensors", DIR);
+    if (dlf_ckpt_load(&dc, path) != DLF_OK) {
+        CHECK(0, "load %s: %s", path, dlf_last_error());
+        goto done;
+    }
+    check_names_strict("bncnn", path, &dc.file, &m);
+    CHECK(dlf_ckpt_get_param_list(&dc, &m.pl) == DLF_OK, "state_dict: %s", dlf_last_error());
+    CHECK(dlf_ckpt_get_tensor(&dc, "input", m.input) == DLF_OK, "input: %s", dlf_last_error());
+    CHECK(dlf_ckpt_get_tensor(&dc, "target", m.target) == DLF_OK, "target: %s", dlf_last_error());
+    CHECK(dlf_ckpt_get_optim(&dc, m.opt, NULL) == DLF_OK && m.opt->steps == EXP_BN_STEPS, "adam state: %s", dlf_last_error());
+    CHECK(m.opt->n_params > 0 && m.opt->params[0].step == EXP_BN_STEPS, "interop bncnn: Adam steps per parameter loaded");
+    /* (b) */
+    logits = exp_logits(&m, m.input);
+    kernel = dlf_ckpt_get_meta(&dc, "kernel");
+    if (kernel && strcmp(kernel, exp_kernel()) == 0) {
+        const dlf_st_tensor *own = dlf_safetensors_find(&dc.file, "dlf_logits");
+        CHECK(own && own->size == logits->size && memcmp(own->data, logits->data, sizeof(float) * (size_t)own->size) == 0,
+              "interop bncnn: eval logits of the reloaded model equal dlf_logits bit for bit");
+    } else {
+        compare("bncnn", "eval logits of the reloaded model vs dlf_logits (another kernel wrote them)", logits->data,
+                dlf_safetensors_find(&dc.file, "dlf_logits"), logits->size);
+    }
+    snprintf(path, sizeof path, "%s/torch_logits_of_dlf_bncnn.safetensors", DIR);
+    if (dlf_safetensors_load(&tl, path) == DLF_OK)
+        compare("bncnn", "dlf eval logits vs PyTorch's eval logits of the dlf-written state", logits->data,
+                dlf_safetensors_find(&tl, "torch_logits"), logits->size);
+    else
+        CHECK(0, "load %s: %s", path, dlf_last_error());
+    dlf_tensor_free(logits);
+    /* (c1) */
+    snprintf(path, sizeof path, "%s/torch_bncnn_state.safetensors", DIR);
+    if (dlf_ckpt_load(&tc, path) != DLF_OK) {
+        CHECK(0, "load %s: %s", path, dlf_last_error());
+        goto done;
+    }
+    exp_step(&m);
+    compare_state("step 3", &m, &tc.file);
+    logits = exp_logits(&m, m.input);
+    compare("bncnn", "step 3 eval logits, dlf resumed vs PyTorch resumed", logits->data,
+            dlf_safetensors_find(&tc.file, "torch_logits"), logits->size);
+    dlf_tensor_free(logits);
+    /* (c2) */
+    {
+        const dlf_st_tensor *nbt = dlf_safetensors_find(&tc.file, "1.num_batches_tracked");
+        CHECK(nbt && strcmp(nbt->dtype, "I64") == 0 && nbt->data[0] == EXP_BN_STEPS + 1,
+              "interop bncnn: PyTorch wrote num_batches_tracked as I64 = 3 (dtype %s)", nbt ? nbt->dtype : "none");
+    }
+    CHECK(exp_make(&t, EXP_BNCNN, OTHER_SEED, 0) == DLF_OK, "fresh model: %s", dlf_last_error());
+    check_names_strict("bncnn", path, &tc.file, &t);
+    CHECK(dlf_ckpt_get_param_list(&tc, &t.pl) == DLF_OK, "torch state_dict: %s", dlf_last_error());
+    CHECK(dlf_ckpt_get_tensor(&tc, "input", t.input) == DLF_OK, "torch input: %s", dlf_last_error());
+    CHECK(dlf_ckpt_get_tensor(&tc, "target", t.target) == DLF_OK, "torch target: %s", dlf_last_error());
+    CHECK(dlf_ckpt_get_optim(&tc, t.opt, NULL) == DLF_OK && t.opt->steps == EXP_BN_STEPS + 1, "torch adam state: %s",
+          dlf_last_error());
+    logits = exp_logits(&t, t.input);
+    compare("bncnn", "dlf eval logits of PyTorch's saved state vs PyTorch's", logits->data,
+            dlf_safetensors_find(&tc.file, "torch_logits"), logits->size);
+    dlf_tensor_free(logits);
+    snprintf(path, sizeof path, "%s/torch_bncnn_step4.safetensors", DIR);
+    if (dlf_ckpt_load(&t4, path) != DLF_OK) {
+        CHECK(0, "load %s: %s", path, dlf_last_error());
+        goto done;
+    }
+    exp_step(&t);
+    compare_state("step 4 from PyTorch's state", &t, &t4.file);
+    logits = exp_logits(&t, t.input);
+    compare("bncnn", "step 4 eval logits, dlf from PyTorch's state vs PyTorch", logits->data,
+            dlf_safetensors_find(&t4.file, "torch_logits"), logits->size);
+    dlf_tensor_free(logits);
+done:
+    if (t.opt) exp_free(&t);
+    dlf_safetensors_free(&tl);
+    dlf_ckpt_free(&dc);
+    dlf_ckpt_free(&tc);
+    dlf_ckpt_free(&t4);
+    exp_free(&m);
+}
+
 int main(void)
 {
     th_init();
@@ -258,5 +385,7 @@ int main(void)
     test_bytes(EXP_MLP);
     test_torch(EXP_CNN);
     test_torch(EXP_MLP);
+    test_bytes(EXP_BNCNN);
+    test_torch_bn();
     TEST_MAIN_END();
 }

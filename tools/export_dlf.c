@@ -16,6 +16,11 @@
      5. writes everything with the checkpoint API (dlf_ckpt_add_params / add_optim / add_rng,
         set_int / set_float / set_meta, dlf_ckpt_save) to tests/ref/interop/dlf_cnn.safetensors
         and dlf_mlp.safetensors.
+   A third, mnist_bn_cnn (the course's conv_layer with bn: bias-less Conv2d, BatchNorm2d, ReLU,
+   four times, then AdaptiveAvgPool2d, Flatten, Linear(32,10); modules 0..14), takes two Adam
+   steps (lr 1e-3) instead and goes to dlf_bncnn.safetensors with its buffers (running_mean,
+   running_var, num_batches_tracked) and Adam state (optim.exp_avg.<name>, optim.exp_avg_sq.<name>,
+   optim.step.<name>, metadata optim.kind "adam"); its dlf_logits are eval-mode logits.
    tools/gen_reference.py then loads those files into torch with load_state_dict(strict=True),
    checks torch's logits against dlf_logits, and writes what torch computed (see docs/interop.md).
 
@@ -31,12 +36,14 @@
 #include "../dlf.h"
 #endif
 
-#define EXP_MAX_PARAMS 16
+#define EXP_MAX_PARAMS 32
 #define EXP_BATCH 8             /* N of the stored input batch */
 #define EXP_SEED_MODEL 2026     /* the weights */
 #define EXP_SEED_DATA 7         /* the input batch and its targets */
 #define EXP_LR 0.1f
 #define EXP_MOMENTUM 0.9f
+#define EXP_BN_LR 1e-3f        /* Adam on the BatchNorm CNN */
+#define EXP_BN_STEPS 2          /* its steps before the checkpoint */
 
 /* Which matmul/conv micro-kernel this build of dlf.h runs (dlf_kernel_name). Floats after a
    gemm depend on it (FMA rounds once, the portable kernel twice), not on the thread count; the
@@ -55,14 +62,15 @@ static const char *exp_kernel(void)
     return name;
 }
 
-typedef enum { EXP_CNN = 0, EXP_MLP = 1 } exp_which;
+typedef enum { EXP_CNN = 0, EXP_MLP = 1, EXP_BNCNN = 2 } exp_which;
 
 typedef struct exp_model {
     const char *name;                       /* "mnist_cnn" or "mnist_mlp": metadata "model" */
     const char *file;                       /* "dlf_cnn.safetensors" ... */
     const char *torch_module;               /* the same model as PyTorch code (metadata) */
     dlf_seq seq;                            /* the model */
-    dlf_tensor *params[EXP_MAX_PARAMS];     /* (n_params) its parameters, state_dict order */
+    dlf_params pl;                          /* every tensor by state_dict name, buffers included */
+    dlf_tensor *params[EXP_MAX_PARAMS];     /* (n_params) its parameters (BNCNN: and buffers), state_dict order */
     char names[EXP_MAX_PARAMS][DLF_PARAM_NAME_MAX]; /* "0.weight" ... */
     const char *name_ptrs[EXP_MAX_PARAMS];  /* names[i], as the ckpt API takes them */
     int n_params;
@@ -70,7 +78,8 @@ typedef struct exp_model {
     dlf_tensor *target;                     /* (N,) class ids 0..9 as floats */
     dlf_tensor *logits;                     /* (N,10) after the step, heap copy */
     dlf_rng data_rng;                       /* the data generator after drawing: stored as rng.data */
-    dlf_optim *opt;                         /* SGD with momentum, after one step */
+    dlf_optim *opt;                         /* SGD with momentum after one step (BNCNN: Adam after two) */
+    int is_bn;                              /* BNCNN: eval-mode logits, Adam, buffers in the checkpoint */
 } exp_model;
 
 static const char *EXP_CNN_TORCH =
@@ -78,6 +87,10 @@ static const char *EXP_CNN_TORCH =
     "nn.Conv2d(8, 16, 3, stride=2, padding=1), nn.ReLU(), nn.Conv2d(16, 32, 3, stride=2, padding=1), "
     "nn.ReLU(), nn.Conv2d(32, 32, 3, stride=2, padding=1), nn.ReLU(), nn.AdaptiveAvgPool2d(1), "
     "nn.Flatten(), nn.Linear(32, 10))";
+static const char *EXP_BNCNN_TORCH =
+    "nn.Sequential(*[m for ni, nf, ks in [(1, 8, 5), (8, 16, 3), (16, 32, 3), (32, 32, 3)] for m in "
+    "(nn.Conv2d(ni, nf, ks, stride=2, padding=ks // 2, bias=False), nn.BatchNorm2d(nf), nn.ReLU())], "
+    "nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(32, 10))";
 static const char *EXP_MLP_TORCH =
     "nn.Sequential(nn.Flatten(), nn.Linear(784, 50), nn.ReLU(), nn.Linear(50, 10))";
 
@@ -87,7 +100,16 @@ static void exp_build_seq(exp_model *m, exp_which which, dlf_rng *r)
     static const int ch[5] = {1, 8, 16, 32, 32}, ks[4] = {5, 3, 3, 3};
     int i;
     dlf_seq_init(&m->seq);
-    if (which == EXP_CNN) {
+    if (which == EXP_BNCNN) {     /* the course's conv_layer with bn: modules 0..11, then 12 pool, 13 flatten, 14 linear */
+        for (i = 0; i < 4; i++) {
+            dlf_seq_add(&m->seq, dlf_layer_conv2d(ch[i], ch[i + 1], ks[i], 2, ks[i] / 2, 0, r));
+            dlf_seq_add(&m->seq, dlf_layer_batchnorm(ch[i + 1]));
+            dlf_seq_add(&m->seq, dlf_layer_simple(DLF_LAYER_RELU));
+        }
+        dlf_seq_add(&m->seq, dlf_layer_simple(DLF_LAYER_GLOBAL_AVGPOOL));
+        dlf_seq_add(&m->seq, dlf_layer_simple(DLF_LAYER_FLATTEN));
+        dlf_seq_add(&m->seq, dlf_layer_linear(32, 10, 1, r));
+    } else if (which == EXP_CNN) {
         for (i = 0; i < 4; i++) {                                   /* modules 0..7 */
             dlf_seq_add(&m->seq, dlf_layer_conv2d(ch[i], ch[i + 1], ks[i], 2, ks[i] / 2, 1, r));
             dlf_seq_add(&m->seq, dlf_layer_simple(DLF_LAYER_RELU));
@@ -103,13 +125,15 @@ static void exp_build_seq(exp_model *m, exp_which which, dlf_rng *r)
     }
 }
 
-/* y = model(x) without a tape record, copied to a new heap tensor. */
+/* y = model(x) in eval mode (BatchNorm uses its running statistics) without a tape record,
+   copied to a new heap tensor. */
 static dlf_tensor *exp_logits(exp_model *m, dlf_tensor *x)
 {
     dlf_tape tape;
     dlf_tensor *out, *copy;
     dlf_tape_init(&tape);
     dlf_tape_set_grad(&tape, 0);
+    dlf_tape_set_training(&tape, 0);
     out = dlf_seq_forward(&tape, &m->seq, x);
     copy = dlf_tensor_from(out->ndim, out->shape, out->data);
     dlf_tape_destroy(&tape);
@@ -141,12 +165,23 @@ static int exp_make(exp_model *m, exp_which which, uint64_t model_seed, int take
     dlf_optim_cfg cfg;
     int i;
     memset(m, 0, sizeof *m);
-    m->name = which == EXP_CNN ? "mnist_cnn" : "mnist_mlp";
-    m->file = which == EXP_CNN ? "dlf_cnn.safetensors" : "dlf_mlp.safetensors";
-    m->torch_module = which == EXP_CNN ? EXP_CNN_TORCH : EXP_MLP_TORCH;
+    m->is_bn = which == EXP_BNCNN;
+    m->name = which == EXP_CNN ? "mnist_cnn" : which == EXP_MLP ? "mnist_mlp" : "mnist_bn_cnn";
+    m->file = which == EXP_CNN ? "dlf_cnn.safetensors" : which == EXP_MLP ? "dlf_mlp.safetensors" : "dlf_bncnn.safetensors";
+    m->torch_module = which == EXP_CNN ? EXP_CNN_TORCH : which == EXP_MLP ? EXP_MLP_TORCH : EXP_BNCNN_TORCH;
     dlf_rng_seed(&r, model_seed);
     exp_build_seq(m, which, &r);
-    m->n_params = dlf_seq_params(&m->seq, m->params, m->names, EXP_MAX_PARAMS);
+    dlf_params_init(&m->pl);
+    if (dlf_seq_collect(&m->seq, &m->pl) != DLF_OK) return DLF_ERR_NOMEM;
+    if (m->is_bn) {   /* parameters and buffers, the whole state_dict */
+        m->n_params = m->pl.n;
+        for (i = 0; i < m->pl.n && i < EXP_MAX_PARAMS; i++) {
+            m->params[i] = m->pl.items[i].t;
+            snprintf(m->names[i], DLF_PARAM_NAME_MAX, "%s", m->pl.items[i].name);
+        }
+    } else {
+        m->n_params = dlf_seq_params(&m->seq, m->params, m->names, EXP_MAX_PARAMS);
+    }
     if (m->n_params > EXP_MAX_PARAMS) return DLF_ERR_ARG;
     for (i = 0; i < m->n_params; i++) m->name_ptrs[i] = m->names[i];
     dlf_rng_seed(&m->data_rng, EXP_SEED_DATA);
@@ -158,9 +193,15 @@ static int exp_make(exp_model *m, exp_which which, uint64_t model_seed, int take
     memset(&cfg, 0, sizeof cfg);
     cfg.lr = EXP_LR;
     cfg.momentum = EXP_MOMENTUM;
-    m->opt = dlf_optim_create(DLF_OPTIM_SGD, m->params, m->n_params, &cfg);
+    if (m->is_bn) {   /* Adam over the trainable tensors of pl, which keeps their names */
+        memset(&cfg, 0, sizeof cfg);
+        cfg.lr = EXP_BN_LR;
+        m->opt = dlf_optim_create_groups(DLF_OPTIM_ADAM, &m->pl, &cfg, 1);
+    } else {
+        m->opt = dlf_optim_create(DLF_OPTIM_SGD, m->params, m->n_params, &cfg);
+    }
     if (!m->opt) return DLF_ERR_NOMEM;
-    if (take_step) exp_step(m);
+    for (i = 0; take_step && i < (m->is_bn ? EXP_BN_STEPS : 1); i++) exp_step(m);
     m->logits = exp_logits(m, m->input);
     return m->logits ? DLF_OK : DLF_ERR_NOMEM;
 }
@@ -171,6 +212,7 @@ static void exp_free(exp_model *m)
     dlf_tensor_free(m->input);
     dlf_tensor_free(m->target);
     dlf_tensor_free(m->logits);
+    dlf_params_free(&m->pl);
     dlf_seq_free(&m->seq);
     memset(m, 0, sizeof *m);
 }
@@ -194,7 +236,7 @@ static int exp_ckpt(exp_model *m, dlf_ckpt *c)
     if (rc == DLF_OK) rc = dlf_ckpt_set_float(c, "lr", m->opt->groups[0].lr);        /* the float dlf used, exactly */
     if (rc == DLF_OK) rc = dlf_ckpt_set_float(c, "momentum", m->opt->groups[0].momentum);
     if (rc == DLF_OK) rc = dlf_ckpt_add_params(c, m->params, m->name_ptrs, m->n_params);
-    if (rc == DLF_OK) rc = dlf_ckpt_add_optim(c, m->opt, m->name_ptrs);       /* optim.kind, steps, buffers */
+    if (rc == DLF_OK) rc = dlf_ckpt_add_optim(c, m->opt, m->is_bn ? NULL : m->name_ptrs); /* optim.kind, steps, state */
     if (rc == DLF_OK) rc = dlf_ckpt_add_rng(c, "data", &m->data_rng);
     if (rc == DLF_OK) rc = dlf_ckpt_add_tensor(c, "input", m->input);
     if (rc == DLF_OK) rc = dlf_ckpt_add_tensor(c, "target", m->target);
@@ -224,7 +266,7 @@ int main(int argc, char **argv)
     const char *dir = argc > 1 ? argv[1] : "tests/ref/interop";
     char path[512];
     int which;
-    for (which = EXP_CNN; which <= EXP_MLP; which++) {
+    for (which = EXP_CNN; which <= EXP_BNCNN; which++) {
         if (exp_write((exp_which)which, dir, path, sizeof path) != DLF_OK) {
             fprintf(stderr, "export_dlf: %s: %s\n", path, dlf_last_error());
             return 1;

@@ -1183,6 +1183,86 @@ def _interop():
         write_if_changed(os.path.join(INTEROP_DIR, "torch_%s_state.safetensors" % short), safetensors_bytes(out, md))
 
 
+# The BatchNorm CNN, with Adam, both ways. export_dlf wrote dlf_bncnn.safetensors: the whole
+# state_dict after two Adam steps (buffers included, num_batches_tracked as a float), the Adam
+# state as optim.exp_avg.<name>, optim.exp_avg_sq.<name>, optim.step.<name> (metadata optim.kind
+# "adam", optim.steps), input, target and dlf_logits (eval mode). Here torch
+#   1. loads the state_dict with strict=True (num_batches_tracked made int64, as torch keeps it),
+#      checks its eval-mode logits against dlf_logits and writes torch_logits_of_dlf_bncnn;
+#   2. turns dlf's Adam state into torch.optim.Adam's state_dict, takes step 3 in training mode on
+#      the same batch and writes torch_bncnn_state.safetensors: the state_dict as torch keeps it
+#      (num_batches_tracked I64), optim.exp_avg/exp_avg_sq/step.<name> from the optimizer's
+#      state_dict, input, target, torch_logits (eval mode); metadata optim.kind, optim.steps 3, lr;
+#   3. takes step 4 from its own state and writes torch_bncnn_step4.safetensors the same way,
+#      for dlf to reach from torch_bncnn_state.
+
+
+def adam_state_out(model, opt):
+    names = [k for k, _ in model.named_parameters()]
+    st = opt.state_dict()["state"]
+    out = []
+    for i, n in enumerate(names):
+        out += [("optim.exp_avg." + n, st[i]["exp_avg"]), ("optim.exp_avg_sq." + n, st[i]["exp_avg_sq"]),
+                ("optim.step." + n, torch.as_tensor(st[i]["step"], dtype=torch.float32).reshape(()))]
+    return out
+
+
+@op("interop_bn")
+def _interop_bn():
+    src = os.path.join(INTEROP_DIR, "dlf_bncnn.safetensors")
+    if not os.path.exists(src):
+        sys.exit("gen_reference: %s is missing: `make reference` builds and runs tools/export_dlf first" % src)
+    tensors, meta = dlf_safetensors.load(src)
+    torch.manual_seed(0)
+    model = mnist_bn_cnn()
+    state = {k: v for k, v in tensors.items() if not k.startswith(NOT_MODEL_KEYS)}
+    state = {k: (v.long() if k.endswith("num_batches_tracked") else v) for k, v in state.items()}
+    try:
+        model.load_state_dict(state, strict=True)
+    except RuntimeError as e:
+        sys.exit("gen_reference: interop %s: load_state_dict(strict=True) failed:\n%s" % (src, e))
+    assert model.state_dict()["1.num_batches_tracked"].dtype == torch.int64
+    x, y = tensors["input"], tensors["target"].long()
+    model.eval()
+    with torch.no_grad():
+        logits = model(x)
+    d = (logits - tensors["dlf_logits"]).abs().max().item()
+    print("gen_reference: interop bncnn: torch eval logits of dlf's state vs dlf_logits: max diff %.3g" % d)
+    if not d <= 1e-5:
+        sys.exit("gen_reference: interop bncnn: torch and dlf logits differ by %g (> 1e-5)" % d)
+    write_if_changed(os.path.join(INTEROP_DIR, "torch_logits_of_dlf_bncnn.safetensors"),
+                     safetensors_bytes([("torch_logits", logits)],
+                                       {"source": "dlf_bncnn.safetensors", "model": meta["model"],
+                                        "max_diff_vs_dlf_logits": "%.3g" % d, "torch": torch.__version__}))
+    if meta.get("optim.kind") != "adam":
+        sys.exit("gen_reference: interop bncnn: optim.kind is %r, not adam" % meta.get("optim.kind"))
+    names = [k for k, _ in model.named_parameters()]
+    lr = float.fromhex(meta["lr"])
+    opt = torch.optim.Adam(model.parameters(), lr=lr, foreach=False)
+    sd = opt.state_dict()
+    sd["state"] = {i: {"step": tensors["optim.step." + n].reshape(()).clone(),
+                       "exp_avg": tensors["optim.exp_avg." + n], "exp_avg_sq": tensors["optim.exp_avg_sq." + n]}
+                   for i, n in enumerate(names)}
+    opt.load_state_dict(sd)
+    steps = int(meta["optim.steps"])
+    for tag in ("state", "step4"):
+        model.train()
+        opt.zero_grad()
+        F.cross_entropy(model(x), y).backward()
+        opt.step()
+        steps += 1
+        model.eval()
+        with torch.no_grad():
+            logits = model(x)
+        out = list(model.state_dict().items()) + adam_state_out(model, opt)
+        out += [("input", x), ("target", tensors["target"]), ("torch_logits", logits)]
+        md = {"format": "torch state_dict", "model": meta["model"], "source": "dlf_bncnn.safetensors",
+              "optim.kind": "adam", "optim.steps": str(steps), "step": str(steps), "lr": meta["lr"],
+              "torch": torch.__version__}
+        write_if_changed(os.path.join(INTEROP_DIR, "torch_bncnn_%s.safetensors" % tag),
+                         dlf_safetensors.save_bytes(out, md))
+
+
 # ------------------------------------------------------------------------------------------
 
 def main():
