@@ -5210,6 +5210,13 @@ static dlf_optim *dlf__optim_new(dlf_optim_kind kind, dlf_tensor **params, const
         dlf__panic("dlf_optim_create: %d parameters in %d groups (1 to %d groups)", n, n_groups, DLF_OPTIM_MAX_GROUPS);
         return NULL;
     }
+    for (g = 0; g < n_groups; g++) {  /* check before allocating: a panic handler may longjmp out */
+        dlf_optim_cfg c;
+        memset(&c, 0, sizeof c);
+        if (groups) c = groups[g];
+        dlf_optim_defaults(kind, &c);
+        if (!dlf__optim_check(kind, &c, g)) return NULL;
+    }
     o = (dlf_optim *)dlf__malloc(sizeof *o, "an optimizer");
     if (!o) return NULL;
     memset(o, 0, sizeof *o);
