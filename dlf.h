@@ -1049,10 +1049,11 @@ DLFDEF const char *dlf_ckpt_get_meta(const dlf_ckpt *c, const char *key);       
 DLFDEF int  dlf_ckpt_get_int(const dlf_ckpt *c, const char *key, long long *v);
 DLFDEF int  dlf_ckpt_get_float(const dlf_ckpt *c, const char *key, double *v);
 #ifndef DLF_NO_STDIO
-/* The common case in one call each: parameters by name plus, when opt is not NULL,
-   the optimizer state; meta is n_meta key,value pairs (e.g. "epoch", "3"). Loading
-   takes the optimizer state only when the file has it (a weights-only file from
-   PyTorch loads too). */
+/* The common case in one call each: every entry of pl (parameters and buffers) by
+   name plus, when opt is not NULL, the optimizer state (each parameter under the name
+   the optimizer keeps, or else the name pl gives the same tensor); meta is n_meta
+   key,value pairs (e.g. "epoch", "3"). Loading takes the optimizer state only when
+   the file has it (a weights-only file from PyTorch loads too). */
 DLFDEF int  dlf_ckpt_save_training(const char *path, const dlf_params *pl, const dlf_optim *opt,
                                    const char *const *meta, int n_meta);
 DLFDEF int  dlf_ckpt_load_training(const char *path, const dlf_params *pl, dlf_optim *opt);
@@ -7128,17 +7129,37 @@ DLFDEF int dlf_ckpt_get_loader(const dlf_ckpt *c, const char *key, dlf_loader *l
 }
 
 #ifndef DLF_NO_STDIO
+/* The checkpoint name of each optimizer parameter: the one it keeps, else the name
+   pl gives the same tensor (an optimizer made by dlf_optim_create keeps none).
+   A DLF_MALLOC array the caller frees; NULL on OOM. */
+static const char **dlf__optim_names_in(const dlf_params *pl, const dlf_optim *o)
+{
+    const char **names = (const char **)dlf__malloc((size_t)(o->n_params ? o->n_params : 1) * sizeof(char *),
+                                                    "optimizer parameter names");
+    int i, j;
+    if (!names) return NULL;
+    for (i = 0; i < o->n_params; i++) {
+        names[i] = o->params[i].name[0] ? o->params[i].name : NULL;
+        for (j = 0; !names[i] && j < pl->n; j++)
+            if (pl->items[j].t == o->params[i].p) names[i] = pl->items[j].name;
+    }
+    return names;
+}
+
 DLFDEF int dlf_ckpt_save_training(const char *path, const dlf_params *pl, const dlf_optim *opt,
                                   const char *const *meta, int n_meta)
 {
     dlf_ckpt c;
     int i, rc;
+    const char **names = opt ? dlf__optim_names_in(pl, opt) : NULL;
+    if (opt && !names) return DLF_ERR_NOMEM;
     dlf_ckpt_init(&c);
     rc = dlf_ckpt_add_param_list(&c, pl);
-    if (rc == DLF_OK && opt) rc = dlf_ckpt_add_optim(&c, opt, NULL);
+    if (rc == DLF_OK && opt) rc = dlf_ckpt_add_optim(&c, opt, names);
     for (i = 0; rc == DLF_OK && i < n_meta; i++) rc = dlf_ckpt_set_meta(&c, meta[2 * i], meta[2 * i + 1]);
     if (rc == DLF_OK) rc = dlf_ckpt_save(&c, path);
     dlf_ckpt_free(&c);
+    if (names) DLF_FREE((void *)names);
     return rc;
 }
 
@@ -7146,16 +7167,19 @@ DLFDEF int dlf_ckpt_load_training(const char *path, const dlf_params *pl, dlf_op
 {
     dlf_ckpt c;
     int rc;
+    const char **names = opt ? dlf__optim_names_in(pl, opt) : NULL;
+    if (opt && !names) return DLF_ERR_NOMEM;
     dlf_ckpt_init(&c);
     rc = dlf_ckpt_load(&c, path);
     if (rc == DLF_OK) rc = dlf_ckpt_get_param_list(&c, pl);
-    if (rc == DLF_OK && opt && dlf_ckpt_get_meta(&c, "optim.steps")) rc = dlf_ckpt_get_optim(&c, opt, NULL);
+    if (rc == DLF_OK && opt && dlf_ckpt_get_meta(&c, "optim.steps")) rc = dlf_ckpt_get_optim(&c, opt, names);
     if (rc != DLF_OK && strncmp(dlf_last_error(), path, strlen(path)) != 0) {
         char msg[512];  /* make sure the message names the file */
         snprintf(msg, sizeof msg, "%s", dlf_last_error());
         dlf__fail(rc, "%s: %s", path, msg);
     }
     dlf_ckpt_free(&c);
+    if (names) DLF_FREE((void *)names);
     return rc;
 }
 #endif

@@ -223,11 +223,32 @@ int main(int argc, char **argv)
         CHECK(same && c2.opt->steps == b.opt->steps, "weights, momentum buffers and step counts come back bit for bit");
         CHECK(dlf_ckpt_load_training("build/no_such.safetensors", &c2.pl, c2.opt) == DLF_ERR_IO &&
               strstr(dlf_last_error(), "build/no_such.safetensors") != NULL, "a missing file is named: %s", dlf_last_error());
-        {   /* an optimizer made from a bare array has no names to save its state under */
+        {   /* an optimizer made from a bare array keeps no names: the list's names for the
+               same tensors are used; a tensor the list does not have is refused */
             dlf_optim *bare = dlf_optim_create(DLF_OPTIM_SGD, b.m.params, 4, &b.opt->groups[0]);
-            CHECK(dlf_ckpt_save_training(path, &b.pl, bare, NULL, 0) == DLF_ERR_ARG &&
-                  strstr(dlf_last_error(), "has no name") != NULL, "unnamed optimizer refused: %s", dlf_last_error());
+            dlf_optim *bare2 = dlf_optim_create(DLF_OPTIM_SGD, b.m.params, 4, &b.opt->groups[0]);
+            dlf_tensor *stray = dlf_param_new(1, (int[]){3});
+            dlf_optim *foreign = dlf_optim_create(DLF_OPTIM_SGD, &stray, 1, &b.opt->groups[0]);
+            int ok = 1;
+            for (k = 0; k < 4; k++) {   /* give it state to save */
+                bare->params[k].step = b.opt->params[k].step;
+                memcpy(bare->params[k].state[0], b.opt->params[k].state[0], sizeof(float) * (size_t)b.m.params[k]->size);
+            }
+            CHECK(dlf_ckpt_save_training(path, &b.pl, bare, NULL, 0) == DLF_OK, "bare optimizer saved under the list's names: %s",
+                  dlf_last_error());
+            CHECK(dlf_ckpt_load_training(path, &b.pl, bare2) == DLF_OK, "and loaded: %s", dlf_last_error());
+            for (k = 0; k < 4; k++)
+                ok &= bare2->params[k].step == bare->params[k].step &&
+                      memcmp(bare2->params[k].state[0], bare->params[k].state[0], sizeof(float) * (size_t)b.m.params[k]->size) == 0;
+            CHECK(ok, "its momentum buffers come back by name");
+            stray->grad[0] = 1.0f;
+            dlf_optim_step(foreign);
+            CHECK(dlf_ckpt_save_training(path, &b.pl, foreign, NULL, 0) == DLF_ERR_ARG &&
+                  strstr(dlf_last_error(), "has no name") != NULL, "a tensor the list lacks is refused: %s", dlf_last_error());
             dlf_optim_free(bare);
+            dlf_optim_free(bare2);
+            dlf_optim_free(foreign);
+            dlf_tensor_free(stray);
         }
         run_close(&c2);
         remove(path);
