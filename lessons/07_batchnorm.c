@@ -30,16 +30,17 @@
         are sane, so its test accuracy suffers less than in the course's run (lr 0.4,
         wider net, a full epoch), where the validation loss blew up.
    Data: data/mnist (run `make data`); when it is missing the lesson falls back to the
-   1000-image subset in tests/data and says so. About 30 s on a quiet 2-core machine.
+   1000-image subset in tests/data and says so. About 35 s on the 2-core development machine.
 
    In a debugger:   make debug && gdb build/debug/lessons/07_batchnorm
      break dlf_batchnorm        finish the stats loop, then `p mean->data[0]@C`,
                                 `p rstd->data[0]@C`, `p st->running_mean->data[0]@C`,
                                 `p st->num_batches_tracked->data[0]`, `p training`
-     break dlf__bn_backward     `p k` (1/M in training, 0 in eval), `p sum_g`, `p sum_gx`
+     break dlf__bn_backward     `next` past the declarations, then `p k` (1/M in training:
+                                0.25 for the (4, 2) batch; 0 in eval), `p sum_g`, `p sum_gx`
                                 per channel, `p mean[0]@C`, `p rstd[0]@C`; step to `dx`:
                                 term 1, 2, 3 are the three lines that build it
-     break dlf_running_batchnorm   `p mom1`, `p *st->count`, `p st->dbias->data[0]`
+     break dlf_running_batchnorm   `p mom1`, `p st->count->data[0]`, `p st->dbias->data[0]`
      break bn_by_hand           our own copy of the steps: `p mu`, `p var`, `p rstd`
    Variables to watch in main: `acc`, `rep.train_seconds`; in bn_by_hand: `xhat`, `term`. */
 #include <stdio.h>
