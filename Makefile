@@ -35,7 +35,7 @@ $(BUILD)/dlf.o: dlf.c dlf.h
 	@mkdir -p $(@D)
 	$(CC) $(CFLAGS) $(OPENMP) -c -o $@ dlf.c
 
-$(BUILD)/%: %.c dlf.h $(wildcard tests/*.h)
+$(BUILD)/%: %.c dlf.h $(wildcard tests/*.h lessons/*.h examples/*.h)
 	@mkdir -p $(@D)
 	$(CC) $(CFLAGS) $(OPENMP) -o $@ $< $(LDLIBS)
 

@@ -33,6 +33,7 @@
 #include <math.h>
 #define DLF_IMPLEMENTATION
 #include "../dlf.h"
+#include "lesson.h"
 
 #define N_CLASSES 3
 
@@ -167,7 +168,6 @@ int main(void)
     static const float small[N_CLASSES] = {1.0f, 2.0f, 3.0f};
     static const float big[N_CLASSES] = {1000.0f, 1001.0f, 1002.0f};
     dlf_mnist data;
-    dlf_mnist_cfg mc;
     dlf_loader *train, *valid;
     dlf_optim_cfg sc;
     dlf_optim *opt;
@@ -185,20 +185,7 @@ int main(void)
     cross_entropy_demo();
 
     printf("3. the 784-50-10 MLP, minibatch SGD\n");
-    if (dlf_mnist_load(&data, "data/mnist", NULL) == DLF_OK) {
-        printf("  data: data/mnist (full MNIST)\n");
-    } else {
-        printf("  data/mnist not found (%s)\n  data: tests/data subset (1000 train, 500 test); "
-               "run `make data` for the full set\n", dlf_last_error());
-        memset(&mc, 0, sizeof mc);
-        mc.prefix = "mnist-sub-";
-        mc.test_split = "test";
-        mc.n_valid = 200;
-        if (dlf_mnist_load(&data, "tests/data", &mc) != DLF_OK) {
-            printf("  cannot load the subset either: %s\n", dlf_last_error());
-            return 1;
-        }
-    }
+    if (lesson_load_mnist(&data, "  ") < 0) return 1;
     printf("  %d train, %d valid; normalized with the train mean %.4f and std %.4f\n",
            data.train.n, data.valid.n, data.mean, data.std);
 

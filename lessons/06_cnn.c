@@ -32,6 +32,7 @@
 #include <math.h>
 #define DLF_IMPLEMENTATION
 #include "../dlf.h"
+#include "lesson.h"
 
 static const int conv_k[4] = {8, 16, 32, 32};   /* output channels */
 static const int conv_c[4] = {1, 8, 16, 32};    /* input channels */
@@ -120,7 +121,6 @@ static void print_stats(const char *title, cnn *m, dlf_tape *t, dlf_loader *l)
 int main(void)
 {
     dlf_mnist data;
-    dlf_mnist_cfg mc;
     dlf_loader *train, *valid, *test;
     dlf_optim_cfg sc;
     dlf_optim *opt;
@@ -132,21 +132,8 @@ int main(void)
     float acc, loss_v;
     int i, full = 1;
 
-    if (dlf_mnist_load(&data, "data/mnist", NULL) == DLF_OK) {
-        printf("data: data/mnist (full MNIST)\n");
-    } else {
-        printf("data/mnist not found (%s)\ndata: tests/data subset (1000 train, 500 test); "
-               "run `make data` for the full set\n", dlf_last_error());
-        memset(&mc, 0, sizeof mc);
-        mc.prefix = "mnist-sub-";
-        mc.test_split = "test";
-        mc.n_valid = 200;
-        if (dlf_mnist_load(&data, "tests/data", &mc) != DLF_OK) {
-            printf("cannot load the subset either: %s\n", dlf_last_error());
-            return 1;
-        }
-        full = 0;
-    }
+    full = lesson_load_mnist(&data, "");
+    if (full < 0) return 1;
     dlf_mnist_loaders(&data, 64, 500, 1, &train, &valid, &test);
     dlf_tape_init(&t);
 

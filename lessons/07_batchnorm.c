@@ -48,6 +48,7 @@
 #include <math.h>
 #define DLF_IMPLEMENTATION
 #include "../dlf.h"
+#include "lesson.h"
 
 /* ---------------------------------------------------------------- 1. by hand */
 
@@ -217,7 +218,6 @@ int main(void)
 {
     static const norm_kind table[5] = {NORM_NONE, NORM_BATCH, NORM_LAYER, NORM_INSTANCE, NORM_GROUP};
     dlf_mnist data;
-    dlf_mnist_cfg mc;
     dlf_loader *train = NULL, *test = NULL, *small;
     dlf_loader_cfg lc;
     dlf_dataset sub;
@@ -230,21 +230,8 @@ int main(void)
 
     section1();
 
-    if (dlf_mnist_load(&data, "data/mnist", NULL) == DLF_OK) {
-        printf("data: data/mnist (full MNIST)\n");
-    } else {
-        printf("data/mnist not found (%s)\ndata: tests/data subset (1000 train, 500 test); "
-               "run `make data` for the full set\n", dlf_last_error());
-        memset(&mc, 0, sizeof mc);
-        mc.prefix = "mnist-sub-";
-        mc.test_split = "test";
-        mc.n_valid = 200;
-        if (dlf_mnist_load(&data, "tests/data", &mc) != DLF_OK) {
-            printf("cannot load the subset either: %s\n", dlf_last_error());
-            return 1;
-        }
-        full = 0;
-    }
+    full = lesson_load_mnist(&data, "");
+    if (full < 0) return 1;
     if (dlf_mnist_loaders(&data, 64, 500, 1, &train, NULL, &test) != DLF_OK) return 1;
     dlf_tape_init(&t);
 

@@ -34,6 +34,7 @@
 #include <math.h>
 #define DLF_IMPLEMENTATION
 #include "../dlf.h"
+#include "lesson.h"
 
 static const int conv_k[4] = {8, 16, 32, 32};
 static const int conv_c[4] = {1, 8, 16, 32};
@@ -101,7 +102,6 @@ static void print_tables(const layer_stats *a, const layer_stats *b, const char 
 int main(void)
 {
     dlf_mnist data;
-    dlf_mnist_cfg mc;
     dlf_loader *train = NULL, *test = NULL, *fixed;
     dlf_loader_cfg lc;
     dlf_lsuv_cfg cfg;
@@ -113,20 +113,7 @@ int main(void)
     int m;
     double t0 = dlf_seconds();
 
-    if (dlf_mnist_load(&data, "data/mnist", NULL) == DLF_OK) {
-        printf("data: data/mnist (full MNIST)\n");
-    } else {
-        printf("data/mnist not found (%s)\ndata: tests/data subset (1000 train, 500 test); "
-               "run `make data` for the full set\n", dlf_last_error());
-        memset(&mc, 0, sizeof mc);
-        mc.prefix = "mnist-sub-";
-        mc.test_split = "test";
-        mc.n_valid = 200;
-        if (dlf_mnist_load(&data, "tests/data", &mc) != DLF_OK) {
-            printf("cannot load the subset either: %s\n", dlf_last_error());
-            return 1;
-        }
-    }
+    if (lesson_load_mnist(&data, "") < 0) return 1;
     if (dlf_mnist_loaders(&data, 64, 500, 1, &train, NULL, &test) != DLF_OK) return 1;
     /* the fixed batch: the first 512 training images, normalized like every batch */
     memset(&lc, 0, sizeof lc);

@@ -40,6 +40,7 @@
 #include <stdlib.h>
 #define DLF_IMPLEMENTATION
 #include "../dlf.h"
+#include "lesson.h"
 
 /* ---------------------------------------------------------------- 1. stats and steppers */
 
@@ -243,7 +244,6 @@ static int train_one(dlf_tape *t, mlp *m, dlf_optim *opt, dlf_loader *train, int
 int main(int argc, char **argv)
 {
     dlf_mnist data;
-    dlf_mnist_cfg mc;
     dlf_loader *train = NULL, *test = NULL;
     dlf_tape t;
     mlp m;
@@ -255,22 +255,10 @@ int main(int argc, char **argv)
     for (r = 1; r < argc && r <= R_COUNT; r++) lrs[r - 1] = (float)atof(argv[r]);  /* try your own */
     section1();
 
-    if (dlf_mnist_load(&data, "data/mnist", NULL) == DLF_OK) {
-        printf("\ndata: data/mnist (full MNIST)\n");
-    } else {
-        printf("\ndata/mnist not found (%s)\ndata: tests/data subset (1000 train, 500 test); "
-               "run `make data` for the full set\n", dlf_last_error());
-        memset(&mc, 0, sizeof mc);
-        mc.prefix = "mnist-sub-";
-        mc.test_split = "test";
-        mc.n_valid = 200;
-        if (dlf_mnist_load(&data, "tests/data", &mc) != DLF_OK) {
-            printf("cannot load the subset either: %s\n", dlf_last_error());
-            return 1;
-        }
-        full = 0;
-        epochs = 20;
-    }
+    printf("\n");
+    full = lesson_load_mnist(&data, "");
+    if (full < 0) return 1;
+    if (!full) epochs = 20;
     if (dlf_mnist_loaders(&data, 64, 500, 42, &train, NULL, &test) != DLF_OK) return 1;
     marks[2] = epochs * train->n_batches;
     if (!full) { marks[0] = marks[2] / 4; marks[1] = marks[2] / 2; }
