@@ -664,7 +664,7 @@ DLFDEF dlf_tensor *dlf_instancenorm(dlf_tape *t, dlf_tensor *x, dlf_tensor *w, d
 //     mom1 = 1 - (1 - momentum) / sqrt(N - 1)          (a smaller batch moves less)
 //     sums = lerp(sums, s, mom1)   sqrs = lerp(sqrs, ss, mom1)   count = lerp(count, M, mom1)
 //     dbias = dbias * (1 - mom1) + mom1,   batch += N,   step += 1
-//     mean = sums / count,   var = sqrs / count - mean^2  (clamped to >= 0.01 while batch < 20)
+//     mean = sums / count,   var = sqrs / count - mean^2  (>= 0.01 while batch < 20; >= 0 always)
 // (sums, sqrs and count are divided by dbias while step < 100, the debiasing; it
 // cancels in mean and var.) y = (x - mean) / sqrt(var + eps) * mults + adds.
 // Gradients flow into this batch's share of the sums: d mean / dx_i = mom1 / count,
@@ -5029,6 +5029,10 @@ DLFDEF dlf_tensor *dlf_running_batchnorm(dlf_tape *t, dlf_tensor *x, dlf_tensor 
         float var = sqrs / count - m * m;
         int clamped = st->batch->data[0] < 20.0f && var < 0.01f;  /* early batches: keep var sane */
         if (clamped) var = 0.01f;
+        if (var < 0.0f) {  /* E[x^2] - mean^2 can round below 0 in float (the course's formula): */
+            var = 0.0f;    /* clamp, so sqrt(var + eps) stays a number; no variance gradient */
+            clamped = 1;
+        }
         mean->data[c] = m;
         rstd->data[c] = 1.0f / sqrtf(var + eps);
         kv->data[c] = t->training && !clamped ? mom1 / cnt : 0.0f;
