@@ -5495,10 +5495,28 @@ DLFDEF void dlf_optim_print_cfg(const dlf_optim *o)
     printf("%s: %d parameters, %d steps\n", dlf_optim_kind_name(o->kind), o->n_params, o->steps);
     for (g = 0; g < o->n_groups; g++) {
         const dlf_optim_cfg *c = &o->groups[g];
-        printf("  group %d: lr %g weight_decay %g%s momentum %g dampening %g nesterov %d alpha %g centered %d "
-               "betas (%g, %g) eps %g lr_decay %g\n", g, c->lr, c->weight_decay,
-               c->decoupled_wd ? " (decoupled)" : "", c->momentum, c->dampening, c->nesterov, c->alpha,
-               c->centered, c->beta1, c->beta2, c->eps, c->lr_decay);
+        printf("  group %d: lr %g weight_decay %g%s", g, c->lr, c->weight_decay,
+               c->decoupled_wd || o->kind == DLF_OPTIM_ADAMW ? " (decoupled)" : "");
+        switch (o->kind) {  /* only the fields this kind reads */
+        case DLF_OPTIM_SGD:
+            printf(" momentum %g dampening %g nesterov %d", c->momentum, c->dampening, c->nesterov);
+            break;
+        case DLF_OPTIM_RMSPROP:
+            printf(" alpha %g eps %g momentum %g centered %d", c->alpha, c->eps, c->momentum, c->centered);
+            break;
+        case DLF_OPTIM_ADAGRAD:
+            printf(" eps %g lr_decay %g initial_accumulator_value %g", c->eps, c->lr_decay,
+                   c->initial_accumulator_value);
+            break;
+        case DLF_OPTIM_ADAM:
+        case DLF_OPTIM_ADAMW:
+        case DLF_OPTIM_LAMB:
+            printf(" betas (%g, %g) eps %g", c->beta1, c->beta2, c->eps);
+            break;
+        case DLF_OPTIM_KIND_COUNT:
+            break;
+        }
+        printf("\n");
     }
 }
 #endif
