@@ -18,7 +18,8 @@
        --sched S      onecycle (cosine warm-up over the first 30% of the steps, then
                       cosine anneal, as torch's OneCycleLR) or constant
        --bn           (CNN examples) convs without bias, each followed by BatchNorm2d;
-                      it has its own defaults for --lr, --opt and --wd
+                      it has its own defaults for --lr, --opt, --wd and --nfs
+       --nfs A,B,..   (CNN examples) output channels of the stride-2 convs, 1 to 8 of them
        --save PATH    after training, write a checkpoint (safetensors: weights and
                       BatchNorm buffers under PyTorch's state_dict names, the optimizer's
                       state, the loader's shuffle state, metadata)
@@ -41,6 +42,9 @@ typedef struct ex_defaults {
     float lr;              /* peak learning rate */
     dlf_optim_kind opt;    /* optimizer kind */
     float wd;              /* weight decay */
+    float lr_other;        /* lr when --opt switches between sgd and adam/adamw (the
+                              adaptive kinds want a much smaller one); wd is then 0 */
+    const char *nfs;       /* CNN examples: conv output channels, "8,16,32,32" */
 } ex_defaults;
 
 typedef struct ex_options {
@@ -67,6 +71,8 @@ typedef struct ex_options {
     int opt_given;         /* 1: --opt was on the command line */
     float wd;              /* --wd */
     dlf_sched sched;       /* --sched */
+    const char *nfs;       /* --nfs */
+    float lr_flag, wd_flag; /* --lr, --wd as given; < 0: not given */
 } ex_options;
 
 /* The model as the shared code sees it: a forward function, every tensor under its
@@ -85,12 +91,22 @@ static void ex_usage(FILE *f, const ex_options *o)
                "       [--opt sgd|adam|adamw] [--wd X] [--sched onecycle|constant]%s\n"
                "       [--save PATH] [--load PATH] [--eval-only] [--show N] [--help]\n"
                "  %s\n  defaults: --epochs %d --bs %d --seed %lu --data %s --sched onecycle\n"
-               "            --lr %g --opt %s --wd %g\n",
-            o->prog, o->has_bn ? " [--bn]" : "", o->what, o->epochs, o->bs, o->seed, o->data,
-            (double)o->plain.lr, ex_kind_name(o->plain.opt), (double)o->plain.wd);
+               "            --lr %g --opt %s --wd %g (another --opt: --wd 0,\n            and --lr %g between sgd and adam/adamw)\n",
+            o->prog, o->has_bn ? " [--bn] [--nfs A,B,...]" : "", o->what, o->epochs, o->bs, o->seed, o->data,
+            (double)o->plain.lr, ex_kind_name(o->plain.opt), (double)o->plain.wd,
+            (double)o->plain.lr_other);
     if (o->has_bn)
-        fprintf(f, "  with --bn: --lr %g --opt %s --wd %g\n", (double)o->with_bn.lr, ex_kind_name(o->with_bn.opt),
-                (double)o->with_bn.wd);
+        fprintf(f, "            --nfs %s\n  with --bn: --lr %g --opt %s --wd %g --nfs %s (another --opt: --wd 0,\n            and --lr %g between sgd and adam/adamw)\n",
+                o->plain.nfs, (double)o->with_bn.lr, ex_kind_name(o->with_bn.opt), (double)o->with_bn.wd,
+                o->with_bn.nfs, (double)o->with_bn.lr_other);
+}
+
+/* lr and wd from the flags, else from the defaults for o->opt. */
+static void ex_resolve(ex_options *o)
+{
+    const ex_defaults *d = o->bn ? &o->with_bn : &o->plain;
+    o->lr = o->lr_flag >= 0.0f ? o->lr_flag : (o->opt == DLF_OPTIM_SGD) == (d->opt == DLF_OPTIM_SGD) ? d->lr : d->lr_other;
+    o->wd = o->wd_flag >= 0.0f ? o->wd_flag : o->opt == d->opt ? d->wd : 0.0f;  /* an AdamW decay is no L2 term */
 }
 
 /* Parse argv over the defaults already in *o; 0 (with a message) on a bad flag. */
@@ -98,6 +114,7 @@ static int ex_parse(int argc, char **argv, ex_options *o)
 {
     float lr = -1.0f, wd = -1.0f;
     int opt = -1, i;
+    const char *nfs = NULL;
     const ex_defaults *d;
     o->sched = DLF_SCHED_ONE_CYCLE;
     for (i = 1; i < argc; i++) {
@@ -117,6 +134,7 @@ static int ex_parse(int argc, char **argv, ex_options *o)
         else if (strcmp(a, "--load") == 0) o->load = v;
         else if (strcmp(a, "--show") == 0) o->show = atoi(v);
         else if (strcmp(a, "--wd") == 0) wd = (float)atof(v);
+        else if (strcmp(a, "--nfs") == 0 && o->has_bn) nfs = v;
         else if (strcmp(a, "--opt") == 0) {
             opt = dlf_optim_kind_from_name(v);
             if (opt != DLF_OPTIM_SGD && opt != DLF_OPTIM_ADAM && opt != DLF_OPTIM_ADAMW) {
@@ -130,10 +148,12 @@ static int ex_parse(int argc, char **argv, ex_options *o)
         } else { fprintf(stderr, "%s: unknown flag %s\n", o->prog, a); return 0; }
     }
     d = o->bn ? &o->with_bn : &o->plain;
-    o->lr = lr >= 0.0f ? lr : d->lr;
-    o->wd = wd >= 0.0f ? wd : d->wd;
+    o->nfs = nfs ? nfs : d->nfs;
     o->opt_given = opt >= 0;
     o->opt = opt >= 0 ? (dlf_optim_kind)opt : d->opt;
+    o->lr_flag = lr;
+    o->wd_flag = wd;
+    ex_resolve(o);
     if (o->epochs < 1 || o->bs < 2 || o->lr <= 0.0f || o->show < 0 || o->wd < 0.0f) {
         fprintf(stderr, "%s: --epochs must be >= 1, --bs >= 2, --lr > 0, --wd >= 0, --show >= 0\n", o->prog);
         return 0;
@@ -189,6 +209,7 @@ static int ex_save(const ex_options *o, ex_model *mod, const dlf_optim *opt, con
     if (rc == DLF_OK) rc = dlf_ckpt_add_loader(&c, "train", train);
     if (rc == DLF_OK) rc = dlf_ckpt_set_meta(&c, "model", o->prog);
     if (rc == DLF_OK) rc = dlf_ckpt_set_int(&c, "bn", o->bn);
+    if (rc == DLF_OK && o->nfs) rc = dlf_ckpt_set_meta(&c, "nfs", o->nfs);
     if (rc == DLF_OK) rc = dlf_ckpt_set_int(&c, "epochs", o->eval_only ? 0 : o->epochs);
     if (rc == DLF_OK) rc = dlf_ckpt_set_int(&c, "step", opt->steps);
     if (rc == DLF_OK) rc = dlf_ckpt_set_meta(&c, "sched", o->sched == DLF_SCHED_ONE_CYCLE ? "one_cycle" : "constant");
@@ -296,8 +317,10 @@ static int ex_train(ex_options *o, dlf_mnist *data, ex_model *mod)
             goto done;
         }
         kind = dlf_ckpt_get_meta(&ck, "optim.kind");
-        if (kind && !o->opt_given && dlf_optim_kind_from_name(kind) >= 0)
+        if (kind && !o->opt_given && dlf_optim_kind_from_name(kind) >= 0) {
             o->opt = (dlf_optim_kind)dlf_optim_kind_from_name(kind);  /* continue with the file's optimizer */
+            ex_resolve(o);
+        }
     }
     opt = ex_make_optim(o, mod);
     if (!opt || dlf_mnist_loaders(data, o->bs, 500, o->seed, &train, &valid, &test) != DLF_OK) {
@@ -306,15 +329,18 @@ static int ex_train(ex_options *o, dlf_mnist *data, ex_model *mod)
     }
     if (o->load) {
         if (ex_load(&ck, mod, opt, train) != DLF_OK) {
+            const char *bn = dlf_ckpt_get_meta(&ck, "bn"), *nfs = dlf_ckpt_get_meta(&ck, "nfs");
             fprintf(stderr, "%s: cannot load the checkpoint: %s\n", o->prog, dlf_last_error());
+            if (bn && nfs)  /* a dlf checkpoint says which model it holds */
+                fprintf(stderr, "(it holds the model of %s--nfs %s)\n", strcmp(bn, "1") == 0 ? "--bn " : "", nfs);
             goto done;
         }
         printf("loaded %s (%s, optimizer steps so far: %d)\n", o->load, ex_kind_name(o->opt), opt->steps);
         dlf_ckpt_free(&ck);
     }
     if (!o->eval_only)
-        printf("%s%s, --opt %s --lr %g --wd %g --sched %s --bs %d --epochs %d --seed %lu\n", o->prog,
-               o->bn ? " --bn" : "", ex_kind_name(o->opt), (double)o->lr, (double)o->wd,
+        printf("%s%s%s%s --opt %s --lr %g --wd %g --sched %s --bs %d --epochs %d --seed %lu\n", o->prog,
+               o->bn ? " --bn" : "", o->nfs ? " --nfs " : "", o->nfs ? o->nfs : "", ex_kind_name(o->opt), (double)o->lr, (double)o->wd,
                o->sched == DLF_SCHED_ONE_CYCLE ? "onecycle" : "constant", o->bs, o->epochs, o->seed);
     memset(&fc, 0, sizeof fc);
     fc.epochs = o->epochs;
@@ -400,18 +426,27 @@ static dlf_tensor *ex_seq_forward(dlf_tape *t, dlf_tensor *x, void *s)
 /* The whole program of a CNN example: flags, data, the model, training. */
 static int ex_cnn_main(int argc, char **argv, ex_options *o)
 {
-    static const int nfs[4] = {8, 16, 32, 32};   /* the course's lesson 06 widths */
+    int nfs[8], n_convs = 0;
+    const char *p;
     ex_model model;
     dlf_mnist data;
     dlf_rng rng;
     dlf_seq seq;
     int rc;
     if (!ex_parse(argc, argv, o)) { ex_usage(stderr, o); return 2; }
+    for (p = o->nfs; p && *p;) {   /* "8,16,32,32" */
+        char *end;
+        long v = strtol(p, &end, 10);
+        if (end == p || v < 1 || v > 4096 || n_convs == 8 || (*end && *end != ',')) { n_convs = 0; break; }
+        nfs[n_convs++] = (int)v;
+        p = *end ? end + 1 : end;
+    }
+    if (n_convs == 0) { fprintf(stderr, "%s: --nfs %s: expected 1 to 8 channel counts, e.g. 8,16,32,32\n", o->prog, o->nfs); return 2; }
     if (o->threads > 0) dlf_set_threads(o->threads);
     if (!ex_load_data(o, &data)) return 1;
     dlf_rng_seed(&rng, o->seed);
     dlf_params_init(&model.params);
-    if (ex_cnn_build(&seq, nfs, 4, o->bn, &rng) != DLF_OK || dlf_seq_collect(&seq, &model.params) != DLF_OK) {
+    if (ex_cnn_build(&seq, nfs, n_convs, o->bn, &rng) != DLF_OK || dlf_seq_collect(&seq, &model.params) != DLF_OK) {
         fprintf(stderr, "%s: %s\n", o->prog, dlf_last_error());
         dlf_mnist_free(&data);
         return 1;

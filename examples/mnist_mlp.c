@@ -41,7 +41,7 @@ int main(int argc, char **argv)
     o.prog = "mnist_mlp";
     o.what = "trains a 784-50-10 MLP on MNIST (see the top of examples/mnist_mlp.c)";
     o.dataset = "MNIST";
-    o.plain.lr = 0.03f; o.plain.opt = DLF_OPTIM_SGD; o.plain.wd = 0.0f;
+    o.plain.lr = 0.03f; o.plain.opt = DLF_OPTIM_SGD; o.plain.wd = 0.0f; o.plain.lr_other = 0.003f;
     o.epochs = 5;
     o.bs = 64;
     o.seed = 1;
