@@ -30,7 +30,8 @@
    Its state_dict is "0.weight", "1.weight", "1.bias", "1.running_mean", "1.running_var",
    "1.num_batches_tracked", "3.weight", ... "17.weight", "17.bias": a checkpoint saved
    with --save loads into this model with load_state_dict(strict=True) (after
-   safetensors.torch.load_file), and the other way round. --nfs A,B,... picks other
+   safetensors.torch.load_file), and the other way round; examples/torch_check.py does
+   both and compares the test accuracy. --nfs A,B,... picks other
    widths (--bn --nfs 8,16,32,32 is the first model with BatchNorm; names follow the
    same pattern: conv i at 3i, its BatchNorm at 3i+1).
 
@@ -53,6 +54,11 @@
    Defaults: --epochs 3 --bs 64 --seed 1 --sched onecycle, and
        without --bn: --opt sgd --lr 0.08 --wd 0 --nfs 8,16,32,32
        with --bn:    --opt adamw --lr 0.01 --wd 0.1 --nfs 8,16,32,64,64 (BN_* below)
+   Measured on the 2-core development machine (shared, so the seconds are noisy), 3 epochs:
+       --bn, seeds 1 2 3: test 99.14%, 99.15%, 99.10%; train_seconds 5.9, 6.3, 5.7
+       (PyTorch gets 99.12% with the course's recipe; the 99.2% we aimed for was not
+       reached: the best validation settings below give 99.13% on average)
+       no --bn, seed 1:   test 98.69%; train_seconds 6.0
    All flags are described in examples/example.h. The last line printed is exactly
    `test_accuracy=0.XXXX epochs=N train_seconds=S`. */
 #define DLF_IMPLEMENTATION
