@@ -12,7 +12,8 @@
        for conv in model[0:8:2]: nn.init.kaiming_normal_(conv.weight); conv.bias.data.zero_()
 
    With --bn, every conv loses its bias and is followed by BatchNorm2d then ReLU (the
-   course's conv_layer with bn, in the conv-BN-ReLU order), and the convs take the
+   usual conv-BN-ReLU order; the course's lesson 07 conv_layer(bn=True) puts its
+   GeneralRelu before the BatchNorm instead), and the convs take the
    course's lesson 07 widths 8,16,32,64,64 (five convs: 28 -> 14 -> 7 -> 4 -> 2 -> 1;
    the lesson 06 widths 8,16,32,32 stayed near 98.9% on the validation set, see below):
        def conv_bn(ni, nf, ks=3):
@@ -31,9 +32,9 @@
    "1.num_batches_tracked", "3.weight", ... "17.weight", "17.bias": a checkpoint saved
    with --save loads into this model with load_state_dict(strict=True) (after
    safetensors.torch.load_file), and the other way round; examples/torch_check.py does
-   both and compares the test accuracy. --nfs A,B,... picks other
-   widths (--bn --nfs 8,16,32,32 is the first model with BatchNorm; names follow the
-   same pattern: conv i at 3i, its BatchNorm at 3i+1).
+   both and compares the test accuracy. --nfs A,B,... picks other widths (--bn --nfs
+   8,16,32,32 is the first model with BatchNorm; names follow the same pattern: conv i
+   at 3i, its BatchNorm at 3i+1).
 
    loss = F.cross_entropy(model(x), y). Inputs are normalized with the training set's
    mean and std. Optimizer: torch.optim.SGD(lr, momentum=0.9) by default (--opt adam,
@@ -41,9 +42,9 @@
    one-cycle schedule (OneCycleLR: cosine warm-up over the first 30% of the steps from
    lr/25, cosine anneal after) or --sched constant; batch 64. With --bn the default is
    torch.optim.AdamW(lr=0.01, weight_decay=0.1) on the conv and linear weights, with
-   weight_decay=0 on the biases and BatchNorm weights (two parameter groups). The last 10000 training
-   images are the validation set, reported each epoch; the 10000 t10k images are the
-   test set, evaluated once at the end in eval mode.
+   weight_decay=0 on the biases and BatchNorm weights (two parameter groups). The last
+   10000 training images are the validation set, reported each epoch; the 10000 t10k
+   images are the test set, evaluated once at the end in eval mode.
 
    Build and run:
        make data                     # once: MNIST into data/mnist
