@@ -6,6 +6,11 @@ timed on this machine. Run with Debian's python3-torch:
 
     OPENBLAS_NUM_THREADS=1 /usr/bin/python3 bench/torch_mnist.py mlp 5 [threads]
     OPENBLAS_NUM_THREADS=1 /usr/bin/python3 bench/torch_mnist.py cnn 3 [threads]
+    OPENBLAS_NUM_THREADS=1 /usr/bin/python3 bench/torch_mnist.py cnnbn 3 [threads [seed [widths]]]
+
+cnnbn is examples/mnist_cnn.c --bn: conv (no bias) + BatchNorm2d + ReLU per width
+(default 16,32,64,64,64), AdamW lr 0.01, weight decay 0.1 except on biases and
+BatchNorm weights, one-cycle without momentum cycling (as dlf_fit).
 
 The last line has the same form as the C examples':
     test_accuracy=0.XXXX epochs=N train_seconds=S   (plus peak_rss_mb=M)
@@ -35,8 +40,10 @@ def main():
     which = sys.argv[1] if len(sys.argv) > 1 else "mlp"
     epochs = int(sys.argv[2]) if len(sys.argv) > 2 else (5 if which == "mlp" else 3)
     threads = int(sys.argv[3]) if len(sys.argv) > 3 else 2
+    seed = int(sys.argv[4]) if len(sys.argv) > 4 else 1
+    widths = [int(w) for w in sys.argv[5].split(",")] if len(sys.argv) > 5 else [16, 32, 64, 64, 64]
     torch.set_num_threads(threads)
-    torch.manual_seed(1)
+    torch.manual_seed(seed)
     d = "data/mnist/"
     xtr = read_idx(d + "train-images-idx3-ubyte")
     ytr = read_idx(d + "train-labels-idx1-ubyte").long()
@@ -52,6 +59,17 @@ def main():
     if which == "mlp":
         model = nn.Sequential(nn.Flatten(), nn.Linear(784, 50), nn.ReLU(), nn.Linear(50, 10))
         lr = 0.03
+    elif which == "cnnbn":
+        layers, c_in = [], 1
+        for i, w in enumerate(widths):
+            ks = 5 if i == 0 else 3
+            layers += [nn.Conv2d(c_in, w, ks, 2, ks // 2, bias=False), nn.BatchNorm2d(w), nn.ReLU()]
+            c_in = w
+        model = nn.Sequential(*layers, nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(c_in, 10))
+        for m in model:
+            if isinstance(m, nn.Conv2d):
+                nn.init.kaiming_normal_(m.weight)
+        lr = 0.01
     else:
         model = nn.Sequential(
             nn.Conv2d(1, 8, 5, 2, 2), nn.ReLU(), nn.Conv2d(8, 16, 3, 2, 1), nn.ReLU(),
@@ -64,7 +82,13 @@ def main():
         lr = 0.08
     bs = 64
     steps_per_epoch = math.ceil(50000 / bs)
-    opt = torch.optim.SGD(model.parameters(), lr=lr, momentum=0.9)
+    if which == "cnnbn":
+        decay = [p for p in model.parameters() if p.ndim > 1]
+        no_decay = [p for p in model.parameters() if p.ndim <= 1]
+        opt = torch.optim.AdamW([{"params": decay, "weight_decay": 0.1},
+                                 {"params": no_decay, "weight_decay": 0.0}], lr=lr)
+    else:
+        opt = torch.optim.SGD(model.parameters(), lr=lr, momentum=0.9)
     sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=lr, total_steps=epochs * steps_per_epoch,
                                                 cycle_momentum=False)
     train_seconds = 0.0
