@@ -51,6 +51,11 @@
        #define DLF_ASSERT(x)     internal invariant check (default: assert.h)
        #define DLF_NO_SIMD       use the portable micro-kernel even when AVX2/FMA is on
                                  (dlf_kernel_name() says which one a build uses)
+       #define DLF_THREAD_LOCAL  the thread-local keyword for the error slot (default:
+                                 thread_local, _Thread_local, __declspec(thread) or
+                                 __thread, whichever the compiler has; none on tcc)
+       #define DLF_ALLOW_FAST_MATH  build under -ffast-math anyway (refused otherwise:
+                                 it breaks NaN detection, see below)
 
    THREAD SAFETY
        dlf keeps no global state of its own except two thread-local slots: the last
@@ -1069,6 +1074,13 @@ DLFDEF int  dlf_ckpt_load_training(const char *path, const dlf_params *pl, dlf_o
    ================================================================================ */
 #ifdef DLF_IMPLEMENTATION
 
+/* -ffast-math lets the compiler assume no NaN or infinity exists, so every check for
+   one (dlf_max_abs_diff, dlf_allclose, max and max-pooling letting NaN win, dlf_fit
+   stopping on a NaN loss) silently turns into "all is well". Refuse, unless asked. */
+#if defined(__FAST_MATH__) && !defined(DLF_ALLOW_FAST_MATH)
+#error "dlf: -ffast-math breaks dlf's NaN and infinity checks; build without it, or define DLF_ALLOW_FAST_MATH to accept that"
+#endif
+
 #include <stdarg.h>
 #include <stdio.h>     /* vsnprintf for messages; printing unless DLF_NO_STDIO */
 #include <stdlib.h>
@@ -1118,11 +1130,25 @@ extern int fileno(FILE *stream);
 #define DLF__OMP(x)
 #endif
 
-#if defined(_MSC_VER)
-#define DLF__TLS __declspec(thread)
+/* Thread-local storage for the error slot and the panic handler (stb's way: the user
+   may predefine DLF_THREAD_LOCAL, e.g. as nothing for a single-threaded program).
+   Otherwise the language's own keyword when there is one, then the compilers'
+   extensions; a compiler with none of them (tcc) gets plain statics: dlf then works,
+   but the last error and the panic handler are shared by all threads. */
+#ifndef DLF_THREAD_LOCAL
+#if defined(__cplusplus) && __cplusplus >= 201103L
+#define DLF_THREAD_LOCAL thread_local
+#elif defined(_MSC_VER)
+#define DLF_THREAD_LOCAL __declspec(thread)
+#elif defined(__STDC_VERSION__) && __STDC_VERSION__ >= 201112L && !defined(__STDC_NO_THREADS__)
+#define DLF_THREAD_LOCAL _Thread_local
+#elif defined(__GNUC__) || defined(__clang__)
+#define DLF_THREAD_LOCAL __thread
 #else
-#define DLF__TLS __thread
+#define DLF_THREAD_LOCAL
 #endif
+#endif
+#define DLF__TLS DLF_THREAD_LOCAL
 
 /* The only state dlf keeps: per thread, the last message and the panic handler. */
 static DLF__TLS char dlf__error_buf[512];

@@ -41,6 +41,18 @@ compile "no OpenMP, no SIMD"    gcc   $strict -DDLF_NO_SIMD -O2 -I. -c "$tmp/imp
 compile "dlf.c library object"  gcc   $strict -c dlf.c -o "$tmp/g.o"
 compile "DLF_NO_STDIO"          gcc   $strict -I. -c "$tmp/nostdio.c" -o "$tmp/h.o"
 compile "clang++ as C++"        clang -x c++ -Wall -Wextra -Werror -I. -c "$tmp/impl.c" -o "$tmp/i.o"
+compile "gcc c11 strict"        gcc   -std=c11 -Wall -Wextra -pedantic -Werror -I. -c "$tmp/impl.c" -o "$tmp/j.o"
+compile "tcc"                   tcc   -Wall -I. -c "$tmp/impl.c" -o "$tmp/k.o"
+compile "-ffast-math with DLF_ALLOW_FAST_MATH" gcc $strict -ffast-math -DDLF_ALLOW_FAST_MATH -I. -c "$tmp/impl.c" -o "$tmp/l.o"
+
+# -ffast-math silently breaks NaN checks, so the header refuses it with a message.
+if gcc -ffast-math -I. -c "$tmp/impl.c" -o "$tmp/m.o" 2>"$tmp/fm.err"; then
+    failed=$((failed + 1)); echo "FAIL [compile] -ffast-math was accepted without DLF_ALLOW_FAST_MATH"
+elif grep -q 'dlf: -ffast-math' "$tmp/fm.err"; then
+    passed=$((passed + 1))
+else
+    failed=$((failed + 1)); echo "FAIL [compile] -ffast-math refused, but not with dlf's message:"; head -n 5 "$tmp/fm.err"
+fi
 
 # A build without OpenMP must give the same numbers: run the core tests in it too.
 if [ -f tests/test_core.c ]; then
@@ -49,6 +61,19 @@ if [ -f tests/test_core.c ]; then
     else
         failed=$((failed + 1)); echo "FAIL [compile] test_core without OpenMP"; head "$tmp/err"
     fi
+fi
+
+# tcc (no thread-local storage, no OpenMP, no SIMD): the core and data tests in it too.
+if command -v tcc >/dev/null 2>&1; then
+    for t in core data; do
+        if tcc -I. -o "$tmp/test_${t}_tcc" tests/test_$t.c -lm 2>"$tmp/err"; then
+            set -- "$@" "$tmp/test_${t}_tcc"
+        else
+            failed=$((failed + 1)); echo "FAIL [compile] test_$t with tcc"; head "$tmp/err"
+        fi
+    done
+else
+    skipped=$((skipped + 1)); echo "SKIP [tcc] test_core, test_data: tcc is not installed"
 fi
 
 # The gdb pretty-printers (tools/dlf_gdb.py): checked in a real gdb session, or skipped.
