@@ -463,7 +463,8 @@ static void run_case(const char *dir, const char *name)
     static rcase c;
     char path[1024];
     const char *op, *v;
-    int k, ran = 0;
+    int k;
+    volatile int ran = 0;  /* volatile: it lives across setjmp */
     memset(&c, 0, sizeof c);
     c.name = name;
     snprintf(path, sizeof path, "%s/%s.safetensors", dir, name);
@@ -492,7 +493,7 @@ static void run_case(const char *dir, const char *name)
             CHECK(0, "norm_optim %s: panicked: %s", name, th_msg);
         }
         CHECK(c.compared > 0, "norm_optim %s: nothing was compared", name);
-        printf("ref %s%s%s%s: %d compared, max diff %.3g (atol %g rtol %g)%s\n    %s\n", name,
+        printf("ref %s%s%s%s: %d compared, max diff %.3g (atol %g rtol %g)%s | %s\n", name,
                RUNNERS[k].variant[0] ? " [" : "", RUNNERS[k].variant, RUNNERS[k].variant[0] ? "]" : "",
                c.compared, c.worst, c.atol, c.rtol, th_failed > failed_before ? "  FAILED" : "", c.line);
         ran++;
