@@ -3435,10 +3435,11 @@ static void dlf__conv2d_naive_backward(dlf_tape *t, dlf_node *nd)
         for (c = 0; c < C; c++)
         for (r = 0; r < R; r++)
         for (s = 0; s < S; s++) {
-            int h = p * stride - pad + r, ww = q * stride - pad + s;
-            size_t ix = (((size_t)n * C + c) * H + h) * W + ww;
-            int iw = ((k * C + c) * R + r) * S + s;
-            if (h < 0 || h >= H || ww < 0 || ww >= W) continue;
+            int h = p * stride - pad + r, ww = q * stride - pad + s, iw;
+            size_t ix;
+            if (h < 0 || h >= H || ww < 0 || ww >= W) continue;  /* padding: no input there */
+            ix = (((size_t)n * C + c) * H + h) * W + ww;            /* formed only once in bounds */
+            iw = ((k * C + c) * R + r) * S + s;
             if (gx) gx[ix] += g * w->data[iw];
             if (gw) gw[iw] += g * x->data[ix];
         }
