@@ -1100,6 +1100,18 @@ extern int fileno(FILE *stream);
 #endif
 #define DLF__HAVE_FSYNC 1
 #endif
+/* Windows: rename() refuses to replace an existing file, so a save goes through
+   MoveFileExA (kernel32, declared here so that <windows.h> and its macros stay out),
+   and _commit (<io.h>) plays fsync's part. */
+#if !defined(DLF_NO_STDIO) && defined(_WIN32)
+#include <io.h>
+#ifdef __cplusplus
+extern "C"
+#endif
+__declspec(dllimport) int __stdcall MoveFileExA(const char *existing, const char *replacement, unsigned long flags);
+#define DLF__MOVEFILE_REPLACE_EXISTING 0x1ul
+#define DLF__MOVEFILE_WRITE_THROUGH 0x8ul
+#endif
 #if defined(__AVX2__) && defined(__FMA__) && !defined(DLF_NO_SIMD)
 #include <immintrin.h>
 #define DLF__AVX2 1
@@ -6771,7 +6783,8 @@ DLFDEF int dlf_safetensors_load(dlf_safetensors *st, const char *path)
 
 /* Write bytes to path atomically: a crash at any moment leaves either the old file
    or the complete new one. Write path.tmp, flush the C buffer, fsync the file to the
-   disk (POSIX), close, then rename over path (atomic on POSIX filesystems). */
+   disk (POSIX; _commit on Windows), close, then rename over path (atomic on POSIX
+   filesystems; MoveFileEx with REPLACE_EXISTING on Windows). */
 static int dlf__write_atomic(const char *path, const unsigned char *bytes, size_t len)
 {
     char tmp[1024];
@@ -6783,15 +6796,21 @@ static int dlf__write_atomic(const char *path, const unsigned char *bytes, size_
     if (!f) return dlf__fail(DLF_ERR_IO, "%s: cannot open for writing", tmp);
     ok = fwrite(bytes, 1, len, f) == len;
     ok = fflush(f) == 0 && ok;
-#ifdef DLF__HAVE_FSYNC
+#if defined(DLF__HAVE_FSYNC)
     ok = fsync(fileno(f)) == 0 && ok;
+#elif defined(_WIN32)
+    ok = _commit(_fileno(f)) == 0 && ok;
 #endif
     ok = fclose(f) == 0 && ok;
     if (!ok) {
         remove(tmp);
         return dlf__fail(DLF_ERR_IO, "%s: write failed (disk full?); %s is unchanged", tmp, path);
     }
+#ifdef _WIN32  /* replace path if it exists; return once the move is on the disk */
+    if (!MoveFileExA(tmp, path, DLF__MOVEFILE_REPLACE_EXISTING | DLF__MOVEFILE_WRITE_THROUGH)) {
+#else
     if (rename(tmp, path) != 0) {
+#endif
         remove(tmp);
         return dlf__fail(DLF_ERR_IO, "%s: cannot rename the temporary file into place", path);
     }

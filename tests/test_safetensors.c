@@ -4,7 +4,13 @@
    seeded random mutations of valid files, which must never crash or over-read
    (run under `make asan` to make that a real check). */
 #include <stdlib.h>
+#ifdef _WIN32
+#include <direct.h>
+#define TEST_MKDIR(path) _mkdir(path)
+#else
 #include <sys/stat.h>
+#define TEST_MKDIR(path) mkdir(path, 0755)
+#endif
 #define DLF_IMPLEMENTATION
 #include "harness.h"
 
@@ -189,7 +195,7 @@ static void test_files(void)
     rc = dlf_safetensors_load(&st, "build/no/such/file.safetensors");
     CHECK(rc == DLF_ERR_IO && strstr(dlf_last_error(), "build/no/such/file.safetensors"), "missing file: %s", dlf_last_error());
     /* a save that cannot complete leaves the old file as it was */
-    mkdir("build/test_ckpt.safetensors.tmp", 0755);  /* the temp path is taken by a directory */
+    TEST_MKDIR("build/test_ckpt.safetensors.tmp");  /* the temp path is taken by a directory */
     dlf_fill(a, 2.0f);
     rc = dlf_safetensors_save(path, nt, 1, NULL, 0);
     CHECK(rc == DLF_ERR_IO, "failed save reports DLF_ERR_IO (%d): %s", rc, dlf_last_error());
