@@ -76,6 +76,25 @@ else
     skipped=$((skipped + 1)); echo "SKIP [tcc] test_core, test_data: tcc is not installed"
 fi
 
+# Windows, when a mingw-w64 cross compiler and wine are installed (Debian:
+# gcc-mingw-w64-x86-64, wine64): the header compiles without warnings, and the
+# core and file tests run (a save must replace an existing file there too).
+WINE=$(command -v wine64 || ls /usr/lib/wine/wine64 2>/dev/null || true)
+if command -v x86_64-w64-mingw32-gcc >/dev/null 2>&1 && [ -n "$WINE" ]; then
+    compile "mingw-w64 c99 strict" x86_64-w64-mingw32-gcc $strict -I. -c "$tmp/impl.c" -o "$tmp/w.o"
+    for t in core safetensors; do
+        if x86_64-w64-mingw32-gcc -O2 -std=c99 -I. -o "$tmp/test_${t}.exe" tests/test_$t.c -lm 2>"$tmp/err"; then
+            printf '#!/bin/sh\nWINEDEBUG=-all exec "%s" "%s"\n' "$WINE" "$tmp/test_${t}.exe" > "$tmp/test_${t}_wine"
+            chmod +x "$tmp/test_${t}_wine"
+            set -- "$@" "$tmp/test_${t}_wine"
+        else
+            failed=$((failed + 1)); echo "FAIL [compile] test_$t with mingw-w64"; head "$tmp/err"
+        fi
+    done
+else
+    skipped=$((skipped + 1)); echo "SKIP [windows] mingw-w64 or wine64 is not installed"
+fi
+
 # The gdb pretty-printers (tools/dlf_gdb.py): checked in a real gdb session, or skipped.
 set -- "$@" tests/gdb_check.sh
 

@@ -7,9 +7,11 @@
 #ifdef _WIN32
 #include <direct.h>
 #define TEST_MKDIR(path) _mkdir(path)
+#define TEST_RMDIR(path) _rmdir(path)  /* remove() does not remove directories on Windows */
 #else
 #include <sys/stat.h>
 #define TEST_MKDIR(path) mkdir(path, 0755)
+#define TEST_RMDIR(path) remove(path)
 #endif
 #define DLF_IMPLEMENTATION
 #include "harness.h"
@@ -199,7 +201,7 @@ static void test_files(void)
     dlf_fill(a, 2.0f);
     rc = dlf_safetensors_save(path, nt, 1, NULL, 0);
     CHECK(rc == DLF_ERR_IO, "failed save reports DLF_ERR_IO (%d): %s", rc, dlf_last_error());
-    remove("build/test_ckpt.safetensors.tmp");
+    TEST_RMDIR("build/test_ckpt.safetensors.tmp");
     rc = dlf_safetensors_load(&st, path);
     CHECK(rc == DLF_OK && st.tensors[0].data[0] == 1.0f, "old checkpoint intact after a failed save");
     if (rc == DLF_OK) dlf_safetensors_free(&st);
