@@ -21,7 +21,7 @@ LESSON_BINS  := $(patsubst %.c,$(BUILD)/%,$(LESSONS))
 EXAMPLE_BINS := $(patsubst %.c,$(BUILD)/%,$(EXAMPLES))
 TEST_BINS    := $(patsubst %.c,$(BUILD)/%,$(TESTS))
 
-.PHONY: all help test lessons lessons-build examples demo data debug asan bench fuzz clean reference
+.PHONY: all help test lessons lessons-build examples demo data debug asan bench fuzz clean reference portability
 .SECONDARY:
 
 # Build the library object, every lesson, example and test.
@@ -80,6 +80,12 @@ debug:
 # The tests under AddressSanitizer and UndefinedBehaviorSanitizer.
 asan:
 	$(MAKE) BUILD=build/asan CFLAGS="-O1 -g -std=c99 -Wall -Wextra -pedantic -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined" test
+
+# The tests on every target this machine reaches (gcc, clang UBSan+integer, gcc -m32, AArch64
+# and s390x under qemu-user, mingw-w64 under wine, tcc, -ffast-math refused): one line per
+# target, passed, FAILED or skipped with the reason; about 10 minutes (tools/portability.sh).
+portability:
+	@BUILD="$(BUILD)" bash tools/portability.sh
 
 # Side-by-side benchmarks: matmul vs OpenBLAS (needs libopenblas-dev), one conv layer vs
 # PyTorch (needs Debian's python3-torch); a benchmark prints ratios, it never fails a build.

@@ -1162,6 +1162,20 @@ __declspec(dllimport) int __stdcall MoveFileExA(const char *existing, const char
 #endif
 #define DLF__TLS DLF_THREAD_LOCAL
 
+/* The random number generators wrap around modulo 2^32 and 2^64 on purpose; clang's
+   -fsanitize=integer (unsigned overflow, shifts that drop bits) is told so for them
+   alone. Other compilers have no such check, and the attribute is empty there. */
+#if defined(__clang__) && defined(__has_attribute)
+#if __has_attribute(no_sanitize) && __clang_major__ >= 13
+#define DLF__WRAPS __attribute__((no_sanitize("unsigned-integer-overflow", "unsigned-shift-base")))
+#elif __has_attribute(no_sanitize)
+#define DLF__WRAPS __attribute__((no_sanitize("unsigned-integer-overflow")))
+#endif
+#endif
+#ifndef DLF__WRAPS
+#define DLF__WRAPS
+#endif
+
 /* The only state dlf keeps: per thread, the last message and the panic handler. */
 static DLF__TLS char dlf__error_buf[512];
 static DLF__TLS dlf_panic_fn dlf__panic_fn;
@@ -1234,7 +1248,7 @@ DLFDEF int dlf_get_threads(void)
 // >>stage1_random (implementation) ------------------------------------------------
 
 /* splitmix64 (Steele, Lea, Flood 2014): spreads any 64-bit seed over the state. */
-static uint64_t dlf__splitmix64(uint64_t *x)
+static DLF__WRAPS uint64_t dlf__splitmix64(uint64_t *x)
 {
     uint64_t z = (*x += 0x9E3779B97F4A7C15ull);
     z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
@@ -1256,10 +1270,10 @@ DLFDEF void dlf_rng_seed(dlf_rng *r, uint64_t seed)
     r->spare = 0.0f;
 }
 
-static uint32_t dlf__rotl(uint32_t x, int k) { return (x << k) | (x >> (32 - k)); }
+static DLF__WRAPS uint32_t dlf__rotl(uint32_t x, int k) { return (x << k) | (x >> (32 - k)); }
 
 /* xoshiro128**: result = rotl(s1 * 5, 7) * 9, then the xor-shift state update. */
-DLFDEF uint32_t dlf_rng_u32(dlf_rng *r)
+DLFDEF DLF__WRAPS uint32_t dlf_rng_u32(dlf_rng *r)
 {
     uint32_t *s = r->s;
     uint32_t result = dlf__rotl(s[1] * 5, 7) * 9;

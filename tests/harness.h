@@ -16,6 +16,10 @@
                                   DLF_IMPLEMENTATION) to route dlf's allocations through
                                   counting hooks: th_allocs counts malloc and realloc calls
 
+   th_self(argv0)                 the command that runs this test program again (for tests
+                                  that start a child): DLF_TEST_EXEC, when set, goes first,
+                                  e.g. "qemu-s390x -L /usr/s390x-linux-gnu" for a cross build
+
    All state lives in this translation unit (each test file is its own program). */
 #ifndef DLF_TEST_HARNESS_H
 #define DLF_TEST_HARNESS_H
@@ -30,6 +34,7 @@ static void *th_realloc(void *p, size_t n) { th_allocs++; return realloc(p, n); 
 #endif
 #include <setjmp.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <math.h>
 #include "../dlf.h"
@@ -56,6 +61,15 @@ static void th_panic_handler(const char *msg, void *user)
     if (th_armed) longjmp(th_jmp, 1);
     printf("UNEXPECTED PANIC [%s]: %s\n", th_group, msg);
     th_failed++;
+}
+
+/* argv0, with DLF_TEST_EXEC in front when the environment sets it (an emulator). */
+static inline const char *th_self(const char *argv0)
+{
+    static char buf[1024];
+    const char *pre = getenv("DLF_TEST_EXEC");
+    snprintf(buf, sizeof buf, "%s%s%s", pre ? pre : "", pre && *pre ? " " : "", argv0);
+    return buf;
 }
 
 /* Every test file calls this first: unexpected panics are counted as failures. */

@@ -179,7 +179,7 @@ int main(int argc, char **argv)
     rc = dlf_ckpt_save(&c, ckpt);
     CHECK(rc == DLF_OK, "checkpoint saved: %s", dlf_last_error());
     dlf_ckpt_free(&c);
-    snprintf(cmd, sizeof cmd, "%s --resume %s %s", argv[0], ckpt, out);
+    snprintf(cmd, sizeof cmd, "%s --resume %s %s", th_self(argv[0]), ckpt, out);
     rc = system(cmd);
     CHECK(rc == 0, "the resumed process ran (%d)", rc);
     f = fopen(out, "rb");

@@ -697,7 +697,7 @@ static void test_seq_print(const char *argv0)
     size_t n = 0;
     int rc;
     GROUP("seq print");
-    snprintf(cmd, sizeof cmd, "%s --print > %s", argv0, path);
+    snprintf(cmd, sizeof cmd, "%s --print > %s", th_self(argv0), path);
     rc = system(cmd);
     f = fopen(path, "rb");
     if (f) { n = fread(buf, 1, sizeof buf - 1, f); fclose(f); }

@@ -144,7 +144,16 @@ static size_t make_file(unsigned char *out, const char *dtype, int n, const void
     hlen = (uint64_t)(hl + pad);
     for (i = 0; i < 8; i++) out[i] = (unsigned char)(hlen >> (8 * i));
     memcpy(out + 8, h, (size_t)hlen);
-    memcpy(out + 8 + hlen, data, (size_t)(n * elem));  /* this host is little-endian (x86/ARM) */
+    for (i = 0; i < n; i++) {  /* little-endian whatever the host's order, as the format says */
+        const unsigned char *src = (const unsigned char *)data + (size_t)i * (size_t)elem;
+        uint64_t v = 0;
+        int k;
+        if (elem == 8) { uint64_t x; memcpy(&x, src, 8); v = x; }
+        else if (elem == 4) { uint32_t x; memcpy(&x, src, 4); v = x; }
+        else if (elem == 2) { uint16_t x; memcpy(&x, src, 2); v = x; }
+        else v = src[0];
+        for (k = 0; k < elem; k++) out[8 + hlen + (size_t)i * (size_t)elem + (size_t)k] = (unsigned char)(v >> (8 * k));
+    }
     return 8 + (size_t)hlen + (size_t)(n * elem);
 }
 
