@@ -16,6 +16,8 @@
                                   DLF_IMPLEMENTATION) to route dlf's allocations through
                                   counting hooks: th_allocs counts malloc and realloc calls
 
+   th_f(x)                        x rounded to a float, for == against a literal where
+                                  FLT_EVAL_METHOD != 0 (x86-32, s390x)
    th_self(argv0)                 the command that runs this test program again (for tests
                                   that start a child): DLF_TEST_EXEC, when set, goes first,
                                   e.g. "qemu-s390x -L /usr/s390x-linux-gnu" for a cross build
@@ -66,10 +68,19 @@ static void th_panic_handler(const char *msg, void *user)
 /* argv0, with DLF_TEST_EXEC in front when the environment sets it (an emulator). */
 static inline const char *th_self(const char *argv0)
 {
-    static char buf[1024];
+    static char buf[512];
     const char *pre = getenv("DLF_TEST_EXEC");
     snprintf(buf, sizeof buf, "%s%s%s", pre ? pre : "", pre && *pre ? " " : "", argv0);
     return buf;
+}
+
+/* x rounded to a stored float. Where FLT_EVAL_METHOD != 0 (x87: 2, s390x: 1) a float
+   literal or expression is evaluated with more precision than the float it is compared
+   with, so `lr == 0.1f` can be false; write `lr == th_f(0.1f)`. */
+static inline float th_f(float x)
+{
+    volatile float v = x;
+    return v;
 }
 
 /* Every test file calls this first: unexpected panics are counted as failures. */

@@ -341,7 +341,7 @@ static void test_batchnorm_behaviour(void)
     GROUP("batchnorm behaviour");
     dlf_tape_init(&t);
     CHECK(t.training == 1, "a new tape is in training mode");
-    CHECK(l.bn.momentum == 0.1f && l.bn.eps == 1e-5f && l.bn.running_var->data[2] == 1.0f &&
+    CHECK(l.bn.momentum == th_f(0.1f) && l.bn.eps == th_f(1e-5f) && l.bn.running_var->data[2] == 1.0f &&
           l.bn.running_mean->data[1] == 0.0f && l.bn.num_batches_tracked->ndim == 0 &&
           l.bn.num_batches_tracked->data[0] == 0.0f && l.weight->data[0] == 1.0f && l.bias->data[0] == 0.0f,
           "BatchNorm(3) starts as PyTorch's");
@@ -460,7 +460,7 @@ static void test_layer_norms_behaviour(void)
         dlf_layer gn = dlf_layer_groupnorm(2, 4), in = dlf_layer_instancenorm(4, 0), ln = dlf_layer_layernorm(6);
         dlf_tensor *a, *b;
         CHECK(gn.weight && gn.weight->size == 4 && in.weight == NULL && in.bias == NULL && ln.weight->size == 6 &&
-              gn.eps == 1e-5f && gn.groups == 2, "norm layers built as PyTorch's");
+              gn.eps == th_f(1e-5f) && gn.groups == 2, "norm layers built as PyTorch's");
         a = dlf_layer_forward(&t, &gn, x);
         dlf_tape_set_training(&t, 0);
         b = dlf_layer_forward(&t, &gn, x);
@@ -491,7 +491,7 @@ static void test_dropout_behaviour(void)
     y = dlf_dropout(&t, x, p);
     for (i = 0; i < n; i++) {
         if (y->data[i] == 0.0f) zeros++;
-        else ok &= y->data[i] == x->data[i] * scale;
+        else ok &= y->data[i] == th_f(x->data[i] * scale);
         sum += y->data[i] / x->data[i];
     }
     CHECK(fabs(zeros / (double)n - p) < 0.02, "dropped %.4f of the values, p = %g", zeros / (double)n, p);
@@ -658,7 +658,7 @@ static void test_collect_names(void)
             named &= dlf_params_find(&pl, o->params[i].name) != NULL && dlf_params_find(&pl, o->params[i].name)->t == o->params[i].p;
         }
         CHECK(in1 == 6 && named, "optimizer groups follow the list (%d in group 1), names kept", in1);
-        CHECK(o && o->groups[1].weight_decay == 0.0f && o->groups[0].weight_decay == 0.05f, "per-group weight decay");
+        CHECK(o && o->groups[1].weight_decay == 0.0f && o->groups[0].weight_decay == th_f(0.05f), "per-group weight decay");
         dlf_optim_free(o);
     }
     {   /* a hand-written list: a 1-dim parameter is no_decay by default, a buffer never trains */
@@ -869,8 +869,8 @@ static void test_optim_defaults(void)
         float eps = k == DLF_OPTIM_ADAGRAD ? 1e-10f : k == DLF_OPTIM_LAMB ? 1e-6f : 1e-8f;
         memset(&c, 0, sizeof c);
         dlf_optim_defaults(k, &c);
-        CHECK(c.lr == (adaptive ? 1e-2f : 1e-3f) && c.eps == eps && c.alpha == 0.99f && c.beta1 == 0.9f &&
-              c.beta2 == 0.999f && c.weight_decay == 0.0f && c.momentum == 0.0f && c.dampening == 0.0f &&
+        CHECK(c.lr == th_f(adaptive ? 1e-2f : 1e-3f) && c.eps == eps && c.alpha == th_f(0.99f) && c.beta1 == th_f(0.9f) &&
+              c.beta2 == th_f(0.999f) && c.weight_decay == 0.0f && c.momentum == 0.0f && c.dampening == 0.0f &&
               c.nesterov == 0 && c.centered == 0 && c.lr_decay == 0.0f && c.initial_accumulator_value == 0.0f &&
               c.decoupled_wd == (k == DLF_OPTIM_ADAMW),
               "%s defaults: lr %g eps %g alpha %g betas %g %g decoupled %d", dlf_optim_kind_name(k), c.lr, c.eps,
@@ -878,7 +878,7 @@ static void test_optim_defaults(void)
         memset(&c, 0, sizeof c);
         c.lr = 0.5f; c.beta2 = 0.95f; c.eps = 1e-3f;
         dlf_optim_defaults(k, &c);
-        CHECK(c.lr == 0.5f && c.beta2 == 0.95f && c.eps == 1e-3f && c.beta1 == 0.9f, "%s keeps set fields",
+        CHECK(c.lr == 0.5f && c.beta2 == th_f(0.95f) && c.eps == th_f(1e-3f) && c.beta1 == th_f(0.9f), "%s keeps set fields",
               dlf_optim_kind_name(k));
         CHECK(dlf_optim_kind_from_name(dlf_optim_kind_name(k)) == kind, "kind name round trip %s", dlf_optim_kind_name(k));
         o = dlf_optim_create(k, &p, 1, NULL);
@@ -933,7 +933,7 @@ static void test_optim_groups_and_decay(void)
     dlf_fill(b, 1.0f);
     for (i = 0; i < 3; i++) a->grad[i] = b->grad[i] = 1.0f;
     dlf_optim_step(o);
-    for (i = 0; i < 3; i++) ok &= a->data[i] == 1.0f - 0.1f * 1.0f && b->data[i] == 1.0f - 0.01f * 1.0f;
+    for (i = 0; i < 3; i++) ok &= a->data[i] == th_f(1.0f - th_f(0.1f) * 1.0f) && b->data[i] == th_f(1.0f - th_f(0.01f) * 1.0f);
     CHECK(ok, "two groups, two lrs: a %g, b %g", a->data[0], b->data[0]);
     CHECK(strcmp(o->params[1].name, "b") == 0 && o->params[1].group == 1, "names and groups kept");
     dlf_optim_free(o);
@@ -1049,7 +1049,7 @@ static void test_fit_restores_lr(void)
     fc.quiet = 1;
     rc = dlf_fit(&t, mode_forward, &m, ce, m.opt, l, NULL, &fc, &rep);
     CHECK(rc == DLF_OK && rep.steps == 24, "fit: rc %d, %d steps", rc, rep.steps);
-    CHECK(m.opt->groups[0].lr == 0.1f && m.opt->groups[1].lr == 0.01f, "group lrs restored after a one-cycle fit: %g %g",
+    CHECK(m.opt->groups[0].lr == th_f(0.1f) && m.opt->groups[1].lr == th_f(0.01f), "group lrs restored after a one-cycle fit: %g %g",
           m.opt->groups[0].lr, m.opt->groups[1].lr);
     CHECK(t.training == 0, "fit restores the tape's mode");
     for (i = 0; i < 24; i++) if (m.lr0[i] > m.lr0[peak]) peak = i;

@@ -118,7 +118,7 @@ static void test_sgd(void)
     }
     /* defaults: lr 1e-3, no buffers without momentum */
     o = dlf_optim_create(DLF_OPTIM_SGD, ps, 2, NULL);
-    CHECK(o->groups[0].lr == 1e-3f && o->params[0].state[0] == NULL && o->params[1].state[0] == NULL,
+    CHECK(o->groups[0].lr == th_f(1e-3f) && o->params[0].state[0] == NULL && o->params[1].state[0] == NULL,
           "default lr %g, buffers %p %p", o->groups[0].lr, (void *)o->params[0].state[0], (void *)o->params[1].state[0]);
     dlf_optim_free(o);
     memset(&cfg, 0, sizeof cfg);
@@ -133,7 +133,7 @@ static void test_sched(void)
     int total = 100;
     float lr0, lrp, lrend;
     GROUP("schedule");
-    CHECK(dlf_sched_lr(DLF_SCHED_CONSTANT, 0.1f, 0, 37, total) == 0.1f, "constant");
+    CHECK(dlf_sched_lr(DLF_SCHED_CONSTANT, 0.1f, 0, 37, total) == th_f(0.1f), "constant");
     lr0 = dlf_sched_lr(DLF_SCHED_ONE_CYCLE, 0.1f, 0.3f, 0, total);
     /* as OneCycleLR: the peak at step pct*total - 1, lr/25/1e4 at the last step */
     lrp = dlf_sched_lr(DLF_SCHED_ONE_CYCLE, 0.1f, 0.3f, 29, total);
