@@ -81,9 +81,9 @@ debug:
 asan:
 	$(MAKE) BUILD=build/asan CFLAGS="-O1 -g -std=c99 -Wall -Wextra -pedantic -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined" test
 
-# The tests on every target this machine reaches (gcc, clang UBSan+integer, gcc -m32, AArch64
-# and s390x under qemu-user, mingw-w64 under wine, tcc, -ffast-math refused): one line per
-# target, passed, FAILED or skipped with the reason; about 10 minutes (tools/portability.sh).
+# Targets: gcc, clang UBSan+integer, gcc -m32, AArch64 and s390x under qemu-user, mingw-w64
+# under wine, tcc, -ffast-math (must be refused); about 10 minutes (tools/portability.sh).
+# Run the tests on every target this machine reaches: one line each, passed/FAILED/skipped.
 portability:
 	@BUILD="$(BUILD)" bash tools/portability.sh
 

@@ -95,7 +95,7 @@ run_target() {
 }
 
 have() { command -v "$1" >/dev/null 2>&1; }
-omp_ok() { printf 'int main(void){return 0;}' | $1 -fopenmp -x c - -o /dev/null 2>/dev/null; }
+omp_ok() { printf 'int main(void){return 0;}' | $1 -fopenmp -x c - -o "$root/omp_probe" 2>/dev/null; }  # OpenMP links
 
 # native gcc, as `make test` builds (OpenMP when the compiler has it)
 if wanted gcc; then
@@ -147,8 +147,9 @@ if wanted mingw-wine; then
     if ! have x86_64-w64-mingw32-gcc; then report mingw-wine "skipped: x86_64-w64-mingw32-gcc is not installed (apt-get install gcc-mingw-w64-x86-64)"
     elif [ -z "$WINE" ]; then report mingw-wine "skipped: wine64 is not installed (apt-get install wine64)"
     else
-        WINEDEBUG=-all WINEPREFIX=${WINEPREFIX:-$PWD/$root/wineprefix} \
-        run_target mingw-wine x86_64-w64-mingw32-gcc "-O2 -std=c99 -Wall -Wextra" "$WINE" "" .exe
+        omp=; omp_ok "x86_64-w64-mingw32-gcc -static" && omp="-fopenmp -static"   # libgomp linked in
+        WINEDEBUG=-all \
+        run_target mingw-wine x86_64-w64-mingw32-gcc "-O2 -std=c99 -Wall -Wextra $omp" "$WINE" "" .exe
     fi
 fi
 
