@@ -83,6 +83,26 @@ static inline float th_f(float x)
     return v;
 }
 
+/* The reference tests' driver: run_case(dir, name) for every line of dir/INDEX that
+   contains filter (all lines when filter is NULL); returns how many ran. */
+static inline int th_run_index(const char *dir, const char *filter, void (*run_case)(const char *, const char *))
+{
+    char path[1024], line[256];
+    int n = 0;
+    FILE *idx;
+    snprintf(path, sizeof path, "%s/INDEX", dir);
+    idx = fopen(path, "r");
+    CHECK(idx != NULL, "cannot open %s (run from the repository root, or set DLF_REF_DIR)", path);
+    while (idx && fgets(line, sizeof line, idx)) {
+        line[strcspn(line, "\r\n")] = 0;
+        if (!line[0] || (filter && !strstr(line, filter))) continue;
+        run_case(dir, line);
+        n++;
+    }
+    if (idx) fclose(idx);
+    return n;
+}
+
 /* Every test file calls this first: unexpected panics are counted as failures. */
 static void th_init(void) { dlf_set_panic_handler(th_panic_handler, NULL); }
 

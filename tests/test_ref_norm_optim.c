@@ -506,21 +506,10 @@ int main(int argc, char **argv)
 {
     const char *dir = getenv("DLF_REF_DIR") ? getenv("DLF_REF_DIR") : "tests/ref/norm_optim";
     const char *filter = argc > 1 ? argv[1] : NULL;
-    char path[1024], line[256];
-    int n = 0;
-    FILE *idx;
+    int n;
     th_init();
     GROUP("norm_optim");
-    snprintf(path, sizeof path, "%s/INDEX", dir);
-    idx = fopen(path, "r");
-    CHECK(idx != NULL, "cannot open %s (run from the repository root, or set DLF_REF_DIR)", path);
-    while (idx && fgets(line, sizeof line, idx)) {
-        line[strcspn(line, "\r\n")] = 0;
-        if (!line[0] || (filter && !strstr(line, filter))) continue;
-        run_case(dir, line);
-        n++;
-    }
-    if (idx) fclose(idx);
+    n = th_run_index(dir, filter, run_case);
     CHECK(n > 0, "no norm/optim reference cases ran");
     printf("%d norm/optim reference cases\n", n);
     TEST_MAIN_END();
