@@ -11,7 +11,8 @@
 #define DLF_IMPLEMENTATION
 #include "../dlf.h"
 
-void openblas_set_num_threads(int n);  /* OpenBLAS extension, declared here for old headers */
+void openblas_set_num_threads(int n);  /* OpenBLAS extensions, declared here for old headers */
+char *openblas_get_corename(void);
 
 static double now(void)
 {
@@ -54,6 +55,8 @@ int main(int argc, char **argv)
     int si, ti, max_n = argc > 1 ? atoi(argv[1]) : 2048;
     dlf_rng rng;
     dlf_rng_seed(&rng, 1);
+    printf("dlf kernel %s; OpenBLAS kernel %s (OPENBLAS_CORETYPE %s)\n", dlf_kernel_name(),
+           openblas_get_corename(), getenv("OPENBLAS_CORETYPE") ? getenv("OPENBLAS_CORETYPE") : "unset");
     printf("%-6s %-7s %12s %12s %8s\n", "N", "threads", "dlf GFLOP/s", "BLAS GFLOP/s", "ratio");
     for (ti = 0; ti < 2; ti++) {
         for (si = 0; si < 5; si++) {
