@@ -110,7 +110,7 @@ extern "C" {
 #endif
 
 // >>stage0_config ---------------------------------------------------------------
-// Errors come in two kinds (see DESIGN.md):
+// Errors come in two kinds (docs/design.md):
 //  * fallible calls (files, parsing, allocation) return a dlf_result code or NULL
 //    and leave a message in dlf_last_error();
 //  * programmer errors (shape mismatch, bad axis) call the panic handler with a

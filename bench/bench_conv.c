@@ -1,5 +1,5 @@
 /* bench_conv.c - one conv2d layer, forward and forward+backward, the shape of
-   DESIGN.md's anchor: x (64,32,14,14), w (32,32,3,3), pad 1, stride 1.
+   reference conv layer: x (64,32,14,14), w (32,32,3,3), pad 1, stride 1.
    Compare with bench/torch_conv.py in the same session (`make bench` runs both when
    /usr/bin/python3 has torch). Prints the best of 20 runs after 3 warm-up runs. */
 #include <stdio.h>

@@ -17,7 +17,7 @@
    Usage:  ./build/lessons/01_matmul [--quick] [--peak GFLOPS]
      --quick        512x512 instead of 1024x1024 (what `make demo` runs; a few seconds)
      --peak G       fp32 peak of ONE core in GFLOP/s (also: env DLF_PEAK_GFLOPS)
-   The default peak, 101.1 GFLOP/s per core, is DESIGN.md's figure for the course's
+   The default peak, 101.1 GFLOP/s per core, is the figure (docs/design.md) for the course's
    machine (AMD EPYC Zen 3, AVX2+FMA): 2 FMA units x 8 float lanes x 2 flops x 3.16 GHz.
    All-thread results are compared with threads x that peak.
 
@@ -197,7 +197,7 @@ static void climb(problem *p, int all_threads, const options *opt)
     run_rung(RUNG_FAST, p, all_threads, opt);
     same_bits = memcmp(C_one_thread, p->C, sizeof(float) * p->M * p->N) == 0;
     printf("  fast on 1 thread vs %d threads: %s\n", all_threads,
-           same_bits ? "bit-identical" : "DIFFERENT (a bug: see DESIGN.md, determinism)");
+           same_bits ? "bit-identical" : "DIFFERENT (a bug: see docs/design.md, Determinism)");
     free(C_one_thread);
 }
 
