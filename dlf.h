@@ -258,7 +258,10 @@ DLFDEF void dlf_gemm_ikj(int ta, int tb, int M, int N, int K, const float *A,
 DLFDEF void dlf_gemm_blocked(int ta, int tb, int M, int N, int K, const float *A,
                              const float *B, float *C, int acc); /* cache tiles */
 DLFDEF size_t dlf_gemm_fast_scratch(int M, int N, int K);        /* floats `work` needs */
-DLFDEF const char *dlf_kernel_name(void);  /* "avx2-fma" or "portable": which micro-kernel this build uses */
+DLFDEF const char *dlf_kernel_name(void);  /* the micro-kernel that runs: "portable", "avx2-fma" or "avx512" */
+DLFDEF int dlf_kernel_available(const char *name);  /* 1: compiled in and this CPU runs it */
+DLFDEF int dlf_set_kernel(const char *name);  /* force one for this thread ("auto": the best); DLF_OK or
+                                                 DLF_ERR_ARG. The DLF_KERNEL environment variable does the same */
 DLFDEF void dlf_gemm_fast(int ta, int tb, int M, int N, int K, const float *A,
                           const float *B, float *C, int acc, float *work); /* packed + micro-kernel; work NULL: allocate */
 DLFDEF void dlf_gemm(int ta, int tb, int M, int N, int K, const float *A,
@@ -1112,9 +1115,24 @@ __declspec(dllimport) int __stdcall MoveFileExA(const char *existing, const char
 #define DLF__MOVEFILE_REPLACE_EXISTING 0x1ul
 #define DLF__MOVEFILE_WRITE_THROUGH 0x8ul
 #endif
-#if defined(__AVX2__) && defined(__FMA__) && !defined(DLF_NO_SIMD)
+/* SIMD micro-kernels (stage 4). With gcc or clang on x86 each fast kernel is compiled
+   for its own instruction set with __attribute__((target(...))), whatever the build's
+   flags, and the one to run is chosen from what the CPU reports (cpuid, through
+   __builtin_cpu_supports): a plain `cc -O2 prog.c -lm` runs AVX2 or AVX-512 code where
+   the CPU has it. Other compilers get the AVX2 kernel only when the build enables it
+   (-mavx2 -mfma, /arch:AVX2), else the portable one. DLF_NO_SIMD: portable only. */
+#if !defined(DLF_NO_SIMD) && (defined(__GNUC__) || defined(__clang__)) && !defined(__TINYC__) \
+    && (defined(__x86_64__) || defined(__i386__))
 #include <immintrin.h>
-#define DLF__AVX2 1
+#define DLF__AVX2 1                  /* an AVX2+FMA kernel is compiled in */
+#define DLF__AVX512 1                /* an AVX-512 kernel is compiled in */
+#define DLF__CPU_DETECT 1            /* and the CPU is asked which of them it can run */
+#define DLF__TARGET_AVX2 __attribute__((target("avx2,fma")))
+#define DLF__TARGET_AVX512 __attribute__((target("avx512f,avx2,fma")))
+#elif !defined(DLF_NO_SIMD) && defined(__AVX2__) && defined(__FMA__)
+#include <immintrin.h>
+#define DLF__AVX2 1                  /* the build's flags allow AVX2: the CPU must have it */
+#define DLF__TARGET_AVX2
 #endif
 
 // >>stage0_config (implementation) ------------------------------------------------
@@ -2147,7 +2165,7 @@ DLFDEF void dlf_gemm_blocked(int ta, int tb, int M, int N, int K, const float *A
    Threads split the (A block, B panels) work items; every element of C is summed in
    the same order whatever the thread count, so the result does not depend on it. */
 #define DLF__MR 6
-#define DLF__NR 16
+#define DLF__NR 32
 #define DLF__MC 96
 #define DLF__KC 256
 #define DLF__NC 3072
@@ -2156,41 +2174,76 @@ DLFDEF void dlf_gemm_blocked(int ta, int tb, int M, int N, int K, const float *A
 static void dlf__pack_a(int ta, int M, int K, const float *A, int i0, int mr, int p0, int kc, float *dst)
 {
     int p, r;
-    for (p = 0; p < kc; p++)
-        for (r = 0; r < DLF__MR; r++)
-            dst[p * DLF__MR + r] = r < mr ? DLF__AT(i0 + r, p0 + p) : 0.0f;
+    if (ta) {        /* the MR values of one k sit side by side in A */
+        for (p = 0; p < kc; p++) {
+            const float *a_p = A + (size_t)(p0 + p) * M + i0;
+            for (r = 0; r < DLF__MR; r++) dst[p * DLF__MR + r] = r < mr ? a_p[r] : 0.0f;
+        }
+        return;
+    }
+    for (r = 0; r < DLF__MR; r++) {   /* row r of the block runs along k in A */
+        const float *a_r = A + (size_t)(i0 + r) * K + p0;
+        if (r < mr)
+            for (p = 0; p < kc; p++) dst[p * DLF__MR + r] = a_r[p];
+        else
+            for (p = 0; p < kc; p++) dst[p * DLF__MR + r] = 0.0f;
+    }
 }
 
 /* Pack rows p0..p0+kc-1, columns j0..j0+nr-1 of op(B): dst[p*NR + c], zero-padded to NR. */
 static void dlf__pack_b(int tb, int K, int N, const float *B, int p0, int kc, int j0, int nr, float *dst)
 {
     int p, c;
+    if (tb) {   /* column j of op(B) is row j of B: read each along k, write it down the panel */
+        for (c = 0; c < DLF__NR; c++) {
+            const float *b_c = B + (size_t)(j0 + c) * K + p0;
+            if (c < nr)
+                for (p = 0; p < kc; p++) dst[p * DLF__NR + c] = b_c[p];
+            else
+                for (p = 0; p < kc; p++) dst[p * DLF__NR + c] = 0.0f;
+        }
+        return;
+    }
     for (p = 0; p < kc; p++) {
         float *d = dst + p * DLF__NR;
-        if (!tb && nr == DLF__NR) {
+        if (nr == DLF__NR) {
             memcpy(d, B + (size_t)(p0 + p) * N + j0, DLF__NR * sizeof(float));
             continue;
         }
-        for (c = 0; c < DLF__NR; c++) d[c] = c < nr ? DLF__BT(p0 + p, j0 + c) : 0.0f;
+        for (c = 0; c < DLF__NR; c++) d[c] = c < nr ? B[(size_t)(p0 + p) * N + j0 + c] : 0.0f;
     }
 }
 
-/* The micro-kernel's math, in portable C: ab[r][c] = sum_p a[p][r] * b[p][c]. */
-static void dlf__kernel_ref(int kc, const float *a, const float *b, float *ab)
+/* The micro-kernel's math, in portable C: ab[r][j] = sum_p a[p][r] * b[p][j], then
+   C = ab or, with add, C += ab, for C's rows r at c + r*ldc. Every kernel below
+   computes exactly this for one MR x NR = 6 x 32 tile, writing C straight from its
+   registers. The tile is
+   shaped for AVX-512 (32 floats = two 16-float registers per row); AVX2 does it in two
+   halves. Each kernel sums p in order, but the fused multiply-add rounds once where this
+   C rounds twice, so the kernels agree to rounding, not bit for bit. */
+static void dlf__kernel_ref(int kc, const float *a, const float *b, float *c, size_t ldc, int add)
 {
-    int p, r, c;
+    float ab[DLF__MR * DLF__NR];
+    int p, r, j;
     for (r = 0; r < DLF__MR * DLF__NR; r++) ab[r] = 0.0f;
     for (p = 0; p < kc; p++) {
         for (r = 0; r < DLF__MR; r++) {
             float a_r = a[p * DLF__MR + r];
-            for (c = 0; c < DLF__NR; c++) ab[r * DLF__NR + c] += a_r * b[p * DLF__NR + c];
+            for (j = 0; j < DLF__NR; j++) ab[r * DLF__NR + j] += a_r * b[p * DLF__NR + j];
         }
     }
+    for (r = 0; r < DLF__MR; r++)
+        for (j = 0; j < DLF__NR; j++)
+            c[r * ldc + j] = add ? c[r * ldc + j] + ab[r * DLF__NR + j] : ab[r * DLF__NR + j];
 }
 
 #ifdef DLF__AVX2
-/* The same in AVX2/FMA: row r of the tile is two 8-float registers c_r0, c_r1. */
-static void dlf__kernel_avx2(int kc, const float *a, const float *b, float *ab)
+/* AVX2/FMA has 16 ymm registers of 8 floats. A 6 x 16 tile takes 12 of them as
+   accumulators (row r: c_r0, c_r1), 2 hold the B row, 1 the broadcast a[r]: per k, 2
+   loads of B, 6 broadcasts, 12 FMAs. Twelve independent sums hide the FMA latency (4
+   cycles, 2 per cycle). The 6 x 32 tile is two such halves: the A panel (6 x kc, in L1)
+   is read twice, each half of the B panel once. */
+static DLF__TARGET_AVX2 void dlf__kernel_avx2_half(int kc, const float *a, const float *b, float *c, size_t ldc, int add)
 {
     __m256 c00 = _mm256_setzero_ps(), c01 = _mm256_setzero_ps();
     __m256 c10 = _mm256_setzero_ps(), c11 = _mm256_setzero_ps();
@@ -2212,26 +2265,189 @@ static void dlf__kernel_avx2(int kc, const float *a, const float *b, float *ab)
         a += DLF__MR;
         b += DLF__NR;
     }
-    _mm256_storeu_ps(ab + 0 * 16, c00); _mm256_storeu_ps(ab + 0 * 16 + 8, c01);
-    _mm256_storeu_ps(ab + 1 * 16, c10); _mm256_storeu_ps(ab + 1 * 16 + 8, c11);
-    _mm256_storeu_ps(ab + 2 * 16, c20); _mm256_storeu_ps(ab + 2 * 16 + 8, c21);
-    _mm256_storeu_ps(ab + 3 * 16, c30); _mm256_storeu_ps(ab + 3 * 16 + 8, c31);
-    _mm256_storeu_ps(ab + 4 * 16, c40); _mm256_storeu_ps(ab + 4 * 16 + 8, c41);
-    _mm256_storeu_ps(ab + 5 * 16, c50); _mm256_storeu_ps(ab + 5 * 16 + 8, c51);
+    if (add) {                                   /* C += tile: load, add, store */
+#define DLF__ST2(r, lo, hi) \
+        _mm256_storeu_ps(c + (r) * ldc, _mm256_add_ps(_mm256_loadu_ps(c + (r) * ldc), lo)); \
+        _mm256_storeu_ps(c + (r) * ldc + 8, _mm256_add_ps(_mm256_loadu_ps(c + (r) * ldc + 8), hi))
+        DLF__ST2(0, c00, c01); DLF__ST2(1, c10, c11); DLF__ST2(2, c20, c21);
+        DLF__ST2(3, c30, c31); DLF__ST2(4, c40, c41); DLF__ST2(5, c50, c51);
+#undef DLF__ST2
+    } else {
+#define DLF__ST2(r, lo, hi) _mm256_storeu_ps(c + (r) * ldc, lo); _mm256_storeu_ps(c + (r) * ldc + 8, hi)
+        DLF__ST2(0, c00, c01); DLF__ST2(1, c10, c11); DLF__ST2(2, c20, c21);
+        DLF__ST2(3, c30, c31); DLF__ST2(4, c40, c41); DLF__ST2(5, c50, c51);
+#undef DLF__ST2
+    }
+}
+
+static DLF__TARGET_AVX2 void dlf__kernel_avx2(int kc, const float *a, const float *b, float *c, size_t ldc, int add)
+{
+    dlf__kernel_avx2_half(kc, a, b, c, ldc, add);              /* columns 0..15 */
+    dlf__kernel_avx2_half(kc, a, b + 16, c + 16, ldc, add);    /* columns 16..31 */
 }
 #endif
 
-/* One MR x NR tile: ab = A-panel x B-panel, then C = ab (first K block, no acc) or
-   C += ab, for the mr x nr corner that lies inside C. */
-static void dlf__tile(int kc, const float *a, const float *b, float *c, int ldc, int mr, int nr, int add)
+#ifdef DLF__AVX512
+/* AVX-512 has 32 zmm registers of 16 floats: the whole 6 x 32 tile is 12 accumulators,
+   with 2 for the B row and 1 for the broadcast. Per k: 2 loads, 6 broadcasts, 12 FMAs
+   of 16 lanes, twice the work of an AVX2 step for the same instruction count. (A
+   wider tile, 12 x 32 in 24 registers, loads less per FMA; measured no faster here,
+   and it wastes more of the tile when M is a small batch.) */
+static DLF__TARGET_AVX512 void dlf__kernel_avx512(int kc, const float *a, const float *b, float *c, size_t ldc, int add)
+{
+    __m512 c00 = _mm512_setzero_ps(), c01 = _mm512_setzero_ps();
+    __m512 c10 = _mm512_setzero_ps(), c11 = _mm512_setzero_ps();
+    __m512 c20 = _mm512_setzero_ps(), c21 = _mm512_setzero_ps();
+    __m512 c30 = _mm512_setzero_ps(), c31 = _mm512_setzero_ps();
+    __m512 c40 = _mm512_setzero_ps(), c41 = _mm512_setzero_ps();
+    __m512 c50 = _mm512_setzero_ps(), c51 = _mm512_setzero_ps();
+    int p;
+    for (p = 0; p < kc; p++) {
+        __m512 b0 = _mm512_loadu_ps(b);
+        __m512 b1 = _mm512_loadu_ps(b + 16);
+        __m512 a_r;
+        a_r = _mm512_set1_ps(a[0]); c00 = _mm512_fmadd_ps(a_r, b0, c00); c01 = _mm512_fmadd_ps(a_r, b1, c01);
+        a_r = _mm512_set1_ps(a[1]); c10 = _mm512_fmadd_ps(a_r, b0, c10); c11 = _mm512_fmadd_ps(a_r, b1, c11);
+        a_r = _mm512_set1_ps(a[2]); c20 = _mm512_fmadd_ps(a_r, b0, c20); c21 = _mm512_fmadd_ps(a_r, b1, c21);
+        a_r = _mm512_set1_ps(a[3]); c30 = _mm512_fmadd_ps(a_r, b0, c30); c31 = _mm512_fmadd_ps(a_r, b1, c31);
+        a_r = _mm512_set1_ps(a[4]); c40 = _mm512_fmadd_ps(a_r, b0, c40); c41 = _mm512_fmadd_ps(a_r, b1, c41);
+        a_r = _mm512_set1_ps(a[5]); c50 = _mm512_fmadd_ps(a_r, b0, c50); c51 = _mm512_fmadd_ps(a_r, b1, c51);
+        a += DLF__MR;
+        b += DLF__NR;
+    }
+    if (add) {
+#define DLF__ST5(r, lo, hi) \
+        _mm512_storeu_ps(c + (r) * ldc, _mm512_add_ps(_mm512_loadu_ps(c + (r) * ldc), lo)); \
+        _mm512_storeu_ps(c + (r) * ldc + 16, _mm512_add_ps(_mm512_loadu_ps(c + (r) * ldc + 16), hi))
+        DLF__ST5(0, c00, c01); DLF__ST5(1, c10, c11); DLF__ST5(2, c20, c21);
+        DLF__ST5(3, c30, c31); DLF__ST5(4, c40, c41); DLF__ST5(5, c50, c51);
+#undef DLF__ST5
+    } else {
+#define DLF__ST5(r, lo, hi) _mm512_storeu_ps(c + (r) * ldc, lo); _mm512_storeu_ps(c + (r) * ldc + 16, hi)
+        DLF__ST5(0, c00, c01); DLF__ST5(1, c10, c11); DLF__ST5(2, c20, c21);
+        DLF__ST5(3, c30, c31); DLF__ST5(4, c40, c41); DLF__ST5(5, c50, c51);
+#undef DLF__ST5
+    }
+}
+#endif
+
+/* Which kernel runs. Chosen the first time a thread multiplies: the DLF_KERNEL
+   environment variable if set ("portable", "avx2-fma" or "avx2", "avx512", "auto"),
+   else the widest one this build has and this CPU runs; dlf_set_kernel changes it for
+   the calling thread. Each product reads it once on entry and hands it to its worker
+   threads, so one product never mixes kernels. */
+enum { DLF__KERNEL_PORTABLE, DLF__KERNEL_AVX2, DLF__KERNEL_AVX512, DLF__KERNEL_COUNT };
+static const char *const dlf__kernel_names[DLF__KERNEL_COUNT] = { "portable", "avx2-fma", "avx512" };
+static DLF__TLS int dlf__kernel_chosen;   /* 0: not chosen yet, else kernel index + 1 */
+
+/* 1 when kernel k is compiled into this build and this CPU can run it. */
+static int dlf__kernel_runs(int k)
+{
+#ifdef DLF__CPU_DETECT
+    __builtin_cpu_init();
+#endif
+    switch (k) {
+    case DLF__KERNEL_PORTABLE: return 1;
+    case DLF__KERNEL_AVX2:
+#if defined(DLF__AVX2) && defined(DLF__CPU_DETECT)
+        return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
+#elif defined(DLF__AVX2)
+        return 1;                          /* built with -mavx2 -mfma: the program needs them anyway */
+#else
+        return 0;
+#endif
+    case DLF__KERNEL_AVX512:
+#if defined(DLF__AVX512)
+        return __builtin_cpu_supports("avx512f");
+#else
+        return 0;
+#endif
+    }
+    return 0;
+}
+
+/* The kernel called `name` (-1 if none): the names above, "avx2" for "avx2-fma". */
+static int dlf__kernel_index(const char *name)
+{
+    int k;
+    if (!name) return -1;
+    if (strcmp(name, "avx2") == 0) return DLF__KERNEL_AVX2;
+    for (k = 0; k < DLF__KERNEL_COUNT; k++)
+        if (strcmp(name, dlf__kernel_names[k]) == 0) return k;
+    return -1;
+}
+
+static int dlf__kernel_best(void)
+{
+    int k = DLF__KERNEL_COUNT - 1;
+    while (k > 0 && !dlf__kernel_runs(k)) k--;
+    return k;
+}
+
+static int dlf__kernel(void)
+{
+    if (!dlf__kernel_chosen) {
+        const char *env = getenv("DLF_KERNEL");
+        int k = dlf__kernel_best();
+        if (env && *env && strcmp(env, "auto") != 0) {
+            int e = dlf__kernel_index(env);
+            if (e >= 0 && dlf__kernel_runs(e)) k = e;
+#ifndef DLF_NO_STDIO
+            else fprintf(stderr, "dlf: DLF_KERNEL=%s is not a kernel this build and CPU can run "
+                         "(portable, avx2-fma, avx512); using %s\n", env, dlf__kernel_names[k]);
+#endif
+        }
+        dlf__kernel_chosen = k + 1;
+    }
+    return dlf__kernel_chosen - 1;
+}
+
+DLFDEF const char *dlf_kernel_name(void) { return dlf__kernel_names[dlf__kernel()]; }
+
+DLFDEF int dlf_kernel_available(const char *name)
+{
+    int k = dlf__kernel_index(name);
+    return k >= 0 && dlf__kernel_runs(k);
+}
+
+DLFDEF int dlf_set_kernel(const char *name)
+{
+    int k = (!name || strcmp(name, "auto") == 0) ? dlf__kernel_best() : dlf__kernel_index(name);
+    if (k < 0)
+        return dlf__fail(DLF_ERR_ARG, "dlf_set_kernel: no kernel called \"%s\" (portable, avx2-fma, avx512, auto)", name);
+    if (!dlf__kernel_runs(k))
+        return dlf__fail(DLF_ERR_ARG, "dlf_set_kernel: %s is not %s", name,
+                         k == DLF__KERNEL_PORTABLE ? "available" : "compiled into this build or not supported by this CPU");
+    dlf__kernel_chosen = k + 1;
+    return DLF_OK;
+}
+
+/* C (= or +=) A-panel x B-panel with kernel `kern`, a whole MR x NR tile. */
+static void dlf__kernel_run(int kern, int kc, const float *a, const float *b, float *c, size_t ldc, int add)
+{
+    switch (kern) {
+#ifdef DLF__AVX512
+    case DLF__KERNEL_AVX512: dlf__kernel_avx512(kc, a, b, c, ldc, add); return;
+#endif
+#ifdef DLF__AVX2
+    case DLF__KERNEL_AVX2: dlf__kernel_avx2(kc, a, b, c, ldc, add); return;
+#endif
+    default: dlf__kernel_ref(kc, a, b, c, ldc, add); return;
+    }
+}
+
+/* One MR x NR tile: C = A-panel x B-panel (first K block, no acc) or C += ..., for
+   the mr x nr corner that lies inside C. A whole tile goes straight to C; an edge
+   tile goes through ab, and only its corner is copied. */
+static void dlf__tile(int kern, int kc, const float *a, const float *b, float *c, int ldc, int mr, int nr, int add)
 {
     float ab[DLF__MR * DLF__NR];
     int r, j;
-#ifdef DLF__AVX2
-    dlf__kernel_avx2(kc, a, b, ab);
-#else
-    dlf__kernel_ref(kc, a, b, ab);
-#endif
+    if (mr == DLF__MR && nr == DLF__NR) {
+        dlf__kernel_run(kern, kc, a, b, c, (size_t)ldc, add);
+        return;
+    }
+    dlf__kernel_run(kern, kc, a, b, ab, DLF__NR, 0);
     for (r = 0; r < mr; r++) {
         float *c_r = c + (size_t)r * ldc;
         const float *ab_r = ab + r * DLF__NR;
@@ -2263,15 +2479,6 @@ static int dlf__gemm_threads(int M, int N, int K)
     return nt < cap ? nt : cap;
 }
 
-DLFDEF const char *dlf_kernel_name(void)
-{
-#ifdef DLF__AVX2
-    return "avx2-fma";
-#else
-    return "portable";
-#endif
-}
-
 DLFDEF size_t dlf_gemm_fast_scratch(int M, int N, int K)
 {
     size_t kc = (size_t)(K < DLF__KC ? K : DLF__KC);
@@ -2286,8 +2493,7 @@ DLFDEF void dlf_gemm_fast(int ta, int tb, int M, int N, int K, const float *A,
                           const float *B, float *C, int acc, float *work)
 {
     float *own = NULL, *packed_b, *packed_a_all;
-    int nt, jc, pc;
-    (void)dlf__kernel_ref;
+    int nt, jc, pc, kern = dlf__kernel();
     if (M <= 0 || N <= 0) return;
     if (K <= 0) {
         if (!acc) memset(C, 0, (size_t)M * N * sizeof(float));
@@ -2344,7 +2550,7 @@ DLFDEF void dlf_gemm_fast(int ta, int tb, int M, int N, int K, const float *A,
                         const float *b_panel = packed_b + (size_t)j * DLF__NR * kc;
                         for (ir = 0; ir < mc; ir += DLF__MR) {
                             int mr = mc - ir < DLF__MR ? mc - ir : DLF__MR;
-                            dlf__tile(kc, packed_a + (size_t)ir * kc, b_panel,
+                            dlf__tile(kern, kc, packed_a + (size_t)ir * kc, b_panel,
                                       C + (size_t)(ic + ir) * N + jc + j * DLF__NR, N, mr, nr, add);
                         }
                     }
@@ -2392,7 +2598,7 @@ static void dlf__dot_kernel_ref(int kc, const float *const *a, const float *cons
 
 #ifdef DLF__AVX2
 /* The 8 lanes of v added up: (v0+v4) + (v2+v6) + ... in a fixed order. */
-static float dlf__hsum8(__m256 v)
+static DLF__TARGET_AVX2 float dlf__hsum8(__m256 v)
 {
     __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
     s = _mm_add_ps(s, _mm_movehl_ps(s, s));
@@ -2402,7 +2608,7 @@ static float dlf__hsum8(__m256 v)
 
 /* The same in AVX2/FMA: lane l of acc_rc sums a[r][p] * b[c][p] over p = l mod 8; the
    lanes are added up at the end, then the k's left over (kc not a multiple of 8). */
-static void dlf__dot_kernel_avx2(int kc, const float *const *a, const float *const *b, float *ab)
+static DLF__TARGET_AVX2 void dlf__dot_kernel_avx2(int kc, const float *const *a, const float *const *b, float *ab)
 {
     const float *a0 = a[0], *a1 = a[1], *a2 = a[2], *a3 = a[3], *b0 = b[0], *b1 = b[1], *b2 = b[2];
     __m256 acc00 = _mm256_setzero_ps(), acc01 = _mm256_setzero_ps(), acc02 = _mm256_setzero_ps();
@@ -2436,9 +2642,46 @@ static void dlf__dot_kernel_avx2(int kc, const float *const *a, const float *con
 }
 #endif
 
+#ifdef DLF__AVX512
+/* The same with 16 lanes: lane l of acc_rc sums over p = l mod 16; the lanes are added
+   in a fixed order (_mm512_reduce_add_ps), then the k's left over. */
+static DLF__TARGET_AVX512 void dlf__dot_kernel_avx512(int kc, const float *const *a, const float *const *b, float *ab)
+{
+    const float *a0 = a[0], *a1 = a[1], *a2 = a[2], *a3 = a[3], *b0 = b[0], *b1 = b[1], *b2 = b[2];
+    __m512 acc00 = _mm512_setzero_ps(), acc01 = _mm512_setzero_ps(), acc02 = _mm512_setzero_ps();
+    __m512 acc10 = _mm512_setzero_ps(), acc11 = _mm512_setzero_ps(), acc12 = _mm512_setzero_ps();
+    __m512 acc20 = _mm512_setzero_ps(), acc21 = _mm512_setzero_ps(), acc22 = _mm512_setzero_ps();
+    __m512 acc30 = _mm512_setzero_ps(), acc31 = _mm512_setzero_ps(), acc32 = _mm512_setzero_ps();
+    int p, r, c;
+    for (p = 0; p + 16 <= kc; p += 16) {
+        __m512 b0_p = _mm512_loadu_ps(b0 + p);
+        __m512 b1_p = _mm512_loadu_ps(b1 + p);
+        __m512 b2_p = _mm512_loadu_ps(b2 + p);
+        __m512 a_p;
+        a_p = _mm512_loadu_ps(a0 + p);
+        acc00 = _mm512_fmadd_ps(a_p, b0_p, acc00); acc01 = _mm512_fmadd_ps(a_p, b1_p, acc01); acc02 = _mm512_fmadd_ps(a_p, b2_p, acc02);
+        a_p = _mm512_loadu_ps(a1 + p);
+        acc10 = _mm512_fmadd_ps(a_p, b0_p, acc10); acc11 = _mm512_fmadd_ps(a_p, b1_p, acc11); acc12 = _mm512_fmadd_ps(a_p, b2_p, acc12);
+        a_p = _mm512_loadu_ps(a2 + p);
+        acc20 = _mm512_fmadd_ps(a_p, b0_p, acc20); acc21 = _mm512_fmadd_ps(a_p, b1_p, acc21); acc22 = _mm512_fmadd_ps(a_p, b2_p, acc22);
+        a_p = _mm512_loadu_ps(a3 + p);
+        acc30 = _mm512_fmadd_ps(a_p, b0_p, acc30); acc31 = _mm512_fmadd_ps(a_p, b1_p, acc31); acc32 = _mm512_fmadd_ps(a_p, b2_p, acc32);
+    }
+    ab[0] = _mm512_reduce_add_ps(acc00); ab[1] = _mm512_reduce_add_ps(acc01); ab[2] = _mm512_reduce_add_ps(acc02);
+    ab[3] = _mm512_reduce_add_ps(acc10); ab[4] = _mm512_reduce_add_ps(acc11); ab[5] = _mm512_reduce_add_ps(acc12);
+    ab[6] = _mm512_reduce_add_ps(acc20); ab[7] = _mm512_reduce_add_ps(acc21); ab[8] = _mm512_reduce_add_ps(acc22);
+    ab[9] = _mm512_reduce_add_ps(acc30); ab[10] = _mm512_reduce_add_ps(acc31); ab[11] = _mm512_reduce_add_ps(acc32);
+    for (r = 0; r < DLF__DOT_MR; r++)
+        for (c = 0; c < DLF__DOT_NR; c++) {
+            int q;
+            for (q = p; q < kc; q++) ab[r * DLF__DOT_NR + c] += a[r][q] * b[c][q];
+        }
+}
+#endif
+
 /* One 4 x 3 block at rows i0.., columns j0.. of C, over k = p0 .. p0+kc-1: C += block.
    Past the edge of A or B the last row is read again and its result dropped. */
-static void dlf__dot_block(int M, int N, int K, const float *A, const float *B, float *C,
+static void dlf__dot_block(int kern, int M, int N, int K, const float *A, const float *B, float *C,
                            int i0, int j0, int p0, int kc)
 {
     const float *a[DLF__DOT_MR], *b[DLF__DOT_NR];
@@ -2446,11 +2689,15 @@ static void dlf__dot_block(int M, int N, int K, const float *A, const float *B, 
     int r, c;
     for (r = 0; r < DLF__DOT_MR; r++) a[r] = A + (size_t)(i0 + r < M ? i0 + r : M - 1) * K + p0;
     for (c = 0; c < DLF__DOT_NR; c++) b[c] = B + (size_t)(j0 + c < N ? j0 + c : N - 1) * K + p0;
-#ifdef DLF__AVX2
-    dlf__dot_kernel_avx2(kc, a, b, ab);
-#else
-    dlf__dot_kernel_ref(kc, a, b, ab);
+    switch (kern) {
+#ifdef DLF__AVX512
+    case DLF__KERNEL_AVX512: dlf__dot_kernel_avx512(kc, a, b, ab); break;
 #endif
+#ifdef DLF__AVX2
+    case DLF__KERNEL_AVX2: dlf__dot_kernel_avx2(kc, a, b, ab); break;
+#endif
+    default: dlf__dot_kernel_ref(kc, a, b, ab); break;
+    }
     for (r = 0; r < DLF__DOT_MR && i0 + r < M; r++)
         for (c = 0; c < DLF__DOT_NR && j0 + c < N; c++)
             C[(size_t)(i0 + r) * N + j0 + c] += ab[r * DLF__DOT_NR + c];
@@ -2458,8 +2705,7 @@ static void dlf__dot_block(int M, int N, int K, const float *A, const float *B, 
 
 DLFDEF void dlf_gemm_dot(int M, int N, int K, const float *A, const float *B, float *C, int acc)
 {
-    int n_jb = (N + DLF__DOT_NR - 1) / DLF__DOT_NR, nt, part;
-    (void)dlf__dot_kernel_ref;
+    int n_jb = (N + DLF__DOT_NR - 1) / DLF__DOT_NR, nt, part, kern = dlf__kernel();
     if (M <= 0 || N <= 0) return;
     if (!acc) memset(C, 0, (size_t)M * N * sizeof(float));
     if (K <= 0) return;
@@ -2472,7 +2718,7 @@ DLFDEF void dlf_gemm_dot(int M, int N, int K, const float *A, const float *B, fl
             int kc = K - p0 < DLF__DOT_KC ? K - p0 : DLF__DOT_KC;
             for (jb = jb0; jb < jb1; jb++)
                 for (i0 = 0; i0 < M; i0 += DLF__DOT_MR)
-                    dlf__dot_block(M, N, K, A, B, C, i0, jb * DLF__DOT_NR, p0, kc);
+                    dlf__dot_block(kern, M, N, K, A, B, C, i0, jb * DLF__DOT_NR, p0, kc);
         }
     }
 }
@@ -3249,16 +3495,12 @@ static void dlf__pack_b_image(const float *x, int C, int HW, int RS, int PQ, con
 /* dlf__tile for the implicit path: ab = A-panel x B-panel (rows k0 .. k0+mr-1, columns
    j0 .. j0+nr-1 of Y), then each column j = n*P*Q + i goes to y[n][k][i], one image's
    segment at a time: y = ab on the first K block, y += ab on the others. */
-static void dlf__tile_nchw(int kc, const float *a, const float *b, float *y, int K, int PQ,
+static void dlf__tile_nchw(int kern, int kc, const float *a, const float *b, float *y, int K, int PQ,
                            int k0, int mr, int j0, int nr, int add)
 {
     float ab[DLF__MR * DLF__NR];
     int r, c, c0, c1;
-#ifdef DLF__AVX2
-    dlf__kernel_avx2(kc, a, b, ab);
-#else
-    dlf__kernel_ref(kc, a, b, ab);
-#endif
+    dlf__kernel_run(kern, kc, a, b, ab, DLF__NR, 0);
     for (c0 = 0; c0 < nr; c0 = c1) {
         int n = (j0 + c0) / PQ, i0 = (j0 + c0) % PQ;
         float *y_seg = y + ((size_t)n * K + k0) * PQ + i0 - c0;   /* y_seg[r*PQ + c] = y[n][k0+r][i] */
@@ -3299,7 +3541,7 @@ static void dlf__conv2d_implicit(const float *x, int N, int C, int H, int W, con
     int CRS = C * R * S, RS = R * S, PQ = P * Q, HW = H * W, NPQ = N * P * Q;
     int k_pad = (K + DLF__MR - 1) / DLF__MR * DLF__MR;
     int items = (NPQ + DLF__CONV_NC - 1) / DLF__CONV_NC;
-    int nt = dlf__gemm_threads(K, NPQ, CRS), kc_max = CRS < DLF__KC ? CRS : DLF__KC;
+    int nt = dlf__gemm_threads(K, NPQ, CRS), kc_max = CRS < DLF__KC ? CRS : DLF__KC, kern = dlf__kernel();
     float *packed_w = work;                                  /* K blocks of (k_pad, kc) */
     int *off = (int *)(packed_w + (size_t)k_pad * CRS);      /* (R*S, P*Q) */
     float *packed_b_all = packed_w + (size_t)k_pad * CRS
@@ -3342,7 +3584,7 @@ static void dlf__conv2d_implicit(const float *x, int N, int C, int H, int W, con
                     const float *b_panel = packed_b + (size_t)jp * DLF__NR * kc;
                     for (r0 = 0; r0 < K; r0 += DLF__MR) {
                         int mr = K - r0 < DLF__MR ? K - r0 : DLF__MR;
-                        dlf__tile_nchw(kc, packed_w + (size_t)p0 * k_pad + (size_t)r0 * kc, b_panel,
+                        dlf__tile_nchw(kern, kc, packed_w + (size_t)p0 * k_pad + (size_t)r0 * kc, b_panel,
                                        y, K, PQ, r0, mr, jc + jp * DLF__NR, nr, add);
                     }
                 }

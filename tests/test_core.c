@@ -253,7 +253,34 @@ static void gemm_fast_nowork(int ta, int tb, int M, int N, int K, const float *A
     dlf_gemm_fast(ta, tb, M, N, K, A, B, C, acc, NULL);
 }
 
-static void test_matmul(void)
+/* Every kernel this build and CPU run, the portable one included, against the naive
+   reference; the others must be refused with a message. */
+static const char *const kernels[] = {"portable", "avx2-fma", "avx512"};
+
+static void test_kernels(void)
+{
+    const char *before = dlf_kernel_name();
+    int k, n_run = 0;
+    GROUP("kernels");
+    for (k = 0; k < 3; k++) {
+        int rc = dlf_set_kernel(kernels[k]);
+        if (dlf_kernel_available(kernels[k])) {
+            CHECK(rc == DLF_OK && strcmp(dlf_kernel_name(), kernels[k]) == 0, "dlf_set_kernel selects an available kernel");
+            n_run++;
+        } else {
+            CHECK(rc == DLF_ERR_ARG && strstr(dlf_last_error(), kernels[k]) != NULL, "an unavailable kernel is refused by name");
+            printf("SKIP kernel %s: not compiled in or not supported by this CPU\n", kernels[k]);
+        }
+    }
+    CHECK(dlf_set_kernel("sse9") == DLF_ERR_ARG && strstr(dlf_last_error(), "no kernel called \"sse9\"") != NULL,
+          "unknown kernel name refused");
+    CHECK(dlf_set_kernel("avx2") == (dlf_kernel_available("avx2-fma") ? DLF_OK : DLF_ERR_ARG), "avx2 is avx2-fma's alias");
+    CHECK(dlf_set_kernel("auto") == DLF_OK, "auto always works");
+    CHECK(dlf_kernel_available("portable") && n_run >= 1, "the portable kernel always runs");
+    dlf_set_kernel(before);
+}
+
+static void test_matmul_kernel(const char *kernel)
 {
     static const int sizes[] = {1, 3, 17, 64, 129, 257};
     static const int shapes[][3] = {{5, 784, 10}, {1, 300, 7}, {130, 2, 97}, {33, 65, 1}, {200, 31, 300}, {7, 1, 9}, {3, 513, 3100}};
@@ -265,7 +292,8 @@ static void test_matmul(void)
     rungs[1] = dlf_gemm_blocked;
     rungs[2] = gemm_fast_nowork;
     rungs[3] = gemm_fast_nowork;
-    GROUP("matmul");
+    GROUP(kernel);
+    dlf_set_kernel(kernel);
     dlf_rng_seed(&rng, 11);
     for (si = 0; si < 6 + 7; si++) {
         int M, N, K;
@@ -289,6 +317,13 @@ static void test_matmul(void)
                     for (i = 0; i < M * N; i++) C[i] = acc ? 0.25f : 123.0f;
                     rungs[ri](ta, tb, M, N, K, A, B, C, acc);
                     snprintf(what, sizeof what, "%s M%d N%d K%d ta%d tb%d acc%d", names[ri], M, N, K, ta, tb, acc);
+                    CHECK_CLOSE(C, C0, M * N, 1e-4f * sqrtf((float)K), 1e-4f, what);
+                }
+                if (ta == 0 && tb == 1) {   /* the dot-product rung computes the same A B^T */
+                    char what[128];
+                    for (i = 0; i < M * N; i++) C[i] = acc ? 0.25f : 123.0f;
+                    dlf_gemm_dot(M, N, K, A, B, C, acc);
+                    snprintf(what, sizeof what, "dot M%d N%d K%d acc%d", M, N, K, acc);
                     CHECK_CLOSE(C, C0, M * N, 1e-4f * sqrtf((float)K), 1e-4f, what);
                 }
             }
@@ -629,16 +664,29 @@ static void test_determinism(void)
     C1 = (float *)malloc(sizeof(float) * n * n);
     C2 = (float *)malloc(sizeof(float) * n * n);
     for (i = 0; i < n * n; i++) { A[i] = dlf_rng_normal(&rng); B[i] = dlf_rng_normal(&rng); }
-    dlf_set_threads(1);
-    dlf_gemm_fast(0, 1, n, n, n, A, B, C1, 0, NULL);
-    dlf_set_threads(2);
-    dlf_gemm_fast(0, 1, n, n, n, A, B, C2, 0, NULL);
-    CHECK(memcmp(C1, C2, sizeof(float) * n * n) == 0, "matmul: 1 vs 2 threads, same bits");
-    dlf_set_threads(1);
-    dlf_gemm_dot(n, n, n, A, B, C1, 0);
-    dlf_set_threads(2);
-    dlf_gemm_dot(n, n, n, A, B, C2, 0);
-    CHECK(memcmp(C1, C2, sizeof(float) * n * n) == 0, "matmul_dot: 1 vs 2 threads, same bits");
+    {
+        const char *before = dlf_kernel_name();
+        int k, tr;
+        for (k = 0; k < 3; k++) {   /* for each kernel: the same bits whatever the thread count */
+            if (!dlf_kernel_available(kernels[k])) continue;
+            dlf_set_kernel(kernels[k]);
+            for (tr = 0; tr < 4; tr++) {
+                char what[96];
+                dlf_set_threads(1);
+                dlf_gemm_fast(tr >> 1, tr & 1, n, n, n, A, B, C1, 0, NULL);
+                dlf_set_threads(2);
+                dlf_gemm_fast(tr >> 1, tr & 1, n, n, n, A, B, C2, 0, NULL);
+                snprintf(what, sizeof what, "matmul %s ta%d tb%d: 1 vs 2 threads, same bits", kernels[k], tr >> 1, tr & 1);
+                CHECK(memcmp(C1, C2, sizeof(float) * n * n) == 0, what);
+            }
+            dlf_set_threads(1);
+            dlf_gemm_dot(n, n, n, A, B, C1, 0);
+            dlf_set_threads(2);
+            dlf_gemm_dot(n, n, n, A, B, C2, 0);
+            CHECK(memcmp(C1, C2, sizeof(float) * n * n) == 0, "matmul_dot: 1 vs 2 threads, same bits");
+        }
+        dlf_set_kernel(before);
+    }
     {
         int s[2] = {n, n};
         dlf_tensor *a = dlf_tensor_from(2, s, A), *r1, *r2;
@@ -662,7 +710,14 @@ int main(void)
     test_tensors();
     test_broadcast();
     test_reductions();
-    test_matmul();
+    test_kernels();
+    {
+        const char *before = dlf_kernel_name();
+        int k;
+        for (k = 0; k < 3; k++)
+            if (dlf_kernel_available(kernels[k])) test_matmul_kernel(kernels[k]);
+        dlf_set_kernel(before);
+    }
     test_matmul_dot();
     test_gradcheck();
     test_tape();

@@ -132,7 +132,9 @@ static void test_conv_vs_naive(void)
         {37, 2, 10, 10, 3, 3, 3, 1, 1, 0},   /* dx in groups of 20 images (2048 columns / 100), the last of 17 */
     };
     int i, j;
-    GROUP("conv2d im2col vs naive");
+    static char group[64];
+    snprintf(group, sizeof group, "conv2d im2col vs naive (%s)", dlf_kernel_name());
+    GROUP(group);
     for (i = 0; i < (int)(sizeof cases / sizeof cases[0]); i++) {
         const conv_case *c = &cases[i];
         dlf_tensor *x = randn(4, c->N, c->C, c->H, c->W), *w = randn(4, c->K, c->C, c->R, c->S);
@@ -564,7 +566,17 @@ int main(void)
     dlf_rng_seed(&rng, 42);
     test_linear();
     test_conv_gradcheck();
-    test_conv_vs_naive();
+    {   /* every micro-kernel this CPU runs, the portable one included */
+        static const char *const kernels[] = {"portable", "avx2-fma", "avx512"};
+        const char *before = dlf_kernel_name();
+        int k;
+        for (k = 0; k < 3; k++) {
+            if (!dlf_kernel_available(kernels[k])) continue;
+            dlf_set_kernel(kernels[k]);
+            test_conv_vs_naive();
+        }
+        dlf_set_kernel(before);
+    }
     test_conv_values_threads();
     test_activations();
     test_pooling();
