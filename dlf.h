@@ -137,6 +137,28 @@ DLFDEF void         dlf_set_panic_handler(dlf_panic_fn fn, void *user); /* NULL:
 DLFDEF void         dlf_set_threads(int n);                 /* OpenMP threads; no-op without */
 DLFDEF int          dlf_get_threads(void);
 
+/* A busy machine: when another process wants a core, a team of threads waits at every
+   barrier for its slowest member, and a training step can get many times slower than
+   on one thread. The thread governor measures instead of guessing: a training loop
+   passes it each step's time, and it runs short trials (DLF_GOV_TRIAL steps on `hi`
+   threads, then on `lo` = hi/2), keeps the faster count for DLF_GOV_PERIOD steps, and
+   starts a new trial early when steps get 1.5x slower than the trial said. Results do
+   not depend on the thread count, so switching never changes the numbers. */
+enum { DLF_GOV_TRIAL = 5, DLF_GOV_PERIOD = 200 };
+typedef struct dlf_threadgov {
+    int hi, lo;              /* the two counts tried (hi: dlf_get_threads() at init) */
+    int cur;                 /* the count in use */
+    int state;               /* 0 off (hi == lo), 1 trial on hi, 2 trial on lo, 3 running */
+    int n;                   /* steps so far in this state */
+    float t[DLF_GOV_TRIAL];  /* step times of the state (trial) or the last few (running) */
+    float med_hi, med_lo;    /* trial medians, seconds per step */
+    long steps;              /* steps seen */
+    int trials;              /* trials run */
+} dlf_threadgov;
+DLFDEF void dlf_threadgov_init(dlf_threadgov *g);                  /* hi = dlf_get_threads() */
+DLFDEF int  dlf_threadgov_step(dlf_threadgov *g, double seconds);  /* after a step: sets and
+                                                                      returns the next count */
+
 // >>stage1_random ---------------------------------------------------------------
 // All randomness flows from an explicit state (llm.c style): same seed, same numbers,
 // on every machine. The generator is xoshiro128** (Blackman & Vigna, 2018), seeded
@@ -933,6 +955,8 @@ typedef struct dlf_fit_cfg {
     dlf_sched sched;         /* default DLF_SCHED_CONSTANT */
     float pct_start;         /* one-cycle warm-up fraction (default 0.3, PyTorch's) */
     int quiet;               /* 1: no progress lines */
+    int fixed_threads;       /* 1: always dlf_get_threads() threads; 0: the thread governor
+                                (dlf_threadgov) may run on fewer while that is faster */
 } dlf_fit_cfg;
 
 typedef struct dlf_fit_report {
@@ -1261,6 +1285,65 @@ DLFDEF int dlf_get_threads(void)
 #else
     return 1;
 #endif
+}
+
+static float dlf__median(const float *v, int n)   /* n <= DLF_GOV_TRIAL: insertion sort a copy */
+{
+    float a[DLF_GOV_TRIAL];
+    int i, j;
+    for (i = 0; i < n; i++) {
+        float x = v[i];
+        for (j = i; j > 0 && a[j - 1] > x; j--) a[j] = a[j - 1];
+        a[j] = x;
+    }
+    return n ? a[n / 2] : 0.0f;
+}
+
+DLFDEF void dlf_threadgov_init(dlf_threadgov *g)
+{
+    memset(g, 0, sizeof *g);
+    g->hi = dlf_get_threads();
+    g->lo = g->hi / 2 > 0 ? g->hi / 2 : 1;
+    g->cur = g->hi;
+    g->state = g->hi > g->lo ? 1 : 0;
+}
+
+DLFDEF int dlf_threadgov_step(dlf_threadgov *g, double seconds)
+{
+    g->steps++;
+    switch (g->state) {
+    case 0:
+        return g->cur;
+    case 1: case 2:              /* a trial: the first step on a new count only warms up */
+        if (g->n > 0) g->t[g->n - 1] = (float)seconds;
+        if (++g->n <= DLF_GOV_TRIAL) break;
+        if (g->state == 1) {
+            g->med_hi = dlf__median(g->t, DLF_GOV_TRIAL);
+            g->state = 2;
+            g->cur = g->lo;
+        } else {
+            g->med_lo = dlf__median(g->t, DLF_GOV_TRIAL);
+            g->cur = g->med_lo < 0.95f * g->med_hi ? g->lo : g->hi;  /* more threads unless clearly slower */
+            g->state = 3;
+            g->trials++;
+        }
+        g->n = 0;
+        break;
+    case 3: {                    /* running: watch the last few steps */
+        float expect = g->cur == g->lo ? g->med_lo : g->med_hi;
+        g->t[g->n % DLF_GOV_TRIAL] = (float)seconds;
+        g->n++;
+        if (g->n >= DLF_GOV_PERIOD ||
+            (g->n >= DLF_GOV_TRIAL && dlf__median(g->t, DLF_GOV_TRIAL) > 1.5f * expect)) {
+            g->state = 1;        /* time for a new trial */
+            g->cur = g->hi;
+            g->n = 0;
+        }
+        break;
+    }
+    }
+    dlf_set_threads(g->cur);
+    return g->cur;
 }
 
 // >>stage1_random (implementation) ------------------------------------------------
@@ -6412,6 +6495,7 @@ DLFDEF int dlf_fit(dlf_tape *t, dlf_model_fn model, void *m, dlf_loss_fn loss_fn
     int epoch, n, total, g, rc = DLF_OK, prev_training = dlf_tape_set_training(t, 1);
     float base[DLF_OPTIM_MAX_GROUPS], scale = 1.0f;
     char label[32], extra[96];
+    dlf_threadgov gov;
     memset(&cfg, 0, sizeof cfg);
     if (cfg_in) cfg = *cfg_in;
     if (cfg.epochs <= 0) cfg.epochs = 1;
@@ -6420,6 +6504,8 @@ DLFDEF int dlf_fit(dlf_tape *t, dlf_model_fn model, void *m, dlf_loss_fn loss_fn
     memset(&r, 0, sizeof r);
     total = cfg.epochs * train->n_batches;
     train->pos = 0;
+    dlf_threadgov_init(&gov);
+    if (cfg.fixed_threads) gov.state = 0;
     for (epoch = 0; epoch < cfg.epochs; epoch++) {
         double t0 = dlf_seconds();
         snprintf(label, sizeof label, "epoch %d/%d", epoch + 1, cfg.epochs);
@@ -6427,6 +6513,7 @@ DLFDEF int dlf_fit(dlf_tape *t, dlf_model_fn model, void *m, dlf_loss_fn loss_fn
         while ((n = dlf_loader_next(train)) > 0) {
             dlf_tensor *logits, *loss;
             float lv;
+            double t_step = dlf_seconds();
             dlf_tape_reset(t);
             dlf__fit_set_lr(opt, base, scale, &cfg, r.steps, total);
             logits = model(t, train->x, m);
@@ -6445,6 +6532,7 @@ DLFDEF int dlf_fit(dlf_tape *t, dlf_model_fn model, void *m, dlf_loss_fn loss_fn
             dlf_optim_step(opt);
             dlf_optim_zero_grad(opt);
             r.steps++;
+            dlf_threadgov_step(&gov, dlf_seconds() - t_step);
             dlf_progress_step(&prog, n, lv);
         }
         r.train_seconds += dlf_seconds() - t0;
@@ -6458,6 +6546,7 @@ DLFDEF int dlf_fit(dlf_tape *t, dlf_model_fn model, void *m, dlf_loss_fn loss_fn
         dlf_progress_end(&prog, extra);
     }
     for (g = 0; g < opt->n_groups; g++) opt->groups[g].lr = base[g];  /* a second fit starts where this one did */
+    dlf_set_threads(gov.hi);
     dlf_tape_set_training(t, prev_training);
     if (rep) *rep = r;
     return rc;

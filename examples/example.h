@@ -11,7 +11,8 @@
        --bs N         batch size
        --seed N       weights and shuffle order; same seed, same numbers
        --data DIR     directory holding the four IDX files (train-images-idx3-ubyte ...)
-       --threads N    OpenMP threads (default: all)
+       --threads N    OpenMP threads, always (default: all, or fewer while a busy
+                      machine makes fewer faster: the thread governor)
        --opt K        sgd (momentum 0.9), adam or adamw (betas 0.9, 0.999)
        --wd X         weight decay: an L2 term in the gradient for sgd and adam, decoupled
                       (p *= 1 - lr wd) for adamw; never on biases and BatchNorm weights
@@ -346,6 +347,7 @@ static int ex_train(ex_options *o, dlf_mnist *data, ex_model *mod)
     fc.epochs = o->epochs;
     fc.lr = o->lr;
     fc.sched = o->sched;
+    fc.fixed_threads = o->threads > 0;   /* --threads N pins the count; else the governor may use fewer */
     memset(&rep, 0, sizeof rep);
     rc = o->eval_only ? DLF_OK : dlf_fit(&tape, mod->forward, mod->m, dlf_cross_entropy, opt, train, valid, &fc, &rep);
     if (rc != DLF_OK) {
