@@ -141,9 +141,12 @@ DLFDEF int          dlf_get_threads(void);
    barrier for its slowest member, and a training step can get many times slower than
    on one thread. The thread governor measures instead of guessing: a training loop
    passes it each step's time, and it runs short trials (DLF_GOV_TRIAL steps on `hi`
-   threads, then on `lo` = hi/2), keeps the faster count for DLF_GOV_PERIOD steps, and
-   starts a new trial early when steps get 1.5x slower than the trial said. Results do
-   not depend on the thread count, so switching never changes the numbers. */
+   threads, then on `lo` = hi/2), keeps the faster count for a period of DLF_GOV_PERIOD
+   steps, and starts a new trial early when steps get 1.5x slower than the trial said.
+   While `lo` keeps winning, the period doubles (up to 16x), and a trial on `hi` stops at
+   its first step that takes over twice `lo`'s time: on a machine that stays busy, the
+   trials cost little. Results do not depend on the thread count, so switching never
+   changes the numbers. */
 enum { DLF_GOV_TRIAL = 5, DLF_GOV_PERIOD = 200 };
 typedef struct dlf_threadgov {
     int hi, lo;              /* the two counts tried (hi: dlf_get_threads() at init) */
@@ -154,6 +157,7 @@ typedef struct dlf_threadgov {
     float med_hi, med_lo;    /* trial medians, seconds per step */
     long steps;              /* steps seen */
     int trials;              /* trials run */
+    int period;              /* steps between trials now */
 } dlf_threadgov;
 DLFDEF void dlf_threadgov_init(dlf_threadgov *g);                  /* hi = dlf_get_threads() */
 DLFDEF int  dlf_threadgov_step(dlf_threadgov *g, double seconds);  /* after a step: sets and
@@ -282,6 +286,9 @@ DLFDEF void dlf_gemm_blocked(int ta, int tb, int M, int N, int K, const float *A
 DLFDEF size_t dlf_gemm_fast_scratch(int M, int N, int K);        /* floats `work` needs */
 DLFDEF const char *dlf_kernel_name(void);  /* the micro-kernel that runs: "portable", "avx2-fma" or "avx512" */
 DLFDEF int dlf_kernel_available(const char *name);  /* 1: compiled in and this CPU runs it */
+DLFDEF double dlf_peak_gflops(const char *kernel, double seconds);  /* measured fp32 peak of one core
+                                                 running kernel's instructions (NULL: the one that runs):
+                                                 independent FMA chains for about `seconds` */
 DLFDEF int dlf_set_kernel(const char *name);  /* force one for this thread ("auto": the best); DLF_OK or
                                                  DLF_ERR_ARG. The DLF_KERNEL environment variable does the same */
 DLFDEF void dlf_gemm_fast(int ta, int tb, int M, int N, int K, const float *A,
@@ -1306,6 +1313,7 @@ DLFDEF void dlf_threadgov_init(dlf_threadgov *g)
     g->lo = g->hi / 2 > 0 ? g->hi / 2 : 1;
     g->cur = g->hi;
     g->state = g->hi > g->lo ? 1 : 0;
+    g->period = DLF_GOV_PERIOD;
 }
 
 DLFDEF int dlf_threadgov_step(dlf_threadgov *g, double seconds)
@@ -1315,6 +1323,15 @@ DLFDEF int dlf_threadgov_step(dlf_threadgov *g, double seconds)
     case 0:
         return g->cur;
     case 1: case 2:              /* a trial: the first step on a new count only warms up */
+        if (g->state == 1 && g->n > 0 && g->med_lo > 0.0f && seconds > 2.0 * g->med_lo) {
+            g->med_hi = (float)seconds;   /* hi is still far slower: back to lo at once */
+            g->cur = g->lo;
+            g->state = 3;
+            g->trials++;
+            g->period = g->period < 16 * DLF_GOV_PERIOD ? 2 * g->period : g->period;
+            g->n = 0;
+            break;
+        }
         if (g->n > 0) g->t[g->n - 1] = (float)seconds;
         if (++g->n <= DLF_GOV_TRIAL) break;
         if (g->state == 1) {
@@ -1324,6 +1341,7 @@ DLFDEF int dlf_threadgov_step(dlf_threadgov *g, double seconds)
         } else {
             g->med_lo = dlf__median(g->t, DLF_GOV_TRIAL);
             g->cur = g->med_lo < 0.95f * g->med_hi ? g->lo : g->hi;  /* more threads unless clearly slower */
+            g->period = g->cur == g->lo && g->period < 16 * DLF_GOV_PERIOD ? 2 * g->period : DLF_GOV_PERIOD;
             g->state = 3;
             g->trials++;
         }
@@ -1333,7 +1351,7 @@ DLFDEF int dlf_threadgov_step(dlf_threadgov *g, double seconds)
         float expect = g->cur == g->lo ? g->med_lo : g->med_hi;
         g->t[g->n % DLF_GOV_TRIAL] = (float)seconds;
         g->n++;
-        if (g->n >= DLF_GOV_PERIOD ||
+        if (g->n >= g->period ||
             (g->n >= DLF_GOV_TRIAL && dlf__median(g->t, DLF_GOV_TRIAL) > 1.5f * expect)) {
             g->state = 1;        /* time for a new trial */
             g->cur = g->hi;
@@ -2516,6 +2534,115 @@ DLFDEF int dlf_set_kernel(const char *name)
     return DLF_OK;
 }
 
+/* The roofline's ceiling, measured rather than assumed: peak = FMA units x lanes x 2
+   flops x clock, and a loop of independent FMAs reaches it. 12 accumulators (more than
+   units x latency, 2 x 4, on the x86 cores of recent years; 14 registers with the two
+   constants, so AVX2's 16 suffice) each get `iters` multiply-adds, written out so that
+   an optimizing compiler keeps them in registers; the best of a few timed runs of
+   about `seconds` / 4 each counts. The start values come through a volatile and
+   differ, so the compiler can neither fold the chains nor merge them. */
+#define DLF__PEAK_BODY(FMA) \
+    FMA(c0); FMA(c1); FMA(c2); FMA(c3); FMA(c4); FMA(c5); \
+    FMA(c6); FMA(c7); FMA(c8); FMA(c9); FMA(c10); FMA(c11)
+static double dlf__peak_ref(long iters)
+{
+    volatile float seed = 1.0f;
+    float m = 0.999999f, a = 1e-7f;
+    float c0 = seed, c1 = c0 + 1, c2 = c0 + 2, c3 = c0 + 3, c4 = c0 + 4, c5 = c0 + 5;
+    float c6 = c0 + 6, c7 = c0 + 7, c8 = c0 + 8, c9 = c0 + 9, c10 = c0 + 10, c11 = c0 + 11;
+    long i;
+#define DLF__FMA1(c) c = c * m + a
+    for (i = 0; i < iters; i++) { DLF__PEAK_BODY(DLF__FMA1); }
+#undef DLF__FMA1
+    seed = c0 + c1 + c2 + c3 + c4 + c5 + c6 + c7 + c8 + c9 + c10 + c11;
+    return 12.0 * 2.0;                                     /* flops per iteration */
+}
+#ifdef DLF__AVX2
+static DLF__TARGET_AVX2 double dlf__peak_avx2(long iters)
+{
+    volatile float seed = 1.0f;
+    __m256 m = _mm256_set1_ps(0.999999f), a = _mm256_set1_ps(1e-7f);
+    float s0 = seed;                      /* distinct starts: equal chains would be merged */
+    __m256 c0 = _mm256_set1_ps(s0), c1 = _mm256_set1_ps(s0 + 1), c2 = _mm256_set1_ps(s0 + 2);
+    __m256 c3 = _mm256_set1_ps(s0 + 3), c4 = _mm256_set1_ps(s0 + 4), c5 = _mm256_set1_ps(s0 + 5);
+    __m256 c6 = _mm256_set1_ps(s0 + 6), c7 = _mm256_set1_ps(s0 + 7), c8 = _mm256_set1_ps(s0 + 8);
+    __m256 c9 = _mm256_set1_ps(s0 + 9), c10 = _mm256_set1_ps(s0 + 10), c11 = _mm256_set1_ps(s0 + 11);
+    float out[8];
+    long i;
+#define DLF__FMA8(c) c = _mm256_fmadd_ps(c, m, a)
+    for (i = 0; i < iters; i++) { DLF__PEAK_BODY(DLF__FMA8); }
+#undef DLF__FMA8
+    c0 = _mm256_add_ps(_mm256_add_ps(_mm256_add_ps(c0, c1), _mm256_add_ps(c2, c3)),
+                       _mm256_add_ps(_mm256_add_ps(c4, c5), _mm256_add_ps(c6, c7)));
+    c0 = _mm256_add_ps(c0, _mm256_add_ps(_mm256_add_ps(c8, c9), _mm256_add_ps(c10, c11)));
+    _mm256_storeu_ps(out, c0);
+    seed = out[0];
+    return 12.0 * 8 * 2;
+}
+#endif
+#ifdef DLF__AVX512
+static DLF__TARGET_AVX512 double dlf__peak_avx512(long iters)
+{
+    volatile float seed = 1.0f;
+    __m512 m = _mm512_set1_ps(0.999999f), a = _mm512_set1_ps(1e-7f);
+    float s0 = seed;                      /* distinct starts: equal chains would be merged */
+    __m512 c0 = _mm512_set1_ps(s0), c1 = _mm512_set1_ps(s0 + 1), c2 = _mm512_set1_ps(s0 + 2);
+    __m512 c3 = _mm512_set1_ps(s0 + 3), c4 = _mm512_set1_ps(s0 + 4), c5 = _mm512_set1_ps(s0 + 5);
+    __m512 c6 = _mm512_set1_ps(s0 + 6), c7 = _mm512_set1_ps(s0 + 7), c8 = _mm512_set1_ps(s0 + 8);
+    __m512 c9 = _mm512_set1_ps(s0 + 9), c10 = _mm512_set1_ps(s0 + 10), c11 = _mm512_set1_ps(s0 + 11);
+    long i;
+#define DLF__FMA16(c) c = _mm512_fmadd_ps(c, m, a)
+    for (i = 0; i < iters; i++) { DLF__PEAK_BODY(DLF__FMA16); }
+#undef DLF__FMA16
+    c0 = _mm512_add_ps(_mm512_add_ps(_mm512_add_ps(c0, c1), _mm512_add_ps(c2, c3)),
+                       _mm512_add_ps(_mm512_add_ps(c4, c5), _mm512_add_ps(c6, c7)));
+    c0 = _mm512_add_ps(c0, _mm512_add_ps(_mm512_add_ps(c8, c9), _mm512_add_ps(c10, c11)));
+    seed = _mm512_reduce_add_ps(c0);
+    return 12.0 * 16 * 2;
+}
+#endif
+
+static double dlf__peak_run(int kern, long iters)
+{
+    switch (kern) {
+#ifdef DLF__AVX512
+    case DLF__KERNEL_AVX512: return dlf__peak_avx512(iters);
+#endif
+#ifdef DLF__AVX2
+    case DLF__KERNEL_AVX2: return dlf__peak_avx2(iters);
+#endif
+    default: return dlf__peak_ref(iters);
+    }
+}
+
+DLFDEF double dlf_peak_gflops(const char *kernel, double seconds)
+{
+    int kern = kernel ? dlf__kernel_index(kernel) : dlf__kernel();
+    long iters = 1 << 16;
+    double best = 0.0, t0, dt, flops;
+    int rep;
+    if (kern < 0 || !dlf__kernel_runs(kern)) {
+        dlf__fail(DLF_ERR_ARG, "dlf_peak_gflops: kernel \"%s\" does not run here", kernel);
+        return 0.0;
+    }
+    if (seconds <= 0.0) seconds = 0.2;
+    for (;;) {                                        /* grow until one run takes seconds/4 */
+        t0 = dlf_seconds();
+        flops = dlf__peak_run(kern, iters) * (double)iters;
+        dt = dlf_seconds() - t0;
+        if (dt >= seconds / 4 || iters > (1L << 40)) break;
+        iters *= 2;
+    }
+    best = flops / dt;
+    for (rep = 0; rep < 3; rep++) {
+        t0 = dlf_seconds();
+        flops = dlf__peak_run(kern, iters) * (double)iters;
+        dt = dlf_seconds() - t0;
+        if (flops / dt > best) best = flops / dt;
+    }
+    return best * 1e-9;
+}
+
 /* C (= or +=) A-panel x B-panel with kernel `kern`, a whole MR x NR tile. */
 static void dlf__kernel_run(int kern, int kc, const float *a, const float *b, float *c, size_t ldc, int add)
 {
@@ -2617,18 +2744,22 @@ DLFDEF void dlf_gemm_fast(int ta, int tb, int M, int N, int K, const float *A,
             int items, jp;
             if (groups > n_panels) groups = n_panels;
             items = n_blocks * groups;
-            DLF__OMP(omp parallel for num_threads(nt) schedule(static))
-            for (jp = 0; jp < n_panels; jp++) {
-                int nr = nc - jp * DLF__NR < DLF__NR ? nc - jp * DLF__NR : DLF__NR;
-                dlf__pack_b(tb, K, N, B, pc, kc, jc + jp * DLF__NR, nr, packed_b + (size_t)jp * DLF__NR * kc);
-            }
+            /* One parallel region per K block: pack B's panels, a barrier, then the
+               tiles. Both loops hand out items dynamically: on a busy machine a thread
+               that lost its core holds up one item, not a fixed half of them. Which
+               thread computes an item never changes its bits. */
             DLF__OMP(omp parallel num_threads(nt))
             {
                 int tid = 0, w;
 #ifdef _OPENMP
                 tid = omp_get_thread_num();
 #endif
-                DLF__OMP(omp for schedule(static))
+                DLF__OMP(omp for schedule(dynamic))
+                for (jp = 0; jp < n_panels; jp++) {
+                    int nr = nc - jp * DLF__NR < DLF__NR ? nc - jp * DLF__NR : DLF__NR;
+                    dlf__pack_b(tb, K, N, B, pc, kc, jc + jp * DLF__NR, nr, packed_b + (size_t)jp * DLF__NR * kc);
+                }
+                DLF__OMP(omp for schedule(dynamic))
                 for (w = 0; w < items; w++) {
                     float *packed_a = packed_a_all + (size_t)tid * DLF__MC * kc;
                     int ic = (w / groups) * DLF__MC, g = w % groups;
@@ -2799,15 +2930,17 @@ static void dlf__dot_block(int kern, int M, int N, int K, const float *A, const 
 
 DLFDEF void dlf_gemm_dot(int M, int N, int K, const float *A, const float *B, float *C, int acc)
 {
-    int n_jb = (N + DLF__DOT_NR - 1) / DLF__DOT_NR, nt, part, kern = dlf__kernel();
+    int n_jb = (N + DLF__DOT_NR - 1) / DLF__DOT_NR, nt, parts, part, kern = dlf__kernel();
     if (M <= 0 || N <= 0) return;
     if (!acc) memset(C, 0, (size_t)M * N * sizeof(float));
     if (K <= 0) return;
     nt = dlf__gemm_threads(M, N, K);
-    if (nt > n_jb) nt = n_jb;
-    DLF__OMP(omp parallel for num_threads(nt) schedule(static))
-    for (part = 0; part < nt; part++) {             /* thread part: blocks jb0 .. jb1-1 of B */
-        int jb0 = part * n_jb / nt, jb1 = (part + 1) * n_jb / nt, p0, jb, i0;
+    parts = nt > 1 ? 4 * nt : 1;                    /* handed out dynamically (a busy machine) */
+    if (parts > n_jb) parts = n_jb;
+    if (nt > parts) nt = parts;
+    DLF__OMP(omp parallel for num_threads(nt) schedule(dynamic))
+    for (part = 0; part < parts; part++) {          /* blocks jb0 .. jb1-1 of B */
+        int jb0 = part * n_jb / parts, jb1 = (part + 1) * n_jb / parts, p0, jb, i0;
         for (p0 = 0; p0 < K; p0 += DLF__DOT_KC) {
             int kc = K - p0 < DLF__DOT_KC ? K - p0 : DLF__DOT_KC;
             for (jb = jb0; jb < jb1; jb++)
@@ -3685,7 +3818,7 @@ static void dlf__conv2d_implicit(const float *x, int N, int C, int H, int W, con
 #ifdef _OPENMP
         tid = omp_get_thread_num();
 #endif
-        DLF__OMP(omp for schedule(static))
+        DLF__OMP(omp for schedule(dynamic))
         for (it = 0; it < items; it++) {
             float *packed_b = packed_b_all + (size_t)tid * kc_max * DLF__CONV_NC;
             int jc = it * DLF__CONV_NC;                          /* columns jc .. jc+nc-1 */

@@ -1,4 +1,4 @@
-/* 01_matmul.c - the matmul ladder, from three loops to a packed AVX2 micro-kernel
+/* 01_matmul.c - the matmul ladder, from three loops to a packed SIMD micro-kernel
    (the second half of the course's notebook 01_matmul, "Deep Learning from the
    Foundations", fast.ai; the docs page is docs/matmul.md).
 
@@ -7,7 +7,8 @@
        naive    dlf_gemm_naive    i-j-k: a dot product per element, strided column reads
        ikj      dlf_gemm_ikj      i-k-j: rows of B and C stream, the compiler vectorizes
        blocked  dlf_gemm_blocked  i-k-j on cache-sized tiles
-       fast     dlf_gemm_fast     packed panels + a 6x16 AVX2/FMA register tile, threads
+       fast     dlf_gemm_fast     packed panels + a 6x32 register tile (AVX-512, AVX2 or
+                                  portable C, chosen for this CPU at run time), threads
      on the course's shape, a batch of 5 MNIST images times a 784x10 weight matrix,
      and on a square 1024x1024 product. For each rung it prints the best time of a
      few runs, GFLOP/s, the speedup over naive, the fraction of this CPU's fp32 peak
@@ -17,16 +18,18 @@
    Usage:  ./build/lessons/01_matmul [--quick] [--peak GFLOPS]
      --quick        512x512 instead of 1024x1024 (what `make demo` runs; a few seconds)
      --peak G       fp32 peak of ONE core in GFLOP/s (also: env DLF_PEAK_GFLOPS)
-   The default peak, 101.1 GFLOP/s per core, is the figure (docs/design.md) for the course's
-   machine (AMD EPYC Zen 3, AVX2+FMA): 2 FMA units x 8 float lanes x 2 flops x 3.16 GHz.
-   All-thread results are compared with threads x that peak.
+   By default the peak is measured, not assumed: dlf_peak_gflops runs independent FMA
+   chains with the widest instructions this CPU has, which reach FMA units x float lanes
+   x 2 flops x clock (a Zen 4 core: 2 x 8 x 2 x 3.6 GHz = 115 GFLOP/s, with AVX2 or
+   AVX-512 alike, since Zen 4 splits a 512-bit FMA in two). All-thread results are
+   compared with threads x that peak.
 
    In a debugger:   make debug && gdb --args build/debug/lessons/01_matmul --quick
      break dlf_gemm_naive       step the i-j-k loop; `p sum` grows one product at a time
-     break dlf__pack_b          see a KC x 16 panel of B copied into `dst` in k order
-     break dlf__kernel_ref      the micro-kernel's math in plain C (the debug build has no
-                                AVX2 unless you add -march=native); `p ab[0]@16`
-     break dlf__tile            `p mr`, `p nr`: edge tiles are smaller than 6 x 16
+     break dlf__pack_b          see a KC x 32 panel of B copied into `dst` in k order
+     break dlf__kernel_ref      the micro-kernel's math in plain C (run with DLF_KERNEL=portable
+                                to make it the one that runs); `p ab[0]@32`
+     break dlf__tile            `p mr`, `p nr`: edge tiles are smaller than 6 x 32
    Variables to watch in run_rung: `seconds`, `gflops`, `max_diff`.
    (The -O0 debug build is 10-50x slower; timings there mean nothing.) */
 #define _POSIX_C_SOURCE 199309L  /* clock_gettime */
@@ -37,7 +40,6 @@
 #define DLF_IMPLEMENTATION
 #include "../dlf.h"
 
-#define DEFAULT_PEAK_GFLOPS 101.1  /* 2 FMA x 8 lanes x 2 flops x 3.16 GHz, one core */
 
 typedef enum { RUNG_NAIVE, RUNG_IKJ, RUNG_BLOCKED, RUNG_FAST } rung_kind;
 
@@ -58,6 +60,7 @@ typedef struct problem {
 typedef struct options {
     int quick;
     double peak_per_core;  /* GFLOP/s */
+    int peak_measured;     /* 1: dlf_peak_gflops measured it */
 } options;
 
 static double now_seconds(void)
@@ -206,7 +209,7 @@ static void parse_options(int argc, char **argv, options *opt)
     const char *env = getenv("DLF_PEAK_GFLOPS");
     int i;
     opt->quick = 0;
-    opt->peak_per_core = env ? atof(env) : DEFAULT_PEAK_GFLOPS;
+    opt->peak_per_core = env ? atof(env) : 0.0;   /* 0: measure it */
     for (i = 1; i < argc; i++) {
         if (strcmp(argv[i], "--quick") == 0)
             opt->quick = 1;
@@ -215,7 +218,8 @@ static void parse_options(int argc, char **argv, options *opt)
         else
             fprintf(stderr, "01_matmul: ignoring unknown argument %s\n", argv[i]);
     }
-    if (opt->peak_per_core <= 0.0) opt->peak_per_core = DEFAULT_PEAK_GFLOPS;
+    opt->peak_measured = opt->peak_per_core <= 0.0;
+    if (opt->peak_measured) opt->peak_per_core = dlf_peak_gflops(NULL, 0.4);
 }
 
 int main(int argc, char **argv)
@@ -231,15 +235,11 @@ int main(int argc, char **argv)
     n_square = opt.quick ? 512 : 1024;
     dlf_rng_seed(&rng, 42);
     printf("lesson 01: the matmul ladder (dlf %s)\n", dlf_version_string());
-    printf("peak assumed: %.1f GFLOP/s per core (2 FMA x 8 lanes x 2 flops x 3.16 GHz;\n"
-           "  override with --peak G or DLF_PEAK_GFLOPS); %d thread(s) available; micro-kernel: %s\n",
-           opt.peak_per_core, all_threads,
-#if defined(__AVX2__) && defined(__FMA__) && !defined(DLF_NO_SIMD)
-           "AVX2/FMA"
-#else
-           "portable C"
-#endif
-    );
+    printf("peak %s: %.1f GFLOP/s per core (%s; override with --peak G or\n"
+           "  DLF_PEAK_GFLOPS); %d thread(s) available; micro-kernel: %s\n",
+           opt.peak_measured ? "measured" : "given", opt.peak_per_core,
+           opt.peak_measured ? "a loop of independent FMAs, dlf_peak_gflops" : "from the command line",
+           all_threads, dlf_kernel_name());
     problem_init(&mnist, "course shape, 5 images x 784 pixels @ 784 x 10 weights", 5, 10, 784, &rng);
     climb(&mnist, all_threads, &opt);
     printf("  (below 2 MFLOP dlf_gemm_fast stays on one thread: starting threads costs more)\n");

@@ -702,6 +702,40 @@ static void test_determinism(void)
     dlf_tape_destroy(&t);
 }
 
+/* The thread governor, fed made-up step times: it must keep the faster count. */
+static void test_threadgov(void)
+{
+    dlf_threadgov g;
+    int before = dlf_get_threads(), i, saw_lo = 0;
+    GROUP("thread governor");
+    dlf_set_threads(4);
+    dlf_threadgov_init(&g);
+    if (dlf_get_threads() < 2) {   /* a build without OpenMP: one thread, nothing to govern */
+        CHECK(g.state == 0 && dlf_threadgov_step(&g, 1.0) == 1, "one thread: the governor stays off");
+        dlf_set_threads(before);
+        return;
+    }
+    CHECK(g.hi == 4 && g.lo == 2 && g.cur == 4 && g.state == 1, "starts with a trial on all threads");
+    for (i = 0; i < 1 + DLF_GOV_TRIAL; i++) dlf_threadgov_step(&g, 0.010);          /* hi: 10 ms */
+    CHECK(g.cur == 2 && g.state == 2, "then a trial on half");
+    for (i = 0; i < 1 + DLF_GOV_TRIAL; i++) dlf_threadgov_step(&g, 0.004);          /* lo: 4 ms (busy machine) */
+    CHECK(g.cur == 2 && g.state == 3 && dlf_get_threads() == 2, "the faster count wins and is set");
+    CHECK(g.period == 2 * DLF_GOV_PERIOD, "lo winning doubles the period");
+    for (i = 0; i < DLF_GOV_TRIAL; i++) dlf_threadgov_step(&g, 0.009);             /* lo got 2x slower */
+    CHECK(g.state == 1 && g.cur == 4, "steps 1.5x slower than the trial start a new trial");
+    dlf_threadgov_step(&g, 0.050);                                                  /* warm-up step on hi */
+    dlf_threadgov_step(&g, 0.050);                                                  /* > 2x lo's 4 ms */
+    CHECK(g.state == 3 && g.cur == 2 && g.trials == 2, "a hopeless trial on hi stops at its first timed step");
+    dlf_set_threads(4);                                 /* the governor set 2 */
+    dlf_threadgov_init(&g);
+    for (i = 0; i < 1 + DLF_GOV_TRIAL; i++) dlf_threadgov_step(&g, 0.005);
+    for (i = 0; i < 1 + DLF_GOV_TRIAL; i++) dlf_threadgov_step(&g, 0.009);
+    CHECK(g.cur == 4 && g.state == 3 && g.period == DLF_GOV_PERIOD, "a quiet machine keeps all threads");
+    for (i = 0; i < DLF_GOV_PERIOD; i++) saw_lo |= dlf_threadgov_step(&g, 0.005) == 2;
+    CHECK(!saw_lo && g.state == 1, "after a period, a new trial");
+    dlf_set_threads(before);
+}
+
 int main(void)
 {
     th_init();
@@ -711,6 +745,7 @@ int main(void)
     test_broadcast();
     test_reductions();
     test_kernels();
+    test_threadgov();
     {
         const char *before = dlf_kernel_name();
         int k;
