@@ -3624,21 +3624,6 @@ static void dlf__tap_offsets(int H, int W, int Q, int stride, int pad, int r, in
    becomes ONE matrix product  Y (K, N*P*Q) = W (K, C*R*S) @ col (C*R*S, N*P*Q).
      col[(c*R + r)*S + s][(n*P + p)*Q + q] = x[n][c][p*stride - pad + r][q*stride - pad + s]
    (0 where that falls in the padding). Threads split the rows: disjoint writes. */
-/* For tap column s, the output columns q whose input column w = q*stride - pad + s
-   lies inside 0 .. W-1: q_lo <= q < q_hi (the rest read the padding). */
-static void dlf__tap_cols(int W, int Q, int stride, int pad, int s, int *q_lo, int *q_hi)
-{
-    int lo = s >= pad ? 0 : (pad - s + stride - 1) / stride;
-    int hi = W - 1 + pad - s < 0 ? 0 : (W - 1 + pad - s) / stride + 1;
-    *q_lo = lo < Q ? lo : Q;
-    *q_hi = hi < Q ? hi : Q;
-    if (*q_hi < *q_lo) *q_hi = *q_lo;
-}
-
-/* The im2col loops go row by row of the output: for one tap (r, s) and output row p the
-   input row h = p*stride - pad + r is either all padding or read at w = q*stride - pad
-   + s, a plain copy (stride 1) or a strided one, with padding only at the two ends.
-   (An earlier version looked every pixel up in an offset table: about twice the time.) */
 DLFDEF void dlf_im2col(const float *x, int N, int C, int H, int W, int R, int S, int stride, int pad,
                        float *col)
 {
@@ -3647,24 +3632,16 @@ DLFDEF void dlf_im2col(const float *x, int N, int C, int H, int W, int R, int S,
     int row, rows = C * R * S;
     DLF__OMP(omp parallel for if ((size_t)rows * NPQ > DLF__PAR_MIN))
     for (row = 0; row < rows; row++) {
-        int c = row / (R * S), r = (row / S) % R, s = row % S, n, p, q, q_lo, q_hi;
-        float *dst = col + (size_t)row * NPQ;
-        dlf__tap_cols(W, Q, stride, pad, s, &q_lo, &q_hi);
-        for (n = 0; n < N; n++) {
-            const float *x_nc = x + ((size_t)n * C + c) * H * W;
-            for (p = 0; p < P; p++, dst += Q) {
-                int h = p * stride - pad + r;
-                const float *x_row = x_nc + (size_t)(h < 0 ? 0 : h) * W;
-                if (h < 0 || h >= H) {
-                    for (q = 0; q < Q; q++) dst[q] = 0.0f;
-                    continue;
-                }
-                for (q = 0; q < q_lo; q++) dst[q] = 0.0f;
-                if (stride == 1)
-                    for (q = q_lo; q < q_hi; q++) dst[q] = x_row[q - pad + s];
-                else
-                    for (q = q_lo; q < q_hi; q++) dst[q] = x_row[q * stride - pad + s];
-                for (q = q_hi; q < Q; q++) dst[q] = 0.0f;
+        int c = row / (R * S), r = (row / S) % R, s = row % S;
+        float *col_row = col + (size_t)row * NPQ;
+        int off[DLF__CONV_CHUNK], i0, n, i;
+        for (i0 = 0; i0 < PQ; i0 += DLF__CONV_CHUNK) {
+            int len = PQ - i0 < DLF__CONV_CHUNK ? PQ - i0 : DLF__CONV_CHUNK;
+            dlf__tap_offsets(H, W, Q, stride, pad, r, s, i0, len, off);
+            for (n = 0; n < N; n++) {
+                const float *x_nc = x + ((size_t)n * C + c) * H * W;
+                float *dst = col_row + (size_t)n * PQ + i0;
+                for (i = 0; i < len; i++) dst[i] = off[i] >= 0 ? x_nc[off[i]] : 0.0f;
             }
         }
     }
@@ -3682,21 +3659,18 @@ DLFDEF void dlf_col2im(const float *col, int N, int C, int H, int W, int R, int 
     int c;
     DLF__OMP(omp parallel for if ((size_t)C * R * S * NPQ > DLF__PAR_MIN))
     for (c = 0; c < C; c++) {
-        int r, s, n, p, q, q_lo, q_hi;
+        int off[DLF__CONV_CHUNK], r, s, i0, n, i;
         for (r = 0; r < R; r++)
         for (s = 0; s < S; s++) {
-            const float *src = col + (size_t)((c * R + r) * S + s) * NPQ;
-            dlf__tap_cols(W, Q, stride, pad, s, &q_lo, &q_hi);
-            for (n = 0; n < N; n++) {
-                float *x_nc = x + ((size_t)n * C + c) * H * W;
-                for (p = 0; p < P; p++, src += Q) {
-                    int h = p * stride - pad + r;
-                    float *x_row = x_nc + (size_t)(h < 0 ? 0 : h) * W;
-                    if (h < 0 || h >= H) continue;
-                    if (stride == 1)
-                        for (q = q_lo; q < q_hi; q++) x_row[q - pad + s] += src[q];
-                    else
-                        for (q = q_lo; q < q_hi; q++) x_row[q * stride - pad + s] += src[q];
+            const float *col_row = col + (size_t)((c * R + r) * S + s) * NPQ;
+            for (i0 = 0; i0 < PQ; i0 += DLF__CONV_CHUNK) {
+                int len = PQ - i0 < DLF__CONV_CHUNK ? PQ - i0 : DLF__CONV_CHUNK;
+                dlf__tap_offsets(H, W, Q, stride, pad, r, s, i0, len, off);
+                for (n = 0; n < N; n++) {
+                    float *x_nc = x + ((size_t)n * C + c) * H * W;
+                    const float *src = col_row + (size_t)n * PQ + i0;
+                    for (i = 0; i < len; i++)
+                        if (off[i] >= 0) x_nc[off[i]] += src[i];
                 }
             }
         }
