@@ -429,7 +429,11 @@ DLFDEF dlf_tensor *dlf_linear(dlf_tape *t, dlf_tensor *x, dlf_tensor *w, dlf_ten
 DLFDEF dlf_tensor *dlf_conv2d(dlf_tape *t, dlf_tensor *x, dlf_tensor *w, dlf_tensor *b, int stride, int pad);
     /* y[n][k][p][q] = b[k] + sum_{c,r,s} w[k][c][r][s] * x[n][c][p*stride-pad+r][q*stride-pad+s]
        (x (N,C,H,W), w (K,C,R,S), b (K,) or NULL, y (N,K,P,Q); outside x counts as 0).
-       Fast path: im2col + dlf_gemm over the whole batch; backward gemm + col2im. */
+       Fast path: implicit gemm (panels packed straight from x, no col); the weight
+       gradient the same way; the input gradient gemm + col2im. */
+DLFDEF dlf_tensor *dlf_conv2d_im2col(dlf_tape *t, dlf_tensor *x, dlf_tensor *w, dlf_tensor *b, int stride, int pad);
+    /* the same through im2col + one dlf_gemm over the whole batch (col kept for dW):
+       the readable fast path, and the reference for the implicit one */
 DLFDEF dlf_tensor *dlf_conv2d_naive(dlf_tape *t, dlf_tensor *x, dlf_tensor *w, dlf_tensor *b, int stride, int pad);
     /* the same by the seven direct loops, forward and backward: the reference */
 DLFDEF void dlf_im2col(const float *x, int N, int C, int H, int W, int R, int S, int stride, int pad,
@@ -3821,22 +3825,158 @@ static void dlf__conv2d_implicit(const float *x, int N, int C, int H, int W, con
     }
 }
 
-/* The fast convolution. When w will get a gradient, backward's dW = dY @ col^T needs col,
-   so it is made: im2col over the whole batch into the arena (node aux), one big gemm
+/* The weight gradient without col: the product of dlf__conv2d_backward
+     dW^T (C*R*S, K) = col (C*R*S, N*P*Q) @ dY^T (N*P*Q, K)
+   with col's A panels packed straight from x through the tap offsets (as the forward's
+   B panels are) and dY^T's B panels straight from dY (N, K, P*Q), so neither col nor the
+   (N, K, PQ) -> (K, N, PQ) reorder is made. The sum runs along N*P*Q, the long axis, so
+   that is what threads share: it is cut into slices of a fixed number of K blocks (set by
+   the shape alone), each slice sums into its own (C*R*S, K) partial, and the partials are
+   added in slice order: the same bits whatever the thread count. */
+#define DLF__DW_SLICE 8   /* K blocks (of DLF__KC columns) per slice */
+
+/* A panel: rows crs0 .. crs0+mr-1 of col, columns p0 .. p0+kc-1: dst[p*MR + r]. */
+static void dlf__pack_a_image(const float *x, int C, int HW, int RS, int PQ, const int *off,
+                              int crs0, int mr, int p0, int kc, float *dst)
+{
+    int p, r, c0, c1;
+    for (c0 = 0; c0 < kc; c0 = c1) {                      /* one image's run of pixels at a time */
+        int n = (p0 + c0) / PQ, i0 = (p0 + c0) % PQ;
+        c1 = c0 + (PQ - i0) < kc ? c0 + (PQ - i0) : kc;
+        if (mr == DLF__MR) {       /* a whole panel: the MR rows side by side, writes in order */
+            const float *x_r[DLF__MR];
+            const int *off_r[DLF__MR];
+            for (r = 0; r < DLF__MR; r++) {
+                int crs = crs0 + r;
+                x_r[r] = x + ((size_t)n * C + crs / RS) * HW;
+                off_r[r] = off + (size_t)(crs % RS) * PQ + i0;
+            }
+            for (p = c0; p < c1; p++) {
+                float *d = dst + (size_t)p * DLF__MR;
+                int i = p - c0;
+                for (r = 0; r < DLF__MR; r++) d[r] = off_r[r][i] >= 0 ? x_r[r][off_r[r][i]] : 0.0f;
+            }
+            continue;
+        }
+        for (r = 0; r < DLF__MR; r++) {
+            float *d = dst + r;
+            if (r < mr) {
+                int crs = crs0 + r;
+                const float *x_nc = x + ((size_t)n * C + crs / RS) * HW;
+                const int *off_seg = off + (size_t)(crs % RS) * PQ + i0;
+                for (p = c0; p < c1; p++) d[p * DLF__MR] = off_seg[p - c0] >= 0 ? x_nc[off_seg[p - c0]] : 0.0f;
+            } else {
+                for (p = c0; p < c1; p++) d[p * DLF__MR] = 0.0f;
+            }
+        }
+    }
+}
+
+/* B panel: rows p0 .. p0+kc-1 of dY^T (pixels), columns k0 .. k0+nr-1: dst[p*NR + c]. */
+static void dlf__pack_b_dy(const float *dy, int K, int PQ, int p0, int kc, int k0, int nr, float *dst)
+{
+    int p, c, c0, c1;
+    for (c0 = 0; c0 < kc; c0 = c1) {
+        int n = (p0 + c0) / PQ, i0 = (p0 + c0) % PQ;
+        c1 = c0 + (PQ - i0) < kc ? c0 + (PQ - i0) : kc;
+        for (c = 0; c < DLF__NR; c++) {
+            if (c < nr) {
+                const float *dy_nk = dy + ((size_t)n * K + k0 + c) * PQ + i0;
+                for (p = c0; p < c1; p++) dst[p * DLF__NR + c] = dy_nk[p - c0];
+            } else {
+                for (p = c0; p < c1; p++) dst[p * DLF__NR + c] = 0.0f;
+            }
+        }
+    }
+}
+
+/* Floats of workspace: the offsets, per slice a (C*R*S, K) partial, per processor an A
+   block (all C*R*S rows, rounded up to MR) and B panels (K rounded up to NR), alignment. */
+static size_t dlf__conv2d_dw_scratch(int K, int CRS, int RS, int PQ, size_t NPQ)
+{
+    size_t slice_cols = (size_t)DLF__DW_SLICE * DLF__KC;
+    size_t slices = (NPQ + slice_cols - 1) / slice_cols;
+    size_t off_floats = ((size_t)RS * PQ * sizeof(int) + sizeof(float) - 1) / sizeof(float);
+    size_t crs_pad = (size_t)(CRS + DLF__MR - 1) / DLF__MR * DLF__MR;
+    size_t k_pad = (size_t)(K + DLF__NR - 1) / DLF__NR * DLF__NR;
+    return off_floats + slices * (size_t)CRS * K
+           + (size_t)dlf__gemm_max_threads() * (crs_pad + k_pad) * DLF__KC + 32;
+}
+
+/* gwt (C*R*S, K) = col @ dY^T, for x (N, C, H, W) and dy (N, K, P*Q). */
+static void dlf__conv2d_dw_implicit(const float *x, const float *dy, int N, int C, int H, int W, int K,
+                                    int R, int S, int stride, int pad, int P, int Q, float *gwt, float *work)
+{
+    int CRS = C * R * S, RS = R * S, PQ = P * Q, HW = H * W, tap, kern = dlf__kernel();
+    size_t NPQ = (size_t)N * PQ, slice_cols = (size_t)DLF__DW_SLICE * DLF__KC;
+    int slices = (int)((NPQ + slice_cols - 1) / slice_cols), sl;
+    int crs_pad = (CRS + DLF__MR - 1) / DLF__MR * DLF__MR, k_pad = (K + DLF__NR - 1) / DLF__NR * DLF__NR;
+    int nt = dlf__gemm_threads(CRS, K, (int)NPQ);
+    int *off = (int *)work;
+    float *partial = work + ((size_t)RS * PQ * sizeof(int) + sizeof(float) - 1) / sizeof(float);
+    float *pack_all = partial + (size_t)slices * CRS * K;
+    size_t i, n_out = (size_t)CRS * K;
+    (void)nt;
+    pack_all = (float *)(((uintptr_t)pack_all + 63) & ~(uintptr_t)63);
+    for (tap = 0; tap < RS; tap++)
+        dlf__tap_offsets(H, W, Q, stride, pad, tap / S, tap % S, 0, PQ, off + (size_t)tap * PQ);
+    if (nt > slices) nt = slices;
+    DLF__OMP(omp parallel num_threads(nt))
+    {
+        int tid = 0;
+#ifdef _OPENMP
+        tid = omp_get_thread_num();
+#endif
+        DLF__OMP(omp for schedule(dynamic))
+        for (sl = 0; sl < slices; sl++) {
+            float *pa = pack_all + (size_t)tid * (crs_pad + k_pad) * DLF__KC, *pb = pa + (size_t)crs_pad * DLF__KC;
+            float *c_s = partial + (size_t)sl * CRS * K;
+            size_t p_end = (size_t)(sl + 1) * slice_cols < NPQ ? (size_t)(sl + 1) * slice_cols : NPQ;
+            size_t p0;
+            for (p0 = (size_t)sl * slice_cols; p0 < p_end; p0 += DLF__KC) {
+                int kc = (int)(p_end - p0 < DLF__KC ? p_end - p0 : DLF__KC), add = p0 > (size_t)sl * slice_cols;
+                int jp, ir;
+                for (jp = 0; jp < k_pad / DLF__NR; jp++) {
+                    int nr = K - jp * DLF__NR < DLF__NR ? K - jp * DLF__NR : DLF__NR;
+                    dlf__pack_b_dy(dy, K, PQ, (int)p0, kc, jp * DLF__NR, nr, pb + (size_t)jp * DLF__NR * kc);
+                }
+                for (ir = 0; ir < CRS; ir += DLF__MR) {
+                    int mr = CRS - ir < DLF__MR ? CRS - ir : DLF__MR;
+                    dlf__pack_a_image(x, C, HW, RS, PQ, off, ir, mr, (int)p0, kc, pa + (size_t)ir * kc);
+                    for (jp = 0; jp < k_pad / DLF__NR; jp++) {
+                        int nr = K - jp * DLF__NR < DLF__NR ? K - jp * DLF__NR : DLF__NR;
+                        dlf__tile(kern, kc, pa + (size_t)ir * kc, pb + (size_t)jp * DLF__NR * kc,
+                                  c_s + (size_t)ir * K + jp * DLF__NR, K, mr, nr, add);
+                    }
+                }
+            }
+        }
+    }
+    for (i = 0; i < n_out; i++) {                         /* the partials, in slice order */
+        float sum = partial[i];
+        for (sl = 1; sl < slices; sl++) sum += partial[(size_t)sl * n_out + i];
+        gwt[i] = sum;
+    }
+}
+
+/* The convolution as one matrix product. The readable way (dlf_conv2d_im2col): when w
+   will get a gradient, backward's dW = dY @ col^T needs col, so it is made: im2col over
+   the whole batch into the arena (node aux), one big gemm
      Y (K, N*P*Q) = W (K, C*R*S) @ col (C*R*S, N*P*Q)
-   in the tape's scratch workspace, then the reorder (K, N, PQ) -> (N, K, PQ). Otherwise
-   (eval, no_grad, a frozen w) col is never made: dlf__conv2d_implicit packs the same
-   product's B panels straight from x and writes y in NCHW, bit-identical and about a
-   third faster. (Implicit packing when col is made anyway measured slower: its panels
-   are gathered through the tap offsets, where packing from col is a memcpy per row.) */
-DLFDEF dlf_tensor *dlf_conv2d(dlf_tape *t, dlf_tensor *x, dlf_tensor *w, dlf_tensor *b, int stride, int pad)
+   in the tape's scratch workspace, then the reorder (K, N, PQ) -> (N, K, PQ). The fast
+   way (dlf_conv2d) never makes col: dlf__conv2d_implicit packs the same product's B
+   panels straight from x and writes y in NCHW, bit-identical to the im2col forward, and
+   backward's dlf__conv2d_dw_implicit packs col's panels from x again for dW. col is 9x
+   the input for a 3x3 kernel; the forward alone measured about a third faster. */
+static dlf_tensor *dlf__conv2d(dlf_tape *t, dlf_tensor *x, dlf_tensor *w, dlf_tensor *b, int stride, int pad,
+                               int use_col)
 {
     int N, C, H, W, K, R, S, P, Q, CRS, shape[4], cshape[2], nk;
     size_t PQ, NPQ;
     dlf_tensor *y, *col = NULL;
     float *ybuf, *work;
     dlf_node *nd;
-    if (!dlf__conv_check("dlf_conv2d", x, w, b, stride, pad, &P, &Q)) return NULL;
+    if (!dlf__conv_check(use_col ? "dlf_conv2d_im2col" : "dlf_conv2d", x, w, b, stride, pad, &P, &Q)) return NULL;
     N = x->shape[0]; C = x->shape[1]; H = x->shape[2]; W = x->shape[3];
     K = w->shape[0]; R = w->shape[2]; S = w->shape[3];
     CRS = C * R * S;
@@ -3846,7 +3986,7 @@ DLFDEF dlf_tensor *dlf_conv2d(dlf_tape *t, dlf_tensor *x, dlf_tensor *w, dlf_ten
     cshape[0] = CRS; cshape[1] = N * P * Q;
     y = dlf__out(t, 4, shape);
     if (!y) return NULL;
-    if (t->grad_enabled && w->requires_grad) {          /* backward's dW reads col */
+    if (use_col && t->grad_enabled && w->requires_grad) {   /* backward's dW reads col */
         col = dlf__out(t, 2, cshape);                   /* (C*R*S, N*P*Q) */
         if (!col) return NULL;
         dlf_im2col(x->data, N, C, H, W, R, S, stride, pad, col->data);
@@ -3868,11 +4008,21 @@ DLFDEF dlf_tensor *dlf_conv2d(dlf_tape *t, dlf_tensor *x, dlf_tensor *w, dlf_ten
     if (nd) {
         nd->iarg[0] = stride;
         nd->iarg[1] = pad;
-        nd->iarg[2] = 0;     /* 0: fast path (col in aux when w needs a gradient), 1: naive */
+        nd->iarg[2] = 0;     /* 0: fast path (col in aux when made, else dW implicit), 1: naive */
         nd->aux = col;
     }
     if (b) dlf__bias_add(t, y, b, N, K, P * Q);
     return y;
+}
+
+DLFDEF dlf_tensor *dlf_conv2d(dlf_tape *t, dlf_tensor *x, dlf_tensor *w, dlf_tensor *b, int stride, int pad)
+{
+    return dlf__conv2d(t, x, w, b, stride, pad, 0);
+}
+
+DLFDEF dlf_tensor *dlf_conv2d_im2col(dlf_tape *t, dlf_tensor *x, dlf_tensor *w, dlf_tensor *b, int stride, int pad)
+{
+    return dlf__conv2d(t, x, w, b, stride, pad, 1);
 }
 
 /* The reference: seven loops straight from the formula, one output at a time. */
@@ -3964,7 +4114,7 @@ static void dlf__conv2d_backward(dlf_tape *t, dlf_node *nd)
     int stride = nd->iarg[0], pad = nd->iarg[1];
     int N = x->shape[0], C = x->shape[1], H = x->shape[2], W = x->shape[3];
     int K = w->shape[0], R = w->shape[2], S = w->shape[3], P = y->shape[2], Q = y->shape[3];
-    int CRS = C * R * S, nk, n0, k;
+    int CRS = C * R * S, nk, n0, k, full;
     size_t PQ = (size_t)P * Q, NPQ = (size_t)N * P * Q, ws, GPQ;
     int G = PQ >= DLF__CONV_COLS ? 1 : (int)(DLF__CONV_COLS / PQ);   /* images per group */
     float *gx, *gw, *dy, *dy_g, *dcol_g, *gwt, *work;
@@ -3978,28 +4128,38 @@ static void dlf__conv2d_backward(dlf_tape *t, dlf_node *nd)
     GPQ = (size_t)G * PQ;
     ws = gx ? dlf_gemm_fast_scratch(CRS, (int)GPQ, K) : 0;
     if (gw && dlf_gemm_fast_scratch(CRS, K, (int)NPQ) > ws) ws = dlf_gemm_fast_scratch(CRS, K, (int)NPQ);
-    dy = dlf__tape_scratch(t, (size_t)K * NPQ + (gx ? (size_t)(K + CRS) * GPQ : 0) + (size_t)CRS * K + ws);
+    if (gw && !col && dlf__conv2d_dw_scratch(K, CRS, R * S, (int)PQ, NPQ) > ws)
+        ws = dlf__conv2d_dw_scratch(K, CRS, R * S, (int)PQ, NPQ);
+    full = gw && col;                                     /* the im2col path's dW wants dY (K, N*P*Q) */
+    dy = dlf__tape_scratch(t, (full ? (size_t)K * NPQ : 0) + (gx ? (size_t)(K + CRS) * GPQ : 0) + (size_t)CRS * K + ws);
     if (!dy) return;
-    dy_g = dy + (size_t)K * NPQ;                          /* (K, G*P*Q) */
+    dy_g = dy + (full ? (size_t)K * NPQ : 0);             /* (K, G*P*Q) */
     dcol_g = dy_g + (gx ? (size_t)K * GPQ : 0);           /* (C*R*S, G*P*Q) */
     gwt = dcol_g + (gx ? (size_t)CRS * GPQ : 0);          /* (C*R*S, K) */
     work = gwt + (size_t)CRS * K;
-    DLF__OMP(omp parallel for if (y->size > DLF__PAR_MIN))
-    for (nk = 0; nk < N * K; nk++) {                      /* (N, K, PQ) -> (K, N, PQ) */
+    DLF__OMP(omp parallel for if (full && y->size > DLF__PAR_MIN))
+    for (nk = 0; nk < (full ? N * K : 0); nk++) {         /* (N, K, PQ) -> (K, N, PQ) */
         int n = nk / K, k = nk % K;
         memcpy(dy + (size_t)k * NPQ + (size_t)n * PQ, y->grad + (size_t)nk * PQ, PQ * sizeof(float));
     }
     if (gw) {                                             /* dW^T = col @ dY^T, then dW += (dW^T)^T */
         int crs;
-        dlf_gemm(0, 1, CRS, K, (int)NPQ, col->data, dy, gwt, 0, work);
+        if (col)
+            dlf_gemm(0, 1, CRS, K, (int)NPQ, col->data, dy, gwt, 0, work);
+        else                                              /* no col: straight from x and dY */
+            dlf__conv2d_dw_implicit(x->data, y->grad, N, C, H, W, K, R, S, stride, pad, P, Q, gwt, work);
         for (k = 0; k < K; k++)
             for (crs = 0; crs < CRS; crs++) gw[(size_t)k * CRS + crs] += gwt[(size_t)crs * K + k];
     }
     for (n0 = 0; gx && n0 < N; n0 += G) {                 /* images n0 .. n0+g-1 */
         int g = N - n0 < G ? N - n0 : G;
         size_t gpq = (size_t)g * PQ;
-        for (k = 0; k < K; k++)
-            memcpy(dy_g + (size_t)k * gpq, dy + (size_t)k * NPQ + (size_t)n0 * PQ, gpq * sizeof(float));
+        for (nk = 0; nk < g * K; nk++) {                  /* images n0.., (g, K, PQ) -> (K, g, PQ) */
+            int n = nk / K;
+            k = nk % K;
+            memcpy(dy_g + (size_t)k * gpq + (size_t)n * PQ, y->grad + ((size_t)(n0 + n) * K + k) * PQ,
+                   PQ * sizeof(float));
+        }
         dlf_gemm(1, 0, CRS, (int)gpq, K, w->data, dy_g, dcol_g, 0, work);
         dlf_col2im(dcol_g, g, C, H, W, R, S, stride, pad, gx + (size_t)n0 * C * H * W);
     }

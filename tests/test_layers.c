@@ -139,15 +139,16 @@ static void test_conv_vs_naive(void)
         const conv_case *c = &cases[i];
         dlf_tensor *x = randn(4, c->N, c->C, c->H, c->W), *w = randn(4, c->K, c->C, c->R, c->S);
         dlf_tensor *b = randn(1, c->K, 1, 1, 1), *seed;
-        dlf_tensor *gx[2], *gw[2], *gb[2], *y[2];
-        dlf_tape t[2];
+        dlf_tensor *gx[3], *gw[3], *gb[3], *y[3];
+        dlf_tape t[3];
         char what[96];
-        for (j = 0; j < 2; j++) {
+        for (j = 0; j < 3; j++) {   /* 0: dlf_conv2d (implicit), 1: naive, 2: im2col */
             dlf_tape_init(&t[j]);
             dlf_tensor_requires_grad(x); dlf_tensor_requires_grad(w); dlf_tensor_requires_grad(b);
             dlf_zero_grad(x); dlf_zero_grad(w); dlf_zero_grad(b);
-            y[j] = j ? dlf_conv2d_naive(&t[j], x, w, c->bias ? b : NULL, c->stride, c->pad)
-                     : dlf_conv2d(&t[j], x, w, c->bias ? b : NULL, c->stride, c->pad);
+            y[j] = j == 1 ? dlf_conv2d_naive(&t[j], x, w, c->bias ? b : NULL, c->stride, c->pad)
+                 : j == 2 ? dlf_conv2d_im2col(&t[j], x, w, c->bias ? b : NULL, c->stride, c->pad)
+                          : dlf_conv2d(&t[j], x, w, c->bias ? b : NULL, c->stride, c->pad);
             seed = dlf_tape_tensor(&t[j], y[j]->ndim, y[j]->shape);
             {
                 dlf_rng r2;
@@ -168,6 +169,10 @@ static void test_conv_vs_naive(void)
         CHECK_CLOSE(gw[0]->data, gw[1]->data, w->size, 2e-4f, 1e-4f, what);
         snprintf(what, sizeof what, "case %d db", i);
         CHECK_CLOSE(gb[0]->data, gb[1]->data, b->size, 2e-4f, 1e-4f, what);
+        CHECK(memcmp(y[2]->data, y[0]->data, (size_t)y[0]->size * 4) == 0, "case %d: im2col forward, same bits as implicit", i);
+        CHECK(memcmp(gx[2]->data, gx[0]->data, (size_t)x->size * 4) == 0, "case %d: im2col dx, same bits", i);
+        snprintf(what, sizeof what, "case %d dw im2col vs naive", i);
+        CHECK_CLOSE(gw[2]->data, gw[1]->data, w->size, 2e-4f, 1e-4f, what);
         {   /* without grad, dlf_conv2d packs straight from the image (no col): same bits */
             dlf_tensor *y_eval;
             int same;
@@ -179,6 +184,7 @@ static void test_conv_vs_naive(void)
         }
         dlf_tape_destroy(&t[0]);
         dlf_tape_destroy(&t[1]);
+        dlf_tape_destroy(&t[2]);
         dlf_tensor_free(x); dlf_tensor_free(w); dlf_tensor_free(b);
     }
 }
