@@ -2634,7 +2634,7 @@ DLFDEF double dlf_peak_gflops(const char *kernel, double seconds)
         t0 = dlf_seconds();
         flops = dlf__peak_run(kern, iters) * (double)iters;
         dt = dlf_seconds() - t0;
-        if (dt >= seconds / 4 || iters > (1L << 40)) break;
+        if (dt >= seconds / 4 || iters >= (1L << 30)) break;   /* long may be 32 bits */
         iters *= 2;
     }
     best = flops / dt;
