@@ -62,12 +62,13 @@ demo: $(BUILD)/examples/mnist_cnn
 data:
 	bash tools/fetch_data.sh data
 
-# Regenerate the PyTorch reference fixtures in tests/ref/ (needs Debian's python3-torch), in order:
+# Regenerate the PyTorch reference fixtures in tests/ref/ (needs Debian's python3-torch; dlf's files
+# are written with the AVX2 kernel, so any AVX2 machine can compare their bytes), in order:
 # dlf writes its checkpoints to tests/ref/interop/ (tools/export_dlf.c), then PyTorch reads them
 # and writes every fixture, its answers to dlf's files included (tools/gen_reference.py).
 reference: $(BUILD)/tools/export_dlf
 	@mkdir -p tests/ref/interop
-	./$(BUILD)/tools/export_dlf tests/ref/interop
+	DLF_KERNEL=avx2-fma ./$(BUILD)/tools/export_dlf tests/ref/interop
 	/usr/bin/python3 tools/gen_reference.py
 
 # test_interop compiles tools/export_dlf.c in (it rebuilds the same checkpoints byte for byte).
@@ -87,27 +88,53 @@ asan:
 portability:
 	@BUILD="$(BUILD)" bash tools/portability.sh
 
-# Side-by-side benchmarks: matmul vs OpenBLAS (needs libopenblas-dev), one conv layer vs
-# PyTorch (needs Debian's python3-torch); a benchmark prints ratios, it never fails a build.
-# The references run with OPENBLAS_CORETYPE and OPENBLAS_L2_SIZE unset (the environment may
-# hold OpenBLAS, and PyTorch's Linear, to AVX2 kernels): they get the CPU's best kernel.
-# Only these reference commands unset them, never the tests.
-REF_ENV = env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE OPENBLAS_NUM_THREADS=1
+REF_UNSET = OPENBLAS_CORETYPE OPENBLAS_L2_SIZE
 TORCH_PY ?= /usr/bin/python3
-bench:
-	@mkdir -p $(BUILD)/bench
-ifeq ($(BLAS),yes)
-	$(CC) $(CFLAGS) $(OPENMP) -o $(BUILD)/bench/bench_matmul bench/bench_matmul.c -lopenblas $(LDLIBS)
-	$(REF_ENV) ./$(BUILD)/bench/bench_matmul
-else
-	@echo "dlf: OpenBLAS not found (apt-get install libopenblas-dev); skipping the matmul comparison"
+SUDO = $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+BENCH_MATMUL := $(BUILD)/bench/bench_matmul$(if $(filter yes,$(BLAS)),,_noblas)
+BENCH_BINS := $(BENCH_MATMUL) $(BUILD)/bench/bench_conv $(BUILD)/bench/bench_allocs $(BUILD)/bench/peak_rss \
+              $(BUILD)/examples/mnist_mlp $(BUILD)/examples/mnist_cnn
+.PHONY: bench-deps
+
+# Same-run benchmarks against OpenBLAS and PyTorch (docs/benchmarks.md): sgemm, the MNIST
+# models' gemm shapes, conv layers, one epoch of each MNIST example, peak RSS, heap
+# allocations per step and a busy machine. dlf and the reference alternate over BENCH_ROUNDS
+# rounds (5) and the medians are compared, one line per case,
+#   bench <case> dlf=<v><unit> ref=<v><unit> ratio=<dlf/ref> ref_kernel=<name>
+# and the run goes at the top of bench/RESULTS.md (BENCH_RESULTS=FILE: elsewhere). A benchmark
+# prints ratios, it never fails a build. The references run with OPENBLAS_CORETYPE and
+# OPENBLAS_L2_SIZE unset (an environment may hold OpenBLAS, and PyTorch's Linear layers, to
+# older kernels), so they get the CPU's best kernels; only the reference commands lose them,
+# never dlf, the tests or CI. Missing OpenBLAS or PyTorch: ref=n/a and the apt-get line.
+# Benchmark dlf against OpenBLAS and PyTorch in one run (BENCH_QUICK=1: a short development run).
+bench: $(BENCH_BINS)
+	bash tools/fetch_data.sh --only mnist data
+ifneq ($(BLAS),yes)
+	@echo "bench: no OpenBLAS, so the gemm cases print ref=n/a; install it with"
+	@echo "         $(SUDO) apt-get install libopenblas-dev     (or: make bench-deps)"
 endif
-	$(CC) $(CFLAGS) $(OPENMP) -o $(BUILD)/bench/bench_conv bench/bench_conv.c $(LDLIBS)
-	@for th in 1 2; do \
-	    ./$(BUILD)/bench/bench_conv $$th; \
-	    if $(TORCH_PY) -c 'import torch' 2>/dev/null; then $(REF_ENV) $(TORCH_PY) bench/torch_conv.py $$th; \
-	    else echo "(no PyTorch at $(TORCH_PY): apt-get install python3-torch for the comparison)"; fi; \
-	done
+	@if $(TORCH_PY) -c 'import torch' 2>/dev/null; then py=$(TORCH_PY); else py=python3; \
+	    echo "bench: no PyTorch at $(TORCH_PY), so the conv and epoch cases print ref=n/a; install it with"; \
+	    echo "         $(SUDO) apt-get install python3-torch     (or: make bench-deps)"; fi; \
+	BENCH_BUILD="$(BUILD)" BENCH_MATMUL="$(BENCH_MATMUL)" BENCH_CC="$(CC)" BENCH_CFLAGS="$(CFLAGS) $(OPENMP)" \
+	BENCH_REF_UNSET="$(REF_UNSET)" BENCH_TORCH_PY="$(TORCH_PY)" $$py bench/bench.py
+
+# Install what `make bench` compares against (Debian/Ubuntu): OpenBLAS and PyTorch.
+bench-deps:
+	$(SUDO) apt-get update
+	$(SUDO) apt-get install -y libopenblas-dev python3-torch
+
+$(BUILD)/bench/bench_matmul: bench/bench_matmul.c dlf.h
+	@mkdir -p $(@D)
+	$(CC) $(CFLAGS) $(OPENMP) -DBENCH_BLAS -o $@ $< -lopenblas $(LDLIBS)
+
+$(BUILD)/bench/bench_matmul_noblas: bench/bench_matmul.c dlf.h
+	@mkdir -p $(@D)
+	$(CC) $(CFLAGS) $(OPENMP) -o $@ $< $(LDLIBS)
+
+$(BUILD)/bench/peak_rss: bench/peak_rss.c
+	@mkdir -p $(@D)
+	$(CC) $(CFLAGS) -o $@ $<
 
 # libFuzzer + ASan + UBSan on each file loader, FUZZ_SECONDS each (default 60), seeded from tests/corpus.
 FUZZ_SECONDS ?= 60
