@@ -8,6 +8,10 @@ timed on this machine. Run with Debian's python3-torch:
     OPENBLAS_NUM_THREADS=1 /usr/bin/python3 bench/torch_mnist.py cnn 3 [threads]
     OPENBLAS_NUM_THREADS=1 /usr/bin/python3 bench/torch_mnist.py cnnbn 3 [threads [seed [widths]]]
 
+(bench/bench.py runs one epoch of each at 1 and 2 threads, with OPENBLAS_NUM_THREADS set to
+the thread count.) --data DIR reads the four IDX files from DIR instead of data/mnist; as
+dlf's loader does, the last sixth of the training file is held out (10000 of MNIST's 60000).
+
 cnnbn is examples/mnist_cnn.c --bn: conv (no bias) + BatchNorm2d + ReLU per width
 (default 16,32,64,64,64), AdamW lr 0.01, weight decay 0.1 except on biases and
 BatchNorm weights, one-cycle without momentum cycling (as dlf_fit).
@@ -37,19 +41,25 @@ def read_idx(path):
 
 
 def main():
-    which = sys.argv[1] if len(sys.argv) > 1 else "mlp"
-    epochs = int(sys.argv[2]) if len(sys.argv) > 2 else (5 if which == "mlp" else 3)
-    threads = int(sys.argv[3]) if len(sys.argv) > 3 else 2
-    seed = int(sys.argv[4]) if len(sys.argv) > 4 else 1
-    widths = [int(w) for w in sys.argv[5].split(",")] if len(sys.argv) > 5 else [16, 32, 64, 64, 64]
+    argv = list(sys.argv)
+    d = "data/mnist/"
+    if "--data" in argv:
+        i = argv.index("--data")
+        d = argv[i + 1].rstrip("/") + "/"
+        del argv[i:i + 2]
+    which = argv[1] if len(argv) > 1 else "mlp"
+    epochs = int(argv[2]) if len(argv) > 2 else (5 if which == "mlp" else 3)
+    threads = int(argv[3]) if len(argv) > 3 else 2
+    seed = int(argv[4]) if len(argv) > 4 else 1
+    widths = [int(w) for w in argv[5].split(",")] if len(argv) > 5 else [16, 32, 64, 64, 64]
     torch.set_num_threads(threads)
     torch.manual_seed(seed)
-    d = "data/mnist/"
     xtr = read_idx(d + "train-images-idx3-ubyte")
     ytr = read_idx(d + "train-labels-idx1-ubyte").long()
     xte = read_idx(d + "t10k-images-idx3-ubyte")
     yte = read_idx(d + "t10k-labels-idx1-ubyte").long()
-    xtr, xva, ytr, yva = xtr[:50000], xtr[50000:], ytr[:50000], ytr[50000:]
+    n_train = len(xtr) - len(xtr) // 6   # 50000 of 60000
+    xtr, xva, ytr, yva = xtr[:n_train], xtr[n_train:], ytr[:n_train], ytr[n_train:]
     mean = xtr.float().div(255).mean().item()
     std = xtr.float().div(255).std().item()
 
@@ -81,7 +91,7 @@ def main():
                 nn.init.zeros_(m.bias)
         lr = 0.08
     bs = 64
-    steps_per_epoch = math.ceil(50000 / bs)
+    steps_per_epoch = math.ceil(n_train / bs)
     if which == "cnnbn":
         decay = [p for p in model.parameters() if p.ndim > 1]
         no_decay = [p for p in model.parameters() if p.ndim <= 1]
@@ -94,7 +104,7 @@ def main():
     train_seconds = 0.0
     for epoch in range(epochs):
         t0 = time.perf_counter()
-        perm = torch.randperm(50000)
+        perm = torch.randperm(n_train)
         model.train()
         for i in range(steps_per_epoch):
             idx = perm[i * bs:(i + 1) * bs]
