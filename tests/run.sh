@@ -95,6 +95,28 @@ else
     skipped=$((skipped + 1)); echo "SKIP [windows] mingw-w64 or wine64 is not installed"
 fi
 
+# Every micro-kernel this CPU runs, not only the one dlf picks: the PyTorch fixtures again
+# under each other kernel (test_core and test_layers loop over the kernels themselves).
+printf '#define DLF_IMPLEMENTATION\n#include "dlf.h"\nint main(int c, char **v){ (void)c; return !dlf_kernel_available(v[1]); }\n' > "$tmp/kprobe.c"
+if $CC -O1 -I. -o "$tmp/kprobe" "$tmp/kprobe.c" -lm 2>/dev/null; then
+    best=portable
+    for k in avx2-fma avx512; do "$tmp/kprobe" $k && best=$k; done
+    for k in portable avx2-fma avx512; do
+        [ "$k" = "$best" ] && continue
+        if ! "$tmp/kprobe" $k; then
+            skipped=$((skipped + 1)); echo "SKIP [kernel $k] not compiled in or not supported by this CPU"
+            continue
+        fi
+        for t in test_reference test_ref_norm_optim; do
+            [ -x "$BUILD/tests/$t" ] || continue
+            case $BUILD in /*) exe=$BUILD/tests/$t ;; *) exe=$PWD/$BUILD/tests/$t ;; esac
+            printf '#!/bin/sh\necho "kernel %s"\nDLF_KERNEL=%s exec "%s"\n' "$k" "$k" "$exe" > "$tmp/${t}_$k"
+            chmod +x "$tmp/${t}_$k"
+            set -- "$@" "$tmp/${t}_$k"
+        done
+    done
+fi
+
 # The gdb pretty-printers (tools/dlf_gdb.py): checked in a real gdb session, or skipped.
 set -- "$@" tests/gdb_check.sh
 
