@@ -36,6 +36,7 @@ Environment (all optional):
 import datetime
 import os
 import re
+import signal
 import statistics
 import subprocess
 import sys
@@ -105,6 +106,14 @@ def ref_env(threads=None, torch=False):
     return env
 
 
+def kill_group(p):
+    try:
+        os.killpg(p.pid, 9)
+    except OSError:
+        pass
+    p.wait()
+
+
 def run(cmd, env=None, timeout=TIMEOUT):
     """Run cmd in the repository root; returns (rc, stdout, stderr), rc None on a timeout
     (the command's whole process group is then killed)."""
@@ -116,12 +125,11 @@ def run(cmd, env=None, timeout=TIMEOUT):
         try:
             rc = p.wait(timeout)
         except subprocess.TimeoutExpired:
-            try:
-                os.killpg(p.pid, 9)
-            except OSError:
-                pass
-            p.wait()
+            kill_group(p)
             rc = None
+        except BaseException:       # Ctrl-C: the command runs in its own session, so stop it here
+            kill_group(p)
+            raise
         out.seek(0)
         err.seek(0)
         return rc, out.read().decode("utf-8", "replace"), err.read().decode("utf-8", "replace")
@@ -238,7 +246,7 @@ def make_quick_mnist():
         head = data[:4] + n.to_bytes(4, "big") + data[8:4 + 4 * ndim]
         with open(os.path.join(dst, name), "wb") as f:
             f.write(head + data[4 + 4 * ndim:4 + 4 * ndim + n * item])
-    return os.path.relpath(dst, ROOT)
+    return dst
 
 
 def cpu_header():
@@ -295,6 +303,8 @@ def git_header():
 
 def main():
     os.chdir(ROOT)
+    # On SIGTERM as on Ctrl-C, unwind: the running command and the busy loop are stopped.
+    signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(128 + signum))
     matmul = ENV.get("BENCH_MATMUL") or path(BUILD, "bench", "bench_matmul")
     conv, allocs = path(BUILD, "bench", "bench_conv"), path(BUILD, "bench", "bench_allocs")
     peak_rss = path(BUILD, "bench", "peak_rss")
@@ -453,14 +463,15 @@ def main():
         print("note: " + n)
     sys.stdout.flush()
     if RESULTS != "-":
-        write_results(started, model, n_cpus, header, lines, spread, res.notes)
+        write_results(started, "%s (family %s, model %s)" % (model, family, cpu_model), n_cpus, header, lines,
+                      spread, res.notes)
         log("bench.py: wrote this run at the top of %s" % os.path.relpath(RESULTS, ROOT)
             if os.path.abspath(RESULTS).startswith(ROOT) else "bench.py: wrote this run to %s" % RESULTS)
     return 0
 
 
-def write_results(started, model, n_cpus, header, lines, spread, notes):
-    title = "## %s: %s, %d CPUs%s" % (started.strftime("%Y-%m-%d %H:%M UTC"), model, n_cpus,
+def write_results(started, model_name, n_cpus, header, lines, spread, notes):
+    title = "## %s: %s, %d CPUs%s" % (started.strftime("%Y-%m-%d %H:%M UTC"), model_name, n_cpus,
                                        " (quick mode: not for comparison)" if QUICK else "")
     body = [title, ""] + ["- " + h for h in header] + ["", "```", *lines, "```", ""]
     if spread:
