@@ -222,6 +222,39 @@ def run_job(job, side, res, ref_kernel=None):
     return rc
 
 
+# The project's performance targets (issue 9), checked on each run's medians:
+# (what, case pattern, "min" or "max" ratio, bound).
+TARGETS = [
+    ("sgemm N=256..2048, every flag, 1 and 2 threads: dlf/OpenBLAS GFLOP/s >= 0.90",
+     r"sgemm-(256|512|1024|2048)-..-t[12]$", "min", 0.90),
+    ("conv layer fwd+bwd, 1 and 2 threads: dlf/PyTorch time <= 1.0",
+     r"conv-64x32x14x14-k32-3x3p1-fwdbwd-t[12]$", "max", 1.0),
+    ("MNIST CNN epoch, 1 and 2 threads: dlf/PyTorch time <= 0.7", r"epoch-cnn-t[12]$", "max", 0.7),
+    ("MNIST MLP epoch, 1 and 2 threads: dlf/PyTorch time <= 0.7", r"epoch-mlp-t[12]$", "max", 0.7),
+    ("busy machine: default threads / --threads 1 epoch <= 1.5", r"busy-", "max", 1.5),
+    ("peak RSS of MNIST training: dlf/PyTorch <= 0.25", r"rss-", "max", 0.25),
+]
+
+
+def target_lines(medians):
+    """One line per target: the worst ratio among its cases, met or missed."""
+    out = []
+    for what, pattern, kind, bound in TARGETS:
+        got = [(r, c) for c, r in medians.items() if r is not None and re.match(pattern, c)]
+        if not got:
+            continue
+        worst = min(got) if kind == "min" else max(got)
+        ok = worst[0] >= bound if kind == "min" else worst[0] <= bound
+        out.append("target %s: %s (worst %.3f, %s, of %d case(s))" % (what, "met" if ok else "MISSED", worst[0],
+                                                                 worst[1], len(got)))
+    allocs = [(v, c) for c, v in medians.items() if c.startswith("allocs-") and not c.startswith("allocs-first")]
+    if allocs:
+        worst = max(allocs)
+        out.append("target heap allocations per step after the first = 0: %s (worst %g, %s)" % (
+            "met" if worst[0] == 0 else "MISSED", worst[0], worst[1]))
+    return out
+
+
 def fmt(v):
     if v is None:
         return "n/a"
@@ -436,13 +469,15 @@ def main():
         if "dlf" in c and "ref" in c and abs(c["dlf"] - c["ref"]) > 1e-3 * abs(c["ref"]) + 1e-6:
             res.note("%s: dlf's and the reference's results differ (sum |C| %.6g vs %.6g)" % (case, c["dlf"], c["ref"]))
 
-    lines, spread = [], []
+    lines, spread, ratios, dlf_medians = [], [], {}, {}
     for case in res.order:
         d, r = res.values[case]["dlf"], res.values[case]["ref"]
         unit = res.units[case]
         dm = statistics.median(d) if d else None
         rm = statistics.median(r) if r else None
         ratio = "%.3f" % (dm / rm) if dm is not None and rm else "n/a"
+        ratios[case] = dm / rm if dm is not None and rm else None
+        dlf_medians[case] = dm
         lines.append("bench %s dlf=%s%s ref=%s%s ratio=%s ref_kernel=%s" % (
             case, fmt(dm), unit if dm is not None else "", fmt(rm), unit if rm is not None else "", ratio,
             res.ref_kernel.get(case, "n/a") if r else "n/a"))
@@ -450,6 +485,7 @@ def main():
             spread.append("spread %s dlf=%s ref=%s (min..max over %d rounds, %s)" % (
                 case, "%s..%s" % (fmt(min(d)), fmt(max(d))) if d else "n/a",
                 "%s..%s" % (fmt(min(r)), fmt(max(r))) if r else "n/a", max(len(d), len(r)), unit))
+    targets = target_lines(dict(ratios, **{c: v for c, v in dlf_medians.items() if c.startswith("allocs-")}))
     load_end = os.getloadavg()
     minutes = (datetime.datetime.now(datetime.timezone.utc) - started).total_seconds() / 60
     header.append("load average (1 min) at start %.2f, at end %.2f; the run took %.1f minutes" % (
@@ -457,6 +493,8 @@ def main():
 
     print("\n".join("# " + h for h in header))
     print("\n".join(lines))
+    if targets:
+        print("\n".join(targets))
     if spread:
         print("\n".join(spread))
     for n in res.notes:
@@ -464,16 +502,18 @@ def main():
     sys.stdout.flush()
     if RESULTS != "-":
         write_results(started, "%s (family %s, model %s)" % (model, family, cpu_model), n_cpus, header, lines,
-                      spread, res.notes)
+                      targets, spread, res.notes)
         log("bench.py: wrote this run at the top of %s" % os.path.relpath(RESULTS, ROOT)
             if os.path.abspath(RESULTS).startswith(ROOT) else "bench.py: wrote this run to %s" % RESULTS)
     return 0
 
 
-def write_results(started, model_name, n_cpus, header, lines, spread, notes):
+def write_results(started, model_name, n_cpus, header, lines, targets, spread, notes):
     title = "## %s: %s, %d CPUs%s" % (started.strftime("%Y-%m-%d %H:%M UTC"), model_name, n_cpus,
                                        " (quick mode: not for comparison)" if QUICK else "")
     body = [title, ""] + ["- " + h for h in header] + ["", "```", *lines, "```", ""]
+    if targets:
+        body += ["```", *targets, "```", ""]
     if spread:
         body += ["<details><summary>spread over the rounds</summary>", "", "```", *spread, "```", "", "</details>", ""]
     if notes:
