@@ -122,7 +122,7 @@ endif
 # Install what `make bench` compares against (Debian/Ubuntu): OpenBLAS and PyTorch.
 bench-deps:
 	$(SUDO) apt-get update
-	$(SUDO) apt-get install -y libopenblas-dev python3-torch
+	$(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y libopenblas-dev python3-torch
 
 $(BUILD)/bench/bench_matmul: bench/bench_matmul.c dlf.h
 	@mkdir -p $(@D)
