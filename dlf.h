@@ -3890,32 +3890,79 @@ static void dlf__pack_b_dy(const float *dy, int K, int PQ, int p0, int kc, int k
     }
 }
 
+/* The other orientation, dW (K, C*R*S) = dY (K, N*P*Q) @ col^T: A panels are rows of dY
+   (k0 .. k0+mr-1, pixels p0 ..), B panels columns of col^T, i.e. rows crs0 .. crs0+nr-1 of
+   col gathered from x: dst[p*NR + c] = x[n][crs/RS][off[crs%RS][i]]. */
+static void dlf__pack_a_dy(const float *dy, int K, int PQ, int k0, int mr, int p0, int kc, float *dst)
+{
+    int p, r, c0, c1;
+    for (c0 = 0; c0 < kc; c0 = c1) {
+        int n = (p0 + c0) / PQ, i0 = (p0 + c0) % PQ;
+        c1 = c0 + (PQ - i0) < kc ? c0 + (PQ - i0) : kc;
+        for (r = 0; r < DLF__MR; r++) {
+            const float *dy_nk = dy + ((size_t)n * K + k0 + (r < mr ? r : 0)) * PQ + i0;
+            for (p = c0; p < c1; p++) dst[p * DLF__MR + r] = r < mr ? dy_nk[p - c0] : 0.0f;
+        }
+    }
+}
+
+static void dlf__pack_b_col_t(const float *x, int C, int HW, int RS, int PQ, const int *off,
+                              int p0, int kc, int crs0, int nr, float *dst)
+{
+    int p, c, c0, c1;
+    for (c0 = 0; c0 < kc; c0 = c1) {
+        int n = (p0 + c0) / PQ, i0 = (p0 + c0) % PQ;
+        c1 = c0 + (PQ - i0) < kc ? c0 + (PQ - i0) : kc;
+        for (c = 0; c < DLF__NR; c++) {
+            if (c < nr) {
+                const float *x_nc = x + ((size_t)n * C + (crs0 + c) / RS) * HW;
+                const int *off_c = off + (size_t)((crs0 + c) % RS) * PQ + i0;
+                for (p = c0; p < c1; p++) dst[p * DLF__NR + c] = off_c[p - c0] >= 0 ? x_nc[off_c[p - c0]] : 0.0f;
+            } else {
+                for (p = c0; p < c1; p++) dst[p * DLF__NR + c] = 0.0f;
+            }
+        }
+    }
+}
+
+/* Which way round: the one whose 6 x 32 tiles waste less on padding. The course CNN's
+   first layer (K = 8, C*R*S = 25) fills 200 of 960 tile slots one way, 200 of 384 the other. */
+static int dlf__conv2d_dw_kmajor(int K, int CRS)
+{
+    long rows_crs = (long)(CRS + DLF__MR - 1) / DLF__MR * DLF__MR, cols_k = (long)(K + DLF__NR - 1) / DLF__NR * DLF__NR;
+    long rows_k = (long)(K + DLF__MR - 1) / DLF__MR * DLF__MR, cols_crs = (long)(CRS + DLF__NR - 1) / DLF__NR * DLF__NR;
+    return rows_k * cols_crs < rows_crs * cols_k;
+}
+
 /* Floats of workspace: the offsets, per slice a (C*R*S, K) partial, per processor an A
-   block (all C*R*S rows, rounded up to MR) and B panels (K rounded up to NR), alignment. */
+   block (all rows, rounded up to MR) and B panels (rounded up to NR), alignment. */
 static size_t dlf__conv2d_dw_scratch(int K, int CRS, int RS, int PQ, size_t NPQ)
 {
     size_t slice_cols = (size_t)DLF__DW_SLICE * DLF__KC;
     size_t slices = (NPQ + slice_cols - 1) / slice_cols;
     size_t off_floats = ((size_t)RS * PQ * sizeof(int) + sizeof(float) - 1) / sizeof(float);
-    size_t crs_pad = (size_t)(CRS + DLF__MR - 1) / DLF__MR * DLF__MR;
-    size_t k_pad = (size_t)(K + DLF__NR - 1) / DLF__NR * DLF__NR;
-    return off_floats + slices * (size_t)CRS * K
-           + (size_t)dlf__gemm_max_threads() * (crs_pad + k_pad) * DLF__KC + 32;
+    size_t a = (size_t)(CRS + DLF__MR - 1) / DLF__MR * DLF__MR + (size_t)(K + DLF__NR - 1) / DLF__NR * DLF__NR;
+    size_t b = (size_t)(K + DLF__MR - 1) / DLF__MR * DLF__MR + (size_t)(CRS + DLF__NR - 1) / DLF__NR * DLF__NR;
+    return off_floats + slices * (size_t)CRS * K + (size_t)dlf__gemm_max_threads() * (a > b ? a : b) * DLF__KC + 32;
 }
 
-/* gwt (C*R*S, K) = col @ dY^T, for x (N, C, H, W) and dy (N, K, P*Q). */
+/* gw (K, C*R*S) += col @ dY^T transposed, or dY @ col^T (see dlf__conv2d_dw_kmajor), for
+   x (N, C, H, W) and dy (N, K, P*Q). */
 static void dlf__conv2d_dw_implicit(const float *x, const float *dy, int N, int C, int H, int W, int K,
-                                    int R, int S, int stride, int pad, int P, int Q, float *gwt, float *work)
+                                    int R, int S, int stride, int pad, int P, int Q, float *gw, float *work)
 {
     int CRS = C * R * S, RS = R * S, PQ = P * Q, HW = H * W, tap, kern = dlf__kernel();
+    int kmajor = dlf__conv2d_dw_kmajor(K, CRS);
+    int rows = kmajor ? K : CRS, cols = kmajor ? CRS : K;          /* the product's M and N */
+    int rows_pad = (rows + DLF__MR - 1) / DLF__MR * DLF__MR, cols_pad = (cols + DLF__NR - 1) / DLF__NR * DLF__NR;
     size_t NPQ = (size_t)N * PQ, slice_cols = (size_t)DLF__DW_SLICE * DLF__KC;
     int slices = (int)((NPQ + slice_cols - 1) / slice_cols), sl;
-    int crs_pad = (CRS + DLF__MR - 1) / DLF__MR * DLF__MR, k_pad = (K + DLF__NR - 1) / DLF__NR * DLF__NR;
     int nt = dlf__gemm_threads(CRS, K, (int)NPQ);
     int *off = (int *)work;
     float *partial = work + ((size_t)RS * PQ * sizeof(int) + sizeof(float) - 1) / sizeof(float);
     float *pack_all = partial + (size_t)slices * CRS * K;
-    size_t i, n_out = (size_t)CRS * K;
+    size_t n_out = (size_t)CRS * K;
+    int i;
     (void)nt;
     pack_all = (float *)(((uintptr_t)pack_all + 63) & ~(uintptr_t)63);
     for (tap = 0; tap < RS; tap++)
@@ -3929,33 +3976,38 @@ static void dlf__conv2d_dw_implicit(const float *x, const float *dy, int N, int 
 #endif
         DLF__OMP(omp for schedule(dynamic))
         for (sl = 0; sl < slices; sl++) {
-            float *pa = pack_all + (size_t)tid * (crs_pad + k_pad) * DLF__KC, *pb = pa + (size_t)crs_pad * DLF__KC;
-            float *c_s = partial + (size_t)sl * CRS * K;
+            float *pa = pack_all + (size_t)tid * (rows_pad + cols_pad) * DLF__KC, *pb = pa + (size_t)rows_pad * DLF__KC;
+            float *c_s = partial + (size_t)sl * n_out;              /* (rows, cols) */
             size_t p_end = (size_t)(sl + 1) * slice_cols < NPQ ? (size_t)(sl + 1) * slice_cols : NPQ;
             size_t p0;
             for (p0 = (size_t)sl * slice_cols; p0 < p_end; p0 += DLF__KC) {
                 int kc = (int)(p_end - p0 < DLF__KC ? p_end - p0 : DLF__KC), add = p0 > (size_t)sl * slice_cols;
                 int jp, ir;
-                for (jp = 0; jp < k_pad / DLF__NR; jp++) {
-                    int nr = K - jp * DLF__NR < DLF__NR ? K - jp * DLF__NR : DLF__NR;
-                    dlf__pack_b_dy(dy, K, PQ, (int)p0, kc, jp * DLF__NR, nr, pb + (size_t)jp * DLF__NR * kc);
+                for (jp = 0; jp < cols_pad / DLF__NR; jp++) {
+                    int nr = cols - jp * DLF__NR < DLF__NR ? cols - jp * DLF__NR : DLF__NR;
+                    float *d = pb + (size_t)jp * DLF__NR * kc;
+                    if (kmajor) dlf__pack_b_col_t(x, C, HW, RS, PQ, off, (int)p0, kc, jp * DLF__NR, nr, d);
+                    else        dlf__pack_b_dy(dy, K, PQ, (int)p0, kc, jp * DLF__NR, nr, d);
                 }
-                for (ir = 0; ir < CRS; ir += DLF__MR) {
-                    int mr = CRS - ir < DLF__MR ? CRS - ir : DLF__MR;
-                    dlf__pack_a_image(x, C, HW, RS, PQ, off, ir, mr, (int)p0, kc, pa + (size_t)ir * kc);
-                    for (jp = 0; jp < k_pad / DLF__NR; jp++) {
-                        int nr = K - jp * DLF__NR < DLF__NR ? K - jp * DLF__NR : DLF__NR;
-                        dlf__tile(kern, kc, pa + (size_t)ir * kc, pb + (size_t)jp * DLF__NR * kc,
-                                  c_s + (size_t)ir * K + jp * DLF__NR, K, mr, nr, add);
+                for (ir = 0; ir < rows; ir += DLF__MR) {
+                    int mr = rows - ir < DLF__MR ? rows - ir : DLF__MR;
+                    float *d = pa + (size_t)ir * kc;
+                    if (kmajor) dlf__pack_a_dy(dy, K, PQ, ir, mr, (int)p0, kc, d);
+                    else        dlf__pack_a_image(x, C, HW, RS, PQ, off, ir, mr, (int)p0, kc, d);
+                    for (jp = 0; jp < cols_pad / DLF__NR; jp++) {
+                        int nr = cols - jp * DLF__NR < DLF__NR ? cols - jp * DLF__NR : DLF__NR;
+                        dlf__tile(kern, kc, d, pb + (size_t)jp * DLF__NR * kc,
+                                  c_s + (size_t)ir * cols + jp * DLF__NR, cols, mr, nr, add);
                     }
                 }
             }
         }
     }
-    for (i = 0; i < n_out; i++) {                         /* the partials, in slice order */
+    for (i = 0; i < (int)n_out; i++) {                    /* the partials in slice order, into gw */
         float sum = partial[i];
+        int k = kmajor ? i / CRS : i % K, crs = kmajor ? i % CRS : i / K;
         for (sl = 1; sl < slices; sl++) sum += partial[(size_t)sl * n_out + i];
-        gwt[i] = sum;
+        gw[(size_t)k * CRS + crs] += sum;
     }
 }
 
@@ -4144,12 +4196,13 @@ static void dlf__conv2d_backward(dlf_tape *t, dlf_node *nd)
     }
     if (gw) {                                             /* dW^T = col @ dY^T, then dW += (dW^T)^T */
         int crs;
-        if (col)
+        if (col) {
             dlf_gemm(0, 1, CRS, K, (int)NPQ, col->data, dy, gwt, 0, work);
-        else                                              /* no col: straight from x and dY */
-            dlf__conv2d_dw_implicit(x->data, y->grad, N, C, H, W, K, R, S, stride, pad, P, Q, gwt, work);
-        for (k = 0; k < K; k++)
-            for (crs = 0; crs < CRS; crs++) gw[(size_t)k * CRS + crs] += gwt[(size_t)crs * K + k];
+            for (k = 0; k < K; k++)
+                for (crs = 0; crs < CRS; crs++) gw[(size_t)k * CRS + crs] += gwt[(size_t)crs * K + k];
+        } else {                                          /* no col: straight from x and dY */
+            dlf__conv2d_dw_implicit(x->data, y->grad, N, C, H, W, K, R, S, stride, pad, P, Q, gw, work);
+        }
     }
     for (n0 = 0; gx && n0 < N; n0 += G) {                 /* images n0 .. n0+g-1 */
         int g = N - n0 < G ? N - n0 : G;
