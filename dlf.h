@@ -2274,6 +2274,11 @@ DLFDEF void dlf_gemm_blocked(int ta, int tb, int M, int N, int K, const float *A
 #endif
 #define DLF__MR 6
 #define DLF__NR 32
+/* 0: the kernel reads A in place (six rows, or six neighbours of A^T, side by side) and
+   only a short last panel of rows is packed; 1: every A panel is packed first, as Goto's
+   design does. In place measured faster (packing A cost as much as the arithmetic on the
+   MLP's 64 x 784 products); the A block stays in L2 either way. */
+#define DLF__PACK_A 0
 #define DLF__MC 96
 #define DLF__KC 256
 #define DLF__NC 3072
@@ -2331,20 +2336,23 @@ static void dlf__pack_b(int tb, int K, int N, const float *B, int p0, int kc, in
 }
 
 /* The micro-kernel's math, in portable C: ab[r][j] = sum_p a[p][r] * b[p][j], then
-   C = ab or, with add, C += ab, for C's rows r at c + r*ldc. Every kernel below
+   C = ab or, with add, C += ab, for C's rows r at c + r*ldc. a[p][r] is a[p*ps + r*rs]:
+   a packed A panel (ps = MR, rs = 1), or A itself, unpacked (ps = 1, rs = lda for A
+   stored (M,K); ps = lda, rs = 1 for A^T). Every kernel below
    computes exactly this for one MR x NR = 6 x 32 tile, writing C straight from its
    registers. The tile is
    shaped for AVX-512 (32 floats = two 16-float registers per row); AVX2 does it in two
    halves. Each kernel sums p in order, but the fused multiply-add rounds once where this
    C rounds twice, so the kernels agree to rounding, not bit for bit. */
-static void dlf__kernel_ref(int kc, const float *a, const float *b, float *c, size_t ldc, int add)
+static void dlf__kernel_ref(int kc, const float *a, size_t ps, size_t rs, const float *b, float *c,
+                            size_t ldc, int add)
 {
     float ab[DLF__MR * DLF__NR];
     int p, r, j;
     for (r = 0; r < DLF__MR * DLF__NR; r++) ab[r] = 0.0f;
     for (p = 0; p < kc; p++) {
         for (r = 0; r < DLF__MR; r++) {
-            float a_r = a[p * DLF__MR + r];
+            float a_r = a[p * ps + r * rs];
             for (j = 0; j < DLF__NR; j++) ab[r * DLF__NR + j] += a_r * b[p * DLF__NR + j];
         }
     }
@@ -2359,8 +2367,11 @@ static void dlf__kernel_ref(int kc, const float *a, const float *b, float *c, si
    loads of B, 6 broadcasts, 12 FMAs. Twelve independent sums hide the FMA latency (4
    cycles, 2 per cycle). The 6 x 32 tile is two such halves: the A panel (6 x kc, in L1)
    is read twice, each half of the B panel once. */
-static DLF__TARGET_AVX2 void dlf__kernel_avx2_half(int kc, const float *a, const float *b, float *c, size_t ldc, int add)
+static DLF__TARGET_AVX2 void dlf__kernel_avx2_half(int kc, const float *a, size_t ps, size_t rs, const float *b,
+                                                   float *c, size_t ldc, int add)
 {
+    const float *a0 = a, *a1 = a + rs, *a2 = a + 2 * rs, *a3 = a + 3 * rs, *a4 = a + 4 * rs, *a5 = a + 5 * rs;
+    size_t o = 0;
     __m256 c00 = _mm256_setzero_ps(), c01 = _mm256_setzero_ps();
     __m256 c10 = _mm256_setzero_ps(), c11 = _mm256_setzero_ps();
     __m256 c20 = _mm256_setzero_ps(), c21 = _mm256_setzero_ps();
@@ -2372,13 +2383,13 @@ static DLF__TARGET_AVX2 void dlf__kernel_avx2_half(int kc, const float *a, const
         __m256 b0 = _mm256_loadu_ps(b);
         __m256 b1 = _mm256_loadu_ps(b + 8);
         __m256 a_r;
-        a_r = _mm256_broadcast_ss(a + 0); c00 = _mm256_fmadd_ps(a_r, b0, c00); c01 = _mm256_fmadd_ps(a_r, b1, c01);
-        a_r = _mm256_broadcast_ss(a + 1); c10 = _mm256_fmadd_ps(a_r, b0, c10); c11 = _mm256_fmadd_ps(a_r, b1, c11);
-        a_r = _mm256_broadcast_ss(a + 2); c20 = _mm256_fmadd_ps(a_r, b0, c20); c21 = _mm256_fmadd_ps(a_r, b1, c21);
-        a_r = _mm256_broadcast_ss(a + 3); c30 = _mm256_fmadd_ps(a_r, b0, c30); c31 = _mm256_fmadd_ps(a_r, b1, c31);
-        a_r = _mm256_broadcast_ss(a + 4); c40 = _mm256_fmadd_ps(a_r, b0, c40); c41 = _mm256_fmadd_ps(a_r, b1, c41);
-        a_r = _mm256_broadcast_ss(a + 5); c50 = _mm256_fmadd_ps(a_r, b0, c50); c51 = _mm256_fmadd_ps(a_r, b1, c51);
-        a += DLF__MR;
+        a_r = _mm256_broadcast_ss(a0 + o); c00 = _mm256_fmadd_ps(a_r, b0, c00); c01 = _mm256_fmadd_ps(a_r, b1, c01);
+        a_r = _mm256_broadcast_ss(a1 + o); c10 = _mm256_fmadd_ps(a_r, b0, c10); c11 = _mm256_fmadd_ps(a_r, b1, c11);
+        a_r = _mm256_broadcast_ss(a2 + o); c20 = _mm256_fmadd_ps(a_r, b0, c20); c21 = _mm256_fmadd_ps(a_r, b1, c21);
+        a_r = _mm256_broadcast_ss(a3 + o); c30 = _mm256_fmadd_ps(a_r, b0, c30); c31 = _mm256_fmadd_ps(a_r, b1, c31);
+        a_r = _mm256_broadcast_ss(a4 + o); c40 = _mm256_fmadd_ps(a_r, b0, c40); c41 = _mm256_fmadd_ps(a_r, b1, c41);
+        a_r = _mm256_broadcast_ss(a5 + o); c50 = _mm256_fmadd_ps(a_r, b0, c50); c51 = _mm256_fmadd_ps(a_r, b1, c51);
+        o += ps;
         b += DLF__NR;
     }
     if (add) {                                   /* C += tile: load, add, store */
@@ -2396,10 +2407,11 @@ static DLF__TARGET_AVX2 void dlf__kernel_avx2_half(int kc, const float *a, const
     }
 }
 
-static DLF__TARGET_AVX2 void dlf__kernel_avx2(int kc, const float *a, const float *b, float *c, size_t ldc, int add)
+static DLF__TARGET_AVX2 void dlf__kernel_avx2(int kc, const float *a, size_t ps, size_t rs, const float *b,
+                                              float *c, size_t ldc, int add)
 {
-    dlf__kernel_avx2_half(kc, a, b, c, ldc, add);              /* columns 0..15 */
-    dlf__kernel_avx2_half(kc, a, b + 16, c + 16, ldc, add);    /* columns 16..31 */
+    dlf__kernel_avx2_half(kc, a, ps, rs, b, c, ldc, add);              /* columns 0..15 */
+    dlf__kernel_avx2_half(kc, a, ps, rs, b + 16, c + 16, ldc, add);    /* columns 16..31 */
 }
 #endif
 
@@ -2409,8 +2421,11 @@ static DLF__TARGET_AVX2 void dlf__kernel_avx2(int kc, const float *a, const floa
    of 16 lanes, twice the work of an AVX2 step for the same instruction count. (A
    wider tile, 12 x 32 in 24 registers, loads less per FMA; measured no faster here,
    and it wastes more of the tile when M is a small batch.) */
-static DLF__TARGET_AVX512 void dlf__kernel_avx512(int kc, const float *a, const float *b, float *c, size_t ldc, int add)
+static DLF__TARGET_AVX512 void dlf__kernel_avx512(int kc, const float *a, size_t ps, size_t rs, const float *b,
+                                                  float *c, size_t ldc, int add)
 {
+    const float *a0 = a, *a1 = a + rs, *a2 = a + 2 * rs, *a3 = a + 3 * rs, *a4 = a + 4 * rs, *a5 = a + 5 * rs;
+    size_t o = 0;
     __m512 c00 = _mm512_setzero_ps(), c01 = _mm512_setzero_ps();
     __m512 c10 = _mm512_setzero_ps(), c11 = _mm512_setzero_ps();
     __m512 c20 = _mm512_setzero_ps(), c21 = _mm512_setzero_ps();
@@ -2422,13 +2437,13 @@ static DLF__TARGET_AVX512 void dlf__kernel_avx512(int kc, const float *a, const 
         __m512 b0 = _mm512_loadu_ps(b);
         __m512 b1 = _mm512_loadu_ps(b + 16);
         __m512 a_r;
-        a_r = _mm512_set1_ps(a[0]); c00 = _mm512_fmadd_ps(a_r, b0, c00); c01 = _mm512_fmadd_ps(a_r, b1, c01);
-        a_r = _mm512_set1_ps(a[1]); c10 = _mm512_fmadd_ps(a_r, b0, c10); c11 = _mm512_fmadd_ps(a_r, b1, c11);
-        a_r = _mm512_set1_ps(a[2]); c20 = _mm512_fmadd_ps(a_r, b0, c20); c21 = _mm512_fmadd_ps(a_r, b1, c21);
-        a_r = _mm512_set1_ps(a[3]); c30 = _mm512_fmadd_ps(a_r, b0, c30); c31 = _mm512_fmadd_ps(a_r, b1, c31);
-        a_r = _mm512_set1_ps(a[4]); c40 = _mm512_fmadd_ps(a_r, b0, c40); c41 = _mm512_fmadd_ps(a_r, b1, c41);
-        a_r = _mm512_set1_ps(a[5]); c50 = _mm512_fmadd_ps(a_r, b0, c50); c51 = _mm512_fmadd_ps(a_r, b1, c51);
-        a += DLF__MR;
+        a_r = _mm512_set1_ps(a0[o]); c00 = _mm512_fmadd_ps(a_r, b0, c00); c01 = _mm512_fmadd_ps(a_r, b1, c01);
+        a_r = _mm512_set1_ps(a1[o]); c10 = _mm512_fmadd_ps(a_r, b0, c10); c11 = _mm512_fmadd_ps(a_r, b1, c11);
+        a_r = _mm512_set1_ps(a2[o]); c20 = _mm512_fmadd_ps(a_r, b0, c20); c21 = _mm512_fmadd_ps(a_r, b1, c21);
+        a_r = _mm512_set1_ps(a3[o]); c30 = _mm512_fmadd_ps(a_r, b0, c30); c31 = _mm512_fmadd_ps(a_r, b1, c31);
+        a_r = _mm512_set1_ps(a4[o]); c40 = _mm512_fmadd_ps(a_r, b0, c40); c41 = _mm512_fmadd_ps(a_r, b1, c41);
+        a_r = _mm512_set1_ps(a5[o]); c50 = _mm512_fmadd_ps(a_r, b0, c50); c51 = _mm512_fmadd_ps(a_r, b1, c51);
+        o += ps;
         b += DLF__NR;
     }
     if (add) {
@@ -2648,31 +2663,33 @@ DLFDEF double dlf_peak_gflops(const char *kernel, double seconds)
 }
 
 /* C (= or +=) A-panel x B-panel with kernel `kern`, a whole MR x NR tile. */
-static void dlf__kernel_run(int kern, int kc, const float *a, const float *b, float *c, size_t ldc, int add)
+static void dlf__kernel_run(int kern, int kc, const float *a, size_t ps, size_t rs, const float *b, float *c,
+                            size_t ldc, int add)
 {
     switch (kern) {
 #ifdef DLF__AVX512
-    case DLF__KERNEL_AVX512: dlf__kernel_avx512(kc, a, b, c, ldc, add); return;
+    case DLF__KERNEL_AVX512: dlf__kernel_avx512(kc, a, ps, rs, b, c, ldc, add); return;
 #endif
 #ifdef DLF__AVX2
-    case DLF__KERNEL_AVX2: dlf__kernel_avx2(kc, a, b, c, ldc, add); return;
+    case DLF__KERNEL_AVX2: dlf__kernel_avx2(kc, a, ps, rs, b, c, ldc, add); return;
 #endif
-    default: dlf__kernel_ref(kc, a, b, c, ldc, add); return;
+    default: dlf__kernel_ref(kc, a, ps, rs, b, c, ldc, add); return;
     }
 }
 
 /* One MR x NR tile: C = A-panel x B-panel (first K block, no acc) or C += ..., for
    the mr x nr corner that lies inside C. A whole tile goes straight to C; an edge
    tile goes through ab, and only its corner is copied. */
-static void dlf__tile(int kern, int kc, const float *a, const float *b, float *c, int ldc, int mr, int nr, int add)
+static void dlf__tile(int kern, int kc, const float *a, size_t ps, size_t rs, const float *b, float *c, int ldc,
+                      int mr, int nr, int add)
 {
     float ab[DLF__MR * DLF__NR];
     int r, j;
     if (mr == DLF__MR && nr == DLF__NR) {
-        dlf__kernel_run(kern, kc, a, b, c, (size_t)ldc, add);
+        dlf__kernel_run(kern, kc, a, ps, rs, b, c, (size_t)ldc, add);
         return;
     }
-    dlf__kernel_run(kern, kc, a, b, ab, DLF__NR, 0);
+    dlf__kernel_run(kern, kc, a, ps, rs, b, ab, DLF__NR, 0);
     for (r = 0; r < mr; r++) {
         float *c_r = c + (size_t)r * ldc;
         const float *ab_r = ab + r * DLF__NR;
@@ -2770,8 +2787,9 @@ DLFDEF void dlf_gemm_fast(int ta, int tb, int M, int N, int K, const float *A,
                     int mc = M - ic < DLF__MC ? M - ic : DLF__MC;
                     int jp0 = g * n_panels / groups, jp1 = (g + 1) * n_panels / groups;
                     int ir, j;
-                    for (ir = 0; ir < mc; ir += DLF__MR) {
+                    for (ir = 0; ir < mc; ir += DLF__MR) {   /* only a short last panel is packed */
                         int mr = mc - ir < DLF__MR ? mc - ir : DLF__MR;
+                        if (!DLF__PACK_A && mr == DLF__MR) continue;
                         dlf__pack_a(ta, M, K, A, ic + ir, mr, pc, kc, packed_a + (size_t)ir * kc);
                     }
                     for (j = jp0; j < jp1; j++) {
@@ -2779,8 +2797,12 @@ DLFDEF void dlf_gemm_fast(int ta, int tb, int M, int N, int K, const float *A,
                         const float *b_panel = packed_b + (size_t)j * DLF__NR * kc;
                         for (ir = 0; ir < mc; ir += DLF__MR) {
                             int mr = mc - ir < DLF__MR ? mc - ir : DLF__MR;
-                            dlf__tile(kern, kc, packed_a + (size_t)ir * kc, b_panel,
-                                      C + (size_t)(ic + ir) * N + jc + j * DLF__NR, N, mr, nr, add);
+                            float *c_tile = C + (size_t)(ic + ir) * N + jc + j * DLF__NR;
+                            if (!DLF__PACK_A && mr == DLF__MR)      /* A read in place */
+                                dlf__tile(kern, kc, ta ? A + (size_t)pc * M + ic + ir : A + (size_t)(ic + ir) * K + pc,
+                                          ta ? (size_t)M : 1, ta ? 1 : (size_t)K, b_panel, c_tile, N, mr, nr, add);
+                            else
+                                dlf__tile(kern, kc, packed_a + (size_t)ir * kc, DLF__MR, 1, b_panel, c_tile, N, mr, nr, add);
                         }
                     }
                 }
@@ -3731,7 +3753,7 @@ static void dlf__tile_nchw(int kern, int kc, const float *a, const float *b, flo
 {
     float ab[DLF__MR * DLF__NR];
     int r, c, c0, c1;
-    dlf__kernel_run(kern, kc, a, b, ab, DLF__NR, 0);
+    dlf__kernel_run(kern, kc, a, DLF__MR, 1, b, ab, DLF__NR, 0);
     for (c0 = 0; c0 < nr; c0 = c1) {
         int n = (j0 + c0) / PQ, i0 = (j0 + c0) % PQ;
         float *y_seg = y + ((size_t)n * K + k0) * PQ + i0 - c0;   /* y_seg[r*PQ + c] = y[n][k0+r][i] */
@@ -3996,7 +4018,7 @@ static void dlf__conv2d_dw_implicit(const float *x, const float *dy, int N, int 
                     else        dlf__pack_a_image(x, C, HW, RS, PQ, off, ir, mr, (int)p0, kc, d);
                     for (jp = 0; jp < cols_pad / DLF__NR; jp++) {
                         int nr = cols - jp * DLF__NR < DLF__NR ? cols - jp * DLF__NR : DLF__NR;
-                        dlf__tile(kern, kc, d, pb + (size_t)jp * DLF__NR * kc,
+                        dlf__tile(kern, kc, d, DLF__MR, 1, pb + (size_t)jp * DLF__NR * kc,
                                   c_s + (size_t)ir * cols + jp * DLF__NR, cols, mr, nr, add);
                     }
                 }
