@@ -692,6 +692,10 @@ DLFDEF float dlf_accuracy(const dlf_tensor *logits, const dlf_tensor *target);
 DLFDEF dlf_tensor *dlf_batchnorm(dlf_tape *t, dlf_tensor *x, dlf_tensor *w, dlf_tensor *b, const dlf_bn_state *st);
     /* training: batch statistics, and st's running ones updated (st may be NULL: no
        tracking, as track_running_stats=False); eval: st's running statistics */
+DLFDEF dlf_tensor *dlf_batchnorm_naive(dlf_tape *t, dlf_tensor *x, dlf_tensor *w, dlf_tensor *b,
+                                       const dlf_bn_state *st);
+    /* the same straight from the formulas, forward and backward (one value at a time, in
+       double): the reference for dlf_batchnorm's fused loops */
 DLFDEF dlf_tensor *dlf_layernorm(dlf_tape *t, dlf_tensor *x, int d, dlf_tensor *w, dlf_tensor *b, float eps);
     /* normalize each item over its last d values (normalized_shape); w, b (d) or NULL */
 DLFDEF dlf_tensor *dlf_groupnorm(dlf_tape *t, dlf_tensor *x, int groups, dlf_tensor *w, dlf_tensor *b, float eps);
@@ -5571,6 +5575,104 @@ DLFDEF dlf_tensor *dlf_batchnorm(dlf_tape *t, dlf_tensor *x, dlf_tensor *w, dlf_
     return y;
 }
 
+/* The reference: the formulas one value at a time, every sum in double, no fusing.
+     mean_c = 1/M sum x,  var_c = 1/M sum (x - mean_c)^2,  xhat = (x - mean_c) / sqrt(var_c + eps),
+     y = xhat w_c + b_c;  the running statistics as in dlf_batchnorm.
+   Its node has iarg[0] = 1, so backward takes dlf__bn_naive_backward. */
+DLFDEF dlf_tensor *dlf_batchnorm_naive(dlf_tape *t, dlf_tensor *x, dlf_tensor *w, dlf_tensor *b, const dlf_bn_state *st)
+{
+    int N, C, L, c, n, l, M, training;
+    dlf_tensor *y, *mean, *rstd;
+    dlf_node *nd;
+    float eps = st ? st->eps : 1e-5f, mom = st ? st->momentum : 0.1f;
+    if (!dlf__ncl("dlf_batchnorm_naive", x, &N, &C, &L)) return NULL;
+    if (!dlf__norm_affine_ok("dlf_batchnorm_naive", "weight", w, C) || !dlf__norm_affine_ok("dlf_batchnorm_naive", "bias", b, C))
+        return NULL;
+    M = N * L;
+    training = t->training || !st;
+    if (training && M < 2) {
+        dlf__panic("dlf_batchnorm_naive: training needs more than one value per channel, got N=%d with %d per item", N, L);
+        return NULL;
+    }
+    y = dlf__out(t, x->ndim, x->shape);
+    mean = dlf__out(t, 1, &C);
+    rstd = dlf__out(t, 1, &C);
+    if (!y || !mean || !rstd) return NULL;
+    for (c = 0; c < C; c++) {
+        double m = 0.0, v = 0.0;
+        if (training) {
+            for (n = 0; n < N; n++)
+                for (l = 0; l < L; l++) m += x->data[((size_t)n * C + c) * L + l];
+            m /= M;
+            for (n = 0; n < N; n++)
+                for (l = 0; l < L; l++) {
+                    double d = x->data[((size_t)n * C + c) * L + l] - m;
+                    v += d * d;
+                }
+            v /= M;
+            if (st) {
+                st->running_mean->data[c] = (float)(mom * m + (1.0 - mom) * st->running_mean->data[c]);
+                st->running_var->data[c] = (float)(mom * v * M / (M - 1) + (1.0 - mom) * st->running_var->data[c]);
+            }
+        } else {
+            m = st->running_mean->data[c];
+            v = st->running_var->data[c];
+        }
+        mean->data[c] = (float)m;
+        rstd->data[c] = (float)(1.0 / sqrt(v + eps));
+        for (n = 0; n < N; n++)
+            for (l = 0; l < L; l++) {
+                size_t i = ((size_t)n * C + c) * L + l;
+                double xhat = (x->data[i] - m) / sqrt(v + eps);
+                y->data[i] = (float)(xhat * (w ? w->data[c] : 1.0) + (b ? b->data[c] : 0.0));
+            }
+    }
+    if (training && st && st->num_batches_tracked) st->num_batches_tracked->data[0] += 1.0f;
+    nd = dlf__record3(t, DLF_OP_BATCHNORM, y, x, w, b);
+    if (nd) {
+        nd->saved[0] = mean;
+        nd->saved[1] = rstd;
+        nd->farg[0] = training ? 1.0f / (float)M : 0.0f;
+        nd->iarg[0] = 1;
+    }
+    return y;
+}
+
+/* Naive backward, term by term (in training; in eval the mean and variance are
+   constants and only the first term is left):
+     dxhat = dy w;  dx = rstd (dxhat - mean(dxhat) - xhat mean(dxhat xhat)),
+     dw = sum dy xhat,  db = sum dy. */
+static void dlf__bn_naive_backward(dlf_tape *t, dlf_node *nd)
+{
+    dlf_tensor *x = nd->in[0], *w = nd->in[1], *b = nd->in[2];
+    const float *mean = nd->saved[0]->data, *rstd = nd->saved[1]->data, *g = nd->out->grad;
+    float *gx = dlf__grad(t, x), *gw = dlf__grad(t, w), *gb = dlf__grad(t, b);
+    int N = x->shape[0], C = x->shape[1], L = x->size / (N * C), c, n, l, training = nd->farg[0] != 0.0f;
+    for (c = 0; c < C; c++) {
+        double sum_dxhat = 0.0, sum_dxhat_xhat = 0.0, sum_g = 0.0, sum_g_xhat = 0.0, M = (double)N * L;
+        double wc = w ? w->data[c] : 1.0;
+        for (n = 0; n < N; n++)
+            for (l = 0; l < L; l++) {
+                size_t i = ((size_t)n * C + c) * L + l;
+                double xhat = (x->data[i] - mean[c]) * (double)rstd[c];
+                sum_g += g[i];
+                sum_g_xhat += g[i] * xhat;
+                sum_dxhat += g[i] * wc;
+                sum_dxhat_xhat += g[i] * wc * xhat;
+            }
+        if (gw) gw[c] += (float)sum_g_xhat;
+        if (gb) gb[c] += (float)sum_g;
+        if (!gx) continue;
+        for (n = 0; n < N; n++)
+            for (l = 0; l < L; l++) {
+                size_t i = ((size_t)n * C + c) * L + l;
+                double xhat = (x->data[i] - mean[c]) * (double)rstd[c], dxhat = g[i] * wc;
+                if (training) dxhat -= sum_dxhat / M + xhat * sum_dxhat_xhat / M;
+                gx[i] += (float)(rstd[c] * dxhat);
+            }
+    }
+}
+
 /* Backward of BatchNorm and RunningBatchNorm. In the forward pass this was
    y = xhat * w + b with xhat = (x - mean) * rstd, where mean and var depend on x with
    d mean / dx_i = k (1/M for BatchNorm; mom1/count for RunningBatchNorm; 0 in eval).
@@ -5585,6 +5687,10 @@ static void dlf__bn_backward(dlf_tape *t, dlf_node *nd)
     float *gx = dlf__grad(t, x), *gw = dlf__grad(t, w), *gb = dlf__grad(t, b);
     int N = x->shape[0], C = x->shape[1], L = x->size / (N * C), c;
     double k = nd->farg[0];
+    if (nd->op == DLF_OP_BATCHNORM && nd->iarg[0] == 1) {
+        dlf__bn_naive_backward(t, nd);
+        return;
+    }
     DLF__OMP(omp parallel for if (x->size > DLF__PAR_MIN))
     for (c = 0; c < C; c++) {
         double sum_g = 0.0, sum_gx = 0.0, kv = nd->aux ? nd->aux->data[c] : k;

@@ -331,6 +331,50 @@ static double bn_ref_err(const dlf_tensor *x, const dlf_tensor *y, const double 
     return worst;
 }
 
+/* The fused fast path against the naive reference: outputs, running statistics and
+   every gradient, in training and eval mode, for 2-D and 4-D inputs. */
+static void test_batchnorm_vs_naive(void)
+{
+    static const int shapes[2][4] = {{37, 5, 0, 0}, {8, 6, 7, 5}};
+    static const int ndims[2] = {2, 4};
+    int s, mode;
+    GROUP("batchnorm fast vs naive");
+    for (s = 0; s < 2; s++)
+        for (mode = 0; mode < 2; mode++) {   /* 0 training, 1 eval */
+            int C = shapes[s][1], j, i;
+            dlf_layer l[2];
+            dlf_tensor *x = randn(ndims[s], shapes[s], 0.7f, 2.0f), *y[2], *g[2][3];
+            dlf_tape t[2];
+            for (j = 0; j < 2; j++) {
+                bn_state_make(&l[j], C);
+                for (i = 0; i < C; i++) { l[j].weight->data[i] = 1.0f + 0.1f * i; l[j].bias->data[i] = 0.2f - 0.05f * i; }
+                dlf_tape_init(&t[j]);
+                dlf_tape_set_training(&t[j], mode == 0);
+                dlf_tensor_requires_grad(x);
+                dlf_zero_grad(x); dlf_zero_grad(l[j].weight); dlf_zero_grad(l[j].bias);
+                y[j] = (j ? dlf_batchnorm_naive : dlf_batchnorm)(&t[j], x, l[j].weight, l[j].bias, &l[j].bn);
+                {
+                    dlf_tensor *seed = dlf_tape_tensor(&t[j], y[j]->ndim, y[j]->shape);
+                    dlf_rng r2;
+                    dlf_rng_seed(&r2, 5);
+                    dlf_fill_normal(seed, &r2, 0.0f, 1.0f);
+                    dlf_backward_seed(&t[j], y[j], seed->data);
+                }
+                g[j][0] = dlf_clone(&t[j], x); memcpy(g[j][0]->data, x->grad, (size_t)x->size * 4);
+                g[j][1] = dlf_clone(&t[j], l[j].weight); memcpy(g[j][1]->data, l[j].weight->grad, (size_t)C * 4);
+                g[j][2] = dlf_clone(&t[j], l[j].bias); memcpy(g[j][2]->data, l[j].bias->grad, (size_t)C * 4);
+            }
+            CHECK_CLOSE(y[0]->data, y[1]->data, x->size, 1e-5f, 1e-5f, mode ? "eval y" : "training y");
+            CHECK_CLOSE(l[0].bn.running_mean->data, l[1].bn.running_mean->data, C, 1e-6f, 1e-6f, "running mean");
+            CHECK_CLOSE(l[0].bn.running_var->data, l[1].bn.running_var->data, C, 1e-6f, 1e-6f, "running var");
+            CHECK_CLOSE(g[0][0]->data, g[1][0]->data, x->size, 1e-5f, 1e-4f, mode ? "eval dx" : "training dx");
+            CHECK_CLOSE(g[0][1]->data, g[1][1]->data, C, 1e-4f, 1e-4f, "dweight");
+            CHECK_CLOSE(g[0][2]->data, g[1][2]->data, C, 1e-4f, 1e-4f, "dbias");
+            for (j = 0; j < 2; j++) { dlf_tape_destroy(&t[j]); dlf_layer_free(&l[j]); }
+            dlf_tensor_free(x);
+        }
+}
+
 static void test_batchnorm_behaviour(void)
 {
     int shape[4] = {4, 3, 2, 2}, C = 3, c, step;
@@ -1281,6 +1325,7 @@ int main(int argc, char **argv)
     gradcheck_norms();
     gradcheck_running_batchnorm();
     gradcheck_dropout();
+    test_batchnorm_vs_naive();
     test_batchnorm_behaviour();
     test_layer_norms_behaviour();
     test_dropout_behaviour();
