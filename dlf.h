@@ -3939,14 +3939,17 @@ static void dlf__pack_b_col_t(const float *x, int C, int HW, int RS, int PQ, con
     for (c0 = 0; c0 < kc; c0 = c1) {
         int n = (p0 + c0) / PQ, i0 = (p0 + c0) % PQ;
         c1 = c0 + (PQ - i0) < kc ? c0 + (PQ - i0) : kc;
-        for (c = 0; c < DLF__NR; c++) {
-            if (c < nr) {
-                const float *x_nc = x + ((size_t)n * C + (crs0 + c) / RS) * HW;
-                const int *off_c = off + (size_t)((crs0 + c) % RS) * PQ + i0;
-                for (p = c0; p < c1; p++) dst[p * DLF__NR + c] = off_c[p - c0] >= 0 ? x_nc[off_c[p - c0]] : 0.0f;
-            } else {
-                for (p = c0; p < c1; p++) dst[p * DLF__NR + c] = 0.0f;
-            }
+        const float *x_c[DLF__NR];   /* column c: its channel's plane and its tap's offsets */
+        const int *off_c[DLF__NR];
+        for (c = 0; c < nr; c++) {
+            x_c[c] = x + ((size_t)n * C + (crs0 + c) / RS) * HW;
+            off_c[c] = off + (size_t)((crs0 + c) % RS) * PQ + i0;
+        }
+        for (p = c0; p < c1; p++) {  /* a row of the panel at a time: the writes run in order */
+            float *d = dst + (size_t)p * DLF__NR;
+            int i = p - c0;
+            for (c = 0; c < nr; c++) d[c] = off_c[c][i] >= 0 ? x_c[c][off_c[c][i]] : 0.0f;
+            for (; c < DLF__NR; c++) d[c] = 0.0f;
         }
     }
 }
