@@ -1128,8 +1128,10 @@ struct dlf_callback {
     const char *name;        /* checkpoint keys "cb.<name>.*"; unique in a learner when it saves */
     int order;               /* lower runs first (fastai's _order) */
     int (*on)(dlf_callback *cb, dlf_learner *l, dlf_event ev);  /* a dlf_cb_code */
-    int (*save)(const dlf_callback *cb, struct dlf_ckpt *c, const char *prefix); /* NULL: no state */
-    int (*load)(dlf_callback *cb, const struct dlf_ckpt *c, const char *prefix); /* after begin_fit */
+    int (*save)(const dlf_callback *cb, const dlf_learner *l, struct dlf_ckpt *c, const char *prefix);
+        /* NULL: no state; keys start with prefix ("cb.<name>.") */
+    int (*load)(dlf_callback *cb, dlf_learner *l, const struct dlf_ckpt *c, const char *prefix);
+        /* called by dlf_learner_get_state, after the learner's counters are back */
     void *user;              /* for the program's own callbacks */
 };
 
@@ -1179,10 +1181,15 @@ struct dlf_learner {
     int cancelled;           /* the last fit ended by DLF_CB_CANCEL_FIT */
     int rc;                  /* DLF_OK or the error that stopped the fit */
     /* internal */
-    int where;               /* 0 outside a fit, 1 training, 2 validating, 3 at after_epoch */
-    int resume;              /* 1: the next fit continues the loaded state */
-    struct dlf_ckpt *pending;    /* loaded state for the callbacks, handed over at begin_fit */
-    dlf_callback train_eval; /* the built-in train/eval switch (order -10), always there */
+    int where;               /* 0 between fits, 1 training, 2 validating, 3 at after_epoch, 4 at after_fit */
+    int resume;              /* 1: state was loaded, the next fit continues it (callbacks'
+                                begin_fit keep their loaded state when it is set) */
+    int no_cbs;              /* dlf_learner_validate: no events */
+    double vl_sum;           /* validation sums: loss * items, items, metric * items */
+    long v_items;
+    double vm_sum[DLF_LEARNER_MAX_METRICS];
+    dlf_callback train_eval; /* the built-in train/eval switch (order -10), always there; so a
+                                learner must not be copied once initialised */
     int prev_training;
 };
 
@@ -1204,7 +1211,8 @@ DLFDEF int  dlf_learner_add_state(dlf_learner *l, struct dlf_ckpt *c);
     /* the run's whole state into c (at after_batch of a training batch or at after_epoch,
        or between fits); add the program's own metadata to c too, then dlf_ckpt_save */
 DLFDEF int  dlf_learner_get_state(dlf_learner *l, const struct dlf_ckpt *c);
-    /* restore it; the callbacks get theirs at the next fit's begin_fit (c is copied) */
+    /* restore it, each callback's through its load hook; l->resume is then 1 until the
+       next fit's begin_fit has run (a callback's begin_fit keeps its state when set) */
 #ifndef DLF_NO_STDIO
 DLFDEF int  dlf_learner_save(dlf_learner *l, const char *path);   /* add_state + atomic save */
 DLFDEF int  dlf_learner_load(dlf_learner *l, const char *path);   /* load + get_state */
@@ -6860,71 +6868,1302 @@ DLFDEF float dlf_evaluate(dlf_tape *t, dlf_model_fn model, void *m, dlf_loader *
     return seen ? (float)correct / (float)seen : 0.0f;
 }
 
-/* Each group's lr at the schedule's step; the peaks are base[g] * scale. */
-static void dlf__fit_set_lr(dlf_optim *opt, const float *base, float scale, const dlf_fit_cfg *cfg, int step, int total)
+/* ---------------------------------------------------------------- the Learner */
+
+#define DLF__ABORT 100   /* internal: an error (l->rc) ends the fit; after_fit still runs */
+
+DLFDEF const char *dlf_event_name(dlf_event ev)
 {
+    static const char *const names[DLF_EV_COUNT] = {
+        "begin_fit", "begin_epoch", "begin_batch", "after_pred", "after_loss", "after_backward", "after_step",
+        "after_batch", "begin_validate", "after_epoch", "after_fit", "after_cancel_batch", "after_cancel_epoch",
+        "after_cancel_fit"};
+    return ((int)ev >= 0 && ev < DLF_EV_COUNT) ? names[ev] : "?";
+}
+
+DLFDEF float dlf_metric_accuracy(const dlf_tensor *pred, const dlf_tensor *target)
+{
+    return dlf_accuracy(pred, target);
+}
+
+/* fastai's TrainEvalCallback: training mode for the epoch, eval mode for validation
+   (BatchNorm's batch statistics and dropout only while training). */
+static int dlf__cb_train_eval(dlf_callback *cb, dlf_learner *l, dlf_event ev)
+{
+    (void)cb;
+    if (ev == DLF_EV_BEGIN_EPOCH) dlf_tape_set_training(l->tape, 1);
+    else if (ev == DLF_EV_BEGIN_VALIDATE) dlf_tape_set_training(l->tape, 0);
+    return DLF_CB_OK;
+}
+
+DLFDEF void dlf_learner_init(dlf_learner *l, dlf_tape *t, dlf_model_fn model, void *m, dlf_loss_fn loss,
+                             dlf_optim *opt, dlf_loader *train, dlf_loader *valid)
+{
+    memset(l, 0, sizeof *l);
+    l->tape = t;
+    l->model = model;
+    l->m = m;
+    l->loss_fn = loss;
+    l->opt = opt;
+    l->train = train;
+    l->valid = valid;
+    l->check_finite = 1;
+    l->train_eval.name = "train_eval";
+    l->train_eval.order = -10;
+    l->train_eval.on = dlf__cb_train_eval;
+    dlf_learner_add_cb(l, &l->train_eval);
+}
+
+DLFDEF void dlf_learner_free(dlf_learner *l)
+{
+    memset(l, 0, sizeof *l);  /* holds nothing allocated today; kept for the API's symmetry */
+}
+
+/* Sorted by order; a new callback goes after those of equal order (stable). */
+DLFDEF int dlf_learner_add_cb(dlf_learner *l, dlf_callback *cb)
+{
+    int i;
+    if (l->n_cbs == DLF_LEARNER_MAX_CBS)
+        return dlf__fail(DLF_ERR_ARG, "learner: more than %d callbacks", DLF_LEARNER_MAX_CBS);
+    for (i = l->n_cbs; i > 0 && l->cbs[i - 1]->order > cb->order; i--) l->cbs[i] = l->cbs[i - 1];
+    l->cbs[i] = cb;
+    l->n_cbs++;
+    return DLF_OK;
+}
+
+DLFDEF void dlf_learner_remove_cb(dlf_learner *l, dlf_callback *cb)
+{
+    int i, j = 0;
+    for (i = 0; i < l->n_cbs; i++)
+        if (l->cbs[i] != cb) l->cbs[j++] = l->cbs[i];
+    l->n_cbs = j;
+}
+
+DLFDEF int dlf_learner_add_metric(dlf_learner *l, const char *name, dlf_metric_fn fn)
+{
+    if (l->n_metrics == DLF_LEARNER_MAX_METRICS)
+        return dlf__fail(DLF_ERR_ARG, "learner: more than %d metrics", DLF_LEARNER_MAX_METRICS);
+    l->metrics[l->n_metrics].name = name;
+    l->metrics[l->n_metrics].fn = fn;
+    l->n_metrics++;
+    return DLF_OK;
+}
+
+/* Every callback in order; the first non-zero code stops the event (as an exception). */
+static int dlf__event(dlf_learner *l, dlf_event ev)
+{
+    int i, rc;
+    if (l->no_cbs) return DLF_CB_OK;
+    for (i = 0; i < l->n_cbs; i++) {
+        dlf_callback *cb = l->cbs[i];
+        if (cb->on && (rc = cb->on(cb, l, ev)) != DLF_CB_OK) return rc;
+    }
+    return DLF_CB_OK;
+}
+
+static int dlf__learner_abort(dlf_learner *l, int rc)
+{
+    l->rc = rc;
+    return DLF__ABORT;
+}
+
+/* One batch, notebook 05b's one_batch: DLF_CB_OK, _CANCEL_EPOCH, _CANCEL_FIT or DLF__ABORT. */
+static int dlf__one_batch(dlf_learner *l)
+{
+    int rc, r2, k, backward_ran = 0;
+    dlf_tape_reset(l->tape);
+    l->pred = l->loss = NULL;
+    if ((rc = dlf__event(l, DLF_EV_BEGIN_BATCH)) != DLF_CB_OK) goto done;
+    l->pred = l->model(l->tape, l->xb, l->m);
+    if (!l->pred) {
+        rc = dlf__learner_abort(l, dlf__fail(DLF_ERR_ARG, "learner: the model returned NULL at step %ld", l->step));
+        goto done;
+    }
+    if ((rc = dlf__event(l, DLF_EV_AFTER_PRED)) != DLF_CB_OK) goto done;
+    l->loss = l->loss_fn(l->tape, l->pred, l->yb);
+    if (!l->loss) {
+        rc = dlf__learner_abort(l, dlf__fail(DLF_ERR_ARG, "learner: the loss function returned NULL at step %ld", l->step));
+        goto done;
+    }
+    l->loss_value = l->loss->data[0];
+    if (l->in_train) {
+        if (l->check_finite && !(fabsf(l->loss_value) <= 3.0e38f)) {
+            rc = dlf__learner_abort(l, dlf__fail(DLF_ERR_ARG, "learner: the loss is %g at step %ld (epoch %d): lr %g too high?",
+                                                 l->loss_value, l->step, l->epoch + 1, l->opt->groups[0].lr));
+            goto done;
+        }
+        l->tl_sum += (double)l->loss_value * l->bs;
+        l->tl_items += l->bs;
+        l->tl_batch_sum += l->loss_value;
+        l->tl_batches++;
+    } else {
+        l->vl_sum += (double)l->loss_value * l->bs;
+        l->v_items += l->bs;
+        for (k = 0; k < l->n_metrics; k++) l->vm_sum[k] += (double)l->metrics[k].fn(l->pred, l->yb) * l->bs;
+    }
+    if ((rc = dlf__event(l, DLF_EV_AFTER_LOSS)) != DLF_CB_OK || !l->in_train) goto done;
+    dlf_backward(l->tape, l->loss);
+    backward_ran = 1;
+    if ((rc = dlf__event(l, DLF_EV_AFTER_BACKWARD)) != DLF_CB_OK) goto done;
+    dlf_optim_step(l->opt);
+    rc = dlf__event(l, DLF_EV_AFTER_STEP);
+done:
+    if (rc == DLF__ABORT) return rc;
+    if (backward_ran) dlf_optim_zero_grad(l->opt);  /* also after a cancel (05b did not) */
+    if (rc == DLF_CB_CANCEL_BATCH) {
+        rc = dlf__event(l, DLF_EV_AFTER_CANCEL_BATCH);
+        if (rc == DLF_CB_CANCEL_BATCH) rc = DLF_CB_OK;
+    }
+    if (l->in_train) l->step++;
+    l->iter++;
+    r2 = dlf__event(l, DLF_EV_AFTER_BATCH);  /* always: 05b's `finally` */
+    if (r2 == DLF_CB_CANCEL_EPOCH || r2 == DLF_CB_CANCEL_FIT) rc = r2;
+    return rc;
+}
+
+/* Every batch of dl from where it stands (05b's all_batches). */
+static int dlf__all_batches(dlf_learner *l, dlf_loader *dl)
+{
+    int n, rc = DLF_CB_OK;
+    while ((n = dlf_loader_next(dl)) > 0) {
+        l->xb = dl->x;
+        l->yb = dl->y;
+        l->bs = n;
+        rc = dlf__one_batch(l);
+        if (rc == DLF_CB_CANCEL_EPOCH) {
+            dl->pos = 0;  /* the next call starts a fresh epoch */
+            rc = dlf__event(l, DLF_EV_AFTER_CANCEL_EPOCH);
+            if (rc != DLF_CB_CANCEL_FIT) rc = DLF_CB_OK;
+            break;
+        }
+        if (rc != DLF_CB_OK) break;  /* CANCEL_FIT or an error */
+    }
+    return rc;
+}
+
+/* Validation over dl from its start: no recording, weighted loss and metrics. */
+static int dlf__run_validation(dlf_learner *l, dlf_loader *dl)
+{
+    int prev_grad = dlf_tape_set_grad(l->tape, 0), rc, k;
+    l->in_train = 0;
+    l->iter = 0;
+    l->n_iter = dl->n_batches;
+    l->vl_sum = 0.0;
+    l->v_items = 0;
+    for (k = 0; k < DLF_LEARNER_MAX_METRICS; k++) l->vm_sum[k] = 0.0;
+    dl->pos = 0;
+    rc = dlf__all_batches(l, dl);
+    dlf_tape_reset(l->tape);
+    dlf_tape_set_grad(l->tape, prev_grad);
+    l->valid_loss = l->v_items ? (float)(l->vl_sum / (double)l->v_items) : 0.0f;
+    for (k = 0; k < l->n_metrics; k++)
+        l->metric_values[k] = l->v_items ? (float)(l->vm_sum[k] / (double)l->v_items) : 0.0f;
+    return rc;
+}
+
+DLFDEF int dlf_learner_validate(dlf_learner *l, dlf_loader *dl, float *loss, float *metrics)
+{
+    int prev_training = dlf_tape_set_training(l->tape, 0), in_train = l->in_train, iter = l->iter;
+    int n_iter = l->n_iter, rc, k;
+    l->no_cbs = 1;
+    l->rc = DLF_OK;
+    rc = dlf__run_validation(l, dl);
+    l->no_cbs = 0;
+    dlf_tape_set_training(l->tape, prev_training);
+    l->in_train = in_train;
+    l->iter = iter;
+    l->n_iter = n_iter;
+    if (rc == DLF__ABORT) return l->rc;
+    if (loss) *loss = l->valid_loss;
+    for (k = 0; metrics && k < l->n_metrics; k++) metrics[k] = l->metric_values[k];
+    return DLF_OK;
+}
+
+DLFDEF int dlf_learner_fit(dlf_learner *l, int epochs)
+{
+    int rc, prev_grad, mid;
+    double t0;
+    if (l->resume) {
+        if (epochs > 0 && epochs != l->epochs)
+            return dlf__fail(DLF_ERR_ARG, "learner: the saved run has %d epochs, the fit asks for %d", l->epochs, epochs);
+    } else {
+        l->epochs = epochs > 0 ? epochs : 1;
+        l->epoch = 0;
+        l->step = 0;
+        l->iter = 0;
+        l->train_seconds = 0.0;
+        l->train->pos = 0;
+    }
+    l->total_steps = (long)l->epochs * l->train->n_batches;
+    l->rc = DLF_OK;
+    l->cancelled = 0;
+    l->validated = 0;
+    l->prev_training = dlf_tape_set_training(l->tape, 1);
+    prev_grad = dlf_tape_set_grad(l->tape, 1);
+    l->where = 0;
+    rc = dlf__event(l, DLF_EV_BEGIN_FIT);
+    mid = l->resume && l->iter > 0;
+    l->resume = 0;
+    if (rc == DLF_CB_CANCEL_FIT) goto end;
+    for (; l->epoch < l->epochs; l->epoch++) {
+        if (!mid) {
+            l->iter = 0;
+            l->tl_sum = l->tl_batch_sum = 0.0;
+            l->tl_items = 0;
+            l->tl_batches = 0;
+        }
+        mid = 0;
+        l->n_iter = l->train->n_batches;
+        l->in_train = 1;
+        l->validated = 0;
+        l->where = 1;
+        rc = dlf__event(l, DLF_EV_BEGIN_EPOCH);
+        if (rc == DLF_CB_CANCEL_FIT) break;
+        t0 = dlf_seconds();
+        if (rc == DLF_CB_CANCEL_EPOCH) {
+            l->train->pos = 0;
+            rc = dlf__event(l, DLF_EV_AFTER_CANCEL_EPOCH);
+            if (rc != DLF_CB_CANCEL_FIT) rc = DLF_CB_OK;
+        } else {
+            rc = dlf__all_batches(l, l->train);
+        }
+        l->train_seconds += dlf_seconds() - t0;
+        if (rc == DLF_CB_CANCEL_FIT || rc == DLF__ABORT) break;
+        l->train_loss = l->tl_items ? (float)(l->tl_sum / (double)l->tl_items) : 0.0f;
+        if (l->valid) {
+            l->where = 2;
+            l->in_train = 0;
+            rc = dlf__event(l, DLF_EV_BEGIN_VALIDATE);
+            if (rc == DLF_CB_CANCEL_FIT) break;
+            if (rc == DLF_CB_CANCEL_EPOCH) {
+                rc = dlf__event(l, DLF_EV_AFTER_CANCEL_EPOCH);
+                if (rc != DLF_CB_CANCEL_FIT) rc = DLF_CB_OK;
+            } else {
+                rc = dlf__run_validation(l, l->valid);
+                if (rc == DLF_CB_OK) l->validated = 1;
+            }
+            if (rc == DLF_CB_CANCEL_FIT || rc == DLF__ABORT) break;
+        }
+        l->where = 3;
+        rc = dlf__event(l, DLF_EV_AFTER_EPOCH);
+        if (rc == DLF_CB_CANCEL_FIT) break;
+        rc = DLF_CB_OK;
+    }
+end:
+    if (rc == DLF_CB_CANCEL_FIT) {
+        l->cancelled = 1;
+        dlf__event(l, DLF_EV_AFTER_CANCEL_FIT);
+    }
+    l->where = 4;
+    dlf__event(l, DLF_EV_AFTER_FIT);
+    l->where = 0;
+    dlf_tape_reset(l->tape);
+    dlf_tape_set_training(l->tape, l->prev_training);
+    dlf_tape_set_grad(l->tape, prev_grad);
+    return l->rc;
+}
+
+/* ---------------------------------------------------------------- saving a run */
+
+static dlf_tensor *dlf__ckpt_own(dlf_ckpt *c, int ndim, const int *shape);  /* stage 15 */
+
+/* The checkpoint name of each optimizer parameter: its own, else l->params'. */
+static const char **dlf__learner_names(const dlf_learner *l)
+{
+    const dlf_optim *o = l->opt;
+    const char **names = (const char **)dlf__malloc((size_t)(o->n_params ? o->n_params : 1) * sizeof(char *),
+                                                    "optimizer parameter names");
+    int i, j;
+    if (!names) return NULL;
+    for (i = 0; i < o->n_params; i++) {
+        names[i] = o->params[i].name[0] ? o->params[i].name : NULL;
+        for (j = 0; !names[i] && l->params && j < l->params->n; j++)
+            if (l->params->items[j].t == o->params[i].p) names[i] = l->params->items[j].name;
+        if (!names[i]) {
+            DLF_FREE((void *)names);
+            dlf__fail(DLF_ERR_ARG, "learner: optimizer parameter %d has no name (set l->params, or create the "
+                      "optimizer with dlf_optim_create_groups)", i);
+            return NULL;
+        }
+    }
+    return names;
+}
+
+static int dlf__ck_setf(dlf_ckpt *c, const char *prefix, const char *key, double v)
+{
+    char k[192];
+    snprintf(k, sizeof k, "%s%s", prefix, key);
+    return dlf_ckpt_set_float(c, k, v);
+}
+
+static int dlf__ck_seti(dlf_ckpt *c, const char *prefix, const char *key, long long v)
+{
+    char k[192];
+    snprintf(k, sizeof k, "%s%s", prefix, key);
+    return dlf_ckpt_set_int(c, k, v);
+}
+
+static int dlf__ck_getf(const dlf_ckpt *c, const char *prefix, const char *key, double *v)
+{
+    char k[192];
+    snprintf(k, sizeof k, "%s%s", prefix, key);
+    return dlf_ckpt_get_float(c, k, v);
+}
+
+static int dlf__ck_geti(const dlf_ckpt *c, const char *prefix, const char *key, long long *v)
+{
+    char k[192];
+    snprintf(k, sizeof k, "%s%s", prefix, key);
+    return dlf_ckpt_get_int(c, k, v);
+}
+
+DLFDEF int dlf_learner_add_state(dlf_learner *l, dlf_ckpt *c)
+{
+    const char **names;
+    char prefix[96];
+    int rc = DLF_OK, g, h, i, at_end = l->where == 3;
+    if (l->where == 2 || l->where == 4)
+        return dlf__fail(DLF_ERR_ARG, "learner: a run saves at after_batch of a training batch, at after_epoch or between fits");
+    if (!(names = dlf__learner_names(l))) return dlf_last_error()[0] ? DLF_ERR_ARG : DLF_ERR_NOMEM;
+    if (l->params) rc = dlf_ckpt_add_param_list(c, l->params);
+    else
+        for (i = 0; rc == DLF_OK && i < l->opt->n_params; i++) rc = dlf_ckpt_add_tensor(c, names[i], l->opt->params[i].p);
+    if (rc == DLF_OK) rc = dlf_ckpt_add_optim(c, l->opt, names);
+    DLF_FREE((void *)names);
+    for (g = 0; rc == DLF_OK && g < l->opt->n_groups; g++)
+        for (h = 0; rc == DLF_OK && h < DLF_HYPER_COUNT; h++) {
+            snprintf(prefix, sizeof prefix, "learner.group%d.", g);
+            rc = dlf__ck_setf(c, prefix, dlf_hyper_name((dlf_hyper)h), dlf_optim_get_hyper(l->opt, g, (dlf_hyper)h));
+        }
+    if (rc == DLF_OK) rc = dlf_ckpt_add_loader(c, "train", l->train);
+    if (rc == DLF_OK) rc = dlf_ckpt_add_rng(c, "tape", &l->tape->rng);
+    /* at after_epoch the epoch is over: the run continues with the next one */
+    if (rc == DLF_OK) rc = dlf__ck_seti(c, "learner.", "epochs", l->epochs);
+    if (rc == DLF_OK) rc = dlf__ck_seti(c, "learner.", "epoch", at_end ? l->epoch + 1 : l->epoch);
+    if (rc == DLF_OK) rc = dlf__ck_seti(c, "learner.", "iter", at_end || l->where == 0 ? 0 : l->iter);
+    if (rc == DLF_OK) rc = dlf__ck_seti(c, "learner.", "step", l->step);
+    if (rc == DLF_OK) rc = dlf__ck_setf(c, "learner.", "tl_sum", at_end ? 0.0 : l->tl_sum);
+    if (rc == DLF_OK) rc = dlf__ck_seti(c, "learner.", "tl_items", at_end ? 0 : l->tl_items);
+    if (rc == DLF_OK) rc = dlf__ck_setf(c, "learner.", "tl_batch_sum", at_end ? 0.0 : l->tl_batch_sum);
+    if (rc == DLF_OK) rc = dlf__ck_seti(c, "learner.", "tl_batches", at_end ? 0 : l->tl_batches);
+    if (rc == DLF_OK) rc = dlf__ck_setf(c, "learner.", "train_seconds", l->train_seconds);
+    for (i = 0; rc == DLF_OK && i < l->n_cbs; i++) {
+        dlf_callback *cb = l->cbs[i];
+        if (!cb->save) continue;
+        snprintf(prefix, sizeof prefix, "cb.%s.", cb->name ? cb->name : "?");
+        rc = cb->save(cb, l, c, prefix);
+    }
+    return rc;
+}
+
+DLFDEF int dlf_learner_get_state(dlf_learner *l, const dlf_ckpt *c)
+{
+    const char **names;
+    char prefix[96];
+    long long v[6];
+    double f[3], hv;
+    int rc = DLF_OK, g, h, i;
+    if (!(names = dlf__learner_names(l))) return dlf_last_error()[0] ? DLF_ERR_ARG : DLF_ERR_NOMEM;
+    if (l->params) rc = dlf_ckpt_get_param_list(c, l->params);
+    else
+        for (i = 0; rc == DLF_OK && i < l->opt->n_params; i++) rc = dlf_ckpt_get_tensor(c, names[i], l->opt->params[i].p);
+    if (rc == DLF_OK) rc = dlf_ckpt_get_optim(c, l->opt, names);
+    DLF_FREE((void *)names);
+    for (g = 0; rc == DLF_OK && g < l->opt->n_groups; g++)
+        for (h = 0; rc == DLF_OK && h < DLF_HYPER_COUNT; h++) {
+            snprintf(prefix, sizeof prefix, "learner.group%d.", g);
+            if ((rc = dlf__ck_getf(c, prefix, dlf_hyper_name((dlf_hyper)h), &hv)) == DLF_OK)
+                dlf_optim_set_hyper(l->opt, g, (dlf_hyper)h, (float)hv);
+        }
+    if (rc == DLF_OK) rc = dlf_ckpt_get_loader(c, "train", l->train);
+    if (rc == DLF_OK) rc = dlf_ckpt_get_rng(c, "tape", &l->tape->rng);
+    if (rc == DLF_OK) rc = dlf__ck_geti(c, "learner.", "epochs", &v[0]);
+    if (rc == DLF_OK) rc = dlf__ck_geti(c, "learner.", "epoch", &v[1]);
+    if (rc == DLF_OK) rc = dlf__ck_geti(c, "learner.", "iter", &v[2]);
+    if (rc == DLF_OK) rc = dlf__ck_geti(c, "learner.", "step", &v[3]);
+    if (rc == DLF_OK) rc = dlf__ck_geti(c, "learner.", "tl_items", &v[4]);
+    if (rc == DLF_OK) rc = dlf__ck_getf(c, "learner.", "tl_sum", &f[0]);
+    if (rc == DLF_OK) rc = dlf__ck_getf(c, "learner.", "tl_batch_sum", &f[1]);
+    if (rc == DLF_OK) rc = dlf__ck_getf(c, "learner.", "train_seconds", &f[2]);
+    if (rc == DLF_OK) rc = dlf__ck_geti(c, "learner.", "tl_batches", &v[5]);
+    if (rc != DLF_OK) return rc;
+    if (v[0] < 1 || v[1] < 0 || v[1] > v[0] || v[2] < 0 || v[2] > l->train->n_batches || v[3] < 0)
+        return dlf__fail(DLF_ERR_FORMAT, "checkpoint: learner counters out of range (epochs %lld epoch %lld iter %lld step %lld)",
+                         v[0], v[1], v[2], v[3]);
+    l->epochs = (int)v[0];
+    l->epoch = (int)v[1];
+    l->iter = (int)v[2];
+    l->step = (long)v[3];
+    l->tl_items = (long)v[4];
+    l->tl_batches = (int)v[5];
+    l->tl_sum = f[0];
+    l->tl_batch_sum = f[1];
+    l->train_seconds = f[2];
+    l->total_steps = (long)l->epochs * l->train->n_batches;
+    l->resume = 1;
+    for (i = 0; rc == DLF_OK && i < l->n_cbs; i++) {
+        dlf_callback *cb = l->cbs[i];
+        if (!cb->load) continue;
+        snprintf(prefix, sizeof prefix, "cb.%s.", cb->name ? cb->name : "?");
+        rc = cb->load(cb, l, c, prefix);
+    }
+    return rc;
+}
+
+#ifndef DLF_NO_STDIO
+static int dlf__learner_save_meta(dlf_learner *l, const char *path, const char *const *meta, int n_meta)
+{
+    dlf_ckpt c;
+    int i, rc;
+    dlf_ckpt_init(&c);
+    rc = dlf_learner_add_state(l, &c);
+    for (i = 0; rc == DLF_OK && i < n_meta; i++) rc = dlf_ckpt_set_meta(&c, meta[2 * i], meta[2 * i + 1]);
+    if (rc == DLF_OK) rc = dlf_ckpt_save(&c, path);
+    dlf_ckpt_free(&c);
+    return rc;
+}
+
+DLFDEF int dlf_learner_save(dlf_learner *l, const char *path)
+{
+    return dlf__learner_save_meta(l, path, NULL, 0);
+}
+
+DLFDEF int dlf_learner_load(dlf_learner *l, const char *path)
+{
+    dlf_ckpt c;
+    int rc;
+    dlf_ckpt_init(&c);
+    rc = dlf_ckpt_load(&c, path);
+    if (rc == DLF_OK) rc = dlf_learner_get_state(l, &c);
+    if (rc != DLF_OK && strncmp(dlf_last_error(), path, strlen(path)) != 0) {
+        char msg[512];
+        snprintf(msg, sizeof msg, "%s", dlf_last_error());
+        dlf__fail(rc, "%s: %s", path, msg);
+    }
+    dlf_ckpt_free(&c);
+    return rc;
+}
+#endif
+
+/* ---------------------------------------------------------------- built-in callbacks */
+
+/* The value a tracker watches, 0 when it has none this epoch (no validation). */
+static int dlf__monitor_value(const dlf_learner *l, const char *name, float *v)
+{
+    int k;
+    if (strcmp(name, "train_loss") == 0) { *v = l->train_loss; return 1; }
+    if (!l->validated) return 0;
+    if (strcmp(name, "valid_loss") == 0) { *v = l->valid_loss; return 1; }
+    for (k = 0; k < l->n_metrics; k++)
+        if (strcmp(name, l->metrics[k].name) == 0) { *v = l->metric_values[k]; return 1; }
+    dlf__panic("learner: nothing to monitor named \"%s\" (valid_loss, train_loss or a metric's name)", name);
+    return 0;
+}
+
+static void dlf__tracker_reset(dlf_tracker *t)
+{
+    t->best = t->higher_better ? -HUGE_VALF : HUGE_VALF;
+    t->best_epoch = -1;
+    t->wait = 0;
+}
+
+static void dlf__tracker_init(dlf_tracker *t, const char *monitor, float min_delta)
+{
+    t->monitor = monitor ? monitor : "valid_loss";
+    t->min_delta = min_delta < 0.0f ? -min_delta : min_delta;
+    t->higher_better = strstr(t->monitor, "loss") == NULL;
+    dlf__tracker_reset(t);
+}
+
+/* fastai's TrackerCallback: new best when value beats best by more than min_delta.
+   Returns 1 for a new best, 0 for none, -1 when there was no value this epoch. */
+static int dlf__tracker_update(dlf_tracker *t, const dlf_learner *l)
+{
+    float v;
+    int better;
+    if (!dlf__monitor_value(l, t->monitor, &v)) return -1;
+    better = t->higher_better ? v - t->min_delta > t->best : v + t->min_delta < t->best;
+    if (better) {
+        t->best = v;
+        t->best_epoch = l->epoch;
+        t->wait = 0;
+    } else {
+        t->wait++;
+    }
+    return better;
+}
+
+static int dlf__tracker_save(const dlf_tracker *t, dlf_ckpt *c, const char *prefix)
+{
+    int rc = dlf__ck_setf(c, prefix, "best", t->best);
+    if (rc == DLF_OK) rc = dlf__ck_seti(c, prefix, "best_epoch", t->best_epoch);
+    if (rc == DLF_OK) rc = dlf__ck_seti(c, prefix, "wait", t->wait);
+    return rc;
+}
+
+static int dlf__tracker_load(dlf_tracker *t, const dlf_ckpt *c, const char *prefix)
+{
+    double best;
+    long long be, w;
+    int rc = dlf__ck_getf(c, prefix, "best", &best);
+    if (rc == DLF_OK) rc = dlf__ck_geti(c, prefix, "best_epoch", &be);
+    if (rc == DLF_OK) rc = dlf__ck_geti(c, prefix, "wait", &w);
+    if (rc != DLF_OK) return rc;
+    t->best = (float)best;
+    t->best_epoch = (int)be;
+    t->wait = (int)w;
+    return DLF_OK;
+}
+
+/* Recorder */
+static int dlf__grow_floats(float **p, int n)
+{
+    float *q = (float *)DLF_REALLOC(*p, (size_t)(n > 0 ? n : 1) * sizeof(float));
+    if (!q) return dlf__fail(DLF_ERR_NOMEM, "recorder: out of memory for %d values", n);
+    *p = q;
+    return DLF_OK;
+}
+
+/* Room for the whole fit, once, at begin_fit (or at a resume's load). */
+static int dlf__recorder_alloc(dlf_cb_recorder *r, const dlf_learner *l)
+{
+    int cap = (int)l->total_steps, ce = l->epochs;
+    if (cap > r->cap) {
+        if (dlf__grow_floats(&r->lr, cap) || dlf__grow_floats(&r->mom, cap) || dlf__grow_floats(&r->loss, cap))
+            return DLF_ERR_NOMEM;
+        r->cap = cap;
+    }
+    if (ce > r->cap_epochs) {
+        if (dlf__grow_floats(&r->epoch_train, ce) || dlf__grow_floats(&r->epoch_valid, ce) ||
+            dlf__grow_floats(&r->epoch_metric, ce) || dlf__grow_floats(&r->epoch_step, ce))
+            return DLF_ERR_NOMEM;
+        r->cap_epochs = ce;
+    }
+    return DLF_OK;
+}
+
+static int dlf__cb_recorder_on(dlf_callback *cb, dlf_learner *l, dlf_event ev)
+{
+    dlf_cb_recorder *r = (dlf_cb_recorder *)cb;
+    switch (ev) {
+    case DLF_EV_BEGIN_FIT:
+        if (!l->resume) r->n = r->n_epochs = 0;
+        if (dlf__recorder_alloc(r, l) != DLF_OK) {
+            l->rc = DLF_ERR_NOMEM;
+            return DLF_CB_CANCEL_FIT;
+        }
+        break;
+    case DLF_EV_AFTER_BATCH:
+        if (!l->in_train || r->n >= r->cap) break;
+        r->lr[r->n] = dlf_optim_get_hyper(l->opt, 0, DLF_HYPER_LR);
+        r->mom[r->n] = dlf_optim_get_hyper(l->opt, 0, DLF_HYPER_MOM);
+        r->loss[r->n] = l->loss ? l->loss_value : (float)NAN;
+        r->n++;
+        break;
+    case DLF_EV_AFTER_EPOCH:
+        if (r->n_epochs >= r->cap_epochs) break;
+        r->epoch_train[r->n_epochs] = l->train_loss;
+        r->epoch_valid[r->n_epochs] = l->validated ? l->valid_loss : (float)NAN;
+        r->epoch_metric[r->n_epochs] = l->validated && l->n_metrics ? l->metric_values[0] : (float)NAN;
+        r->epoch_step[r->n_epochs] = (float)l->step;
+        r->n_epochs++;
+        break;
+    default:
+        break;
+    }
+    return DLF_CB_OK;
+}
+
+static int dlf__recorder_save(const dlf_callback *cb, const dlf_learner *l, dlf_ckpt *c, const char *prefix)
+{
+    (void)l;
+    const dlf_cb_recorder *r = (const dlf_cb_recorder *)cb;
+    const float *src[7];
+    static const char *const keys[7] = {"lr", "mom", "loss", "epoch_train", "epoch_valid", "epoch_metric", "epoch_step"};
+    char k[192];
+    int i, rc = dlf__ck_seti(c, prefix, "n", r->n);
+    if (rc == DLF_OK) rc = dlf__ck_seti(c, prefix, "n_epochs", r->n_epochs);
+    src[0] = r->lr; src[1] = r->mom; src[2] = r->loss;
+    src[3] = r->epoch_train; src[4] = r->epoch_valid; src[5] = r->epoch_metric; src[6] = r->epoch_step;
+    for (i = 0; rc == DLF_OK && i < 7; i++) {
+        int n = i < 3 ? r->n : r->n_epochs;
+        dlf_tensor *t;
+        if (n == 0) continue;
+        if (!(t = dlf__ckpt_own(c, 1, &n))) return DLF_ERR_NOMEM;
+        memcpy(t->data, src[i], (size_t)n * sizeof(float));
+        snprintf(k, sizeof k, "%s%s", prefix, keys[i]);
+        rc = dlf_ckpt_add_tensor(c, k, t);
+    }
+    return rc;
+}
+
+static int dlf__recorder_load(dlf_callback *cb, dlf_learner *l, const dlf_ckpt *c, const char *prefix)
+{
+    dlf_cb_recorder *r = (dlf_cb_recorder *)cb;
+    float *dst[7];
+    static const char *const keys[7] = {"lr", "mom", "loss", "epoch_train", "epoch_valid", "epoch_metric", "epoch_step"};
+    char k[192];
+    long long n, ne;
+    int i, rc;
+    if ((rc = dlf__recorder_alloc(r, l)) != DLF_OK) return rc;
+    if ((rc = dlf__ck_geti(c, prefix, "n", &n)) != DLF_OK || (rc = dlf__ck_geti(c, prefix, "n_epochs", &ne)) != DLF_OK)
+        return rc;
+    if (n < 0 || n > r->cap || ne < 0 || ne > r->cap_epochs)
+        return dlf__fail(DLF_ERR_FORMAT, "checkpoint: the recorder holds %lld steps and %lld epochs, more than the run has",
+                         n, ne);
+    dst[0] = r->lr; dst[1] = r->mom; dst[2] = r->loss;
+    dst[3] = r->epoch_train; dst[4] = r->epoch_valid; dst[5] = r->epoch_metric; dst[6] = r->epoch_step;
+    for (i = 0; i < 7; i++) {
+        long long m = i < 3 ? n : ne;
+        const dlf_st_tensor *t;
+        if (m == 0) continue;
+        snprintf(k, sizeof k, "%s%s", prefix, keys[i]);
+        t = dlf_safetensors_find(&c->file, k);
+        if (!t || t->size != m) return dlf__fail(DLF_ERR_FORMAT, "checkpoint: \"%s\" is missing or has the wrong size", k);
+        memcpy(dst[i], t->data, (size_t)m * sizeof(float));
+    }
+    r->n = (int)n;
+    r->n_epochs = (int)ne;
+    return DLF_OK;
+}
+
+DLFDEF void dlf_cb_recorder_init(dlf_cb_recorder *r)
+{
+    memset(r, 0, sizeof *r);
+    r->cb.name = "recorder";
+    r->cb.order = 20;
+    r->cb.on = dlf__cb_recorder_on;
+    r->cb.save = dlf__recorder_save;
+    r->cb.load = dlf__recorder_load;
+}
+
+DLFDEF void dlf_cb_recorder_free(dlf_cb_recorder *r)
+{
+    float *const arrays[7] = {r->lr, r->mom, r->loss, r->epoch_train, r->epoch_valid, r->epoch_metric, r->epoch_step};
+    int i;
+    for (i = 0; i < 7; i++)
+        if (arrays[i]) DLF_FREE(arrays[i]);
+    dlf_cb_recorder_init(r);
+}
+
+#ifndef DLF_NO_STDIO
+DLFDEF int dlf_cb_recorder_plot_loss(const dlf_cb_recorder *r, const char *path, const char *title)
+{
+    dlf_plot_cfg cfg;
+    dlf_series s[2];
+    memset(&cfg, 0, sizeof cfg);
+    memset(s, 0, sizeof s);
+    cfg.title = title ? title : "loss";
+    cfg.xlabel = "step";
+    cfg.ylabel = "loss";
+    s[0].name = "train (each batch)";
+    s[0].y = r->loss;
+    s[0].n = r->n;
+    s[1].name = "valid (each epoch)";
+    s[1].x = r->epoch_step;
+    s[1].y = r->epoch_valid;
+    s[1].n = r->n_epochs;
+    return dlf_svg_lines(path, &cfg, s, r->n_epochs > 0 ? 2 : 1);
+}
+
+DLFDEF int dlf_cb_recorder_plot_sched(const dlf_cb_recorder *r, const char *path, const char *title)
+{
+    dlf_plot_cfg cfg[2];
+    dlf_series s[2];
+    const dlf_series *ps[2];
+    int ns[2] = {1, 1};
+    memset(cfg, 0, sizeof cfg);
+    memset(s, 0, sizeof s);
+    cfg[0].title = "lr";
+    cfg[1].title = "mom (momentum or beta1)";
+    cfg[0].xlabel = cfg[1].xlabel = "step";
+    s[0].name = "lr";
+    s[0].y = r->lr;
+    s[0].n = r->n;
+    s[1].name = "mom";
+    s[1].y = r->mom;
+    s[1].n = r->n;
+    ps[0] = &s[0];
+    ps[1] = &s[1];
+    return dlf_svg_lines_grid(path, title ? title : "schedules (group 0)", cfg, ps, ns, 2, 2);
+}
+#endif
+
+/* ParamScheduler */
+static int dlf__cb_sched_on(dlf_callback *cb, dlf_learner *l, dlf_event ev)
+{
+    dlf_cb_sched *s = (dlf_cb_sched *)cb;
+    int i;
+    if (ev != DLF_EV_BEGIN_BATCH || !l->in_train) return DLF_CB_OK;
+    for (i = 0; i < s->n; i++) {
+        const dlf_cb_sched_item *it = &s->items[i];
+        dlf_optim_set_hyper(l->opt, it->group, it->hyper, (float)dlf_schedule_at(&it->sched, l->step, l->total_steps));
+    }
+    return DLF_CB_OK;
+}
+
+DLFDEF void dlf_cb_sched_init(dlf_cb_sched *s)
+{
+    memset(s, 0, sizeof *s);
+    s->cb.name = "sched";
+    s->cb.order = 10;
+    s->cb.on = dlf__cb_sched_on;
+}
+
+DLFDEF int dlf_cb_sched_add(dlf_cb_sched *s, dlf_hyper h, int group, dlf_schedule sched)
+{
+    if (s->n == DLF_CB_SCHED_MAX) return dlf__fail(DLF_ERR_ARG, "dlf_cb_sched_add: more than %d schedules", DLF_CB_SCHED_MAX);
+    s->items[s->n].hyper = h;
+    s->items[s->n].group = group;
+    s->items[s->n].sched = sched;
+    s->n++;
+    return DLF_OK;
+}
+
+/* Progress (fastprogress): on a terminal a bar redrawn in place while the epoch runs,
+       [##########..........] 120/391 00:03<00:05 loss 0.4312
+   then, for every epoch, one row of the results table (a log gets the rows only):
+       epoch  train_loss  valid_loss  accuracy  time
+       0      0.312345    0.123456    0.961200  00:04 */
+#ifndef DLF_NO_STDIO
+static void dlf__fmt_time(char *buf, size_t n, double s)
+{
+    long t = (long)(s + 0.5);
+    if (t >= 3600) snprintf(buf, n, "%ld:%02ld:%02ld", t / 3600, t / 60 % 60, t % 60);
+    else snprintf(buf, n, "%02ld:%02ld", t / 60, t % 60);
+}
+
+static void dlf__progress_bar(const dlf_cb_progress *p, double now)
+{
+    char bar[21], el[16], eta[16];
+    const dlf_progress *q = &p->p;
+    int i, fill = q->total > 0 ? 20 * q->done / q->total : 20;
+    double e = now - q->t_start;
+    for (i = 0; i < 20; i++) bar[i] = i < fill ? '#' : '.';
+    bar[20] = 0;
+    dlf__fmt_time(el, sizeof el, e);
+    dlf__fmt_time(eta, sizeof eta, q->done > 0 ? e * (double)(q->total - q->done) / (double)q->done : 0.0);
+    printf("\r[%s] %d/%d %s<%s loss %.4f  ", bar, q->done, q->total, el, eta,
+           q->done ? q->loss_sum / q->done : 0.0);
+    fflush(stdout);
+}
+#endif
+
+static int dlf__cb_progress_on(dlf_callback *cb, dlf_learner *l, dlf_event ev)
+{
+#ifndef DLF_NO_STDIO
+    dlf_cb_progress *p = (dlf_cb_progress *)cb;
+    int k;
+    char tm[16];
+    if (p->quiet) return DLF_CB_OK;
+    switch (ev) {
+    case DLF_EV_BEGIN_FIT:
+        printf("%-5s  %-10s  %-10s", "epoch", "train_loss", "valid_loss");
+        for (k = 0; k < l->n_metrics; k++) printf("  %-10s", l->metrics[k].name);
+        printf("  time\n");
+        fflush(stdout);
+        break;
+    case DLF_EV_BEGIN_EPOCH:
+        dlf_progress_start(&p->p, "", l->n_iter, 1);  /* counters and clock; we draw */
+        p->p.done = l->iter;                           /* a resumed epoch */
+        p->t_epoch = p->p.t_start;
+        break;
+    case DLF_EV_AFTER_BATCH:
+        if (!l->in_train) break;
+        dlf_progress_step(&p->p, l->bs, l->loss ? l->loss_value : 0.0f);
+        if (p->tty) {
+            double now = dlf_seconds();
+            if (now - p->p.t_drawn >= 0.1 || p->p.done == p->p.total) {
+                p->p.t_drawn = now;
+                dlf__progress_bar(p, now);
+            }
+        }
+        break;
+    case DLF_EV_AFTER_EPOCH:
+        if (p->tty) printf("\r\033[K");  /* the bar gives way to the row */
+        dlf__fmt_time(tm, sizeof tm, dlf_seconds() - p->t_epoch);
+        printf("%-5d  %-10.6f  ", l->epoch, l->train_loss);
+        if (l->validated) printf("%-10.6f", l->valid_loss);
+        else printf("%-10s", "#na#");
+        for (k = 0; k < l->n_metrics; k++) {
+            if (l->validated) printf("  %-10.6f", l->metric_values[k]);
+            else printf("  %-10s", "#na#");
+        }
+        printf("  %s\n", tm);
+        fflush(stdout);
+        break;
+    case DLF_EV_AFTER_FIT:
+        if (p->tty && l->where == 4 && p->p.done > 0 && p->p.done < p->p.total) printf("\r\033[K");
+        fflush(stdout);
+        break;
+    default:
+        break;
+    }
+#else
+    (void)cb;
+    (void)l;
+    (void)ev;
+#endif
+    return DLF_CB_OK;
+}
+
+DLFDEF void dlf_cb_progress_init(dlf_cb_progress *p, int quiet)
+{
+    memset(p, 0, sizeof *p);
+    p->cb.name = "progress";
+    p->cb.order = 30;
+    p->cb.on = dlf__cb_progress_on;
+    p->quiet = quiet;
+    p->tty = dlf_stdout_is_tty();
+}
+
+/* Early stopping */
+static int dlf__cb_early_stop_on(dlf_callback *cb, dlf_learner *l, dlf_event ev)
+{
+    dlf_cb_early_stop *e = (dlf_cb_early_stop *)cb;
+    if (ev == DLF_EV_BEGIN_FIT && !l->resume) {
+        dlf__tracker_reset(&e->t);
+        e->stopped_epoch = -1;
+    } else if (ev == DLF_EV_AFTER_EPOCH) {
+        if (dlf__tracker_update(&e->t, l) == 0 && e->t.wait >= e->patience) {
+            e->stopped_epoch = l->epoch;
+#ifndef DLF_NO_STDIO
+            if (e->verbose)
+                printf("no improvement of %s since epoch %d: early stopping\n", e->t.monitor, l->epoch - e->t.wait);
+#endif
+            return DLF_CB_CANCEL_FIT;
+        }
+    }
+    return DLF_CB_OK;
+}
+
+static int dlf__early_stop_save(const dlf_callback *cb, const dlf_learner *l, dlf_ckpt *c, const char *prefix)
+{
+    (void)l;
+    return dlf__tracker_save(&((const dlf_cb_early_stop *)cb)->t, c, prefix);
+}
+
+static int dlf__early_stop_load(dlf_callback *cb, dlf_learner *l, const dlf_ckpt *c, const char *prefix)
+{
+    (void)l;
+    ((dlf_cb_early_stop *)cb)->stopped_epoch = -1;
+    return dlf__tracker_load(&((dlf_cb_early_stop *)cb)->t, c, prefix);
+}
+
+DLFDEF void dlf_cb_early_stop_init(dlf_cb_early_stop *e, const char *monitor, float min_delta, int patience)
+{
+    memset(e, 0, sizeof *e);
+    e->cb.name = "early_stop";
+    e->cb.order = 40;
+    e->cb.on = dlf__cb_early_stop_on;
+    e->cb.save = dlf__early_stop_save;
+    e->cb.load = dlf__early_stop_load;
+    dlf__tracker_init(&e->t, monitor, min_delta);
+    e->patience = patience > 0 ? patience : 1;
+    e->stopped_epoch = -1;
+    e->verbose = 1;
+}
+
+/* Save-best (fastai's SaveModelCallback, with_opt=False): weights and buffers only. */
+static int dlf__cb_save_best_on(dlf_callback *cb, dlf_learner *l, dlf_event ev)
+{
+    dlf_cb_save_best *s = (dlf_cb_save_best *)cb;
+    if (!l->params) {
+        l->rc = dlf__fail(DLF_ERR_ARG, "save_best: the learner has no parameter list (l->params)");
+        return ev == DLF_EV_AFTER_FIT ? DLF_CB_OK : DLF_CB_CANCEL_FIT;
+    }
+    switch (ev) {
+    case DLF_EV_BEGIN_FIT:
+        if (!l->resume) {
+            dlf__tracker_reset(&s->t);
+            s->saves = 0;
+        }
+        break;
+    case DLF_EV_AFTER_EPOCH:
+#ifndef DLF_NO_STDIO
+        if (dlf__tracker_update(&s->t, l) == 1) {
+            char ep[24], val[48];
+            const char *meta[4];
+            int rc;
+            snprintf(ep, sizeof ep, "%d", l->epoch);
+            snprintf(val, sizeof val, "%a", (double)s->t.best);
+            meta[0] = "epoch"; meta[1] = ep; meta[2] = s->t.monitor; meta[3] = val;
+            if ((rc = dlf_ckpt_save_training(s->path, l->params, NULL, meta, 2)) != DLF_OK) {
+                l->rc = rc;
+                return DLF_CB_CANCEL_FIT;
+            }
+            s->saves++;
+        }
+#endif
+        break;
+    case DLF_EV_AFTER_FIT:
+#ifndef DLF_NO_STDIO
+        if (s->restore_at_end && s->saves > 0 && l->rc == DLF_OK) {
+            int rc = dlf_ckpt_load_training(s->path, l->params, NULL);
+            if (rc != DLF_OK) l->rc = rc;
+        }
+#endif
+        break;
+    default:
+        break;
+    }
+    return DLF_CB_OK;
+}
+
+static int dlf__save_best_save(const dlf_callback *cb, const dlf_learner *l, dlf_ckpt *c, const char *prefix)
+{
+    const dlf_cb_save_best *s = (const dlf_cb_save_best *)cb;
+    int rc = dlf__tracker_save(&s->t, c, prefix);
+    (void)l;
+    return rc == DLF_OK ? dlf__ck_seti(c, prefix, "saves", s->saves) : rc;
+}
+
+static int dlf__save_best_load(dlf_callback *cb, dlf_learner *l, const dlf_ckpt *c, const char *prefix)
+{
+    dlf_cb_save_best *s = (dlf_cb_save_best *)cb;
+    long long n;
+    int rc = dlf__tracker_load(&s->t, c, prefix);
+    (void)l;
+    if (rc == DLF_OK && (rc = dlf__ck_geti(c, prefix, "saves", &n)) == DLF_OK) s->saves = (int)n;
+    return rc;
+}
+
+DLFDEF void dlf_cb_save_best_init(dlf_cb_save_best *s, const char *monitor, const char *path, int restore_at_end)
+{
+    memset(s, 0, sizeof *s);
+    s->cb.name = "save_best";
+    s->cb.order = 35;
+    s->cb.on = dlf__cb_save_best_on;
+    s->cb.save = dlf__save_best_save;
+    s->cb.load = dlf__save_best_load;
+    dlf__tracker_init(&s->t, monitor, 0.0f);
+    s->path = path;
+    s->restore_at_end = restore_at_end;
+}
+
+/* Gradient clipping */
+static int dlf__cb_clip_on(dlf_callback *cb, dlf_learner *l, dlf_event ev)
+{
+    dlf_cb_clip *c = (dlf_cb_clip *)cb;
+    if (ev == DLF_EV_AFTER_BACKWARD) c->last_norm = dlf_optim_clip_grad_norm(l->opt, c->max_norm);
+    return DLF_CB_OK;
+}
+
+DLFDEF void dlf_cb_clip_init(dlf_cb_clip *c, float max_norm)
+{
+    memset(c, 0, sizeof *c);
+    c->cb.name = "clip";
+    c->cb.order = 0;
+    c->cb.on = dlf__cb_clip_on;
+    c->max_norm = max_norm;
+}
+
+/* Autosave: the run's state at after_batch, every `every` steps and at stop_at. */
+static int dlf__cb_autosave_on(dlf_callback *cb, dlf_learner *l, dlf_event ev)
+{
+    dlf_cb_autosave *a = (dlf_cb_autosave *)cb;
+    int stop;
+    if (ev != DLF_EV_AFTER_BATCH || !l->in_train) return DLF_CB_OK;
+    stop = a->stop_at > 0 && l->step == a->stop_at;
+    if (stop || (a->every > 0 && l->step % a->every == 0)) {
+#ifndef DLF_NO_STDIO
+        int rc = dlf__learner_save_meta(l, a->path, a->meta, a->n_meta);
+        if (rc != DLF_OK) {
+            l->rc = rc;
+            return DLF_CB_CANCEL_FIT;
+        }
+        a->saves++;
+#endif
+    }
+    return stop ? DLF_CB_CANCEL_FIT : DLF_CB_OK;
+}
+
+DLFDEF void dlf_cb_autosave_init(dlf_cb_autosave *a, const char *path, long every, long stop_at)
+{
+    memset(a, 0, sizeof *a);
+    a->cb.name = "autosave";
+    a->cb.order = 50;
+    a->cb.on = dlf__cb_autosave_on;
+    a->path = path;
+    a->every = every;
+    a->stop_at = stop_at;
+}
+
+/* ---------------------------------------------------------------- the LR finder */
+
+typedef struct dlf__lr_finder {
+    dlf_callback cb;
+    dlf_lr_find_cfg cfg;
+    dlf_lr_find_result *res;
+    double avg, best;        /* the smoothed loss's running average, its minimum */
+    int count;
+    float lr;                /* this step's */
+} dlf__lr_finder;
+
+static int dlf__cb_lr_finder_on(dlf_callback *cb, dlf_learner *l, dlf_event ev)
+{
+    dlf__lr_finder *f = (dlf__lr_finder *)cb;
+    double sm;
+    switch (ev) {
+    case DLF_EV_BEGIN_BATCH:  /* lr_i = start (end/start)^(i/num_it), fastai's SchedExp at train_iter/num_it */
+        if (!l->in_train) break;
+        f->lr = (float)(f->cfg.start_lr * pow(f->cfg.end_lr / f->cfg.start_lr, (double)l->step / f->cfg.num_it));
+        dlf_optim_set_hyper(l->opt, -1, DLF_HYPER_LR, f->lr);
+        break;
+    case DLF_EV_AFTER_BATCH:
+        if (!l->in_train || !l->loss) break;
+        f->count++;  /* fastai's Recorder: an exponential average of the loss, debiased */
+        f->avg = 0.98 * f->avg + 0.02 * (double)l->loss_value;
+        sm = f->avg / (1.0 - pow(0.98, f->count));
+        f->res->lrs[f->res->n] = f->lr;
+        f->res->losses[f->res->n] = (float)sm;
+        f->res->n++;
+        if (sm < f->best) f->best = sm;
+        if (f->cfg.stop_div > 0.0f && (sm > f->cfg.stop_div * f->best || sm != sm)) return DLF_CB_CANCEL_FIT;
+        if (l->step >= f->cfg.num_it) return DLF_CB_CANCEL_FIT;
+        break;
+    case DLF_EV_BEGIN_VALIDATE:
+        return DLF_CB_CANCEL_EPOCH;  /* no validation during the sweep */
+    default:
+        break;
+    }
+    return DLF_CB_OK;
+}
+
+/* Everything the sweep changes, copied once before it and put back after. */
+typedef struct dlf__snapshot {
+    float *buf;              /* tensors' data, then the optimizer's state buffers */
+    int *steps;              /* (n_params) each parameter's step */
+    dlf_optim_cfg groups[DLF_OPTIM_MAX_GROUPS];
+    int opt_steps;
+    dlf_loader_state loader;
+    dlf_rng tape_rng;
+} dlf__snapshot;
+
+/* dir 1: take, 0: restore. The tensors are l->params' (buffers included) or else the
+   optimizer's parameters. */
+static void dlf__snapshot_copy(dlf_learner *l, dlf__snapshot *s, int take)
+{
+    dlf_optim *o = l->opt;
+    size_t off = 0;
+    int i, k, n = l->params ? l->params->n : o->n_params;
+    for (i = 0; i < n; i++) {
+        dlf_tensor *t = l->params ? l->params->items[i].t : o->params[i].p;
+        if (take) memcpy(s->buf + off, t->data, (size_t)t->size * sizeof(float));
+        else memcpy(t->data, s->buf + off, (size_t)t->size * sizeof(float));
+        off += (size_t)t->size;
+    }
+    for (i = 0; i < o->n_params; i++) {
+        dlf_optim_param *q = &o->params[i];
+        for (k = 0; k < DLF_OPTIM_MAX_STATE; k++) {
+            if (!q->state[k]) continue;
+            if (take) memcpy(s->buf + off, q->state[k], (size_t)q->p->size * sizeof(float));
+            else memcpy(q->state[k], s->buf + off, (size_t)q->p->size * sizeof(float));
+            off += (size_t)q->p->size;
+        }
+        if (take) s->steps[i] = q->step;
+        else q->step = s->steps[i];
+    }
+    if (take) {
+        memcpy(s->groups, o->groups, sizeof s->groups);
+        s->opt_steps = o->steps;
+        s->tape_rng = l->tape->rng;
+    } else {
+        memcpy(o->groups, s->groups, sizeof s->groups);
+        o->steps = s->opt_steps;
+        l->tape->rng = s->tape_rng;
+        dlf_loader_set_state(l->train, &s->loader);
+    }
+}
+
+static void dlf__snapshot_free(dlf__snapshot *s)
+{
+    if (s->buf) DLF_FREE(s->buf);
+    if (s->steps) DLF_FREE(s->steps);
+    dlf_loader_state_free(&s->loader);
+}
+
+static int dlf__snapshot_take(dlf_learner *l, dlf__snapshot *s)
+{
+    dlf_optim *o = l->opt;
+    size_t total = 0;
+    int i, k, n = l->params ? l->params->n : o->n_params;
+    memset(s, 0, sizeof *s);
+    for (i = 0; i < n; i++) total += (size_t)(l->params ? l->params->items[i].t : o->params[i].p)->size;
+    for (i = 0; i < o->n_params; i++)
+        for (k = 0; k < DLF_OPTIM_MAX_STATE; k++)
+            if (o->params[i].state[k]) total += (size_t)o->params[i].p->size;
+    s->buf = (float *)dlf__malloc((total ? total : 1) * sizeof(float), "the LR finder's snapshot");
+    s->steps = (int *)dlf__malloc((size_t)(o->n_params ? o->n_params : 1) * sizeof(int), "the LR finder's snapshot");
+    if (!s->buf || !s->steps || dlf_loader_get_state(l->train, &s->loader) != DLF_OK) {
+        dlf__snapshot_free(s);
+        return DLF_ERR_NOMEM;
+    }
+    dlf__snapshot_copy(l, s, 1);
+    return DLF_OK;
+}
+
+DLFDEF int dlf_lr_find(dlf_learner *l, const dlf_lr_find_cfg *cfg, dlf_lr_find_result *res)
+{
+    dlf__lr_finder f;
+    dlf__snapshot snap;
+    dlf_learner saved = *l;  /* counters, callbacks, a pending resume: all put back after */
+    int rc, epochs, i, lo, hi, best;
+    memset(res, 0, sizeof *res);
+    memset(&f, 0, sizeof f);
+    if (cfg) f.cfg = *cfg;
+    if (f.cfg.start_lr <= 0.0) f.cfg.start_lr = 1e-7;
+    if (f.cfg.end_lr <= 0.0) f.cfg.end_lr = 10.0;
+    if (f.cfg.num_it <= 0) f.cfg.num_it = 100;
+    if (f.cfg.stop_div == 0.0f) f.cfg.stop_div = 4.0f;
+    if (l->train->n_batches <= 0) return dlf__fail(DLF_ERR_ARG, "dlf_lr_find: the training loader has no batches");
+    res->lrs = (float *)dlf__malloc((size_t)f.cfg.num_it * sizeof(float), "the LR finder's curve");
+    res->losses = (float *)dlf__malloc((size_t)f.cfg.num_it * sizeof(float), "the LR finder's curve");
+    if (!res->lrs || !res->losses || dlf__snapshot_take(l, &snap) != DLF_OK) {
+        dlf_lr_find_free(res);
+        return DLF_ERR_NOMEM;
+    }
+    f.cb.name = "lr_finder";
+    f.cb.on = dlf__cb_lr_finder_on;
+    f.res = res;
+    f.best = HUGE_VAL;
+    l->n_cbs = 0;  /* only train/eval and the finder run during the sweep */
+    dlf_learner_add_cb(l, &l->train_eval);
+    dlf_learner_add_cb(l, &f.cb);
+    epochs = (f.cfg.num_it + l->train->n_batches - 1) / l->train->n_batches;
+    l->resume = 0;
+    rc = dlf_learner_fit(l, epochs);
+    *l = saved;
+    dlf__snapshot_copy(l, &snap, 0);
+    dlf__snapshot_free(&snap);
+    if (rc != DLF_OK) return rc;
+    /* the suggestions, over points num_it/10 .. n-6 (fastai's lrs[num_it//10:-5]) */
+    lo = f.cfg.num_it / 10;
+    hi = res->n - 5;
+    if (hi - lo < 2) {
+        lo = 0;
+        hi = res->n;
+    }
+    if (hi - lo >= 2) {
+        float steepest = HUGE_VALF;
+        best = lo;
+        for (i = lo; i < hi; i++)
+            if (res->losses[i] < res->losses[best]) best = i;
+        res->lr_min = res->lrs[best] / 10.0f;
+        best = lo;
+        for (i = lo; i + 1 < hi; i++) {
+            float g = (res->losses[i + 1] - res->losses[i]) / (logf(res->lrs[i + 1]) - logf(res->lrs[i]));
+            if (g < steepest) {
+                steepest = g;
+                best = i;
+            }
+        }
+        res->lr_steep = res->lrs[best];
+    }
+    return DLF_OK;
+}
+
+DLFDEF void dlf_lr_find_free(dlf_lr_find_result *res)
+{
+    if (res->lrs) DLF_FREE(res->lrs);
+    if (res->losses) DLF_FREE(res->losses);
+    memset(res, 0, sizeof *res);
+}
+
+#ifndef DLF_NO_STDIO
+DLFDEF int dlf_lr_find_plot(const dlf_lr_find_result *res, const char *path, const char *title)
+{
+    dlf_plot_cfg cfg;
+    dlf_series s;
+    char mark[96];
+    memset(&cfg, 0, sizeof cfg);
+    memset(&s, 0, sizeof s);
+    snprintf(mark, sizeof mark, "steepest %.2e (min/10 %.2e)", (double)res->lr_steep, (double)res->lr_min);
+    cfg.title = title ? title : "LR finder";
+    cfg.xlabel = "learning rate";
+    cfg.ylabel = "loss (smoothed)";
+    cfg.logx = 1;
+    cfg.has_mark = res->lr_steep > 0.0f;
+    cfg.mark_x = res->lr_steep;
+    cfg.mark_label = mark;
+    s.name = "loss";
+    s.x = res->lrs;
+    s.y = res->losses;
+    s.n = res->n;
+    return dlf_svg_lines(path, &cfg, &s, 1);
+}
+#endif
+
+/* ---------------------------------------------------------------- dlf_fit */
+
+/* The old loop's lr schedule and progress lines as one callback, so dlf_fit gives the
+   bits and the lines it always gave. */
+typedef struct dlf__fit_cb {
+    dlf_callback cb;
+    dlf_fit_cfg cfg;
+    float base[DLF_OPTIM_MAX_GROUPS], scale;
+    dlf_progress prog;
+} dlf__fit_cb;
+
+static int dlf__fit_cb_on(dlf_callback *cb, dlf_learner *l, dlf_event ev)
+{
+    dlf__fit_cb *f = (dlf__fit_cb *)cb;
+    char label[32], extra[96];
     int g;
-    for (g = 0; g < opt->n_groups; g++)
-        opt->groups[g].lr = dlf_sched_lr(cfg->sched, base[g] * scale, cfg->pct_start, step, total);
+    switch (ev) {
+    case DLF_EV_BEGIN_EPOCH:
+        snprintf(label, sizeof label, "epoch %d/%d", l->epoch + 1, l->epochs);
+        dlf_progress_start(&f->prog, label, l->n_iter, f->cfg.quiet);
+        break;
+    case DLF_EV_BEGIN_BATCH:
+        if (!l->in_train) break;
+        for (g = 0; g < l->opt->n_groups; g++)
+            l->opt->groups[g].lr = dlf_sched_lr(f->cfg.sched, f->base[g] * f->scale, f->cfg.pct_start, (int)l->step,
+                                                (int)l->total_steps);
+        break;
+    case DLF_EV_AFTER_BATCH:
+        if (l->in_train) dlf_progress_step(&f->prog, l->bs, l->loss_value);
+        break;
+    case DLF_EV_AFTER_EPOCH:
+        extra[0] = 0;
+        if (l->validated)
+            snprintf(extra, sizeof extra, "| valid_loss %.4f valid_acc %.4f", l->valid_loss, l->metric_values[0]);
+        dlf_progress_end(&f->prog, extra);
+        break;
+    default:
+        break;
+    }
+    return DLF_CB_OK;
 }
 
 DLFDEF int dlf_fit(dlf_tape *t, dlf_model_fn model, void *m, dlf_loss_fn loss_fn, dlf_optim *opt,
                    dlf_loader *train, dlf_loader *valid, const dlf_fit_cfg *cfg_in, dlf_fit_report *rep)
 {
-    dlf_fit_cfg cfg;
-    dlf_fit_report r;
-    dlf_progress prog;
-    int epoch, n, total, g, rc = DLF_OK, prev_training = dlf_tape_set_training(t, 1);
-    float base[DLF_OPTIM_MAX_GROUPS], scale = 1.0f;
-    char label[32], extra[96];
-    memset(&cfg, 0, sizeof cfg);
-    if (cfg_in) cfg = *cfg_in;
-    if (cfg.epochs <= 0) cfg.epochs = 1;
-    for (g = 0; g < opt->n_groups; g++) base[g] = opt->groups[g].lr;  /* restored at the end */
-    if (cfg.lr > 0.0f && base[0] > 0.0f) scale = cfg.lr / base[0];
-    memset(&r, 0, sizeof r);
-    total = cfg.epochs * train->n_batches;
-    train->pos = 0;
-    for (epoch = 0; epoch < cfg.epochs; epoch++) {
-        double t0 = dlf_seconds();
-        snprintf(label, sizeof label, "epoch %d/%d", epoch + 1, cfg.epochs);
-        dlf_progress_start(&prog, label, train->n_batches, cfg.quiet);
-        while ((n = dlf_loader_next(train)) > 0) {
-            dlf_tensor *logits, *loss;
-            float lv;
-            dlf_tape_reset(t);
-            dlf__fit_set_lr(opt, base, scale, &cfg, r.steps, total);
-            logits = model(t, train->x, m);
-            loss = logits ? loss_fn(t, logits, train->y) : NULL;
-            if (!loss) {
-                rc = dlf__fail(DLF_ERR_ARG, "dlf_fit: the model or loss returned NULL at step %d", r.steps);
-                break;
-            }
-            lv = loss->data[0];
-            if (!(fabsf(lv) <= 3.0e38f)) {
-                rc = dlf__fail(DLF_ERR_ARG, "dlf_fit: the loss is %g at step %d (epoch %d): lr %g too high?",
-                               lv, r.steps, epoch + 1, opt->groups[0].lr);
-                break;
-            }
-            dlf_backward(t, loss);
-            dlf_optim_step(opt);
-            dlf_optim_zero_grad(opt);
-            r.steps++;
-            dlf_progress_step(&prog, n, lv);
-        }
-        r.train_seconds += dlf_seconds() - t0;
-        if (rc != DLF_OK) break;
-        r.train_loss = prog.done ? (float)(prog.loss_sum / prog.done) : 0.0f;
-        extra[0] = 0;
-        if (valid) {
-            r.valid_acc = dlf_evaluate(t, model, m, valid, &r.valid_loss);
-            snprintf(extra, sizeof extra, "| valid_loss %.4f valid_acc %.4f", r.valid_loss, r.valid_acc);
-        }
-        dlf_progress_end(&prog, extra);
+    dlf_learner l;
+    dlf__fit_cb f;
+    int g, rc;
+    memset(&f, 0, sizeof f);
+    if (cfg_in) f.cfg = *cfg_in;
+    if (f.cfg.epochs <= 0) f.cfg.epochs = 1;
+    f.scale = 1.0f;
+    for (g = 0; g < opt->n_groups; g++) f.base[g] = opt->groups[g].lr;  /* restored at the end */
+    if (f.cfg.lr > 0.0f && f.base[0] > 0.0f) f.scale = f.cfg.lr / f.base[0];
+    f.cb.name = "fit";
+    f.cb.on = dlf__fit_cb_on;
+    dlf_learner_init(&l, t, model, m, loss_fn, opt, train, valid);
+    dlf_learner_add_metric(&l, "accuracy", dlf_metric_accuracy);
+    dlf_learner_add_cb(&l, &f.cb);
+    rc = dlf_learner_fit(&l, f.cfg.epochs);
+    for (g = 0; g < opt->n_groups; g++) opt->groups[g].lr = f.base[g];  /* a second fit starts where this one did */
+    if (rep) {
+        memset(rep, 0, sizeof *rep);
+        rep->train_loss = l.tl_batches ? (float)(l.tl_batch_sum / l.tl_batches) : 0.0f;
+        rep->valid_loss = l.validated ? l.valid_loss : 0.0f;
+        rep->valid_acc = l.validated ? l.metric_values[0] : 0.0f;
+        rep->train_seconds = l.train_seconds;
+        rep->steps = (int)l.step;
     }
-    for (g = 0; g < opt->n_groups; g++) opt->groups[g].lr = base[g];  /* a second fit starts where this one did */
-    dlf_tape_set_training(t, prev_training);
-    if (rep) *rep = r;
+    dlf_learner_free(&l);
     return rc;
 }
 
@@ -8570,7 +9809,7 @@ static void dlf__svg_image_panel(dlf__sb *b, double x0, double y0, const char *t
     /* the y axis runs bottom (ybot) to top (ytop) in value; ticks at nice values inside */
     ay.lo = ybot < ytop ? ybot : ytop; ay.hi = ybot < ytop ? ytop : ybot; ay.step = dlf__nice((ay.hi - ay.lo) / 5.0);
     dlf__sb_printf(b, "<image x=\"%.1f\" y=\"%.1f\" width=\"%.1f\" height=\"%.1f\" preserveAspectRatio=\"none\" "
-                   "style=\"image-rendering:pixelated\" href=\"data:image/png;base64,",
+                   "image-rendering=\"optimizeSpeed\" style=\"image-rendering:pixelated\" href=\"data:image/png;base64,",
                    px0, py0, px1 - px0, py1 - py0);
     dlf__sb_png(b, v, rows, cols, vmin, vmax);
     dlf__sb_printf(b, "\"/>\n");
