@@ -7261,7 +7261,7 @@ DLFDEF int dlf_learner_get_state(dlf_learner *l, const dlf_ckpt *c)
     const char **names;
     char prefix[96];
     long long v[6];
-    double f[3], hv;
+    double f[3], hv = 0.0;
     int rc = DLF_OK, g, h, i;
     if (!(names = dlf__learner_names(l))) return dlf_last_error()[0] ? DLF_ERR_ARG : DLF_ERR_NOMEM;
     if (l->params) rc = dlf_ckpt_get_param_list(c, l->params);
@@ -7403,8 +7403,8 @@ static int dlf__tracker_save(const dlf_tracker *t, dlf_ckpt *c, const char *pref
 
 static int dlf__tracker_load(dlf_tracker *t, const dlf_ckpt *c, const char *prefix)
 {
-    double best;
-    long long be, w;
+    double best = 0.0;
+    long long be = 0, w = 0;
     int rc = dlf__ck_getf(c, prefix, "best", &best);
     if (rc == DLF_OK) rc = dlf__ck_geti(c, prefix, "best_epoch", &be);
     if (rc == DLF_OK) rc = dlf__ck_geti(c, prefix, "wait", &w);
@@ -7628,14 +7628,14 @@ DLFDEF int dlf_cb_sched_add(dlf_cb_sched *s, dlf_hyper h, int group, dlf_schedul
 #ifndef DLF_NO_STDIO
 static void dlf__fmt_time(char *buf, size_t n, double s)
 {
-    long t = (long)(s + 0.5);
-    if (t >= 3600) snprintf(buf, n, "%ld:%02ld:%02ld", t / 3600, t / 60 % 60, t % 60);
-    else snprintf(buf, n, "%02ld:%02ld", t / 60, t % 60);
+    int t = s > 0.0 && s < 3.6e6 ? (int)(s + 0.5) : 0;
+    if (t >= 3600) snprintf(buf, n, "%d:%02d:%02d", t / 3600, t / 60 % 60, t % 60);
+    else snprintf(buf, n, "%02d:%02d", t / 60, t % 60);
 }
 
 static void dlf__progress_bar(const dlf_cb_progress *p, double now)
 {
-    char bar[21], el[16], eta[16];
+    char bar[21], el[32], eta[32];
     const dlf_progress *q = &p->p;
     int i, fill = q->total > 0 ? 20 * q->done / q->total : 20;
     double e = now - q->t_start;
@@ -7654,7 +7654,7 @@ static int dlf__cb_progress_on(dlf_callback *cb, dlf_learner *l, dlf_event ev)
 #ifndef DLF_NO_STDIO
     dlf_cb_progress *p = (dlf_cb_progress *)cb;
     int k;
-    char tm[16];
+    char tm[32];
     if (p->quiet) return DLF_CB_OK;
     switch (ev) {
     case DLF_EV_BEGIN_FIT:
@@ -9265,9 +9265,6 @@ DLFDEF int dlf_ckpt_load_training(const char *path, const dlf_params *pl, dlf_op
 #endif
 
 // >>stage16_pictures (implementation) ---------------------------------------------
-/* finite and not NaN; written without isfinite so the check survives any flags */
-static int dlf__finite(double v) { return fabs(v) <= 1.7976931348623157e308; }
-
 // telemetry
 DLFDEF dlf_telemetry *dlf_telemetry_create(const dlf_telemetry_cfg *cfg)
 {
@@ -9412,6 +9409,9 @@ DLFDEF const float *dlf_telemetry_hist(const dlf_telemetry *tl, int step, int po
 
 #ifndef DLF_NO_STDIO
 // SVG
+/* finite and not NaN; written without isfinite so the check survives any flags */
+static int dlf__finite(double v) { return fabs(v) <= 1.7976931348623157e308; }
+
 /* The picture is built in a growing string, then written with dlf__write_atomic. */
 typedef struct dlf__sb {
     char *p;
