@@ -9684,8 +9684,9 @@ DLFDEF int dlf_svg_lines(const char *path, const dlf_plot_cfg *cfg, const dlf_se
 
 /* Heat maps go in as a PNG inside the SVG (a data: URI), one pixel per cell, scaled
    up without smoothing: a rectangle per cell would make files 20 times larger. The
-   PNG is the simplest valid one: 8-bit RGB, filter 0, zlib with stored (uncompressed)
-   deflate blocks (RFC 1950/1951), each chunk with its CRC-32. */
+   PNG is the simplest valid one: one byte per pixel indexing a 256-color palette
+   (viridis, grey for NaN), filter 0, zlib with stored (uncompressed) deflate blocks
+   (RFC 1950/1951), each chunk with its CRC-32. */
 static uint32_t dlf__crc32(uint32_t crc, const unsigned char *p, size_t n)
 {
     size_t i;
@@ -9725,55 +9726,59 @@ static void dlf__viridis(double t, unsigned char *rgb)
 static void dlf__sb_png(dlf__sb *b, const float *v, int rows, int cols, double vmin, double vmax)
 {
     static const char b64[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-    size_t raw_n = (size_t)rows * (1 + 3 * (size_t)cols), nblocks = (raw_n + 65534) / 65535;
-    size_t idat_n = 2 + raw_n + 5 * nblocks + 4, png_n = 8 + 25 + 12 + idat_n + 12, i, o;
+    size_t raw_n = (size_t)rows * (1 + (size_t)cols), nblocks = (raw_n + 65534) / 65535;
+    size_t idat_n = 2 + raw_n + 5 * nblocks + 4, png_n = 8 + 25 + 780 + 12 + idat_n + 12, i, o, at;
     unsigned char *png = (unsigned char *)DLF_MALLOC(png_n), *raw, *q;
     uint32_t s1 = 1, s2 = 0;
-    int r, c;
+    int r, c, k;
     if (!png) { b->oom = 1; return; }
     memcpy(png, "\x89PNG\r\n\x1a\n", 8);
-    dlf__put_be32(png + 8, 13);
+    dlf__put_be32(png + 8, 13);                 /* IHDR: 8-bit palette indices */
     memcpy(png + 12, "IHDR", 4);
     dlf__put_be32(png + 16, (uint32_t)cols);
     dlf__put_be32(png + 20, (uint32_t)rows);
-    png[24] = 8; png[25] = 2; png[26] = 0; png[27] = 0; png[28] = 0;   /* 8-bit RGB */
+    png[24] = 8; png[25] = 3; png[26] = 0; png[27] = 0; png[28] = 0;
     dlf__put_be32(png + 29, dlf__crc32(0, png + 12, 17));
-    dlf__put_be32(png + 33, (uint32_t)idat_n);
-    memcpy(png + 37, "IDAT", 4);
-    q = png + 41;
+    dlf__put_be32(png + 33, 768);               /* PLTE: 255 viridis levels, then grey for NaN */
+    memcpy(png + 37, "PLTE", 4);
+    for (k = 0; k < 255; k++) dlf__viridis(k / 254.0, png + 41 + 3 * k);
+    png[41 + 765] = png[41 + 766] = png[41 + 767] = 160;
+    dlf__put_be32(png + 809, dlf__crc32(0, png + 37, 772));
+    at = 813;                                   /* IDAT */
+    dlf__put_be32(png + at, (uint32_t)idat_n);
+    memcpy(png + at + 4, "IDAT", 4);
+    q = png + at + 8;
     *q++ = 0x78; *q++ = 0x01;                   /* zlib header: deflate, 32K window */
     raw = q + 5 * nblocks;                      /* build the scanlines after the block headers' room */
     o = 0;
     for (r = 0; r < rows; r++) {
         raw[o++] = 0;                           /* filter: none */
-        for (c = 0; c < cols; c++, o += 3) {
-            double x = v[(size_t)r * cols + c];
-            if (!dlf__finite(x)) { raw[o] = raw[o + 1] = raw[o + 2] = 160; continue; }
-            dlf__viridis(vmax > vmin ? (x - vmin) / (vmax - vmin) : 0.5, raw + o);
+        for (c = 0; c < cols; c++) {
+            double x = v[(size_t)r * cols + c], f = vmax > vmin ? (x - vmin) / (vmax - vmin) : 0.5;
+            raw[o++] = (unsigned char)(dlf__finite(x) ? (int)(f * 254.0 + 0.5) : 255);
         }
     }
     for (i = 0; i < raw_n; i++) {              /* adler-32 of the raw bytes */
         s1 = (s1 + raw[i]) % 65521u;
         s2 = (s2 + s1) % 65521u;
     }
-    /* interleave: move each 65535-byte piece behind its 5-byte stored-block header */
-    {
+    {   /* move each 65535-byte piece behind its 5-byte stored-block header */
         unsigned char *dst = q;
-        size_t left = raw_n, at = 0;
+        size_t left = raw_n, from = 0;
         for (i = 0; i < nblocks; i++) {
             size_t len = left > 65535 ? 65535 : left;
             left -= len;
-            memmove(dst + 5, raw + at, len);   /* dst + 5 <= raw + at: moves only backwards */
+            memmove(dst + 5, raw + from, len); /* dst + 5 <= raw + from: moves only backwards */
             dst[0] = left == 0 ? 1 : 0;
             dst[1] = (unsigned char)len; dst[2] = (unsigned char)(len >> 8);
             dst[3] = (unsigned char)~len; dst[4] = (unsigned char)(~len >> 8);
             dst += 5 + len;
-            at += len;
+            from += len;
         }
         dlf__put_be32(dst, (s2 << 16) | s1);
     }
-    dlf__put_be32(png + 41 + idat_n, dlf__crc32(0, png + 37, 4 + idat_n));
-    o = 41 + idat_n + 4;
+    dlf__put_be32(png + at + 8 + idat_n, dlf__crc32(0, png + at + 4, 4 + idat_n));
+    o = at + 12 + idat_n;
     dlf__put_be32(png + o, 0);
     memcpy(png + o + 4, "IEND", 4);
     dlf__put_be32(png + o + 8, dlf__crc32(0, png + o + 4, 4));
