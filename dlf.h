@@ -1182,6 +1182,8 @@ struct dlf_learner {
     int rc;                  /* DLF_OK or the error that stopped the fit */
     /* internal */
     int where;               /* 0 between fits, 1 training, 2 validating, 3 at after_epoch, 4 at after_fit */
+    int train_iter;          /* training batches done in the current epoch */
+    int epoch_over;          /* 1 from the epoch's after_epoch until the next epoch starts */
     int resume;              /* 1: state was loaded, the next fit continues it (callbacks'
                                 begin_fit keep their loaded state when it is set) */
     int no_cbs;              /* dlf_learner_validate: no events */
@@ -7014,8 +7016,11 @@ done:
         rc = dlf__event(l, DLF_EV_AFTER_CANCEL_BATCH);
         if (rc == DLF_CB_CANCEL_BATCH) rc = DLF_CB_OK;
     }
-    if (l->in_train) l->step++;
     l->iter++;
+    if (l->in_train) {
+        l->step++;
+        l->train_iter = l->iter;
+    }
     r2 = dlf__event(l, DLF_EV_AFTER_BATCH);  /* always: 05b's `finally` */
     if (r2 == DLF_CB_CANCEL_EPOCH || r2 == DLF_CB_CANCEL_FIT) rc = r2;
     return rc;
@@ -7102,11 +7107,13 @@ DLFDEF int dlf_learner_fit(dlf_learner *l, int epochs)
     prev_grad = dlf_tape_set_grad(l->tape, 1);
     l->where = 0;
     rc = dlf__event(l, DLF_EV_BEGIN_FIT);
-    mid = l->resume && l->iter > 0;
+    mid = l->resume && l->train_iter > 0;
     l->resume = 0;
     if (rc == DLF_CB_CANCEL_FIT) goto end;
     for (; l->epoch < l->epochs; l->epoch++) {
+        l->epoch_over = 0;
         if (!mid) {
+            l->train_iter = 0;
             l->iter = 0;
             l->tl_sum = l->tl_batch_sum = 0.0;
             l->tl_items = 0;
@@ -7145,8 +7152,11 @@ DLFDEF int dlf_learner_fit(dlf_learner *l, int epochs)
             if (rc == DLF_CB_CANCEL_FIT || rc == DLF__ABORT) break;
         }
         l->where = 3;
+        l->epoch_over = 1;
         rc = dlf__event(l, DLF_EV_AFTER_EPOCH);
         if (rc == DLF_CB_CANCEL_FIT) break;
+        l->epoch_over = 0;   /* the next epoch starts from its first batch */
+        l->train_iter = 0;
         rc = DLF_CB_OK;
     }
 end:
@@ -7221,7 +7231,7 @@ DLFDEF int dlf_learner_add_state(dlf_learner *l, dlf_ckpt *c)
 {
     const char **names;
     char prefix[96];
-    int rc = DLF_OK, g, h, i, at_end = l->where == 3;
+    int rc = DLF_OK, g, h, i, at_end = l->epoch_over;
     if (l->where == 2 || l->where == 4)
         return dlf__fail(DLF_ERR_ARG, "learner: a run saves at after_batch of a training batch, at after_epoch or between fits");
     if (!(names = dlf__learner_names(l))) return dlf_last_error()[0] ? DLF_ERR_ARG : DLF_ERR_NOMEM;
@@ -7240,7 +7250,7 @@ DLFDEF int dlf_learner_add_state(dlf_learner *l, dlf_ckpt *c)
     /* at after_epoch the epoch is over: the run continues with the next one */
     if (rc == DLF_OK) rc = dlf__ck_seti(c, "learner.", "epochs", l->epochs);
     if (rc == DLF_OK) rc = dlf__ck_seti(c, "learner.", "epoch", at_end ? l->epoch + 1 : l->epoch);
-    if (rc == DLF_OK) rc = dlf__ck_seti(c, "learner.", "iter", at_end || l->where == 0 ? 0 : l->iter);
+    if (rc == DLF_OK) rc = dlf__ck_seti(c, "learner.", "iter", at_end ? 0 : l->train_iter);
     if (rc == DLF_OK) rc = dlf__ck_seti(c, "learner.", "step", l->step);
     if (rc == DLF_OK) rc = dlf__ck_setf(c, "learner.", "tl_sum", at_end ? 0.0 : l->tl_sum);
     if (rc == DLF_OK) rc = dlf__ck_seti(c, "learner.", "tl_items", at_end ? 0 : l->tl_items);
@@ -7292,7 +7302,8 @@ DLFDEF int dlf_learner_get_state(dlf_learner *l, const dlf_ckpt *c)
                          v[0], v[1], v[2], v[3]);
     l->epochs = (int)v[0];
     l->epoch = (int)v[1];
-    l->iter = (int)v[2];
+    l->iter = l->train_iter = (int)v[2];
+    l->epoch_over = 0;
     l->step = (long)v[3];
     l->tl_items = (long)v[4];
     l->tl_batches = (int)v[5];
