@@ -73,6 +73,9 @@ reference: $(BUILD)/tools/export_dlf
 # test_interop compiles tools/export_dlf.c in (it rebuilds the same checkpoints byte for byte).
 $(BUILD)/tests/test_interop: tools/export_dlf.c
 
+# test_learner runs the example program mnist_mlp (a stopped and resumed run against one run through).
+$(BUILD)/tests/test_learner: $(BUILD)/examples/mnist_mlp
+
 # -O0 -g3, no OpenMP: for stepping through lessons and tests in gdb.
 debug:
 	$(MAKE) BUILD=build/debug CFLAGS="-O0 -g3 -std=c99 -Wall -Wextra -pedantic" OPENMP= all
