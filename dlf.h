@@ -7633,7 +7633,8 @@ DLFDEF int dlf_cb_sched_add(dlf_cb_sched *s, dlf_hyper h, int group, dlf_schedul
 
 /* Progress (fastprogress): on a terminal a bar redrawn in place while the epoch runs,
        [##########..........] 120/391 00:03<00:05 loss 0.4312
-   then, for every epoch, one row of the results table (a log gets the rows only):
+   (epoch 2/5 before it), then for every epoch one row of the results table (a log
+   gets the rows only):
        epoch  train_loss  valid_loss  accuracy  time
        0      0.312345    0.123456    0.961200  00:04 */
 #ifndef DLF_NO_STDIO
@@ -7654,7 +7655,7 @@ static void dlf__progress_bar(const dlf_cb_progress *p, double now)
     bar[20] = 0;
     dlf__fmt_time(el, sizeof el, e);
     dlf__fmt_time(eta, sizeof eta, q->done > 0 ? e * (double)(q->total - q->done) / (double)q->done : 0.0);
-    printf("\r[%s] %d/%d %s<%s loss %.4f  ", bar, q->done, q->total, el, eta,
+    printf("\r%s [%s] %d/%d %s<%s loss %.4f  ", q->label, bar, q->done, q->total, el, eta,
            q->done ? q->loss_sum / q->done : 0.0);
     fflush(stdout);
 }
@@ -7675,7 +7676,8 @@ static int dlf__cb_progress_on(dlf_callback *cb, dlf_learner *l, dlf_event ev)
         fflush(stdout);
         break;
     case DLF_EV_BEGIN_EPOCH:
-        dlf_progress_start(&p->p, "", l->n_iter, 1);  /* counters and clock; we draw */
+        snprintf(tm, sizeof tm, "epoch %d/%d", l->epoch + 1, l->epochs);
+        dlf_progress_start(&p->p, tm, l->n_iter, 1);  /* counters and clock; we draw */
         p->p.done = l->iter;                           /* a resumed epoch */
         p->t_epoch = p->p.t_start;
         break;
@@ -9526,7 +9528,7 @@ static double dlf__nice(double x)
 static void dlf__axis_fit(dlf__axis *a, double lo, double hi, int log_axis)
 {
     a->log = log_axis;
-    if (!(lo <= hi)) { lo = 0.0; hi = 1.0; }   /* no finite point at all */
+    if (!(lo <= hi)) { lo = log_axis ? 1.0 : 0.0; hi = log_axis ? 10.0 : 1.0; }  /* no point to show */
     if (log_axis) {
         lo = floor(log10(lo));
         hi = ceil(log10(hi));
@@ -9705,7 +9707,7 @@ static uint32_t dlf__crc32(uint32_t crc, const unsigned char *p, size_t n)
     crc = ~crc;
     for (i = 0; i < n; i++) {
         crc ^= p[i];
-        for (k = 0; k < 8; k++) crc = (crc >> 1) ^ (0xEDB88320u & (0u - (crc & 1u)));
+        for (k = 0; k < 8; k++) crc = (crc >> 1) ^ ((crc & 1u) ? 0xEDB88320u : 0u);
     }
     return ~crc;
 }
