@@ -9768,6 +9768,8 @@ static void dlf__sb_png(dlf__sb *b, const float *v, int rows, int cols, double v
         raw[o++] = 0;                           /* filter: none */
         for (c = 0; c < cols; c++) {
             double x = v[(size_t)r * cols + c], f = vmax > vmin ? (x - vmin) / (vmax - vmin) : 0.5;
+            if (!(f >= 0.0)) f = 0.0;           /* (an overflowing range gives NaN) */
+            if (f > 1.0) f = 1.0;
             raw[o++] = (unsigned char)(dlf__finite(x) ? (int)(f * 254.0 + 0.5) : 255);
         }
     }
