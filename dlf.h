@@ -1334,7 +1334,7 @@ DLFDEF int  dlf_lr_find(dlf_learner *l, const dlf_lr_find_cfg *cfg, dlf_lr_find_
 DLFDEF void dlf_lr_find_free(dlf_lr_find_result *res);
 #ifndef DLF_NO_STDIO
 DLFDEF int  dlf_lr_find_plot(const dlf_lr_find_result *res, const char *path, const char *title);
-    /* loss against lr on a log axis, lr_steep marked (SVG) */
+    /* loss against lr on a log axis without the last 5 points, lr_steep marked (SVG) */
 #endif
 
 // >>stage15_serialization ---------------------------------------------------------
@@ -8091,7 +8091,7 @@ DLFDEF int dlf_lr_find_plot(const dlf_lr_find_result *res, const char *path, con
     char mark[96];
     memset(&cfg, 0, sizeof cfg);
     memset(&s, 0, sizeof s);
-    snprintf(mark, sizeof mark, "steepest %.2e (min/10 %.2e)", (double)res->lr_steep, (double)res->lr_min);
+    snprintf(mark, sizeof mark, "steepest %.3g", (double)res->lr_steep);
     cfg.title = title ? title : "LR finder";
     cfg.xlabel = "learning rate";
     cfg.ylabel = "loss (smoothed)";
@@ -8102,7 +8102,7 @@ DLFDEF int dlf_lr_find_plot(const dlf_lr_find_result *res, const char *path, con
     s.name = "loss";
     s.x = res->lrs;
     s.y = res->losses;
-    s.n = res->n;
+    s.n = res->n > 10 ? res->n - 5 : res->n;  /* fastai's plot skips the last 5: the blow-up */
     return dlf_svg_lines(path, &cfg, &s, 1);
 }
 #endif
