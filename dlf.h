@@ -9583,6 +9583,25 @@ static void dlf__svg_frame(dlf__sb *b, const dlf__axis *ax, const dlf__axis *ay,
         dlf__tick_text(t, sizeof t, ay, u);
         dlf__svg_label(b, px0 - 8, y + 4, "end", 11, NULL, t);
     }
+    /* minor ticks at 2..9 times each decade of a log axis spanning up to 6 decades */
+    if (ax->log && ax->step == 1.0 && ax->hi - ax->lo <= 6.0)
+        for (u = ax->lo; u < ax->hi; u += 1.0) {
+            int m;
+            for (m = 2; m <= 9; m++) {
+                double x = px0 + (u + log10((double)m) - ax->lo) / (ax->hi - ax->lo) * (px1 - px0);
+                dlf__sb_printf(b, "<line x1=\"%.1f\" y1=\"%.1f\" x2=\"%.1f\" y2=\"%.1f\" stroke=\"black\"/>\n",
+                               x, py1, x, py1 + 3);
+            }
+        }
+    if (ay->log && ay->step == 1.0 && ay->hi - ay->lo <= 6.0)
+        for (u = ay->lo; u < ay->hi; u += 1.0) {
+            int m;
+            for (m = 2; m <= 9; m++) {
+                double y = py1 - (u + log10((double)m) - ay->lo) / (ay->hi - ay->lo) * (py1 - py0);
+                dlf__sb_printf(b, "<line x1=\"%.1f\" y1=\"%.1f\" x2=\"%.1f\" y2=\"%.1f\" stroke=\"black\"/>\n",
+                               px0 - 3, y, px0, y);
+            }
+        }
     dlf__sb_printf(b, "<rect x=\"%.1f\" y=\"%.1f\" width=\"%.1f\" height=\"%.1f\" fill=\"none\" stroke=\"black\"/>\n",
                    px0, py0, px1 - px0, py1 - py0);
     if (title) dlf__svg_label(b, (px0 + px1) / 2, py0 - 12, "middle", 14, "font-weight=\"bold\"", title);

@@ -11,7 +11,8 @@
    3. telemetry: mean, std, fraction near zero and the 40-bin histogram against a direct
       computation, the Sequential hook (every layer, chosen kinds), marks, eval mode and a
       detached tape record nothing, off changes no output, a full buffer drops and counts,
-      and a recording step allocates nothing. */
+      a recording step allocates nothing, and under dlf_fit one step is recorded per
+      optimizer step (the validation pass, in eval mode, none). */
 #include <stdlib.h>
 #include <sys/stat.h>
 #define TH_COUNT_ALLOCS
@@ -475,6 +476,67 @@ static void test_telemetry_seq(void)
     dlf_seq_free(&s);
 }
 
+static dlf_tensor *fit_model(dlf_tape *t, dlf_tensor *x, void *m)
+{
+    return dlf_seq_forward(t, (const dlf_seq *)m, x);
+}
+
+/* With dlf_fit: one recorded step per optimizer step; the validation pass (eval mode) adds none. */
+static void test_telemetry_fit(void)
+{
+    dlf_mnist data;
+    dlf_mnist_cfg mc;
+    dlf_loader *train = NULL, *valid = NULL;
+    dlf_seq s;
+    dlf_rng r;
+    dlf_tape t;
+    dlf_params pl;
+    dlf_optim_cfg oc;
+    dlf_optim *opt;
+    dlf_fit_cfg fc;
+    dlf_fit_report rep;
+    dlf_telemetry *tl;
+    GROUP("telemetry with dlf_fit");
+    memset(&mc, 0, sizeof mc);
+    mc.prefix = "mnist-sub-";
+    mc.test_split = "test";
+    mc.n_valid = 200;
+    if (dlf_mnist_load(&data, "tests/data", &mc) != DLF_OK) {
+        CHECK(0, "cannot load the MNIST subset: %s", dlf_last_error());
+        return;
+    }
+    dlf_mnist_loaders(&data, 64, 100, 1, &train, &valid, NULL);
+    dlf_rng_seed(&r, 1);
+    dlf_seq_init(&s);
+    dlf_seq_add(&s, dlf_layer_simple(DLF_LAYER_FLATTEN));
+    dlf_seq_add(&s, dlf_layer_linear(784, 32, 1, &r));
+    dlf_seq_add(&s, dlf_layer_simple(DLF_LAYER_RELU));
+    dlf_seq_add(&s, dlf_layer_linear(32, 10, 1, &r));
+    dlf_params_init(&pl);
+    dlf_seq_collect(&s, &pl);
+    memset(&oc, 0, sizeof oc);
+    oc.lr = 0.1f;
+    opt = dlf_optim_create_groups(DLF_OPTIM_SGD, &pl, &oc, 1);
+    memset(&fc, 0, sizeof fc);
+    fc.epochs = 2;
+    fc.quiet = 1;
+    tl = dlf_telemetry_create(NULL);
+    dlf_tape_init(&t);
+    dlf_telemetry_attach(&t, tl);
+    CHECK(dlf_fit(&t, fit_model, &s, dlf_cross_entropy, opt, train, valid, &fc, &rep) == DLF_OK, "fit");
+    CHECK(rep.steps > 0 && tl->n_steps == rep.steps && tl->n_points == 4 && tl->dropped == 0,
+          "%d optimizer steps, %d recorded steps of %d points", rep.steps, tl->n_steps, tl->n_points);
+    CHECK(!strcmp(tl->names[3], "3 Linear"), "last point: %s", tl->names[3]);
+    dlf_telemetry_free(tl);
+    dlf_tape_destroy(&t);
+    dlf_optim_free(opt);
+    dlf_params_free(&pl);
+    dlf_seq_free(&s);
+    dlf_loader_free(train);
+    dlf_loader_free(valid);
+    dlf_mnist_free(&data);
+}
+
 int main(void)
 {
     th_init();
@@ -493,5 +555,6 @@ int main(void)
     test_image();
     test_telemetry_values();
     test_telemetry_seq();
+    test_telemetry_fit();
     TEST_MAIN_END();
 }
