@@ -9357,27 +9357,70 @@ static int dlf__telemetry_slot(dlf_telemetry *tl)
 }
 
 /* mean, unbiased std (torch.Tensor.std), the fraction with |a| <= zero_eps, and the
-   histogram as torch.histc(bins, lo, hi) counts it: bin (a - lo) / (hi - lo) * bins,
-   truncated, a == hi in the last bin, values outside [lo, hi] (and NaN) not counted.
-   Two passes in double, so the std does not lose digits to cancellation. */
+   histogram as torch.histc counts it (its CPU kernel, in float): bin
+   (a - lo) * bins / (hi - lo), truncated, a == hi in the last bin, values outside
+   [lo, hi] (and NaN) not counted. Two passes in double, so the std does not lose digits
+   to cancellation; four running sums break the chain of dependent adds (their order is
+   fixed: the result depends on the data only), and four sub-histograms keep a run of
+   equal values (a ReLU's zeros) from waiting on one counter. */
 static void dlf__telemetry_stats(dlf_telemetry *tl, int pt, const dlf_tensor *x)
 {
     size_t cell = (size_t)(tl->n_steps - 1) * (size_t)tl->cfg.max_points + (size_t)pt;
     float *h = tl->hist + cell * (size_t)tl->cfg.bins;
     const float *v = x->data;
-    int i, n = x->size, nb = tl->cfg.bins;
-    double sum = 0.0, ss = 0.0, mean, lo = tl->cfg.lo, hi = tl->cfg.hi, eps = tl->cfg.zero_eps;
+    float lo = tl->cfg.lo, hi = tl->cfg.hi, w = hi - lo, eps = tl->cfg.zero_eps, fnb;
+    int i, k, n = x->size, n4 = n - n % 4, nb = tl->cfg.bins;
+    double s[4] = {0.0, 0.0, 0.0, 0.0}, q[4] = {0.0, 0.0, 0.0, 0.0}, mean, ss;
     long nz = 0;
-    for (i = 0; i < n; i++) sum += v[i];
-    mean = n > 0 ? sum / n : 0.0;
-    for (i = 0; i < nb; i++) h[i] = 0.0f;
-    for (i = 0; i < n; i++) {
-        double a = v[i], d = a - mean;
-        ss += d * d;
-        if (fabs(a) <= eps) nz++;
-        if (a >= lo && a <= hi) {
-            int b = (int)((a - lo) / (hi - lo) * nb);
-            h[b < nb ? b : nb - 1] += 1.0f;
+    unsigned cnt[4][257];    /* the extra bin takes the values outside [lo, hi] */
+    fnb = (float)nb;
+    for (i = 0; i < n4; i += 4)
+        for (k = 0; k < 4; k++) s[k] += v[i + k];
+    for (; i < n; i++) s[0] += v[i];
+    mean = n > 0 ? ((s[0] + s[1]) + (s[2] + s[3])) / n : 0.0;
+    for (i = 0; i < n4; i += 4)
+        for (k = 0; k < 4; k++) {
+            double d = v[i + k] - mean;
+            q[k] += d * d;
+        }
+    for (; i < n; i++) {
+        double d = v[i] - mean;
+        q[0] += d * d;
+    }
+    ss = (q[0] + q[1]) + (q[2] + q[3]);
+    for (i = 0; i < n; i++) nz += fabsf(v[i]) <= eps;
+    if (nb <= 256) {
+        /* in chunks: first every value's bin, without a branch on the value (the compiler
+           can vectorize it; activations fall inside and outside at random, and a
+           mispredicted branch per value would cost more than the rest together), then
+           the counting */
+        int idx[256], j, m;
+        for (k = 0; k < 4; k++) memset(cnt[k], 0, sizeof(unsigned) * (size_t)(nb + 1));
+        for (i = 0; i < n; i += m) {
+            m = n - i < 256 ? n - i : 256;
+            for (j = 0; j < m; j++) {
+                float a = v[i + j], t = (a - lo) * fnb / w;
+                int inside = (a >= lo) & (a <= hi), b = (int)(inside ? t : 0.0f);
+                b = b < nb ? b : nb - 1;
+                idx[j] = inside ? b : nb;
+            }
+            for (j = 0; j + 4 <= m; j += 4) {
+                cnt[0][idx[j]]++;
+                cnt[1][idx[j + 1]]++;
+                cnt[2][idx[j + 2]]++;
+                cnt[3][idx[j + 3]]++;
+            }
+            for (; j < m; j++) cnt[0][idx[j]]++;
+        }
+        for (k = 0; k < nb; k++) h[k] = (float)cnt[0][k] + (float)cnt[1][k] + (float)cnt[2][k] + (float)cnt[3][k];
+    } else {
+        for (k = 0; k < nb; k++) h[k] = 0.0f;
+        for (i = 0; i < n; i++) {
+            float a = v[i];
+            if (a >= lo && a <= hi) {
+                int b = (int)((a - lo) * fnb / w);
+                h[b < nb ? b : nb - 1] += 1.0f;
+            }
         }
     }
     tl->mean[cell] = (float)mean;

@@ -325,7 +325,7 @@ static void direct(const float *v, int n, float lo, float hi, int bins, float ep
         ss += (v[i] - *mean) * (v[i] - *mean);
         if (fabsf(v[i]) <= eps) z++;
         if (v[i] >= lo && v[i] <= hi) {
-            int b = (int)((v[i] - lo) / (double)(hi - lo) * bins);
+            int b = (int)((v[i] - lo) * (float)bins / (hi - lo));   /* torch.histc's CPU kernel, in float */
             hist[b == bins ? bins - 1 : b] += 1;
         }
     }
