@@ -1514,7 +1514,7 @@ typedef struct dlf_telemetry_cfg {
     int bins;                /* histogram bins (default 40, the course's) */
     float lo, hi;            /* histogram range (default 0 .. 10, the course's); hi > lo */
     float zero_eps;          /* |a| <= zero_eps counts as near zero (default: two bins'
-                                width above lo, 0.5, the course's "first two bins") */
+                                width, 0.5 for 0..10: the course's "first two bins") */
     unsigned long kinds_mask;/* a dlf_seq records after layer i when bit (1 << kind) is set;
                                 0: after every layer */
 } dlf_telemetry_cfg;
@@ -9290,7 +9290,6 @@ DLFDEF dlf_telemetry *dlf_telemetry_create(const dlf_telemetry_cfg *cfg)
     if (c.max_points <= 0) c.max_points = 16;
     if (c.bins <= 0) c.bins = 40;
     if (!(c.hi > c.lo)) { c.lo = 0.0f; c.hi = 10.0f; }
-    if (c.zero_eps <= 0.0f) c.zero_eps = c.lo + 2.0f * (c.hi - c.lo) / (float)c.bins;
     if (c.zero_eps <= 0.0f) c.zero_eps = 2.0f * (c.hi - c.lo) / (float)c.bins;
     cells = (size_t)c.max_steps * (size_t)c.max_points;
     tl = (dlf_telemetry *)dlf__malloc(sizeof *tl, "dlf_telemetry_create");
@@ -9719,7 +9718,13 @@ static void dlf__svg_panel(dlf__sb *b, double x0, double y0, const dlf_plot_cfg 
         if (cfg->mark_label) dlf__svg_label(b, sx + 4, py0 + 14, "start", 11, "fill=\"#d62728\"", cfg->mark_label);
     }
     if (ns > 1 && n_named > 0) {  /* the legend, top right inside the plot */
-        double lw = 150, lx = px1 - lw - 8, ly = py0 + 8;
+        double lw, lx, ly = py0 + 8;
+        size_t longest = 4;
+        for (i = 0; i < ns; i++)
+            if (s[i].name && strlen(s[i].name) > longest) longest = strlen(s[i].name);
+        lw = 42.0 + 6.4 * (double)longest;   /* about 6.4 px a character at 11 px */
+        if (lw > px1 - px0 - 16) lw = px1 - px0 - 16;
+        lx = px1 - lw - 8;
         dlf__sb_printf(b, "<rect x=\"%.1f\" y=\"%.1f\" width=\"%.1f\" height=\"%.1f\" fill=\"white\" "
                        "fill-opacity=\"0.85\" stroke=\"#999\"/>\n", lx, ly, lw, 8.0 + 16.0 * ns);
         for (i = 0; i < ns; i++) {
