@@ -396,7 +396,7 @@ static void grab(final *f, run *r, const dlf_cb_recorder *rec, const dlf_cb_earl
 
 /* A full run of 3 epochs with every stateful callback; stop_at > 0 stops it there
    (autosave), resume_from continues a saved one in objects built afresh. */
-static long resume_run(final *f, long stop_at, const char *resume_from, int save_at_epoch_end)
+static long resume_run(final *f, long stop_at, const char *resume_from, int save_at_epoch_end, int save_after)
 {
     dlf_cb_sched s;
     dlf_cb_recorder rec;
@@ -410,7 +410,8 @@ static long resume_run(final *f, long stop_at, const char *resume_from, int save
     dlf_cb_sched_add(&s, DLF_HYPER_MOM, -1, dlf_sched_one_cycle_mom(0.85, 0.95, 0.3, 0));
     dlf_cb_recorder_init(&rec);
     dlf_cb_early_stop_init(&es, "valid_loss", 0.0f, 100);
-    dlf_cb_autosave_init(&as, "build/test_learner_run.safetensors", 0, save_at_epoch_end ? 0 : stop_at);
+    dlf_cb_autosave_init(&as, save_after ? "build/test_learner_tmp.safetensors" : "build/test_learner_run.safetensors", 0,
+                         save_at_epoch_end ? 0 : stop_at);
     dlf_learner_add_cb(&r.l, &s.cb);
     dlf_learner_add_cb(&r.l, &rec.cb);
     dlf_learner_add_cb(&r.l, &es.cb);
@@ -425,6 +426,8 @@ static long resume_run(final *f, long stop_at, const char *resume_from, int save
         CHECK(dlf_learner_save(&r.l, "build/test_learner_run.safetensors") == DLF_OK, "save between fits");
     } else {
         CHECK(dlf_learner_fit(&r.l, resume_from ? 0 : 3) == DLF_OK, "fit: %s", dlf_last_error());
+        if (save_after)   /* between fits, after the cancel: the same state as at the step */
+            CHECK(dlf_learner_save(&r.l, "build/test_learner_run.safetensors") == DLF_OK, "save: %s", dlf_last_error());
     }
     step = r.l.step;
     grab(f, &r, &rec, &es);
@@ -439,12 +442,12 @@ static void test_resume(void)
     static const long stops[] = {1, 7, 10, 11, 14};
     int i;
     GROUP("resume bit for bit");
-    resume_run(&a, 0, NULL, 0);
+    resume_run(&a, 0, NULL, 0, 0);
     CHECK(a.n_rec == 15, "uninterrupted: %d steps", a.n_rec);
     for (i = 0; i < (int)(sizeof stops / sizeof stops[0]); i++) {
-        long at = resume_run(&b, stops[i], NULL, 0);
+        long at = resume_run(&b, stops[i], NULL, 0, i % 2);   /* saved at the step, or after the fit */
         CHECK(at == stops[i], "stopped at step %ld, wanted %ld", at, stops[i]);
-        resume_run(&c, 0, "build/test_learner_run.safetensors", 0);
+        resume_run(&c, 0, "build/test_learner_run.safetensors", 0, 0);
         CHECK(memcmp(a.w, c.w, sizeof a.w) == 0, "stopped at step %ld: final weights differ", stops[i]);
         CHECK(memcmp(a.st, c.st, sizeof a.st) == 0, "stopped at step %ld: momentum buffers differ", stops[i]);
         CHECK(c.n_rec == 15 && memcmp(a.rec_loss, c.rec_loss, sizeof a.rec_loss) == 0 &&
@@ -452,13 +455,11 @@ static void test_resume(void)
               stops[i], c.n_rec);
         CHECK(a.best == c.best, "stopped at step %ld: early stopping's best %g vs %g", stops[i], c.best, a.best);
     }
-    /* saved between two fits: the second continues with epoch 1 (same as one fit of 3?
-       no: a fit of 1 epoch has its own total_steps; what must hold is that resuming
-       continues that state: the file says epochs 3, epoch 1, iter 0) */
+    /* saved after a finished fit of 1 epoch: the state says "epoch 1 (of 1), batch 0" */
     {
         dlf_ckpt ck;
         long long e, it, ep;
-        resume_run(&b, 0, NULL, 1);
+        resume_run(&b, 0, NULL, 1, 0);
         dlf_ckpt_init(&ck);
         CHECK(dlf_ckpt_load(&ck, "build/test_learner_run.safetensors") == DLF_OK, "load");
         CHECK(dlf_ckpt_get_int(&ck, "learner.epoch", &e) == DLF_OK && dlf_ckpt_get_int(&ck, "learner.iter", &it) == DLF_OK &&
@@ -488,7 +489,7 @@ static void test_resume_epoch_end(void)
     dlf_cb_early_stop es;
     run r;
     GROUP("resume at an epoch end");
-    resume_run(&a, 0, NULL, 0);
+    resume_run(&a, 0, NULL, 0, 0);
     run_init(&r, DLF_OPTIM_SGD, 8, 1);
     memset(&cb, 0, sizeof cb);
     cb.name = "saver";
@@ -510,7 +511,7 @@ static void test_resume_epoch_end(void)
         dlf_cb_recorder_free(&rec);
     }
     run_free(&r);
-    resume_run(&c, 0, "build/test_learner_run.safetensors", 0);
+    resume_run(&c, 0, "build/test_learner_run.safetensors", 0, 0);
     CHECK(memcmp(a.w, c.w, sizeof a.w) == 0 && memcmp(a.st, c.st, sizeof a.st) == 0 &&
           memcmp(a.rec_loss, c.rec_loss, sizeof a.rec_loss) == 0 && a.best == c.best, "resumed from an epoch end");
 }
