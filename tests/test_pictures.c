@@ -15,6 +15,12 @@
       optimizer step (the validation pass, in eval mode, none). */
 #include <stdlib.h>
 #include <sys/stat.h>
+#ifdef _WIN32
+#include <direct.h>
+#define TEST_MKDIR(path) _mkdir(path)
+#else
+#define TEST_MKDIR(path) mkdir(path, 0755)
+#endif
 #define TH_COUNT_ALLOCS
 #define DLF_IMPLEMENTATION
 #include "harness.h"
@@ -540,11 +546,11 @@ static void test_telemetry_fit(void)
 int main(void)
 {
     th_init();
+    TEST_MKDIR("build");
+    TEST_MKDIR(DIR);
 #ifdef _WIN32
     have_xmllint = have_rsvg = 0;
 #else
-    mkdir("build", 0755);
-    mkdir(DIR, 0755);
     have_xmllint = system("command -v xmllint >/dev/null 2>&1") == 0;
     have_rsvg = system("command -v rsvg-convert >/dev/null 2>&1") == 0;
 #endif
