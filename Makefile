@@ -64,11 +64,13 @@ data:
 
 # Regenerate the PyTorch reference fixtures in tests/ref/ (needs Debian's python3-torch), in order:
 # dlf writes its checkpoints to tests/ref/interop/ (tools/export_dlf.c), then PyTorch reads them
-# and writes every fixture, its answers to dlf's files included (tools/gen_reference.py).
+# and writes every fixture, its answers to dlf's files included (tools/gen_reference.py);
+# then the schedulers' values (tools/gen_sched.py, tests/ref/sched/).
 reference: $(BUILD)/tools/export_dlf
 	@mkdir -p tests/ref/interop
 	./$(BUILD)/tools/export_dlf tests/ref/interop
 	/usr/bin/python3 tools/gen_reference.py
+	/usr/bin/python3 tools/gen_sched.py
 
 # test_interop compiles tools/export_dlf.c in (it rebuilds the same checkpoints byte for byte).
 $(BUILD)/tests/test_interop: tools/export_dlf.c
