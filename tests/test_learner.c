@@ -130,6 +130,29 @@ static void run_free(run *r)
     net_free(&r->m);
 }
 
+/* An SVG the Learner wrote: well-formed (xmllint) and renderable (rsvg-convert), each
+   checked where the tool is installed and reported as SKIP where it is not. */
+static void check_svg(const char *path)
+{
+    char cmd[1200];
+    FILE *f = fopen(path, "rb");
+    char head[8] = {0};
+    CHECK(f && fread(head, 1, 5, f) == 5 && (!memcmp(head, "<?xml", 5) || !memcmp(head, "<svg", 4)), "%s: no SVG", path);
+    if (f) fclose(f);
+    if (system("command -v xmllint >/dev/null 2>&1") == 0) {
+        snprintf(cmd, sizeof cmd, "xmllint --noout '%s'", path);
+        CHECK(system(cmd) == 0, "%s: xmllint says it is not well-formed", path);
+    } else {
+        printf("SKIP [svg] %s: xmllint (Debian libxml2-utils) is not installed\n", path);
+    }
+    if (system("command -v rsvg-convert >/dev/null 2>&1") == 0) {
+        snprintf(cmd, sizeof cmd, "rsvg-convert -o '%s.png' '%s' && test -s '%s.png'", path, path, path);
+        CHECK(system(cmd) == 0, "%s: rsvg-convert did not render it", path);
+    } else {
+        printf("SKIP [svg] %s: rsvg-convert (Debian librsvg2-bin) is not installed\n", path);
+    }
+}
+
 /* ------------------------------------------------------------------ event logs */
 
 static const char *const ev_code[DLF_EV_COUNT] = {"BF", "BE", "BB", "AP", "AL", "AB", "AS", "AX", "BV", "AE", "AF",
@@ -322,6 +345,8 @@ static void test_sched_recorder(void)
           "epoch arrays");
     CHECK(dlf_cb_recorder_plot_loss(&rec, "build/test_learner_loss.svg", NULL) == DLF_OK, "loss plot: %s", dlf_last_error());
     CHECK(dlf_cb_recorder_plot_sched(&rec, "build/test_learner_sched.svg", NULL) == DLF_OK, "sched plot: %s", dlf_last_error());
+    check_svg("build/test_learner_loss.svg");
+    check_svg("build/test_learner_sched.svg");
     dlf_cb_recorder_free(&rec);
     run_free(&r);
     /* hyper-parameters by name */
@@ -562,6 +587,7 @@ static void test_lr_find(void)
     CHECK(res.lr_steep > 1e-7f && res.lr_steep < 10.0f && res.lr_min > 1e-8f && res.lr_min < 1.0f,
           "suggestions: steepest %g, min/10 %g", res.lr_steep, res.lr_min);
     CHECK(dlf_lr_find_plot(&res, "build/test_learner_lr_find.svg", NULL) == DLF_OK, "plot: %s", dlf_last_error());
+    check_svg("build/test_learner_lr_find.svg");
     printf("  lr_find: %d points, steepest %.3g, min/10 %.3g\n", res.n, res.lr_steep, res.lr_min);
     {   /* this problem is separable: a large lr does not hurt it below 10; up to 1e6 it does */
         dlf_lr_find_cfg cfg;
