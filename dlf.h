@@ -1504,7 +1504,8 @@ DLFDEF int dlf_svg_schedule(const char *path, const char *title, const dlf_sched
 // (eval passes leave it alone, as the course's hooks do). Off (the tape's telemetry
 // pointer NULL) costs one pointer test per layer; on, every array is sized at create
 // (max_steps x max_points), so recording allocates nothing: steps past max_steps or
-// points past max_points are counted in `dropped` and otherwise ignored.
+// points past max_points are counted in `dropped` and otherwise ignored (cfg.every
+// keeps one step in k for long runs).
 
 #define DLF_TELEMETRY_NAME 32
 
@@ -1517,6 +1518,8 @@ typedef struct dlf_telemetry_cfg {
                                 width, 0.5 for 0..10: the course's "first two bins") */
     unsigned long kinds_mask;/* a dlf_seq records after layer i when bit (1 << kind) is set;
                                 0: after every layer */
+    int every;               /* record one training step in `every` (default 1: each), so a
+                                long run fits in max_steps rows: row r is step r * every */
 } dlf_telemetry_cfg;
 
 typedef struct dlf_telemetry {
@@ -1524,7 +1527,8 @@ typedef struct dlf_telemetry {
     int n_steps;             /* steps recorded (rows filled) */
     int n_points;            /* most points any step recorded (<= max_points) */
     int cursor;              /* the next point index in the current step */
-    int open;                /* 1 while a step is being recorded; a tape reset closes it */
+    int open;                /* nonzero while a step is being recorded; a tape reset closes it */
+    long seen;               /* training steps seen (recorded or skipped by `every`) */
     long dropped;            /* records ignored for lack of room */
     float *mean;             /* (max_steps * max_points) [step * max_points + point] */
     float *std;
@@ -7177,13 +7181,15 @@ end:
 
 static dlf_tensor *dlf__ckpt_own(dlf_ckpt *c, int ndim, const int *shape);  /* stage 15 */
 
-/* The checkpoint name of each optimizer parameter: its own, else l->params'. */
-static const char **dlf__learner_names(const dlf_learner *l)
+/* The checkpoint name of each optimizer parameter: its own, else l->params'. A
+   DLF_MALLOC array, or NULL with *rc set. */
+static const char **dlf__learner_names(const dlf_learner *l, int *rc)
 {
     const dlf_optim *o = l->opt;
     const char **names = (const char **)dlf__malloc((size_t)(o->n_params ? o->n_params : 1) * sizeof(char *),
                                                     "optimizer parameter names");
     int i, j;
+    *rc = DLF_ERR_NOMEM;
     if (!names) return NULL;
     for (i = 0; i < o->n_params; i++) {
         names[i] = o->params[i].name[0] ? o->params[i].name : NULL;
@@ -7191,8 +7197,8 @@ static const char **dlf__learner_names(const dlf_learner *l)
             if (l->params->items[j].t == o->params[i].p) names[i] = l->params->items[j].name;
         if (!names[i]) {
             DLF_FREE((void *)names);
-            dlf__fail(DLF_ERR_ARG, "learner: optimizer parameter %d has no name (set l->params, or create the "
-                      "optimizer with dlf_optim_create_groups)", i);
+            *rc = dlf__fail(DLF_ERR_ARG, "learner: optimizer parameter %d has no name (set l->params, or create the "
+                            "optimizer with dlf_optim_create_groups)", i);
             return NULL;
         }
     }
@@ -7234,7 +7240,7 @@ DLFDEF int dlf_learner_add_state(dlf_learner *l, dlf_ckpt *c)
     int rc = DLF_OK, g, h, i, at_end = l->epoch_over;
     if (l->where == 2 || l->where == 4)
         return dlf__fail(DLF_ERR_ARG, "learner: a run saves at after_batch of a training batch, at after_epoch or between fits");
-    if (!(names = dlf__learner_names(l))) return dlf_last_error()[0] ? DLF_ERR_ARG : DLF_ERR_NOMEM;
+    if (!(names = dlf__learner_names(l, &rc))) return rc;
     if (l->params) rc = dlf_ckpt_add_param_list(c, l->params);
     else
         for (i = 0; rc == DLF_OK && i < l->opt->n_params; i++) rc = dlf_ckpt_add_tensor(c, names[i], l->opt->params[i].p);
@@ -7273,7 +7279,7 @@ DLFDEF int dlf_learner_get_state(dlf_learner *l, const dlf_ckpt *c)
     long long v[6];
     double f[3], hv = 0.0;
     int rc = DLF_OK, g, h, i;
-    if (!(names = dlf__learner_names(l))) return dlf_last_error()[0] ? DLF_ERR_ARG : DLF_ERR_NOMEM;
+    if (!(names = dlf__learner_names(l, &rc))) return rc;
     if (l->params) rc = dlf_ckpt_get_param_list(c, l->params);
     else
         for (i = 0; rc == DLF_OK && i < l->opt->n_params; i++) rc = dlf_ckpt_get_tensor(c, names[i], l->opt->params[i].p);
@@ -8041,6 +8047,7 @@ DLFDEF int dlf_lr_find(dlf_learner *l, const dlf_lr_find_cfg *cfg, dlf_lr_find_r
     f.res = res;
     f.best = HUGE_VAL;
     l->n_cbs = 0;  /* only train/eval and the finder run during the sweep */
+    l->check_finite = 0;   /* a diverging loss is the finder's to see (it stops on NaN), not an error */
     dlf_learner_add_cb(l, &l->train_eval);
     dlf_learner_add_cb(l, &f.cb);
     epochs = (f.cfg.num_it + l->train->n_batches - 1) / l->train->n_batches;
@@ -9291,6 +9298,7 @@ DLFDEF dlf_telemetry *dlf_telemetry_create(const dlf_telemetry_cfg *cfg)
     if (c.bins <= 0) c.bins = 40;
     if (!(c.hi > c.lo)) { c.lo = 0.0f; c.hi = 10.0f; }
     if (c.zero_eps <= 0.0f) c.zero_eps = 2.0f * (c.hi - c.lo) / (float)c.bins;
+    if (c.every <= 0) c.every = 1;
     cells = (size_t)c.max_steps * (size_t)c.max_points;
     tl = (dlf_telemetry *)dlf__malloc(sizeof *tl, "dlf_telemetry_create");
     if (!tl) return NULL;
@@ -9330,7 +9338,7 @@ DLFDEF void dlf_telemetry_clear(dlf_telemetry *tl)
     memset(tl->hist, 0, cells * (size_t)tl->cfg.bins * sizeof(float));
     memset(tl->names, 0, (size_t)tl->cfg.max_points * DLF_TELEMETRY_NAME);
     tl->n_steps = tl->n_points = tl->cursor = tl->open = 0;
-    tl->dropped = 0;
+    tl->seen = tl->dropped = 0;
 }
 
 DLFDEF void dlf_telemetry_attach(dlf_tape *t, dlf_telemetry *tl)
@@ -9339,16 +9347,19 @@ DLFDEF void dlf_telemetry_attach(dlf_tape *t, dlf_telemetry *tl)
     if (tl) tl->open = 0;
 }
 
-/* The next point of this step: its slot, or -1 when there is no room (counted). A step
-   opens at the first record after a tape reset. */
+/* The next point of this step: its slot, or -1 when the step is skipped (`every`) or
+   there is no room (counted in dropped). A step opens at the first record after a tape
+   reset. */
 static int dlf__telemetry_slot(dlf_telemetry *tl)
 {
     int pt;
     if (!tl->open) {
         tl->cursor = 0;
-        if (tl->n_steps < tl->cfg.max_steps) { tl->n_steps++; tl->open = 1; }
+        if (tl->seen++ % tl->cfg.every != 0) tl->open = 3;  /* not one to keep */
+        else if (tl->n_steps < tl->cfg.max_steps) { tl->n_steps++; tl->open = 1; }
         else tl->open = 2;   /* recording, but the arrays are full */
     }
+    if (tl->open == 3) return -1;
     pt = tl->cursor++;
     if (tl->open == 2 || pt >= tl->cfg.max_points) { tl->dropped++; return -1; }
     if (pt >= tl->n_points) tl->n_points = pt + 1;
@@ -10008,25 +10019,27 @@ static int dlf__telemetry_lines(const dlf_telemetry *tl, const char *path, const
                                 const float *const *fields, const char *const *ylabels, int n_fields)
 {
     int P = tl->n_points, S = tl->n_steps, f, p, st, rc, ns[2];
-    float *y;
+    float *y, *x;
     dlf_series *s;
     const dlf_series *ps[2];
     dlf_plot_cfg cfg[2];
     if (P < 1 || S < 1) return dlf__fail(DLF_ERR_ARG, "%s: the telemetry has recorded nothing", path);
-    y = (float *)dlf__malloc((size_t)n_fields * P * S * sizeof(float), "telemetry plot");
+    y = (float *)dlf__malloc(((size_t)n_fields * P + 1) * S * sizeof(float), "telemetry plot");
     s = (dlf_series *)dlf__malloc((size_t)n_fields * P * sizeof(dlf_series), "telemetry plot");
     if (!y || !s) {
         if (y) DLF_FREE(y);
         if (s) DLF_FREE(s);
         return DLF_ERR_NOMEM;
     }
+    x = y + (size_t)n_fields * P * S;      /* the training step of each row */
+    for (st = 0; st < S; st++) x[st] = (float)((long)st * tl->cfg.every);
     memset(cfg, 0, sizeof cfg);
     for (f = 0; f < n_fields; f++) {
         for (p = 0; p < P; p++) {
             float *row = y + ((size_t)f * P + p) * S;
             for (st = 0; st < S; st++) row[st] = fields[f][(size_t)st * tl->cfg.max_points + p];
             s[f * P + p].name = tl->names[p];
-            s[f * P + p].x = NULL;
+            s[f * P + p].x = x;
             s[f * P + p].y = row;
             s[f * P + p].n = S;
         }
@@ -10098,7 +10111,8 @@ DLFDEF int dlf_telemetry_plot_hist(const dlf_telemetry *tl, const char *path, co
     if (title) dlf__svg_label(&b, DLF__PANEL_W * grid / 2, 22, "middle", 16, "font-weight=\"bold\"", title);
     for (p = 0; p < P; p++)
         dlf__svg_image_panel(&b, DLF__PANEL_W * (p % grid), top + DLF__PANEL_H * (p / grid), titles[p],
-                             "step", "activation", v[p], nb, C, 0.0, S, tl->cfg.hi, tl->cfg.lo);
+                             "step", "activation", v[p], nb, C, 0.0, (double)S * tl->cfg.every, tl->cfg.hi,
+                             tl->cfg.lo);
     rc = dlf__svg_finish(&b, path);
     DLF_FREE(img);
     DLF_FREE((void *)v);

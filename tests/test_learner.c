@@ -602,6 +602,13 @@ static void test_lr_find(void)
         CHECK(same, "weights bit-identical after a diverging sweep");
         printf("  lr_find to 1e6: stopped after %d points at lr %.3g\n", big.n, big.lrs[big.n - 1]);
         dlf_lr_find_free(&big);
+        cfg.end_lr = 1e30;   /* the loss turns inf, then NaN: the sweep stops there, no error */
+        cfg.num_it = 50;
+        CHECK(dlf_lr_find(&r.l, &cfg, &big) == DLF_OK, "lr_find to 1e30: %s", dlf_last_error());
+        for (i = 0; i < 4; i++)
+            same &= memcmp(w0[i], r.m.pl.items[i].t->data, (size_t)r.m.pl.items[i].t->size * sizeof(float)) == 0;
+        CHECK(same && big.n < 50 && r.l.check_finite == 1, "after a sweep into NaN: weights restored, %d points", big.n);
+        dlf_lr_find_free(&big);
     }
     dlf_loader_state_free(&before);
     dlf_loader_state_free(&after);
