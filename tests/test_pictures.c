@@ -482,6 +482,37 @@ static void test_telemetry_seq(void)
     dlf_seq_free(&s);
 }
 
+/* every = 3: steps 0, 3, 6 of 7 are kept, the others skipped without counting as dropped */
+static void test_telemetry_every(void)
+{
+    dlf_telemetry_cfg cfg;
+    dlf_telemetry *tl;
+    dlf_tape t;
+    int shape[1] = {5}, k;
+    dlf_tensor *x = dlf_tensor_new(1, shape);
+    GROUP("telemetry every");
+    memset(&cfg, 0, sizeof cfg);
+    cfg.every = 3;
+    tl = dlf_telemetry_create(&cfg);
+    dlf_tape_init(&t);
+    dlf_telemetry_attach(&t, tl);
+    for (k = 0; k < 7; k++) {
+        dlf_tape_reset(&t);
+        dlf_fill(x, (float)k);
+        dlf_telemetry_mark(&t, "x", x);
+        dlf_telemetry_mark(&t, "2x", x);
+    }
+    CHECK(tl->n_steps == 3 && tl->seen == 7 && tl->dropped == 0 && tl->n_points == 2,
+          "3 rows of 7 steps: %d rows, %ld seen, %ld dropped", tl->n_steps, tl->seen, tl->dropped);
+    CHECK(tl->mean[0] == 0.0f && tl->mean[tl->cfg.max_points] == 3.0f && tl->mean[2 * tl->cfg.max_points] == 6.0f &&
+          tl->mean[2 * tl->cfg.max_points + 1] == 6.0f, "rows hold steps 0, 3 and 6");
+    CHECK(dlf_telemetry_plot_stats(tl, DIR "/tel_every.svg", "every 3") == DLF_OK, "plot");
+    free(check_svg(DIR "/tel_every.svg"));
+    dlf_telemetry_free(tl);
+    dlf_tape_destroy(&t);
+    dlf_tensor_free(x);
+}
+
 static dlf_tensor *fit_model(dlf_tape *t, dlf_tensor *x, void *m)
 {
     return dlf_seq_forward(t, (const dlf_seq *)m, x);
@@ -561,6 +592,7 @@ int main(void)
     test_image();
     test_telemetry_values();
     test_telemetry_seq();
+    test_telemetry_every();
     test_telemetry_fit();
     TEST_MAIN_END();
 }
