@@ -7276,8 +7276,8 @@ DLFDEF int dlf_learner_get_state(dlf_learner *l, const dlf_ckpt *c)
 {
     const char **names;
     char prefix[96];
-    long long v[6];
-    double f[3], hv = 0.0;
+    long long v[6] = {0, 0, 0, 0, 0, 0};
+    double f[3] = {0.0, 0.0, 0.0}, hv = 0.0;
     int rc = DLF_OK, g, h, i;
     if (!(names = dlf__learner_names(l, &rc))) return rc;
     if (l->params) rc = dlf_ckpt_get_param_list(c, l->params);
@@ -7422,7 +7422,14 @@ static int dlf__tracker_load(dlf_tracker *t, const dlf_ckpt *c, const char *pref
 {
     double best = 0.0;
     long long be = 0, w = 0;
-    int rc = dlf__ck_getf(c, prefix, "best", &best);
+    char k[192];
+    int rc;
+    snprintf(k, sizeof k, "%sbest", prefix);
+    if (!dlf_ckpt_get_meta(c, k)) {  /* a run saved without this callback: it starts afresh */
+        dlf__tracker_reset(t);
+        return DLF_OK;
+    }
+    rc = dlf__ck_getf(c, prefix, "best", &best);
     if (rc == DLF_OK) rc = dlf__ck_geti(c, prefix, "best_epoch", &be);
     if (rc == DLF_OK) rc = dlf__ck_geti(c, prefix, "wait", &w);
     if (rc != DLF_OK) return rc;
@@ -7843,7 +7850,8 @@ static int dlf__save_best_load(dlf_callback *cb, dlf_learner *l, const dlf_ckpt 
     long long n;
     int rc = dlf__tracker_load(&s->t, c, prefix);
     (void)l;
-    if (rc == DLF_OK && (rc = dlf__ck_geti(c, prefix, "saves", &n)) == DLF_OK) s->saves = (int)n;
+    s->saves = 0;
+    if (rc == DLF_OK && dlf__ck_geti(c, prefix, "saves", &n) == DLF_OK) s->saves = (int)n;
     return rc;
 }
 
