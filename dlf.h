@@ -1005,7 +1005,8 @@ DLFDEF void dlf_loader_state_free(dlf_loader_state *s);
 // model(x); loss = loss_fn(logits, y); backward; set lr; step; zero grads }
 // evaluate on the validation set }. A progress line shows batch i/N, the running
 // loss, items/s and the ETA; on a terminal it redraws in place with '\r', otherwise
-// (a log file, CI) it prints one line per epoch.
+// (a log file, CI) it prints one line per epoch. Then the Learner (below): the same
+// loop with events that callbacks extend; dlf_fit is a thin wrapper over it.
 
 typedef dlf_tensor *(*dlf_model_fn)(dlf_tape *t, dlf_tensor *x, void *model); /* x (N,1,H,W) -> logits (N,C) */
 typedef dlf_tensor *(*dlf_loss_fn)(dlf_tape *t, dlf_tensor *logits, dlf_tensor *target); /* -> scalar */
