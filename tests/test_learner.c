@@ -480,6 +480,20 @@ static void test_resume(void)
               stops[i], c.n_rec);
         CHECK(a.best == c.best, "stopped at step %ld: early stopping's best %g vs %g", stops[i], c.best, a.best);
     }
+    {   /* a resume asking for other epochs is refused; a callback the saved run lacked starts afresh */
+        run r;
+        dlf_cb_save_best sb;
+        resume_run(&b, 7, NULL, 0, 0);
+        run_init(&r, DLF_OPTIM_SGD, 8, 1);
+        dlf_cb_save_best_init(&sb, "valid_loss", "build/test_learner_best2.safetensors", 0);
+        dlf_learner_add_cb(&r.l, &sb.cb);
+        CHECK(dlf_learner_load(&r.l, "build/test_learner_run.safetensors") == DLF_OK, "load with an extra callback: %s",
+              dlf_last_error());
+        CHECK(dlf_learner_fit(&r.l, 5) == DLF_ERR_ARG && strstr(dlf_last_error(), "3 epochs"), "epochs mismatch: %s",
+              dlf_last_error());
+        CHECK(dlf_learner_fit(&r.l, 3) == DLF_OK && r.l.step == 15 && sb.saves >= 1, "resumed to step %ld", r.l.step);
+        run_free(&r);
+    }
     /* saved after a finished fit of 1 epoch: the state says "epoch 1 (of 1), batch 0" */
     {
         dlf_ckpt ck;
