@@ -65,14 +65,19 @@ data:
 # Regenerate the PyTorch reference fixtures in tests/ref/ (needs Debian's python3-torch; dlf's files
 # are written with the AVX2 kernel, so any AVX2 machine can compare their bytes), in order:
 # dlf writes its checkpoints to tests/ref/interop/ (tools/export_dlf.c), then PyTorch reads them
-# and writes every fixture, its answers to dlf's files included (tools/gen_reference.py).
+# and writes every fixture, its answers to dlf's files included (tools/gen_reference.py);
+# then the schedulers' values (tools/gen_sched.py, tests/ref/sched/).
 reference: $(BUILD)/tools/export_dlf
 	@mkdir -p tests/ref/interop
 	DLF_KERNEL=avx2-fma ./$(BUILD)/tools/export_dlf tests/ref/interop
 	/usr/bin/python3 tools/gen_reference.py
+	/usr/bin/python3 tools/gen_sched.py
 
 # test_interop compiles tools/export_dlf.c in (it rebuilds the same checkpoints byte for byte).
 $(BUILD)/tests/test_interop: tools/export_dlf.c
+
+# test_learner runs the example program mnist_mlp (a stopped and resumed run against one run through).
+$(BUILD)/tests/test_learner: $(BUILD)/examples/mnist_mlp
 
 # -O0 -g3, no OpenMP: for stepping through lessons and tests in gdb.
 debug:

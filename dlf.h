@@ -34,11 +34,15 @@
        stage10_dropout     inverted dropout, Dropout2d (train and eval mode)
        stage11_optim       one optimizer type: SGD, RMSProp, Adagrad, Adam, AdamW, LAMB;
                            parameter groups, weight decay two ways, gradient clipping
+       stage12_schedules   schedule shapes, combined phases, one-cycle (lr and momentum),
+                           SGDR, warm-up
        stage13_data        IDX files, datasets, MNIST, seeded loaders
-       stage14_learner     schedules, progress display, evaluate, fit
+       stage14_learner     progress display, evaluate, the Learner and its callbacks
+                           (recorder, scheduler, progress table, early stopping,
+                           save-best, clipping, autosave), resumable runs, LR finder
        stage15_serialization  safetensors reader/writer, checkpoints
-       (to come: 12 more schedules and the LR finder, 16 the CUDA bridge; the
-        numbers leave their places free)
+       stage16_pictures    SVG plots and images, activation telemetry (hooks)
+       (to come: 17 the CUDA bridge; the numbers leave their places free)
 
    COMPILE-TIME OPTIONS
        #define DLF_STATIC        all functions static (private copy in one translation unit);
@@ -365,6 +369,7 @@ struct dlf_tape {
                                 seeded with 0 by dlf_tape_init, reseed with dlf_tape_seed */
     float *scratch;          /* (scratch_floats) workspace for packed matmul */
     size_t scratch_floats;
+    struct dlf_telemetry *telemetry; /* activation statistics (stage 16), NULL: off */
 };
 
 DLFDEF int  dlf_tape_init(dlf_tape *t);            /* DLF_OK; grad enabled */
@@ -821,9 +826,103 @@ DLFDEF float dlf_clip_grad_norm(dlf_tensor **params, int n, float max_norm);
     /* clip_grad_norm_: total = sqrt(sum of every grad^2); when total > max_norm, every
        grad *= max_norm / (total + 1e-6); returns total (before clipping) */
 DLFDEF float dlf_optim_clip_grad_norm(dlf_optim *o, float max_norm); /* the same over o's parameters */
+
+/* One hyper-parameter of a group by name, for schedules and recorders that work with
+   any kind: "mom" is SGD's and RMSProp's momentum, Adam's, AdamW's and LAMB's beta1
+   (what OneCycleLR's cycle_momentum cycles); Adagrad has none (get 0, set ignored). */
+typedef enum dlf_hyper {
+    DLF_HYPER_LR = 0,        /* lr */
+    DLF_HYPER_MOM,           /* momentum or beta1 */
+    DLF_HYPER_WD,            /* weight_decay */
+    DLF_HYPER_BETA2,         /* beta2 (Adam, AdamW, LAMB), RMSProp's alpha */
+    DLF_HYPER_COUNT
+} dlf_hyper;
+
+DLFDEF const char *dlf_hyper_name(dlf_hyper h);                       /* "lr", "mom", "wd", "beta2" */
+DLFDEF float dlf_optim_get_hyper(const dlf_optim *o, int group, dlf_hyper h);
+DLFDEF void  dlf_optim_set_hyper(dlf_optim *o, int group, dlf_hyper h, float v); /* group < 0: every group */
 #ifndef DLF_NO_STDIO
 DLFDEF void dlf_optim_print_cfg(const dlf_optim *o); /* the values actually used, one line per group */
 #endif
+
+// >>stage12_schedules -----------------------------------------------------------
+// Schedules (lesson 05, docs/schedules.md): a hyper-parameter's value at step i of a
+// run of `total` steps. A schedule is a plain value (no allocation, copy it freely):
+// up to DLF_SCHED_MAX_PHASES phases, each a shape between a start and an end value,
+//   const   start
+//   linear  start + (end - start) p
+//   cos     end + (start - end) (1 + cos(pi p)) / 2
+//   exp     start (end / start)^p        (start and end > 0)
+// where p in [0, 1] is the position inside the phase. How p comes from the step is
+// the schedule's kind:
+//   FRAC       phases by fraction of the run, pos = step / total (fastai's
+//              combine_scheds); a single phase gives CosineAnnealingLR(T_max = total),
+//              LinearLR(total_iters = total), ExponentialLR(gamma = (end/start)^(1/total))
+//   STEPS      phases by step counts, the last one running to the end of the run
+//              (SequentialLR: a linear warm-up of n steps, then anything)
+//   ONE_CYCLE  OneCycleLR's own arithmetic: phase i ends at step pct_i * total - k_i,
+//              the last at total - 1 (so a very short run keeps a negative first end)
+//   SGDR       CosineAnnealingWarmRestarts: cosine from base to eta_min over T_0
+//              steps, restarts, each cycle T_mult times longer
+// p is clamped to [0, 1]: pos = 1.0 (or a step past the end) gives the last phase's
+// end value, never an index past the last phase. Every kind is checked step by step
+// against torch.optim.lr_scheduler (tests/test_sched.c, tools/gen_sched.py).
+
+#define DLF_SCHED_MAX_PHASES 4
+
+typedef enum dlf_shape {
+    DLF_SHAPE_CONST = 0, DLF_SHAPE_LINEAR, DLF_SHAPE_COS, DLF_SHAPE_EXP
+} dlf_shape;
+
+typedef enum dlf_schedule_kind {
+    DLF_SCHEDULE_FRAC = 0, DLF_SCHEDULE_STEPS, DLF_SCHEDULE_ONE_CYCLE, DLF_SCHEDULE_SGDR
+} dlf_schedule_kind;
+
+typedef struct dlf_sched_phase {
+    dlf_shape shape;
+    double start, end;       /* the values at p = 0 and p = 1 */
+    double until;            /* where the phase ends: FRAC a fraction of the run (the last 1),
+                                STEPS a step count (the last: the run's end), ONE_CYCLE the
+                                fraction pct_i (the end step is until * total - off) */
+    double off;              /* ONE_CYCLE only: k_i above */
+} dlf_sched_phase;
+
+typedef struct dlf_schedule {
+    dlf_schedule_kind kind;
+    int n;                   /* phases in use (SGDR: 0) */
+    dlf_sched_phase ph[DLF_SCHED_MAX_PHASES];
+    double base, eta_min;    /* SGDR */
+    long T_0;                /* SGDR: the first cycle's length in steps */
+    int T_mult;              /* SGDR: each cycle is T_mult times the previous one (>= 1) */
+} dlf_schedule;
+
+DLFDEF double dlf_schedule_at(const dlf_schedule *s, long step, long total); /* value at step (0-based) of total */
+DLFDEF dlf_schedule dlf_sched_const(double v);
+DLFDEF dlf_schedule dlf_sched_linear(double start, double end);
+DLFDEF dlf_schedule dlf_sched_cos(double start, double end);
+DLFDEF dlf_schedule dlf_sched_exp(double start, double end);
+DLFDEF dlf_schedule dlf_sched_one_cycle(double max_lr, double pct_start, double div_factor,
+                                        double final_div_factor, int three_phase);
+    /* OneCycleLR's lr: max_lr / div_factor -> max_lr -> max_lr / div_factor / final_div_factor
+       (three_phase: up, back down to max_lr / div_factor, then the final annealing).
+       pct_start <= 0: 0.3, div_factor <= 0: 25, final_div_factor <= 0: 1e4 (PyTorch's defaults) */
+DLFDEF dlf_schedule dlf_sched_one_cycle_mom(double base_mom, double max_mom, double pct_start,
+                                            int three_phase);
+    /* its momentum (cycle_momentum, or Adam's beta1): max_mom -> base_mom -> max_mom, the
+       mirror of the lr (0.85 and 0.95 are PyTorch's defaults; pass them) */
+DLFDEF dlf_schedule dlf_sched_sgdr(double base, double eta_min, long T_0, int T_mult);
+DLFDEF dlf_schedule dlf_sched_combine(const double *fracs, const dlf_schedule *parts, int n);
+    /* fastai's combine_scheds: part i (a one-phase FRAC schedule: const, linear, cos, exp)
+       covers the fraction fracs[i] of the run (the fractions should add up to 1) */
+DLFDEF dlf_schedule dlf_sched_sequential(const dlf_schedule *parts, const long *milestones, int n);
+    /* SequentialLR: part i (one-phase) runs from step milestones[i-1] (0 for the first) to
+       milestones[i], the last one from milestones[n-2] to the end of the run */
+DLFDEF dlf_schedule dlf_sched_warmup(long steps, double start_factor, dlf_schedule after);
+    /* linear warm-up from start_factor * v0 to v0 over `steps` steps, then `after` (a
+       one-phase schedule whose first value is v0) over the rest of the run */
+DLFDEF dlf_schedule dlf_sched_with_shape(dlf_schedule s, dlf_shape from, dlf_shape to);
+    /* every phase of shape `from` gets shape `to` (OneCycleLR's anneal_strategy "linear":
+       dlf_sched_with_shape(s, DLF_SHAPE_COS, DLF_SHAPE_LINEAR)) */
 
 // >>stage13_data ----------------------------------------------------------------
 // IDX files (the format of MNIST and Fashion-MNIST; docs/data.md has it field by
@@ -926,13 +1025,28 @@ DLFDEF int  dlf_loader_next(dlf_loader *l);  /* fills l->x, l->y; items in the b
 DLFDEF int  dlf_mnist_loaders(const dlf_mnist *m, int batch_size, int eval_batch_size, uint64_t seed,
                               dlf_loader **train, dlf_loader **valid, dlf_loader **test);
 
+/* A loader's position in memory: this epoch's order, the next position, the epoch
+   count and the shuffle rng. Restoring it makes the loader continue mid-epoch with
+   exactly the batches it would have given (the LR finder puts the training loader
+   back this way; checkpoints store the same fields, dlf_ckpt_add_loader). */
+typedef struct dlf_loader_state {
+    int *order;              /* (n) owned */
+    int n, pos, epoch;
+    dlf_rng rng;
+} dlf_loader_state;
+
+DLFDEF int  dlf_loader_get_state(const dlf_loader *l, dlf_loader_state *s); /* DLF_OK or DLF_ERR_NOMEM */
+DLFDEF void dlf_loader_set_state(dlf_loader *l, const dlf_loader_state *s);
+DLFDEF void dlf_loader_state_free(dlf_loader_state *s);
+
 // >>stage14_learner -------------------------------------------------------------
 // The training loop, in pieces a program can use or write out itself (lesson 03
 // writes it by hand):  for each epoch { for each batch { reset tape; logits =
 // model(x); loss = loss_fn(logits, y); backward; set lr; step; zero grads }
 // evaluate on the validation set }. A progress line shows batch i/N, the running
 // loss, items/s and the ETA; on a terminal it redraws in place with '\r', otherwise
-// (a log file, CI) it prints one line per epoch.
+// (a log file, CI) it prints one line per epoch. Then the Learner (below): the same
+// loop with events that callbacks extend; dlf_fit is a thin wrapper over it.
 
 typedef dlf_tensor *(*dlf_model_fn)(dlf_tape *t, dlf_tensor *x, void *model); /* x (N,1,H,W) -> logits (N,C) */
 typedef dlf_tensor *(*dlf_loss_fn)(dlf_tape *t, dlf_tensor *logits, dlf_tensor *target); /* -> scalar */
@@ -992,6 +1106,283 @@ DLFDEF float dlf_evaluate(dlf_tape *t, dlf_model_fn model, void *m, dlf_loader *
    DLF_OK, or DLF_ERR_ARG when the loss turns NaN/inf. */
 DLFDEF int   dlf_fit(dlf_tape *t, dlf_model_fn model, void *m, dlf_loss_fn loss, dlf_optim *opt,
                      dlf_loader *train, dlf_loader *valid, const dlf_fit_cfg *cfg, dlf_fit_report *rep);
+    /* a thin wrapper over the Learner below: the lr schedule and the progress lines
+       are two callbacks; the validation loss is loss's (cross-entropy before 0.3) */
+
+// The Learner (lessons 04, 05b and 09b; docs/learner.md): the training loop of the
+// course's notebooks 04 and 05b, which callbacks extend. Its fit is, per epoch,
+//   begin_epoch
+//   for each training batch: (tape reset) begin_batch, model -> after_pred,
+//       loss -> after_loss, backward -> after_backward, optimizer step -> after_step,
+//       zero the grads, after_batch
+//   begin_validate, then each validation batch in eval mode without recording:
+//       begin_batch, after_pred, after_loss, after_batch
+//   after_epoch
+// between begin_fit and after_fit. Callbacks run in increasing `order` (equal orders in
+// the order they were added), each event a case of the callback's switch. A callback
+// returns DLF_CB_OK or a cancel code; the first non-zero code stops the remaining
+// callbacks of that event and acts as the course's exceptions (notebook 05b):
+//   DLF_CB_CANCEL_BATCH  the rest of this batch is skipped (a training batch before its
+//                        step: no step), after_cancel_batch runs, then after_batch
+//                        (always, as 05b's `finally`); the epoch goes on
+//   DLF_CB_CANCEL_EPOCH  in a training batch: after_batch, then after_cancel_epoch; the
+//                        rest of the training batches are skipped and the loader starts
+//                        a fresh epoch next time; validation and after_epoch still run.
+//                        From begin_epoch: no training this epoch (after_cancel_epoch),
+//                        validation still runs. From begin_validate or a validation
+//                        batch: the rest of validation is skipped; after_epoch runs.
+//   DLF_CB_CANCEL_FIT    from anywhere: after_batch when inside a batch, then
+//                        after_cancel_fit and after_fit; nothing else runs
+// A code that makes no sense where it is returned (CANCEL_BATCH at begin_epoch,
+// anything from after_fit) is ignored. One difference from 05b, on purpose: the
+// gradients are zeroed after any batch whose backward ran, cancelled or not (05b left
+// them to accumulate into the next batch).
+// Validation uses the learner's own loss function and metrics, each batch's value
+// weighted by its number of items; the training loss of an epoch is weighted the same
+// way. Step counters: `step` counts the training batches of the fit (a cancelled one
+// too, as fastai's train_iter), incremented before after_batch; `iter` the batches of
+// the current epoch (training or validation).
+// A run's whole state saves at any training step (after_batch) or epoch end
+// (after_epoch) into one checkpoint: weights and buffers, optimizer state, the
+// training loader's order, position and rng, the tape's rng, the counters and the
+// partial epoch's sums, and each callback's own state through its save/load hooks.
+// dlf_learner_load then makes the next dlf_learner_fit continue exactly there: a
+// stopped and resumed run ends with the same bits as an uninterrupted one.
+
+typedef enum dlf_event {
+    DLF_EV_BEGIN_FIT = 0, DLF_EV_BEGIN_EPOCH, DLF_EV_BEGIN_BATCH, DLF_EV_AFTER_PRED, DLF_EV_AFTER_LOSS,
+    DLF_EV_AFTER_BACKWARD, DLF_EV_AFTER_STEP, DLF_EV_AFTER_BATCH, DLF_EV_BEGIN_VALIDATE, DLF_EV_AFTER_EPOCH,
+    DLF_EV_AFTER_FIT,
+    DLF_EV_AFTER_CANCEL_BATCH, DLF_EV_AFTER_CANCEL_EPOCH, DLF_EV_AFTER_CANCEL_FIT,
+    DLF_EV_COUNT
+} dlf_event;
+
+typedef enum dlf_cb_code {
+    DLF_CB_OK = 0, DLF_CB_CANCEL_BATCH, DLF_CB_CANCEL_EPOCH, DLF_CB_CANCEL_FIT
+} dlf_cb_code;
+
+typedef struct dlf_learner dlf_learner;
+typedef struct dlf_callback dlf_callback;
+struct dlf_ckpt;
+
+/* A callback: the built-in ones below embed it as their first member, so a pointer to
+   one is a pointer to its callback; a program's own does the same (or uses `user`). */
+struct dlf_callback {
+    const char *name;        /* checkpoint keys "cb.<name>.*"; unique in a learner when it saves */
+    int order;               /* lower runs first (fastai's _order) */
+    int (*on)(dlf_callback *cb, dlf_learner *l, dlf_event ev);  /* a dlf_cb_code */
+    int (*save)(const dlf_callback *cb, const dlf_learner *l, struct dlf_ckpt *c, const char *prefix);
+        /* NULL: no state; keys start with prefix ("cb.<name>.") */
+    int (*load)(dlf_callback *cb, dlf_learner *l, const struct dlf_ckpt *c, const char *prefix);
+        /* called by dlf_learner_get_state, after the learner's counters are back */
+    void *user;              /* for the program's own callbacks */
+};
+
+typedef float (*dlf_metric_fn)(const dlf_tensor *pred, const dlf_tensor *target); /* the batch's mean */
+
+typedef struct dlf_metric {
+    const char *name;        /* "accuracy": a column of the progress table, a monitor name */
+    dlf_metric_fn fn;
+} dlf_metric;
+
+#define DLF_LEARNER_MAX_CBS 16
+#define DLF_LEARNER_MAX_METRICS 4
+
+struct dlf_learner {
+    /* what it trains (dlf_learner_init; may be changed between fits) */
+    dlf_tape *tape;
+    dlf_model_fn model;
+    void *m;                 /* passed to model */
+    dlf_loss_fn loss_fn;
+    dlf_optim *opt;
+    dlf_loader *train, *valid;   /* valid may be NULL: no validation */
+    const dlf_params *params;    /* weights and buffers by name, for checkpoints, save-best and
+                                    the LR finder (NULL: the optimizer's parameters only) */
+    dlf_callback *cbs[DLF_LEARNER_MAX_CBS];  /* sorted by order; not owned */
+    int n_cbs;
+    dlf_metric metrics[DLF_LEARNER_MAX_METRICS];
+    int n_metrics;
+    int check_finite;        /* 1 (default): a NaN or infinite training loss stops the fit with DLF_ERR_ARG */
+    int fixed_threads;       /* 1: always dlf_get_threads() threads; 0 (default): the thread governor
+                                times each training batch and may run on fewer threads while that is
+                                faster (a busy machine), restoring the count after the fit */
+    dlf_threadgov gov;       /* the governor's state during a fit */
+    /* the run, for callbacks to read */
+    int epochs, epoch;       /* the fit's epochs; the current one, 0-based */
+    int iter, n_iter;        /* batches done in this epoch (training or validation); its batch count */
+    long step, total_steps;  /* training batches of the fit so far; epochs * batches per epoch */
+    int in_train;            /* 1 in the training batches, 0 in validation */
+    dlf_tensor *xb, *yb;     /* the current batch */
+    int bs;                  /* its items */
+    dlf_tensor *pred, *loss; /* after_pred, after_loss */
+    float loss_value;        /* loss->data[0] */
+    double tl_sum;           /* this epoch: sum of training loss * items */
+    long tl_items;           /*   items */
+    double tl_batch_sum;     /*   sum of batch losses (dlf_fit's mean of batch losses) */
+    int tl_batches;          /*   batches */
+    float train_loss;        /* the epoch's, weighted (at after_epoch) */
+    float valid_loss;        /* the epoch's validation loss (at after_epoch; 0 without valid) */
+    float metric_values[DLF_LEARNER_MAX_METRICS];
+    int validated;           /* 1: valid_loss and metric_values are this epoch's */
+    double train_seconds;    /* training time of the fit, validation excluded */
+    int cancelled;           /* the last fit ended by DLF_CB_CANCEL_FIT */
+    int rc;                  /* DLF_OK or the error that stopped the fit */
+    /* internal */
+    int where;               /* 0 between fits, 1 training, 2 validating, 3 at after_epoch, 4 at after_fit */
+    int train_iter;          /* training batches done in the current epoch */
+    int epoch_over;          /* 1 from the epoch's after_epoch until the next epoch starts */
+    int resume;              /* 1: state was loaded, the next fit continues it (callbacks'
+                                begin_fit keep their loaded state when it is set) */
+    int no_cbs;              /* dlf_learner_validate: no events */
+    double vl_sum;           /* validation sums: loss * items, items, metric * items */
+    long v_items;
+    double vm_sum[DLF_LEARNER_MAX_METRICS];
+    dlf_callback train_eval; /* the built-in train/eval switch (order -10), always there; so a
+                                learner must not be copied once initialised */
+    int prev_training;
+};
+
+DLFDEF void dlf_learner_init(dlf_learner *l, dlf_tape *t, dlf_model_fn model, void *m, dlf_loss_fn loss,
+                             dlf_optim *opt, dlf_loader *train, dlf_loader *valid);
+DLFDEF void dlf_learner_free(dlf_learner *l);          /* what the learner holds; callbacks are the caller's */
+DLFDEF int  dlf_learner_add_cb(dlf_learner *l, dlf_callback *cb);   /* DLF_OK, DLF_ERR_ARG when full */
+DLFDEF void dlf_learner_remove_cb(dlf_learner *l, dlf_callback *cb);
+DLFDEF int  dlf_learner_add_metric(dlf_learner *l, const char *name, dlf_metric_fn fn);
+DLFDEF int  dlf_learner_fit(dlf_learner *l, int epochs);
+    /* DLF_OK (also when a callback cancelled: l->cancelled), or the error that stopped it.
+       After dlf_learner_load, epochs <= 0 takes the saved run's count */
+DLFDEF int  dlf_learner_validate(dlf_learner *l, dlf_loader *dl, float *loss, float *metrics);
+    /* one pass over dl from its start, eval mode, no recording, no callbacks: the
+       weighted loss and metrics (metrics may be NULL); DLF_OK or an error */
+DLFDEF float dlf_metric_accuracy(const dlf_tensor *pred, const dlf_tensor *target); /* dlf_accuracy */
+DLFDEF const char *dlf_event_name(dlf_event ev);        /* "begin_fit" ... */
+DLFDEF int  dlf_learner_add_state(dlf_learner *l, struct dlf_ckpt *c);
+    /* the run's whole state into c (at after_batch of a training batch or at after_epoch,
+       or between fits); add the program's own metadata to c too, then dlf_ckpt_save */
+DLFDEF int  dlf_learner_get_state(dlf_learner *l, const struct dlf_ckpt *c);
+    /* restore it, each callback's through its load hook; l->resume is then 1 until the
+       next fit's begin_fit has run (a callback's begin_fit keeps its state when set) */
+#ifndef DLF_NO_STDIO
+DLFDEF int  dlf_learner_save(dlf_learner *l, const char *path);   /* add_state + atomic save */
+DLFDEF int  dlf_learner_load(dlf_learner *l, const char *path);   /* load + get_state */
+#endif
+
+// Built-in callbacks. Each is a struct whose first member is its dlf_callback: fill it
+// with its dlf_cb_*_init, then dlf_learner_add_cb(l, &x.cb). None allocates per step.
+
+typedef struct dlf_cb_recorder {     /* lr, mom and loss of group 0 at every training batch */
+    dlf_callback cb;                 /* "recorder", order 20 */
+    float *lr, *mom, *loss;          /* (cap) */
+    int n, cap;                      /* recorded; capacity (allocated at begin_fit) */
+    float *epoch_train, *epoch_valid;/* (epochs) per-epoch losses */
+    float *epoch_metric;             /* (epochs) the first metric, if any */
+    float *epoch_step;               /* (epochs) l->step at each epoch's end */
+    int n_epochs, cap_epochs;
+} dlf_cb_recorder;
+DLFDEF void dlf_cb_recorder_init(dlf_cb_recorder *r);
+DLFDEF void dlf_cb_recorder_free(dlf_cb_recorder *r);
+#ifndef DLF_NO_STDIO
+DLFDEF int  dlf_cb_recorder_plot_loss(const dlf_cb_recorder *r, const char *path, const char *title);
+    /* training loss per step and validation loss per epoch (SVG) */
+DLFDEF int  dlf_cb_recorder_plot_sched(const dlf_cb_recorder *r, const char *path, const char *title);
+    /* lr and mom per step, two panels (SVG) */
+#endif
+
+#define DLF_CB_SCHED_MAX 8
+typedef struct dlf_cb_sched_item {
+    dlf_hyper hyper;
+    int group;               /* < 0: every group */
+    dlf_schedule sched;      /* evaluated at (l->step, l->total_steps) */
+} dlf_cb_sched_item;
+typedef struct dlf_cb_sched {        /* ParamScheduler: any hyper-parameter of any group */
+    dlf_callback cb;                 /* "sched", order 10; sets the values at begin_batch */
+    dlf_cb_sched_item items[DLF_CB_SCHED_MAX];
+    int n;
+} dlf_cb_sched;
+DLFDEF void dlf_cb_sched_init(dlf_cb_sched *s);
+DLFDEF int  dlf_cb_sched_add(dlf_cb_sched *s, dlf_hyper h, int group, dlf_schedule sched); /* DLF_OK, ERR_ARG full */
+
+typedef struct dlf_cb_progress {     /* fastprogress: a bar per epoch, then a table row */
+    dlf_callback cb;                 /* "progress", order 30 */
+    dlf_progress p;                  /* the epoch's bar: counters and clock */
+    int tty;                         /* redraw the bar in place; otherwise rows only */
+    int quiet;
+    double t_epoch;                  /* the epoch's start (training and validation) */
+} dlf_cb_progress;
+DLFDEF void dlf_cb_progress_init(dlf_cb_progress *p, int quiet);
+
+/* Which number a tracker watches: "valid_loss", "train_loss" or a metric's name; a
+   name containing "loss" is better when smaller, anything else when larger (fastai). */
+typedef struct dlf_tracker {
+    const char *monitor;
+    float min_delta;         /* an improvement must beat the best by more than this */
+    int higher_better;
+    float best;              /* the best value so far (+-inf at the start) */
+    int best_epoch;          /* its epoch, -1 before any */
+    int wait;                /* epochs since the last improvement */
+} dlf_tracker;
+
+typedef struct dlf_cb_early_stop {   /* stop when monitor has not improved for patience epochs */
+    dlf_callback cb;                 /* "early_stop", order 40; cancels the fit at after_epoch */
+    dlf_tracker t;
+    int patience;
+    int stopped_epoch;               /* the epoch it stopped after, -1 if it did not */
+    int verbose;
+} dlf_cb_early_stop;
+DLFDEF void dlf_cb_early_stop_init(dlf_cb_early_stop *e, const char *monitor, float min_delta, int patience);
+
+typedef struct dlf_cb_save_best {    /* SaveModelCallback: weights at the best epoch */
+    dlf_callback cb;                 /* "save_best", order 35 (before early stopping) */
+    dlf_tracker t;
+    const char *path;                /* atomic checkpoint of l->params (weights and buffers) */
+    int restore_at_end;              /* 1: load it back at after_fit */
+    int saves;                       /* how many times it wrote */
+} dlf_cb_save_best;
+DLFDEF void dlf_cb_save_best_init(dlf_cb_save_best *s, const char *monitor, const char *path, int restore_at_end);
+
+typedef struct dlf_cb_clip {         /* clip_grad_norm_ over the optimizer's parameters */
+    dlf_callback cb;                 /* "clip", order 0; at after_backward */
+    float max_norm;
+    float last_norm;                 /* the norm before clipping at the last step */
+} dlf_cb_clip;
+DLFDEF void dlf_cb_clip_init(dlf_cb_clip *c, float max_norm);
+
+typedef struct dlf_cb_autosave {     /* the run's state every `every` steps (resume from it) */
+    dlf_callback cb;                 /* "autosave", order 50; at after_batch */
+    const char *path;
+    long every;                      /* 0: never periodically */
+    long stop_at;                    /* > 0: at this step save, then cancel the fit */
+    const char *const *meta;         /* n_meta key,value pairs written into each file */
+    int n_meta;
+    int saves;
+} dlf_cb_autosave;
+DLFDEF void dlf_cb_autosave_init(dlf_cb_autosave *a, const char *path, long every, long stop_at);
+
+// The LR finder (Smith 2015; fastai's lr_find): train from the current state with the
+// lr of every group rising exponentially from start_lr to end_lr over num_it steps,
+// stop early when the smoothed loss passes 4 times its minimum (or turns NaN), then
+// put the weights, buffers, optimizer state, training loader and tape rng back bit for
+// bit. The loss is smoothed as fastai's Recorder does (beta 0.98, debiased). The
+// suggestions, over the points without the first num_it/10 and the last 5 (fastai):
+//   lr_steep  where d loss / d log(lr) is most negative (the steepest descent)
+//   lr_min    the lr of the smallest loss, divided by 10
+// Only the train/eval switch and the finder run as callbacks during the sweep.
+typedef struct dlf_lr_find_cfg {
+    double start_lr, end_lr; /* 1e-7, 10 */
+    int num_it;              /* 100 */
+    float stop_div;          /* 4 (0 < stop_div: stop when smooth loss > stop_div * min) */
+} dlf_lr_find_cfg;
+typedef struct dlf_lr_find_result {
+    float *lrs, *losses;     /* (n) the lr of each step and its smoothed loss; owned */
+    int n;
+    float lr_steep, lr_min;  /* the suggestions (0 when too few points) */
+} dlf_lr_find_result;
+DLFDEF int  dlf_lr_find(dlf_learner *l, const dlf_lr_find_cfg *cfg, dlf_lr_find_result *res);
+DLFDEF void dlf_lr_find_free(dlf_lr_find_result *res);
+#ifndef DLF_NO_STDIO
+DLFDEF int  dlf_lr_find_plot(const dlf_lr_find_result *res, const char *path, const char *title);
+    /* loss against lr on a log axis without the last 5 points, lr_steep marked (SVG) */
+#endif
 
 // >>stage15_serialization ---------------------------------------------------------
 // safetensors (the format of Hugging Face's safetensors library):
@@ -1104,6 +1495,111 @@ DLFDEF int  dlf_ckpt_get_float(const dlf_ckpt *c, const char *key, double *v);
 DLFDEF int  dlf_ckpt_save_training(const char *path, const dlf_params *pl, const dlf_optim *opt,
                                    const char *const *meta, int n_meta);
 DLFDEF int  dlf_ckpt_load_training(const char *path, const dlf_params *pl, dlf_optim *opt);
+#endif
+
+// >>stage16_pictures ------------------------------------------------------------
+// Pictures and activation telemetry (lessons 05 and 06b, docs/pictures.md).
+// dlf writes SVG: text, so a picture is a file any browser shows and git can diff.
+// A line plot has axes with "nice" ticks (1, 2 or 5 times a power of ten; decades on a
+// log10 axis), axis labels, a title, a legend when there is more than one line, and an
+// optional vertical marker. Points that are NaN or infinite (or <= 0 on a log axis) are
+// skipped: the line breaks there. Text is XML-escaped. Files are written atomically
+// like checkpoints (path.tmp, then a rename), and a failure is an error code with a
+// message naming the path.
+
+typedef struct dlf_series {
+    const char *name;        /* legend entry (may be NULL) */
+    const float *x;          /* (n) x values; NULL: 0, 1, ..., n-1 */
+    const float *y;          /* (n) y values */
+    int n;
+} dlf_series;
+
+typedef struct dlf_plot_cfg {
+    const char *title, *xlabel, *ylabel;
+    int logx, logy;          /* log10 axes */
+    int has_mark;            /* draw a vertical marker at mark_x, labelled mark_label */
+    float mark_x;
+    const char *mark_label;
+} dlf_plot_cfg;
+
+#ifndef DLF_NO_STDIO
+DLFDEF int dlf_svg_lines(const char *path, const dlf_plot_cfg *cfg, const dlf_series *s, int n_series);
+    /* axes with ticks, labels, title, legend when n_series > 1; DLF_OK or an error code (+ dlf_last_error) */
+DLFDEF int dlf_svg_image(const char *path, const char *title, const char *xlabel, const char *ylabel,
+                         const float *v, int rows, int cols);  /* heat map, row 0 at the top */
+DLFDEF int dlf_svg_lines_grid(const char *path, const char *title, const dlf_plot_cfg *cfgs,
+                              const dlf_series *const *series, const int *n_series, int n_panels,
+                              int grid_cols);
+    /* n_panels line plots side by side, grid_cols per row, under one title */
+DLFDEF int dlf_svg_image_grid(const char *path, const char *title, const char *const *titles,
+                              const char *xlabel, const char *ylabel, const float *const *v,
+                              int rows, int cols, int n_images, int grid_cols);
+    /* n_images heat maps of rows x cols each (row 0 at the top), one color scale each */
+DLFDEF int dlf_svg_schedule(const char *path, const char *title, const dlf_schedule *lr,
+                            const dlf_schedule *mom, long total);
+    /* the lr (and, when mom is not NULL, the momentum beside it) over steps 0 .. total-1 */
+#endif
+
+// Telemetry: the course's "colorful dimension" (lesson 06b). Per recording point and
+// per training step it keeps the mean and (unbiased) std of the activations, the
+// fraction near zero (|a| <= zero_eps) and a histogram of `bins` bins over [lo, hi]
+// (torch.histc: values outside are not counted; the histogram image plots log(1 + count)).
+// Points are a dlf_seq's layer outputs (dlf_telemetry_attach: after each layer, or
+// after the kinds in kinds_mask) and any tensor a model function marks with
+// dlf_telemetry_mark. Points are numbered in the order a step records them; a new step
+// starts at the first record after a dlf_tape_reset. Only training mode records
+// (eval passes leave it alone, as the course's hooks do). Off (the tape's telemetry
+// pointer NULL) costs one pointer test per layer; on, every array is sized at create
+// (max_steps x max_points), so recording allocates nothing: steps past max_steps or
+// points past max_points are counted in `dropped` and otherwise ignored (cfg.every
+// keeps one step in k for long runs).
+
+#define DLF_TELEMETRY_NAME 32
+
+typedef struct dlf_telemetry_cfg {
+    int max_steps;           /* rows kept (default 1000) */
+    int max_points;          /* recording points per step (default 16) */
+    int bins;                /* histogram bins (default 40, the course's) */
+    float lo, hi;            /* histogram range (default 0 .. 10, the course's); hi > lo */
+    float zero_eps;          /* |a| <= zero_eps counts as near zero (default: two bins'
+                                width, 0.5 for 0..10: the course's "first two bins") */
+    unsigned long kinds_mask;/* a dlf_seq records after layer i when bit (1 << kind) is set;
+                                0: after every layer */
+    int every;               /* record one training step in `every` (default 1: each), so a
+                                long run fits in max_steps rows: row r is step r * every */
+} dlf_telemetry_cfg;
+
+typedef struct dlf_telemetry {
+    dlf_telemetry_cfg cfg;   /* the values in use */
+    int n_steps;             /* steps recorded (rows filled) */
+    int n_points;            /* most points any step recorded (<= max_points) */
+    int cursor;              /* the next point index in the current step */
+    int open;                /* nonzero while a step is being recorded; a tape reset closes it */
+    long seen;               /* training steps seen (recorded or skipped by `every`) */
+    long dropped;            /* records ignored for lack of room */
+    float *mean;             /* (max_steps * max_points) [step * max_points + point] */
+    float *std;
+    float *near_zero;        /* fraction of values with |a| <= zero_eps */
+    float *hist;             /* (max_steps * max_points * bins) counts */
+    char (*names)[DLF_TELEMETRY_NAME]; /* (max_points) "3 ReLU" for seq layers, or the mark's name */
+} dlf_telemetry;
+
+DLFDEF dlf_telemetry *dlf_telemetry_create(const dlf_telemetry_cfg *cfg); /* NULL on OOM */
+DLFDEF void dlf_telemetry_free(dlf_telemetry *tl);
+DLFDEF void dlf_telemetry_clear(dlf_telemetry *tl);  /* forget every step, keep the arrays */
+DLFDEF void dlf_telemetry_attach(dlf_tape *t, dlf_telemetry *tl); /* NULL: off */
+DLFDEF void dlf_telemetry_mark(dlf_tape *t, const char *name, const dlf_tensor *x);
+    /* record x at this point of the model; nothing when the tape has no telemetry */
+DLFDEF void dlf_telemetry_record(dlf_telemetry *tl, const char *name, const dlf_tensor *x);
+    /* record x as the next point of the current step (what mark and the seq hook call) */
+DLFDEF const float *dlf_telemetry_hist(const dlf_telemetry *tl, int step, int point); /* (bins) */
+#ifndef DLF_NO_STDIO
+DLFDEF int dlf_telemetry_plot_stats(const dlf_telemetry *tl, const char *path, const char *title);
+    /* mean and std of each point over steps, two panels */
+DLFDEF int dlf_telemetry_plot_near_zero(const dlf_telemetry *tl, const char *path, const char *title);
+DLFDEF int dlf_telemetry_plot_hist(const dlf_telemetry *tl, const char *path, const char *title);
+    /* the colorful dimension: per point an image of log(1 + count), bins bottom (lo) to
+       top (hi), steps left to right */
 #endif
 
 #ifdef __cplusplus
@@ -3226,6 +3722,7 @@ DLFDEF void dlf_tape_reset(dlf_tape *t)
     t->cur = t->first;
     t->used_bytes = 0;
     t->n_nodes = 0;
+    if (t->telemetry) t->telemetry->open = 0;  /* the next record starts a new step */
 }
 
 DLFDEF int dlf_tape_set_grad(dlf_tape *t, int enabled)
@@ -4912,10 +5409,15 @@ DLFDEF void dlf_seq_free(dlf_seq *s)
     memset(s, 0, sizeof *s);
 }
 
+static void dlf__telemetry_seq_hook(dlf_tape *t, int layer, int kind, const dlf_tensor *x); /* stage 16 */
+
 DLFDEF dlf_tensor *dlf_seq_forward_n(dlf_tape *t, const dlf_seq *s, dlf_tensor *x, int n_layers)
 {
     int i;
-    for (i = 0; i < n_layers && i < s->n && x; i++) x = dlf_layer_forward(t, &s->layers[i], x);
+    for (i = 0; i < n_layers && i < s->n && x; i++) {
+        x = dlf_layer_forward(t, &s->layers[i], x);
+        if (t->telemetry && x) dlf__telemetry_seq_hook(t, i, (int)s->layers[i].kind, x); /* off: one test */
+    }
     return x;
 }
 
@@ -6369,6 +6871,50 @@ DLFDEF float dlf_optim_clip_grad_norm(dlf_optim *o, float max_norm)
     return o->n_params ? dlf__clip_grad_norm(&o->params[0].p, sizeof(dlf_optim_param), o->n_params, max_norm) : 0.0f;
 }
 
+DLFDEF const char *dlf_hyper_name(dlf_hyper h)
+{
+    static const char *const names[DLF_HYPER_COUNT] = {"lr", "mom", "wd", "beta2"};
+    return ((int)h >= 0 && h < DLF_HYPER_COUNT) ? names[h] : "?";
+}
+
+/* The field of cfg that hyper-parameter h names for kind k, or NULL (Adagrad's mom). */
+static float *dlf__hyper_field(dlf_optim_kind k, dlf_optim_cfg *cfg, dlf_hyper h)
+{
+    int adam_like = k == DLF_OPTIM_ADAM || k == DLF_OPTIM_ADAMW || k == DLF_OPTIM_LAMB;
+    switch (h) {
+    case DLF_HYPER_LR: return &cfg->lr;
+    case DLF_HYPER_WD: return &cfg->weight_decay;
+    case DLF_HYPER_MOM: return adam_like ? &cfg->beta1 : k == DLF_OPTIM_ADAGRAD ? NULL : &cfg->momentum;
+    case DLF_HYPER_BETA2: return adam_like ? &cfg->beta2 : k == DLF_OPTIM_RMSPROP ? &cfg->alpha : NULL;
+    case DLF_HYPER_COUNT: break;
+    }
+    return NULL;
+}
+
+DLFDEF float dlf_optim_get_hyper(const dlf_optim *o, int group, dlf_hyper h)
+{
+    float *f;
+    if (group < 0 || group >= o->n_groups) {
+        dlf__panic("dlf_optim_get_hyper: group %d of %d", group, o->n_groups);
+        return 0.0f;
+    }
+    f = dlf__hyper_field(o->kind, (dlf_optim_cfg *)&o->groups[group], h);
+    return f ? *f : 0.0f;
+}
+
+DLFDEF void dlf_optim_set_hyper(dlf_optim *o, int group, dlf_hyper h, float v)
+{
+    int g;
+    if (group >= o->n_groups) {
+        dlf__panic("dlf_optim_set_hyper: group %d of %d", group, o->n_groups);
+        return;
+    }
+    for (g = group < 0 ? 0 : group; g < (group < 0 ? o->n_groups : group + 1); g++) {
+        float *f = dlf__hyper_field(o->kind, &o->groups[g], h);
+        if (f) *f = v;
+    }
+}
+
 #ifndef DLF_NO_STDIO
 DLFDEF void dlf_optim_print_cfg(const dlf_optim *o)
 {
@@ -6401,6 +6947,224 @@ DLFDEF void dlf_optim_print_cfg(const dlf_optim *o)
     }
 }
 #endif
+
+// >>stage12_schedules (implementation) --------------------------------------------
+#define DLF__PI 3.141592653589793
+
+/* One shape from a (p = 0) to b (p = 1). linear and cos are written exactly as
+   torch.optim.lr_scheduler's _annealing_linear and _annealing_cos, so OneCycleLR's
+   values come out to the last bit or so. */
+static double dlf__shape_at(dlf_shape shape, double a, double b, double p)
+{
+    switch (shape) {
+    case DLF_SHAPE_CONST:  return a;
+    case DLF_SHAPE_LINEAR: return (b - a) * p + a;
+    case DLF_SHAPE_COS:    return b + (a - b) / 2.0 * (cos(DLF__PI * p) + 1.0);
+    case DLF_SHAPE_EXP:    return a * pow(b / a, p);
+    }
+    return a;
+}
+
+/* SGDR (Loshchilov & Hutter 2017), as CosineAnnealingWarmRestarts steps it: T_cur counts
+   the steps since the last restart, T_i is the current cycle's length;
+     value = eta_min + (base - eta_min) (1 + cos(pi T_cur / T_i)) / 2. */
+static double dlf__sgdr_at(const dlf_schedule *s, long step)
+{
+    long T_i = s->T_0 > 0 ? s->T_0 : 1, t = step < 0 ? 0 : step;
+    if (s->T_mult <= 1) t %= T_i;
+    else while (t >= T_i) { t -= T_i; T_i *= s->T_mult; }
+    return s->eta_min + (s->base - s->eta_min) * (1.0 + cos(DLF__PI * (double)t / (double)T_i)) / 2.0;
+}
+
+/* Phase i covers the steps (prev, end_i]: it starts where the previous one ended (0 for
+   the first) and p = (step - prev) / (end_i - prev), clamped to [0, 1]. FRAC and STEPS
+   take the first phase with step < end_i (a phase owns its start, fastai's rule);
+   ONE_CYCLE the first with step <= end_i (OneCycleLR's rule: the value is the same at a
+   boundary, the phase that computes it differs). Whatever the step, the search ends at
+   the last phase: pos = 1.0 cannot index past it. */
+DLFDEF double dlf_schedule_at(const dlf_schedule *s, long step, long total)
+{
+    double x = (double)step, prev = 0.0, end = 0.0, p;
+    int i;
+    if (s->kind == DLF_SCHEDULE_SGDR) return dlf__sgdr_at(s, step);
+    if (s->n <= 0) return 0.0;
+    if (total < 1) total = 1;
+    for (i = 0; i < s->n; i++) {
+        const dlf_sched_phase *ph = &s->ph[i];
+        int last = i == s->n - 1, here;
+        switch (s->kind) {
+        case DLF_SCHEDULE_STEPS:     end = last ? (double)total : ph->until; break;
+        case DLF_SCHEDULE_ONE_CYCLE: end = last ? (double)total - 1.0 : ph->until * (double)total - ph->off; break;
+        default:                     end = last ? (double)total : ph->until * (double)total; break;
+        }
+        here = s->kind == DLF_SCHEDULE_ONE_CYCLE ? x <= end : x < end;
+        if (here || last) {
+            p = end > prev ? (x - prev) / (end - prev) : 1.0;
+            if (p < 0.0) p = 0.0;
+            if (p > 1.0) p = 1.0;
+            return dlf__shape_at(ph->shape, ph->start, ph->end, p);
+        }
+        prev = end;
+    }
+    return 0.0;  /* not reached */
+}
+
+static dlf_schedule dlf__sched_one(dlf_shape shape, double start, double end)
+{
+    dlf_schedule s;
+    memset(&s, 0, sizeof s);
+    s.kind = DLF_SCHEDULE_FRAC;
+    s.n = 1;
+    s.ph[0].shape = shape;
+    s.ph[0].start = start;
+    s.ph[0].end = end;
+    s.ph[0].until = 1.0;
+    return s;
+}
+
+DLFDEF dlf_schedule dlf_sched_const(double v) { return dlf__sched_one(DLF_SHAPE_CONST, v, v); }
+DLFDEF dlf_schedule dlf_sched_linear(double start, double end) { return dlf__sched_one(DLF_SHAPE_LINEAR, start, end); }
+DLFDEF dlf_schedule dlf_sched_cos(double start, double end) { return dlf__sched_one(DLF_SHAPE_COS, start, end); }
+DLFDEF dlf_schedule dlf_sched_exp(double start, double end)
+{
+    if (!(start > 0.0 && end > 0.0)) dlf__panic("dlf_sched_exp: start %g and end %g must be > 0", start, end);
+    return dlf__sched_one(DLF_SHAPE_EXP, start, end);
+}
+
+static void dlf__phase(dlf_schedule *s, double start, double end, double until, double off)
+{
+    dlf_sched_phase *ph = &s->ph[s->n++];
+    ph->shape = DLF_SHAPE_COS;
+    ph->start = start;
+    ph->end = end;
+    ph->until = until;
+    ph->off = off;
+}
+
+/* OneCycleLR (Smith & Topin 2017; torch.optim.lr_scheduler.OneCycleLR, anneal_strategy
+   "cos"). With u = max_lr / div_factor and m = u / final_div_factor, phase ends
+     two phases:    u -> max_lr until pct*total - 1,  max_lr -> m until total - 1
+     three phases:  u -> max_lr until pct*total - 1,  max_lr -> u until 2*pct*total - 2,
+                    u -> m until total - 1
+   When pct * total < 1 the first end is negative and the run starts inside the second
+   phase, as in PyTorch (total 2, max_lr 3: 2.4352 at step 0; total 1: m = 1.2e-5). */
+DLFDEF dlf_schedule dlf_sched_one_cycle(double max_lr, double pct_start, double div_factor,
+                                        double final_div_factor, int three_phase)
+{
+    dlf_schedule s;
+    double u, m;
+    if (pct_start <= 0.0) pct_start = 0.3;
+    if (div_factor <= 0.0) div_factor = 25.0;
+    if (final_div_factor <= 0.0) final_div_factor = 1e4;
+    if (pct_start >= 1.0 || (three_phase && pct_start >= 0.5))
+        dlf__panic("dlf_sched_one_cycle: pct_start %g leaves no room for the last phase", pct_start);
+    u = max_lr / div_factor;
+    m = u / final_div_factor;
+    memset(&s, 0, sizeof s);
+    s.kind = DLF_SCHEDULE_ONE_CYCLE;
+    dlf__phase(&s, u, max_lr, pct_start, 1.0);
+    if (three_phase) {
+        dlf__phase(&s, max_lr, u, 2.0 * pct_start, 2.0);
+        dlf__phase(&s, u, m, 1.0, 1.0);
+    } else {
+        dlf__phase(&s, max_lr, m, 1.0, 1.0);
+    }
+    return s;
+}
+
+/* cycle_momentum: the momentum mirrors the lr, max_mom -> base_mom while the lr rises,
+   back to max_mom while it falls (three phases: and it stays at max_mom for the last). */
+DLFDEF dlf_schedule dlf_sched_one_cycle_mom(double base_mom, double max_mom, double pct_start, int three_phase)
+{
+    dlf_schedule s = dlf_sched_one_cycle(1.0, pct_start, 0, 0, three_phase);
+    s.ph[0].start = max_mom; s.ph[0].end = base_mom;
+    s.ph[1].start = base_mom; s.ph[1].end = max_mom;
+    if (three_phase) { s.ph[2].start = max_mom; s.ph[2].end = max_mom; }
+    return s;
+}
+
+DLFDEF dlf_schedule dlf_sched_sgdr(double base, double eta_min, long T_0, int T_mult)
+{
+    dlf_schedule s;
+    if (T_0 < 1 || T_mult < 1) dlf__panic("dlf_sched_sgdr: T_0 %ld and T_mult %d must be >= 1", T_0, T_mult);
+    memset(&s, 0, sizeof s);
+    s.kind = DLF_SCHEDULE_SGDR;
+    s.base = base;
+    s.eta_min = eta_min;
+    s.T_0 = T_0 < 1 ? 1 : T_0;
+    s.T_mult = T_mult < 1 ? 1 : T_mult;
+    return s;
+}
+
+/* The parts of a combined schedule are single phases; their kinds are replaced by
+   the combination's. */
+static int dlf__sched_parts_ok(const char *who, const dlf_schedule *parts, int n)
+{
+    int i;
+    if (n < 1 || n > DLF_SCHED_MAX_PHASES) {
+        dlf__panic("%s: %d parts (1 to %d)", who, n, DLF_SCHED_MAX_PHASES);
+        return 0;
+    }
+    for (i = 0; i < n; i++)
+        if (parts[i].n != 1 || parts[i].kind == DLF_SCHEDULE_SGDR) {
+            dlf__panic("%s: part %d is not a single shape (const, linear, cos or exp)", who, i);
+            return 0;
+        }
+    return 1;
+}
+
+DLFDEF dlf_schedule dlf_sched_combine(const double *fracs, const dlf_schedule *parts, int n)
+{
+    dlf_schedule s;
+    double acc = 0.0;
+    int i;
+    memset(&s, 0, sizeof s);
+    if (!dlf__sched_parts_ok("dlf_sched_combine", parts, n)) return s;
+    s.kind = DLF_SCHEDULE_FRAC;
+    for (i = 0; i < n; i++) {
+        s.ph[i] = parts[i].ph[0];
+        acc += fracs[i];
+        s.ph[i].until = acc;
+        s.ph[i].off = 0.0;
+    }
+    s.n = n;
+    return s;
+}
+
+DLFDEF dlf_schedule dlf_sched_sequential(const dlf_schedule *parts, const long *milestones, int n)
+{
+    dlf_schedule s;
+    int i;
+    memset(&s, 0, sizeof s);
+    if (!dlf__sched_parts_ok("dlf_sched_sequential", parts, n)) return s;
+    s.kind = DLF_SCHEDULE_STEPS;
+    for (i = 0; i < n; i++) {
+        s.ph[i] = parts[i].ph[0];
+        s.ph[i].until = i < n - 1 ? (double)milestones[i] : 0.0;
+        s.ph[i].off = 0.0;
+    }
+    s.n = n;
+    return s;
+}
+
+/* LinearLR(start_factor, total_iters = steps) followed by `after` (SequentialLR). */
+DLFDEF dlf_schedule dlf_sched_warmup(long steps, double start_factor, dlf_schedule after)
+{
+    dlf_schedule parts[2];
+    long m = steps;
+    if (!dlf__sched_parts_ok("dlf_sched_warmup", &after, 1)) return after;
+    parts[0] = dlf_sched_linear(start_factor * after.ph[0].start, after.ph[0].start);
+    parts[1] = after;
+    return dlf_sched_sequential(parts, &m, 2);
+}
+
+DLFDEF dlf_schedule dlf_sched_with_shape(dlf_schedule s, dlf_shape from, dlf_shape to)
+{
+    int i;
+    for (i = 0; i < s.n; i++)
+        if (s.ph[i].shape == from) s.ph[i].shape = to;
+    return s;
+}
 
 // >>stage13_data (implementation) -------------------------------------------------
 #include <limits.h>
@@ -6782,6 +7546,36 @@ oom:
     return DLF_ERR_NOMEM;
 }
 
+DLFDEF int dlf_loader_get_state(const dlf_loader *l, dlf_loader_state *s)
+{
+    s->n = l->ds->n;
+    s->order = (int *)dlf__malloc((size_t)(s->n ? s->n : 1) * sizeof(int), "loader state");
+    if (!s->order) return DLF_ERR_NOMEM;
+    memcpy(s->order, l->order, (size_t)s->n * sizeof(int));
+    s->pos = l->pos;
+    s->epoch = l->epoch;
+    s->rng = l->rng;
+    return DLF_OK;
+}
+
+DLFDEF void dlf_loader_set_state(dlf_loader *l, const dlf_loader_state *s)
+{
+    if (s->n != l->ds->n) {
+        dlf__panic("dlf_loader_set_state: the state has %d items, the loader's dataset %d", s->n, l->ds->n);
+        return;
+    }
+    memcpy(l->order, s->order, (size_t)s->n * sizeof(int));
+    l->pos = s->pos;
+    l->epoch = s->epoch;
+    l->rng = s->rng;
+}
+
+DLFDEF void dlf_loader_state_free(dlf_loader_state *s)
+{
+    if (s->order) DLF_FREE(s->order);
+    memset(s, 0, sizeof *s);
+}
+
 // >>stage14_learner (implementation) ----------------------------------------------
 #if defined(__unix__) || defined(__APPLE__)
 #include <sys/time.h>
@@ -6810,33 +7604,17 @@ DLFDEF int dlf_stdout_is_tty(void)
 #endif
 }
 
-/* cos_anneal(a, b, f) = b + (a - b) (1 + cos(pi f)) / 2 goes from a (f = 0) to b (f = 1). */
-static float dlf__cos_anneal(float a, float b, double f)
-{
-    return (float)(b + (a - b) * 0.5 * (1.0 + cos(3.141592653589793 * f)));
-}
-
-/* One-cycle (Smith & Topin 2017), exactly as torch.optim.lr_scheduler.OneCycleLR with
-   its defaults (anneal_strategy "cos", div_factor 25, final_div_factor 1e4, two phases):
-     warm-up  steps 0 .. u,         u = pct_start * total - 1:   lr/25 -> lr
-     anneal   steps u .. total - 1:                               lr -> lr/25/1e4
-   both along cos_anneal; the fixtures in tests/ref/one_cycle_* check it step by step. */
+/* The lr of the one-cycle schedule, OneCycleLR's with its lr defaults (div_factor 25,
+   final_div_factor 1e4, anneal_strategy "cos", two phases), very short runs included:
+   dlf_sched_one_cycle (stage 12) does the arithmetic. Its momentum half is
+   dlf_sched_one_cycle_mom. */
 DLFDEF float dlf_sched_lr(dlf_sched kind, float lr, float pct_start, int step, int total)
 {
-    double lr0, lr_min, up_end, f;
-    if (kind == DLF_SCHED_CONSTANT || total <= 1) return lr;
+    dlf_schedule s;
+    if (kind != DLF_SCHED_ONE_CYCLE) return lr;
     if (pct_start <= 0.0f || pct_start >= 1.0f) pct_start = 0.3f;
-    lr0 = (double)lr / 25.0;                    /* initial_lr = max_lr / div_factor */
-    lr_min = lr0 / 1e4;                         /* min_lr = initial_lr / final_div_factor */
-    up_end = (double)pct_start * total - 1.0;   /* the last step of the warm-up */
-    if (up_end > 0.0 && step <= up_end) {
-        f = step / up_end;
-        return dlf__cos_anneal((float)lr0, lr, f);
-    }
-    if (up_end < 0.0) up_end = 0.0;
-    f = (step - up_end) / ((double)(total - 1) - up_end);
-    if (f > 1.0) f = 1.0;
-    return dlf__cos_anneal(lr, (float)lr_min, f);
+    s = dlf_sched_one_cycle((double)lr, (double)pct_start, 25.0, 1e4, 0);
+    return (float)dlf_schedule_at(&s, step, total);
 }
 
 DLFDEF void dlf_progress_start(dlf_progress *p, const char *label, int total, int quiet)
@@ -6929,77 +7707,1330 @@ DLFDEF float dlf_evaluate(dlf_tape *t, dlf_model_fn model, void *m, dlf_loader *
     return seen ? (float)correct / (float)seen : 0.0f;
 }
 
-/* Each group's lr at the schedule's step; the peaks are base[g] * scale. */
-static void dlf__fit_set_lr(dlf_optim *opt, const float *base, float scale, const dlf_fit_cfg *cfg, int step, int total)
+/* ---------------------------------------------------------------- the Learner */
+
+#define DLF__ABORT 100   /* internal: an error (l->rc) ends the fit; after_fit still runs */
+
+DLFDEF const char *dlf_event_name(dlf_event ev)
 {
+    static const char *const names[DLF_EV_COUNT] = {
+        "begin_fit", "begin_epoch", "begin_batch", "after_pred", "after_loss", "after_backward", "after_step",
+        "after_batch", "begin_validate", "after_epoch", "after_fit", "after_cancel_batch", "after_cancel_epoch",
+        "after_cancel_fit"};
+    return ((int)ev >= 0 && ev < DLF_EV_COUNT) ? names[ev] : "?";
+}
+
+DLFDEF float dlf_metric_accuracy(const dlf_tensor *pred, const dlf_tensor *target)
+{
+    return dlf_accuracy(pred, target);
+}
+
+/* fastai's TrainEvalCallback: training mode for the epoch, eval mode for validation
+   (BatchNorm's batch statistics and dropout only while training). */
+static int dlf__cb_train_eval(dlf_callback *cb, dlf_learner *l, dlf_event ev)
+{
+    (void)cb;
+    if (ev == DLF_EV_BEGIN_EPOCH) dlf_tape_set_training(l->tape, 1);
+    else if (ev == DLF_EV_BEGIN_VALIDATE) dlf_tape_set_training(l->tape, 0);
+    return DLF_CB_OK;
+}
+
+DLFDEF void dlf_learner_init(dlf_learner *l, dlf_tape *t, dlf_model_fn model, void *m, dlf_loss_fn loss,
+                             dlf_optim *opt, dlf_loader *train, dlf_loader *valid)
+{
+    memset(l, 0, sizeof *l);
+    l->tape = t;
+    l->model = model;
+    l->m = m;
+    l->loss_fn = loss;
+    l->opt = opt;
+    l->train = train;
+    l->valid = valid;
+    l->check_finite = 1;
+    l->train_eval.name = "train_eval";
+    l->train_eval.order = -10;
+    l->train_eval.on = dlf__cb_train_eval;
+    dlf_learner_add_cb(l, &l->train_eval);
+}
+
+DLFDEF void dlf_learner_free(dlf_learner *l)
+{
+    memset(l, 0, sizeof *l);  /* holds nothing allocated today; kept for the API's symmetry */
+}
+
+/* Sorted by order; a new callback goes after those of equal order (stable). */
+DLFDEF int dlf_learner_add_cb(dlf_learner *l, dlf_callback *cb)
+{
+    int i;
+    if (l->n_cbs == DLF_LEARNER_MAX_CBS)
+        return dlf__fail(DLF_ERR_ARG, "learner: more than %d callbacks", DLF_LEARNER_MAX_CBS);
+    for (i = l->n_cbs; i > 0 && l->cbs[i - 1]->order > cb->order; i--) l->cbs[i] = l->cbs[i - 1];
+    l->cbs[i] = cb;
+    l->n_cbs++;
+    return DLF_OK;
+}
+
+DLFDEF void dlf_learner_remove_cb(dlf_learner *l, dlf_callback *cb)
+{
+    int i, j = 0;
+    for (i = 0; i < l->n_cbs; i++)
+        if (l->cbs[i] != cb) l->cbs[j++] = l->cbs[i];
+    l->n_cbs = j;
+}
+
+DLFDEF int dlf_learner_add_metric(dlf_learner *l, const char *name, dlf_metric_fn fn)
+{
+    if (l->n_metrics == DLF_LEARNER_MAX_METRICS)
+        return dlf__fail(DLF_ERR_ARG, "learner: more than %d metrics", DLF_LEARNER_MAX_METRICS);
+    l->metrics[l->n_metrics].name = name;
+    l->metrics[l->n_metrics].fn = fn;
+    l->n_metrics++;
+    return DLF_OK;
+}
+
+/* Every callback in order; the first non-zero code stops the event (as an exception). */
+static int dlf__event(dlf_learner *l, dlf_event ev)
+{
+    int i, rc;
+    if (l->no_cbs) return DLF_CB_OK;
+    for (i = 0; i < l->n_cbs; i++) {
+        dlf_callback *cb = l->cbs[i];
+        if (cb->on && (rc = cb->on(cb, l, ev)) != DLF_CB_OK) return rc;
+    }
+    return DLF_CB_OK;
+}
+
+static int dlf__learner_abort(dlf_learner *l, int rc)
+{
+    l->rc = rc;
+    return DLF__ABORT;
+}
+
+/* One batch, notebook 05b's one_batch: DLF_CB_OK, _CANCEL_EPOCH, _CANCEL_FIT or DLF__ABORT. */
+static int dlf__one_batch(dlf_learner *l)
+{
+    int rc, r2, k, backward_ran = 0;
+    double t_batch = dlf_seconds();
+    dlf_tape_reset(l->tape);
+    l->pred = l->loss = NULL;
+    if ((rc = dlf__event(l, DLF_EV_BEGIN_BATCH)) != DLF_CB_OK) goto done;
+    l->pred = l->model(l->tape, l->xb, l->m);
+    if (!l->pred) {
+        rc = dlf__learner_abort(l, dlf__fail(DLF_ERR_ARG, "learner: the model returned NULL at step %ld", l->step));
+        goto done;
+    }
+    if ((rc = dlf__event(l, DLF_EV_AFTER_PRED)) != DLF_CB_OK) goto done;
+    l->loss = l->loss_fn(l->tape, l->pred, l->yb);
+    if (!l->loss) {
+        rc = dlf__learner_abort(l, dlf__fail(DLF_ERR_ARG, "learner: the loss function returned NULL at step %ld", l->step));
+        goto done;
+    }
+    l->loss_value = l->loss->data[0];
+    if (l->in_train) {
+        if (l->check_finite && !(fabsf(l->loss_value) <= 3.0e38f)) {
+            rc = dlf__learner_abort(l, dlf__fail(DLF_ERR_ARG, "learner: the loss is %g at step %ld (epoch %d): lr %g too high?",
+                                                 l->loss_value, l->step, l->epoch + 1, l->opt->groups[0].lr));
+            goto done;
+        }
+        l->tl_sum += (double)l->loss_value * l->bs;
+        l->tl_items += l->bs;
+        l->tl_batch_sum += l->loss_value;
+        l->tl_batches++;
+    } else {
+        l->vl_sum += (double)l->loss_value * l->bs;
+        l->v_items += l->bs;
+        for (k = 0; k < l->n_metrics; k++) l->vm_sum[k] += (double)l->metrics[k].fn(l->pred, l->yb) * l->bs;
+    }
+    if ((rc = dlf__event(l, DLF_EV_AFTER_LOSS)) != DLF_CB_OK || !l->in_train) goto done;
+    dlf_backward(l->tape, l->loss);
+    backward_ran = 1;
+    if ((rc = dlf__event(l, DLF_EV_AFTER_BACKWARD)) != DLF_CB_OK) goto done;
+    dlf_optim_step(l->opt);
+    rc = dlf__event(l, DLF_EV_AFTER_STEP);
+done:
+    if (rc == DLF__ABORT) return rc;
+    if (backward_ran) dlf_optim_zero_grad(l->opt);  /* also after a cancel (05b did not) */
+    if (rc == DLF_CB_CANCEL_BATCH) {
+        rc = dlf__event(l, DLF_EV_AFTER_CANCEL_BATCH);
+        if (rc == DLF_CB_CANCEL_BATCH) rc = DLF_CB_OK;
+    }
+    l->iter++;
+    if (l->in_train) {
+        l->step++;
+        l->train_iter = l->iter;
+        if (!l->fixed_threads) dlf_threadgov_step(&l->gov, dlf_seconds() - t_batch);
+    }
+    r2 = dlf__event(l, DLF_EV_AFTER_BATCH);  /* always: 05b's `finally` */
+    if (r2 == DLF_CB_CANCEL_EPOCH || r2 == DLF_CB_CANCEL_FIT) rc = r2;
+    return rc;
+}
+
+/* Every batch of dl from where it stands (05b's all_batches). */
+static int dlf__all_batches(dlf_learner *l, dlf_loader *dl)
+{
+    int n, rc = DLF_CB_OK;
+    while ((n = dlf_loader_next(dl)) > 0) {
+        l->xb = dl->x;
+        l->yb = dl->y;
+        l->bs = n;
+        rc = dlf__one_batch(l);
+        if (rc == DLF_CB_CANCEL_EPOCH) {
+            dl->pos = 0;  /* the next call starts a fresh epoch */
+            rc = dlf__event(l, DLF_EV_AFTER_CANCEL_EPOCH);
+            if (rc != DLF_CB_CANCEL_FIT) rc = DLF_CB_OK;
+            break;
+        }
+        if (rc != DLF_CB_OK) break;  /* CANCEL_FIT or an error */
+    }
+    return rc;
+}
+
+/* Validation over dl from its start: no recording, weighted loss and metrics. */
+static int dlf__run_validation(dlf_learner *l, dlf_loader *dl)
+{
+    int prev_grad = dlf_tape_set_grad(l->tape, 0), rc, k;
+    l->in_train = 0;
+    l->iter = 0;
+    l->n_iter = dl->n_batches;
+    l->vl_sum = 0.0;
+    l->v_items = 0;
+    for (k = 0; k < DLF_LEARNER_MAX_METRICS; k++) l->vm_sum[k] = 0.0;
+    dl->pos = 0;
+    rc = dlf__all_batches(l, dl);
+    dlf_tape_reset(l->tape);
+    dlf_tape_set_grad(l->tape, prev_grad);
+    l->valid_loss = l->v_items ? (float)(l->vl_sum / (double)l->v_items) : 0.0f;
+    for (k = 0; k < l->n_metrics; k++)
+        l->metric_values[k] = l->v_items ? (float)(l->vm_sum[k] / (double)l->v_items) : 0.0f;
+    return rc;
+}
+
+DLFDEF int dlf_learner_validate(dlf_learner *l, dlf_loader *dl, float *loss, float *metrics)
+{
+    int prev_training = dlf_tape_set_training(l->tape, 0), in_train = l->in_train, iter = l->iter;
+    int n_iter = l->n_iter, rc, k;
+    l->no_cbs = 1;
+    l->rc = DLF_OK;
+    rc = dlf__run_validation(l, dl);
+    l->no_cbs = 0;
+    dlf_tape_set_training(l->tape, prev_training);
+    l->in_train = in_train;
+    l->iter = iter;
+    l->n_iter = n_iter;
+    if (rc == DLF__ABORT) return l->rc;
+    if (loss) *loss = l->valid_loss;
+    for (k = 0; metrics && k < l->n_metrics; k++) metrics[k] = l->metric_values[k];
+    return DLF_OK;
+}
+
+DLFDEF int dlf_learner_fit(dlf_learner *l, int epochs)
+{
+    int rc, prev_grad, mid;
+    double t0;
+    if (l->resume) {
+        if (epochs > 0 && epochs != l->epochs)
+            return dlf__fail(DLF_ERR_ARG, "learner: the saved run has %d epochs, the fit asks for %d", l->epochs, epochs);
+    } else {
+        l->epochs = epochs > 0 ? epochs : 1;
+        l->epoch = 0;
+        l->step = 0;
+        l->iter = 0;
+        l->train_seconds = 0.0;
+        l->train->pos = 0;
+    }
+    l->total_steps = (long)l->epochs * l->train->n_batches;
+    l->rc = DLF_OK;
+    l->cancelled = 0;
+    l->validated = 0;
+    l->prev_training = dlf_tape_set_training(l->tape, 1);
+    prev_grad = dlf_tape_set_grad(l->tape, 1);
+    l->where = 0;
+    dlf_threadgov_init(&l->gov);
+    rc = dlf__event(l, DLF_EV_BEGIN_FIT);
+    mid = l->resume && l->train_iter > 0;
+    l->resume = 0;
+    if (rc == DLF_CB_CANCEL_FIT) goto end;
+    for (; l->epoch < l->epochs; l->epoch++) {
+        l->epoch_over = 0;
+        if (!mid) {
+            l->train_iter = 0;
+            l->iter = 0;
+            l->tl_sum = l->tl_batch_sum = 0.0;
+            l->tl_items = 0;
+            l->tl_batches = 0;
+        }
+        mid = 0;
+        l->n_iter = l->train->n_batches;
+        l->in_train = 1;
+        l->validated = 0;
+        l->where = 1;
+        rc = dlf__event(l, DLF_EV_BEGIN_EPOCH);
+        if (rc == DLF_CB_CANCEL_FIT) break;
+        t0 = dlf_seconds();
+        if (rc == DLF_CB_CANCEL_EPOCH) {
+            l->train->pos = 0;
+            rc = dlf__event(l, DLF_EV_AFTER_CANCEL_EPOCH);
+            if (rc != DLF_CB_CANCEL_FIT) rc = DLF_CB_OK;
+        } else {
+            rc = dlf__all_batches(l, l->train);
+        }
+        l->train_seconds += dlf_seconds() - t0;
+        if (rc == DLF_CB_CANCEL_FIT || rc == DLF__ABORT) break;
+        l->train_loss = l->tl_items ? (float)(l->tl_sum / (double)l->tl_items) : 0.0f;
+        if (l->valid) {
+            l->where = 2;
+            l->in_train = 0;
+            rc = dlf__event(l, DLF_EV_BEGIN_VALIDATE);
+            if (rc == DLF_CB_CANCEL_FIT) break;
+            if (rc == DLF_CB_CANCEL_EPOCH) {
+                rc = dlf__event(l, DLF_EV_AFTER_CANCEL_EPOCH);
+                if (rc != DLF_CB_CANCEL_FIT) rc = DLF_CB_OK;
+            } else {
+                rc = dlf__run_validation(l, l->valid);
+                if (rc == DLF_CB_OK) l->validated = 1;
+            }
+            if (rc == DLF_CB_CANCEL_FIT || rc == DLF__ABORT) break;
+        }
+        l->where = 3;
+        l->epoch_over = 1;
+        rc = dlf__event(l, DLF_EV_AFTER_EPOCH);
+        if (rc == DLF_CB_CANCEL_FIT) break;
+        l->epoch_over = 0;   /* the next epoch starts from its first batch */
+        l->train_iter = 0;
+        rc = DLF_CB_OK;
+    }
+end:
+    if (rc == DLF_CB_CANCEL_FIT) {
+        l->cancelled = 1;
+        dlf__event(l, DLF_EV_AFTER_CANCEL_FIT);
+    }
+    l->where = 4;
+    dlf__event(l, DLF_EV_AFTER_FIT);
+    l->where = 0;
+    if (!l->fixed_threads && l->gov.hi > 0) dlf_set_threads(l->gov.hi);   /* the count before the fit */
+    l->gov.state = 0;
+    dlf_tape_reset(l->tape);
+    dlf_tape_set_training(l->tape, l->prev_training);
+    dlf_tape_set_grad(l->tape, prev_grad);
+    return l->rc;
+}
+
+/* ---------------------------------------------------------------- saving a run */
+
+static dlf_tensor *dlf__ckpt_own(dlf_ckpt *c, int ndim, const int *shape);  /* stage 15 */
+
+/* The checkpoint name of each optimizer parameter: its own, else l->params'. A
+   DLF_MALLOC array, or NULL with *rc set. */
+static const char **dlf__learner_names(const dlf_learner *l, int *rc)
+{
+    const dlf_optim *o = l->opt;
+    const char **names = (const char **)dlf__malloc((size_t)(o->n_params ? o->n_params : 1) * sizeof(char *),
+                                                    "optimizer parameter names");
+    int i, j;
+    *rc = DLF_ERR_NOMEM;
+    if (!names) return NULL;
+    for (i = 0; i < o->n_params; i++) {
+        names[i] = o->params[i].name[0] ? o->params[i].name : NULL;
+        for (j = 0; !names[i] && l->params && j < l->params->n; j++)
+            if (l->params->items[j].t == o->params[i].p) names[i] = l->params->items[j].name;
+        if (!names[i]) {
+            DLF_FREE((void *)names);
+            *rc = dlf__fail(DLF_ERR_ARG, "learner: optimizer parameter %d has no name (set l->params, or create the "
+                            "optimizer with dlf_optim_create_groups)", i);
+            return NULL;
+        }
+    }
+    return names;
+}
+
+static int dlf__ck_setf(dlf_ckpt *c, const char *prefix, const char *key, double v)
+{
+    char k[192];
+    snprintf(k, sizeof k, "%s%s", prefix, key);
+    return dlf_ckpt_set_float(c, k, v);
+}
+
+static int dlf__ck_seti(dlf_ckpt *c, const char *prefix, const char *key, long long v)
+{
+    char k[192];
+    snprintf(k, sizeof k, "%s%s", prefix, key);
+    return dlf_ckpt_set_int(c, k, v);
+}
+
+static int dlf__ck_getf(const dlf_ckpt *c, const char *prefix, const char *key, double *v)
+{
+    char k[192];
+    snprintf(k, sizeof k, "%s%s", prefix, key);
+    return dlf_ckpt_get_float(c, k, v);
+}
+
+static int dlf__ck_geti(const dlf_ckpt *c, const char *prefix, const char *key, long long *v)
+{
+    char k[192];
+    snprintf(k, sizeof k, "%s%s", prefix, key);
+    return dlf_ckpt_get_int(c, k, v);
+}
+
+DLFDEF int dlf_learner_add_state(dlf_learner *l, dlf_ckpt *c)
+{
+    const char **names;
+    char prefix[96];
+    int rc = DLF_OK, g, h, i, at_end = l->epoch_over;
+    if (l->where == 2 || l->where == 4)
+        return dlf__fail(DLF_ERR_ARG, "learner: a run saves at after_batch of a training batch, at after_epoch or between fits");
+    if (!(names = dlf__learner_names(l, &rc))) return rc;
+    if (l->params) rc = dlf_ckpt_add_param_list(c, l->params);
+    else
+        for (i = 0; rc == DLF_OK && i < l->opt->n_params; i++) rc = dlf_ckpt_add_tensor(c, names[i], l->opt->params[i].p);
+    if (rc == DLF_OK) rc = dlf_ckpt_add_optim(c, l->opt, names);
+    DLF_FREE((void *)names);
+    for (g = 0; rc == DLF_OK && g < l->opt->n_groups; g++)
+        for (h = 0; rc == DLF_OK && h < DLF_HYPER_COUNT; h++) {
+            snprintf(prefix, sizeof prefix, "learner.group%d.", g);
+            rc = dlf__ck_setf(c, prefix, dlf_hyper_name((dlf_hyper)h), dlf_optim_get_hyper(l->opt, g, (dlf_hyper)h));
+        }
+    if (rc == DLF_OK) rc = dlf_ckpt_add_loader(c, "train", l->train);
+    if (rc == DLF_OK) rc = dlf_ckpt_add_rng(c, "tape", &l->tape->rng);
+    /* at after_epoch the epoch is over: the run continues with the next one */
+    if (rc == DLF_OK) rc = dlf__ck_seti(c, "learner.", "epochs", l->epochs);
+    if (rc == DLF_OK) rc = dlf__ck_seti(c, "learner.", "epoch", at_end ? l->epoch + 1 : l->epoch);
+    if (rc == DLF_OK) rc = dlf__ck_seti(c, "learner.", "iter", at_end ? 0 : l->train_iter);
+    if (rc == DLF_OK) rc = dlf__ck_seti(c, "learner.", "step", l->step);
+    if (rc == DLF_OK) rc = dlf__ck_setf(c, "learner.", "tl_sum", at_end ? 0.0 : l->tl_sum);
+    if (rc == DLF_OK) rc = dlf__ck_seti(c, "learner.", "tl_items", at_end ? 0 : l->tl_items);
+    if (rc == DLF_OK) rc = dlf__ck_setf(c, "learner.", "tl_batch_sum", at_end ? 0.0 : l->tl_batch_sum);
+    if (rc == DLF_OK) rc = dlf__ck_seti(c, "learner.", "tl_batches", at_end ? 0 : l->tl_batches);
+    if (rc == DLF_OK) rc = dlf__ck_setf(c, "learner.", "train_seconds", l->train_seconds);
+    for (i = 0; rc == DLF_OK && i < l->n_cbs; i++) {
+        dlf_callback *cb = l->cbs[i];
+        if (!cb->save) continue;
+        snprintf(prefix, sizeof prefix, "cb.%s.", cb->name ? cb->name : "?");
+        rc = cb->save(cb, l, c, prefix);
+    }
+    return rc;
+}
+
+DLFDEF int dlf_learner_get_state(dlf_learner *l, const dlf_ckpt *c)
+{
+    const char **names;
+    char prefix[96];
+    long long v[6] = {0, 0, 0, 0, 0, 0};
+    double f[3] = {0.0, 0.0, 0.0}, hv = 0.0;
+    int rc = DLF_OK, g, h, i;
+    if (!(names = dlf__learner_names(l, &rc))) return rc;
+    if (l->params) rc = dlf_ckpt_get_param_list(c, l->params);
+    else
+        for (i = 0; rc == DLF_OK && i < l->opt->n_params; i++) rc = dlf_ckpt_get_tensor(c, names[i], l->opt->params[i].p);
+    if (rc == DLF_OK) rc = dlf_ckpt_get_optim(c, l->opt, names);
+    DLF_FREE((void *)names);
+    for (g = 0; rc == DLF_OK && g < l->opt->n_groups; g++)
+        for (h = 0; rc == DLF_OK && h < DLF_HYPER_COUNT; h++) {
+            snprintf(prefix, sizeof prefix, "learner.group%d.", g);
+            if ((rc = dlf__ck_getf(c, prefix, dlf_hyper_name((dlf_hyper)h), &hv)) == DLF_OK)
+                dlf_optim_set_hyper(l->opt, g, (dlf_hyper)h, (float)hv);
+        }
+    if (rc == DLF_OK) rc = dlf_ckpt_get_loader(c, "train", l->train);
+    if (rc == DLF_OK) rc = dlf_ckpt_get_rng(c, "tape", &l->tape->rng);
+    if (rc == DLF_OK) rc = dlf__ck_geti(c, "learner.", "epochs", &v[0]);
+    if (rc == DLF_OK) rc = dlf__ck_geti(c, "learner.", "epoch", &v[1]);
+    if (rc == DLF_OK) rc = dlf__ck_geti(c, "learner.", "iter", &v[2]);
+    if (rc == DLF_OK) rc = dlf__ck_geti(c, "learner.", "step", &v[3]);
+    if (rc == DLF_OK) rc = dlf__ck_geti(c, "learner.", "tl_items", &v[4]);
+    if (rc == DLF_OK) rc = dlf__ck_getf(c, "learner.", "tl_sum", &f[0]);
+    if (rc == DLF_OK) rc = dlf__ck_getf(c, "learner.", "tl_batch_sum", &f[1]);
+    if (rc == DLF_OK) rc = dlf__ck_getf(c, "learner.", "train_seconds", &f[2]);
+    if (rc == DLF_OK) rc = dlf__ck_geti(c, "learner.", "tl_batches", &v[5]);
+    if (rc != DLF_OK) return rc;
+    if (v[0] < 1 || v[1] < 0 || v[1] > v[0] || v[2] < 0 || v[2] > l->train->n_batches || v[3] < 0)
+        return dlf__fail(DLF_ERR_FORMAT, "checkpoint: learner counters out of range (epochs %lld epoch %lld iter %lld step %lld)",
+                         v[0], v[1], v[2], v[3]);
+    l->epochs = (int)v[0];
+    l->epoch = (int)v[1];
+    l->iter = l->train_iter = (int)v[2];
+    l->epoch_over = 0;
+    l->step = (long)v[3];
+    l->tl_items = (long)v[4];
+    l->tl_batches = (int)v[5];
+    l->tl_sum = f[0];
+    l->tl_batch_sum = f[1];
+    l->train_seconds = f[2];
+    l->total_steps = (long)l->epochs * l->train->n_batches;
+    l->resume = 1;
+    for (i = 0; rc == DLF_OK && i < l->n_cbs; i++) {
+        dlf_callback *cb = l->cbs[i];
+        if (!cb->load) continue;
+        snprintf(prefix, sizeof prefix, "cb.%s.", cb->name ? cb->name : "?");
+        rc = cb->load(cb, l, c, prefix);
+    }
+    return rc;
+}
+
+#ifndef DLF_NO_STDIO
+static int dlf__learner_save_meta(dlf_learner *l, const char *path, const char *const *meta, int n_meta)
+{
+    dlf_ckpt c;
+    int i, rc;
+    dlf_ckpt_init(&c);
+    rc = dlf_learner_add_state(l, &c);
+    for (i = 0; rc == DLF_OK && i < n_meta; i++) rc = dlf_ckpt_set_meta(&c, meta[2 * i], meta[2 * i + 1]);
+    if (rc == DLF_OK) rc = dlf_ckpt_save(&c, path);
+    dlf_ckpt_free(&c);
+    return rc;
+}
+
+DLFDEF int dlf_learner_save(dlf_learner *l, const char *path)
+{
+    return dlf__learner_save_meta(l, path, NULL, 0);
+}
+
+DLFDEF int dlf_learner_load(dlf_learner *l, const char *path)
+{
+    dlf_ckpt c;
+    int rc;
+    dlf_ckpt_init(&c);
+    rc = dlf_ckpt_load(&c, path);
+    if (rc == DLF_OK) rc = dlf_learner_get_state(l, &c);
+    if (rc != DLF_OK && strncmp(dlf_last_error(), path, strlen(path)) != 0) {
+        char msg[512];
+        snprintf(msg, sizeof msg, "%s", dlf_last_error());
+        dlf__fail(rc, "%s: %s", path, msg);
+    }
+    dlf_ckpt_free(&c);
+    return rc;
+}
+#endif
+
+/* ---------------------------------------------------------------- built-in callbacks */
+
+/* The value a tracker watches, 0 when it has none this epoch (no validation). */
+static int dlf__monitor_value(const dlf_learner *l, const char *name, float *v)
+{
+    int k;
+    if (strcmp(name, "train_loss") == 0) { *v = l->train_loss; return 1; }
+    if (!l->validated) return 0;
+    if (strcmp(name, "valid_loss") == 0) { *v = l->valid_loss; return 1; }
+    for (k = 0; k < l->n_metrics; k++)
+        if (strcmp(name, l->metrics[k].name) == 0) { *v = l->metric_values[k]; return 1; }
+    dlf__panic("learner: nothing to monitor named \"%s\" (valid_loss, train_loss or a metric's name)", name);
+    return 0;
+}
+
+static void dlf__tracker_reset(dlf_tracker *t)
+{
+    t->best = t->higher_better ? -HUGE_VALF : HUGE_VALF;
+    t->best_epoch = -1;
+    t->wait = 0;
+}
+
+static void dlf__tracker_init(dlf_tracker *t, const char *monitor, float min_delta)
+{
+    t->monitor = monitor ? monitor : "valid_loss";
+    t->min_delta = min_delta < 0.0f ? -min_delta : min_delta;
+    t->higher_better = strstr(t->monitor, "loss") == NULL;
+    dlf__tracker_reset(t);
+}
+
+/* fastai's TrackerCallback: new best when value beats best by more than min_delta.
+   Returns 1 for a new best, 0 for none, -1 when there was no value this epoch. */
+static int dlf__tracker_update(dlf_tracker *t, const dlf_learner *l)
+{
+    float v;
+    int better;
+    if (!dlf__monitor_value(l, t->monitor, &v)) return -1;
+    better = t->higher_better ? v - t->min_delta > t->best : v + t->min_delta < t->best;
+    if (better) {
+        t->best = v;
+        t->best_epoch = l->epoch;
+        t->wait = 0;
+    } else {
+        t->wait++;
+    }
+    return better;
+}
+
+static int dlf__tracker_save(const dlf_tracker *t, dlf_ckpt *c, const char *prefix)
+{
+    int rc = dlf__ck_setf(c, prefix, "best", t->best);
+    if (rc == DLF_OK) rc = dlf__ck_seti(c, prefix, "best_epoch", t->best_epoch);
+    if (rc == DLF_OK) rc = dlf__ck_seti(c, prefix, "wait", t->wait);
+    return rc;
+}
+
+static int dlf__tracker_load(dlf_tracker *t, const dlf_ckpt *c, const char *prefix)
+{
+    double best = 0.0;
+    long long be = 0, w = 0;
+    char k[192];
+    int rc;
+    snprintf(k, sizeof k, "%sbest", prefix);
+    if (!dlf_ckpt_get_meta(c, k)) {  /* a run saved without this callback: it starts afresh */
+        dlf__tracker_reset(t);
+        return DLF_OK;
+    }
+    rc = dlf__ck_getf(c, prefix, "best", &best);
+    if (rc == DLF_OK) rc = dlf__ck_geti(c, prefix, "best_epoch", &be);
+    if (rc == DLF_OK) rc = dlf__ck_geti(c, prefix, "wait", &w);
+    if (rc != DLF_OK) return rc;
+    t->best = (float)best;
+    t->best_epoch = (int)be;
+    t->wait = (int)w;
+    return DLF_OK;
+}
+
+/* Recorder */
+static int dlf__grow_floats(float **p, int n)
+{
+    float *q = (float *)DLF_REALLOC(*p, (size_t)(n > 0 ? n : 1) * sizeof(float));
+    if (!q) return dlf__fail(DLF_ERR_NOMEM, "recorder: out of memory for %d values", n);
+    *p = q;
+    return DLF_OK;
+}
+
+/* Room for the whole fit, once, at begin_fit (or at a resume's load). */
+static int dlf__recorder_alloc(dlf_cb_recorder *r, const dlf_learner *l)
+{
+    int cap = (int)l->total_steps, ce = l->epochs;
+    if (cap > r->cap) {
+        if (dlf__grow_floats(&r->lr, cap) || dlf__grow_floats(&r->mom, cap) || dlf__grow_floats(&r->loss, cap))
+            return DLF_ERR_NOMEM;
+        r->cap = cap;
+    }
+    if (ce > r->cap_epochs) {
+        if (dlf__grow_floats(&r->epoch_train, ce) || dlf__grow_floats(&r->epoch_valid, ce) ||
+            dlf__grow_floats(&r->epoch_metric, ce) || dlf__grow_floats(&r->epoch_step, ce))
+            return DLF_ERR_NOMEM;
+        r->cap_epochs = ce;
+    }
+    return DLF_OK;
+}
+
+static int dlf__cb_recorder_on(dlf_callback *cb, dlf_learner *l, dlf_event ev)
+{
+    dlf_cb_recorder *r = (dlf_cb_recorder *)cb;
+    switch (ev) {
+    case DLF_EV_BEGIN_FIT:
+        if (!l->resume) r->n = r->n_epochs = 0;
+        if (dlf__recorder_alloc(r, l) != DLF_OK) {
+            l->rc = DLF_ERR_NOMEM;
+            return DLF_CB_CANCEL_FIT;
+        }
+        break;
+    case DLF_EV_AFTER_BATCH:
+        if (!l->in_train || r->n >= r->cap) break;
+        r->lr[r->n] = dlf_optim_get_hyper(l->opt, 0, DLF_HYPER_LR);
+        r->mom[r->n] = dlf_optim_get_hyper(l->opt, 0, DLF_HYPER_MOM);
+        r->loss[r->n] = l->loss ? l->loss_value : (float)NAN;
+        r->n++;
+        break;
+    case DLF_EV_AFTER_EPOCH:
+        if (r->n_epochs >= r->cap_epochs) break;
+        r->epoch_train[r->n_epochs] = l->train_loss;
+        r->epoch_valid[r->n_epochs] = l->validated ? l->valid_loss : (float)NAN;
+        r->epoch_metric[r->n_epochs] = l->validated && l->n_metrics ? l->metric_values[0] : (float)NAN;
+        r->epoch_step[r->n_epochs] = (float)l->step;
+        r->n_epochs++;
+        break;
+    default:
+        break;
+    }
+    return DLF_CB_OK;
+}
+
+static int dlf__recorder_save(const dlf_callback *cb, const dlf_learner *l, dlf_ckpt *c, const char *prefix)
+{
+    (void)l;
+    const dlf_cb_recorder *r = (const dlf_cb_recorder *)cb;
+    const float *src[7];
+    static const char *const keys[7] = {"lr", "mom", "loss", "epoch_train", "epoch_valid", "epoch_metric", "epoch_step"};
+    char k[192];
+    int i, rc = dlf__ck_seti(c, prefix, "n", r->n);
+    if (rc == DLF_OK) rc = dlf__ck_seti(c, prefix, "n_epochs", r->n_epochs);
+    src[0] = r->lr; src[1] = r->mom; src[2] = r->loss;
+    src[3] = r->epoch_train; src[4] = r->epoch_valid; src[5] = r->epoch_metric; src[6] = r->epoch_step;
+    for (i = 0; rc == DLF_OK && i < 7; i++) {
+        int n = i < 3 ? r->n : r->n_epochs;
+        dlf_tensor *t;
+        if (n == 0) continue;
+        if (!(t = dlf__ckpt_own(c, 1, &n))) return DLF_ERR_NOMEM;
+        memcpy(t->data, src[i], (size_t)n * sizeof(float));
+        snprintf(k, sizeof k, "%s%s", prefix, keys[i]);
+        rc = dlf_ckpt_add_tensor(c, k, t);
+    }
+    return rc;
+}
+
+static int dlf__recorder_load(dlf_callback *cb, dlf_learner *l, const dlf_ckpt *c, const char *prefix)
+{
+    dlf_cb_recorder *r = (dlf_cb_recorder *)cb;
+    float *dst[7];
+    static const char *const keys[7] = {"lr", "mom", "loss", "epoch_train", "epoch_valid", "epoch_metric", "epoch_step"};
+    char k[192];
+    long long n, ne;
+    int i, rc;
+    if ((rc = dlf__recorder_alloc(r, l)) != DLF_OK) return rc;
+    if ((rc = dlf__ck_geti(c, prefix, "n", &n)) != DLF_OK || (rc = dlf__ck_geti(c, prefix, "n_epochs", &ne)) != DLF_OK)
+        return rc;
+    if (n < 0 || n > r->cap || ne < 0 || ne > r->cap_epochs)
+        return dlf__fail(DLF_ERR_FORMAT, "checkpoint: the recorder holds %lld steps and %lld epochs, more than the run has",
+                         n, ne);
+    dst[0] = r->lr; dst[1] = r->mom; dst[2] = r->loss;
+    dst[3] = r->epoch_train; dst[4] = r->epoch_valid; dst[5] = r->epoch_metric; dst[6] = r->epoch_step;
+    for (i = 0; i < 7; i++) {
+        long long m = i < 3 ? n : ne;
+        const dlf_st_tensor *t;
+        if (m == 0) continue;
+        snprintf(k, sizeof k, "%s%s", prefix, keys[i]);
+        t = dlf_safetensors_find(&c->file, k);
+        if (!t || t->size != m) return dlf__fail(DLF_ERR_FORMAT, "checkpoint: \"%s\" is missing or has the wrong size", k);
+        memcpy(dst[i], t->data, (size_t)m * sizeof(float));
+    }
+    r->n = (int)n;
+    r->n_epochs = (int)ne;
+    return DLF_OK;
+}
+
+DLFDEF void dlf_cb_recorder_init(dlf_cb_recorder *r)
+{
+    memset(r, 0, sizeof *r);
+    r->cb.name = "recorder";
+    r->cb.order = 20;
+    r->cb.on = dlf__cb_recorder_on;
+    r->cb.save = dlf__recorder_save;
+    r->cb.load = dlf__recorder_load;
+}
+
+DLFDEF void dlf_cb_recorder_free(dlf_cb_recorder *r)
+{
+    float *const arrays[7] = {r->lr, r->mom, r->loss, r->epoch_train, r->epoch_valid, r->epoch_metric, r->epoch_step};
+    int i;
+    for (i = 0; i < 7; i++)
+        if (arrays[i]) DLF_FREE(arrays[i]);
+    dlf_cb_recorder_init(r);
+}
+
+#ifndef DLF_NO_STDIO
+DLFDEF int dlf_cb_recorder_plot_loss(const dlf_cb_recorder *r, const char *path, const char *title)
+{
+    dlf_plot_cfg cfg;
+    dlf_series s[2];
+    memset(&cfg, 0, sizeof cfg);
+    memset(s, 0, sizeof s);
+    cfg.title = title ? title : "loss";
+    cfg.xlabel = "step";
+    cfg.ylabel = "loss";
+    s[0].name = "train (each batch)";
+    s[0].y = r->loss;
+    s[0].n = r->n;
+    s[1].name = "valid (each epoch)";
+    s[1].x = r->epoch_step;
+    s[1].y = r->epoch_valid;
+    s[1].n = r->n_epochs;
+    return dlf_svg_lines(path, &cfg, s, r->n_epochs > 0 ? 2 : 1);
+}
+
+DLFDEF int dlf_cb_recorder_plot_sched(const dlf_cb_recorder *r, const char *path, const char *title)
+{
+    dlf_plot_cfg cfg[2];
+    dlf_series s[2];
+    const dlf_series *ps[2];
+    int ns[2] = {1, 1};
+    memset(cfg, 0, sizeof cfg);
+    memset(s, 0, sizeof s);
+    cfg[0].title = "lr";
+    cfg[1].title = "mom (momentum or beta1)";
+    cfg[0].xlabel = cfg[1].xlabel = "step";
+    s[0].name = "lr";
+    s[0].y = r->lr;
+    s[0].n = r->n;
+    s[1].name = "mom";
+    s[1].y = r->mom;
+    s[1].n = r->n;
+    ps[0] = &s[0];
+    ps[1] = &s[1];
+    return dlf_svg_lines_grid(path, title ? title : "schedules (group 0)", cfg, ps, ns, 2, 2);
+}
+#endif
+
+/* ParamScheduler */
+static int dlf__cb_sched_on(dlf_callback *cb, dlf_learner *l, dlf_event ev)
+{
+    dlf_cb_sched *s = (dlf_cb_sched *)cb;
+    int i;
+    if (ev != DLF_EV_BEGIN_BATCH || !l->in_train) return DLF_CB_OK;
+    for (i = 0; i < s->n; i++) {
+        const dlf_cb_sched_item *it = &s->items[i];
+        dlf_optim_set_hyper(l->opt, it->group, it->hyper, (float)dlf_schedule_at(&it->sched, l->step, l->total_steps));
+    }
+    return DLF_CB_OK;
+}
+
+DLFDEF void dlf_cb_sched_init(dlf_cb_sched *s)
+{
+    memset(s, 0, sizeof *s);
+    s->cb.name = "sched";
+    s->cb.order = 10;
+    s->cb.on = dlf__cb_sched_on;
+}
+
+DLFDEF int dlf_cb_sched_add(dlf_cb_sched *s, dlf_hyper h, int group, dlf_schedule sched)
+{
+    if (s->n == DLF_CB_SCHED_MAX) return dlf__fail(DLF_ERR_ARG, "dlf_cb_sched_add: more than %d schedules", DLF_CB_SCHED_MAX);
+    s->items[s->n].hyper = h;
+    s->items[s->n].group = group;
+    s->items[s->n].sched = sched;
+    s->n++;
+    return DLF_OK;
+}
+
+/* Progress (fastprogress): on a terminal a bar redrawn in place while the epoch runs,
+       [##########..........] 120/391 00:03<00:05 loss 0.4312
+   (epoch 2/5 before it), then for every epoch one row of the results table (a log
+   gets the rows only):
+       epoch  train_loss  valid_loss  accuracy  time
+       0      0.312345    0.123456    0.961200  00:04 */
+#ifndef DLF_NO_STDIO
+static void dlf__fmt_time(char *buf, size_t n, double s)
+{
+    int t = s > 0.0 && s < 3.6e6 ? (int)(s + 0.5) : 0;
+    if (t >= 3600) snprintf(buf, n, "%d:%02d:%02d", t / 3600, t / 60 % 60, t % 60);
+    else snprintf(buf, n, "%02d:%02d", t / 60, t % 60);
+}
+
+static void dlf__progress_bar(const dlf_cb_progress *p, double now)
+{
+    char bar[21], el[32], eta[32];
+    const dlf_progress *q = &p->p;
+    int i, fill = q->total > 0 ? 20 * q->done / q->total : 20;
+    double e = now - q->t_start;
+    for (i = 0; i < 20; i++) bar[i] = i < fill ? '#' : '.';
+    bar[20] = 0;
+    dlf__fmt_time(el, sizeof el, e);
+    dlf__fmt_time(eta, sizeof eta, q->done > 0 ? e * (double)(q->total - q->done) / (double)q->done : 0.0);
+    printf("\r%s [%s] %d/%d %s<%s loss %.4f  ", q->label, bar, q->done, q->total, el, eta,
+           q->done ? q->loss_sum / q->done : 0.0);
+    fflush(stdout);
+}
+#endif
+
+static int dlf__cb_progress_on(dlf_callback *cb, dlf_learner *l, dlf_event ev)
+{
+#ifndef DLF_NO_STDIO
+    dlf_cb_progress *p = (dlf_cb_progress *)cb;
+    int k;
+    char tm[32];
+    if (p->quiet) return DLF_CB_OK;
+    switch (ev) {
+    case DLF_EV_BEGIN_FIT:
+        printf("%-5s  %-10s  %-10s", "epoch", "train_loss", "valid_loss");
+        for (k = 0; k < l->n_metrics; k++) printf("  %-10s", l->metrics[k].name);
+        printf("  time\n");
+        fflush(stdout);
+        break;
+    case DLF_EV_BEGIN_EPOCH:
+        snprintf(tm, sizeof tm, "epoch %d/%d", l->epoch + 1, l->epochs);
+        dlf_progress_start(&p->p, tm, l->n_iter, 1);  /* counters and clock; we draw */
+        p->p.done = l->iter;                           /* a resumed epoch */
+        p->t_epoch = p->p.t_start;
+        break;
+    case DLF_EV_AFTER_BATCH:
+        if (!l->in_train) break;
+        dlf_progress_step(&p->p, l->bs, l->loss ? l->loss_value : 0.0f);
+        if (p->tty) {
+            double now = dlf_seconds();
+            if (now - p->p.t_drawn >= 0.1 || p->p.done == p->p.total) {
+                p->p.t_drawn = now;
+                dlf__progress_bar(p, now);
+            }
+        }
+        break;
+    case DLF_EV_AFTER_EPOCH:
+        if (p->tty) printf("\r\033[K");  /* the bar gives way to the row */
+        dlf__fmt_time(tm, sizeof tm, dlf_seconds() - p->t_epoch);
+        printf("%-5d  %-10.6f  ", l->epoch, l->train_loss);
+        if (l->validated) printf("%-10.6f", l->valid_loss);
+        else printf("%-10s", "#na#");
+        for (k = 0; k < l->n_metrics; k++) {
+            if (l->validated) printf("  %-10.6f", l->metric_values[k]);
+            else printf("  %-10s", "#na#");
+        }
+        printf("  %s\n", tm);
+        fflush(stdout);
+        break;
+    case DLF_EV_AFTER_FIT:
+        if (p->tty && l->where == 4 && p->p.done > 0 && p->p.done < p->p.total) printf("\r\033[K");
+        fflush(stdout);
+        break;
+    default:
+        break;
+    }
+#else
+    (void)cb;
+    (void)l;
+    (void)ev;
+#endif
+    return DLF_CB_OK;
+}
+
+DLFDEF void dlf_cb_progress_init(dlf_cb_progress *p, int quiet)
+{
+    memset(p, 0, sizeof *p);
+    p->cb.name = "progress";
+    p->cb.order = 30;
+    p->cb.on = dlf__cb_progress_on;
+    p->quiet = quiet;
+    p->tty = dlf_stdout_is_tty();
+}
+
+/* Early stopping */
+static int dlf__cb_early_stop_on(dlf_callback *cb, dlf_learner *l, dlf_event ev)
+{
+    dlf_cb_early_stop *e = (dlf_cb_early_stop *)cb;
+    if (ev == DLF_EV_BEGIN_FIT && !l->resume) {
+        dlf__tracker_reset(&e->t);
+        e->stopped_epoch = -1;
+    } else if (ev == DLF_EV_AFTER_EPOCH) {
+        if (dlf__tracker_update(&e->t, l) == 0 && e->t.wait >= e->patience) {
+            e->stopped_epoch = l->epoch;
+#ifndef DLF_NO_STDIO
+            if (e->verbose)
+                printf("no improvement of %s since epoch %d: early stopping\n", e->t.monitor, l->epoch - e->t.wait);
+#endif
+            return DLF_CB_CANCEL_FIT;
+        }
+    }
+    return DLF_CB_OK;
+}
+
+static int dlf__early_stop_save(const dlf_callback *cb, const dlf_learner *l, dlf_ckpt *c, const char *prefix)
+{
+    (void)l;
+    return dlf__tracker_save(&((const dlf_cb_early_stop *)cb)->t, c, prefix);
+}
+
+static int dlf__early_stop_load(dlf_callback *cb, dlf_learner *l, const dlf_ckpt *c, const char *prefix)
+{
+    (void)l;
+    ((dlf_cb_early_stop *)cb)->stopped_epoch = -1;
+    return dlf__tracker_load(&((dlf_cb_early_stop *)cb)->t, c, prefix);
+}
+
+DLFDEF void dlf_cb_early_stop_init(dlf_cb_early_stop *e, const char *monitor, float min_delta, int patience)
+{
+    memset(e, 0, sizeof *e);
+    e->cb.name = "early_stop";
+    e->cb.order = 40;
+    e->cb.on = dlf__cb_early_stop_on;
+    e->cb.save = dlf__early_stop_save;
+    e->cb.load = dlf__early_stop_load;
+    dlf__tracker_init(&e->t, monitor, min_delta);
+    e->patience = patience > 0 ? patience : 1;
+    e->stopped_epoch = -1;
+    e->verbose = 1;
+}
+
+/* Save-best (fastai's SaveModelCallback, with_opt=False): weights and buffers only. */
+static int dlf__cb_save_best_on(dlf_callback *cb, dlf_learner *l, dlf_event ev)
+{
+    dlf_cb_save_best *s = (dlf_cb_save_best *)cb;
+    if (!l->params) {
+        l->rc = dlf__fail(DLF_ERR_ARG, "save_best: the learner has no parameter list (l->params)");
+        return ev == DLF_EV_AFTER_FIT ? DLF_CB_OK : DLF_CB_CANCEL_FIT;
+    }
+    switch (ev) {
+    case DLF_EV_BEGIN_FIT:
+        if (!l->resume) {
+            dlf__tracker_reset(&s->t);
+            s->saves = 0;
+        }
+        break;
+    case DLF_EV_AFTER_EPOCH:
+#ifndef DLF_NO_STDIO
+        if (dlf__tracker_update(&s->t, l) == 1) {
+            char ep[24], val[48];
+            const char *meta[4];
+            int rc;
+            snprintf(ep, sizeof ep, "%d", l->epoch);
+            snprintf(val, sizeof val, "%a", (double)s->t.best);
+            meta[0] = "epoch"; meta[1] = ep; meta[2] = s->t.monitor; meta[3] = val;
+            if ((rc = dlf_ckpt_save_training(s->path, l->params, NULL, meta, 2)) != DLF_OK) {
+                l->rc = rc;
+                return DLF_CB_CANCEL_FIT;
+            }
+            s->saves++;
+        }
+#endif
+        break;
+    case DLF_EV_AFTER_FIT:
+#ifndef DLF_NO_STDIO
+        if (s->restore_at_end && s->saves > 0 && l->rc == DLF_OK) {
+            int rc = dlf_ckpt_load_training(s->path, l->params, NULL);
+            if (rc != DLF_OK) l->rc = rc;
+        }
+#endif
+        break;
+    default:
+        break;
+    }
+    return DLF_CB_OK;
+}
+
+static int dlf__save_best_save(const dlf_callback *cb, const dlf_learner *l, dlf_ckpt *c, const char *prefix)
+{
+    const dlf_cb_save_best *s = (const dlf_cb_save_best *)cb;
+    int rc = dlf__tracker_save(&s->t, c, prefix);
+    (void)l;
+    return rc == DLF_OK ? dlf__ck_seti(c, prefix, "saves", s->saves) : rc;
+}
+
+static int dlf__save_best_load(dlf_callback *cb, dlf_learner *l, const dlf_ckpt *c, const char *prefix)
+{
+    dlf_cb_save_best *s = (dlf_cb_save_best *)cb;
+    long long n;
+    int rc = dlf__tracker_load(&s->t, c, prefix);
+    (void)l;
+    s->saves = 0;
+    if (rc == DLF_OK && dlf__ck_geti(c, prefix, "saves", &n) == DLF_OK) s->saves = (int)n;
+    return rc;
+}
+
+DLFDEF void dlf_cb_save_best_init(dlf_cb_save_best *s, const char *monitor, const char *path, int restore_at_end)
+{
+    memset(s, 0, sizeof *s);
+    s->cb.name = "save_best";
+    s->cb.order = 35;
+    s->cb.on = dlf__cb_save_best_on;
+    s->cb.save = dlf__save_best_save;
+    s->cb.load = dlf__save_best_load;
+    dlf__tracker_init(&s->t, monitor, 0.0f);
+    s->path = path;
+    s->restore_at_end = restore_at_end;
+}
+
+/* Gradient clipping */
+static int dlf__cb_clip_on(dlf_callback *cb, dlf_learner *l, dlf_event ev)
+{
+    dlf_cb_clip *c = (dlf_cb_clip *)cb;
+    if (ev == DLF_EV_AFTER_BACKWARD) c->last_norm = dlf_optim_clip_grad_norm(l->opt, c->max_norm);
+    return DLF_CB_OK;
+}
+
+DLFDEF void dlf_cb_clip_init(dlf_cb_clip *c, float max_norm)
+{
+    memset(c, 0, sizeof *c);
+    c->cb.name = "clip";
+    c->cb.order = 0;
+    c->cb.on = dlf__cb_clip_on;
+    c->max_norm = max_norm;
+}
+
+/* Autosave: the run's state at after_batch, every `every` steps and at stop_at. */
+static int dlf__cb_autosave_on(dlf_callback *cb, dlf_learner *l, dlf_event ev)
+{
+    dlf_cb_autosave *a = (dlf_cb_autosave *)cb;
+    int stop;
+    if (ev != DLF_EV_AFTER_BATCH || !l->in_train) return DLF_CB_OK;
+    stop = a->stop_at > 0 && l->step == a->stop_at;
+    if (stop || (a->every > 0 && l->step % a->every == 0)) {
+#ifndef DLF_NO_STDIO
+        int rc = dlf__learner_save_meta(l, a->path, a->meta, a->n_meta);
+        if (rc != DLF_OK) {
+            l->rc = rc;
+            return DLF_CB_CANCEL_FIT;
+        }
+        a->saves++;
+#endif
+    }
+    return stop ? DLF_CB_CANCEL_FIT : DLF_CB_OK;
+}
+
+DLFDEF void dlf_cb_autosave_init(dlf_cb_autosave *a, const char *path, long every, long stop_at)
+{
+    memset(a, 0, sizeof *a);
+    a->cb.name = "autosave";
+    a->cb.order = 50;
+    a->cb.on = dlf__cb_autosave_on;
+    a->path = path;
+    a->every = every;
+    a->stop_at = stop_at;
+}
+
+/* ---------------------------------------------------------------- the LR finder */
+
+typedef struct dlf__lr_finder {
+    dlf_callback cb;
+    dlf_lr_find_cfg cfg;
+    dlf_lr_find_result *res;
+    double avg, best;        /* the smoothed loss's running average, its minimum */
+    int count;
+    float lr;                /* this step's */
+} dlf__lr_finder;
+
+static int dlf__cb_lr_finder_on(dlf_callback *cb, dlf_learner *l, dlf_event ev)
+{
+    dlf__lr_finder *f = (dlf__lr_finder *)cb;
+    double sm;
+    switch (ev) {
+    case DLF_EV_BEGIN_BATCH:  /* lr_i = start (end/start)^(i/num_it), fastai's SchedExp at train_iter/num_it */
+        if (!l->in_train) break;
+        f->lr = (float)(f->cfg.start_lr * pow(f->cfg.end_lr / f->cfg.start_lr, (double)l->step / f->cfg.num_it));
+        dlf_optim_set_hyper(l->opt, -1, DLF_HYPER_LR, f->lr);
+        break;
+    case DLF_EV_AFTER_BATCH:
+        if (!l->in_train || !l->loss) break;
+        f->count++;  /* fastai's Recorder: an exponential average of the loss, debiased */
+        f->avg = 0.98 * f->avg + 0.02 * (double)l->loss_value;
+        sm = f->avg / (1.0 - pow(0.98, f->count));
+        f->res->lrs[f->res->n] = f->lr;
+        f->res->losses[f->res->n] = (float)sm;
+        f->res->n++;
+        if (sm < f->best) f->best = sm;
+        if (f->cfg.stop_div > 0.0f && (sm > f->cfg.stop_div * f->best || sm != sm)) return DLF_CB_CANCEL_FIT;
+        if (l->step >= f->cfg.num_it) return DLF_CB_CANCEL_FIT;
+        break;
+    case DLF_EV_BEGIN_VALIDATE:
+        return DLF_CB_CANCEL_EPOCH;  /* no validation during the sweep */
+    default:
+        break;
+    }
+    return DLF_CB_OK;
+}
+
+/* Everything the sweep changes, copied once before it and put back after. */
+typedef struct dlf__snapshot {
+    float *buf;              /* tensors' data, then the optimizer's state buffers */
+    int *steps;              /* (n_params) each parameter's step */
+    dlf_optim_cfg groups[DLF_OPTIM_MAX_GROUPS];
+    int opt_steps;
+    dlf_loader_state loader;
+    dlf_rng tape_rng;
+} dlf__snapshot;
+
+/* dir 1: take, 0: restore. The tensors are l->params' (buffers included) or else the
+   optimizer's parameters. */
+static void dlf__snapshot_copy(dlf_learner *l, dlf__snapshot *s, int take)
+{
+    dlf_optim *o = l->opt;
+    size_t off = 0;
+    int i, k, n = l->params ? l->params->n : o->n_params;
+    for (i = 0; i < n; i++) {
+        dlf_tensor *t = l->params ? l->params->items[i].t : o->params[i].p;
+        if (take) memcpy(s->buf + off, t->data, (size_t)t->size * sizeof(float));
+        else memcpy(t->data, s->buf + off, (size_t)t->size * sizeof(float));
+        off += (size_t)t->size;
+    }
+    for (i = 0; i < o->n_params; i++) {
+        dlf_optim_param *q = &o->params[i];
+        for (k = 0; k < DLF_OPTIM_MAX_STATE; k++) {
+            if (!q->state[k]) continue;
+            if (take) memcpy(s->buf + off, q->state[k], (size_t)q->p->size * sizeof(float));
+            else memcpy(q->state[k], s->buf + off, (size_t)q->p->size * sizeof(float));
+            off += (size_t)q->p->size;
+        }
+        if (take) s->steps[i] = q->step;
+        else q->step = s->steps[i];
+    }
+    if (take) {
+        memcpy(s->groups, o->groups, sizeof s->groups);
+        s->opt_steps = o->steps;
+        s->tape_rng = l->tape->rng;
+    } else {
+        memcpy(o->groups, s->groups, sizeof s->groups);
+        o->steps = s->opt_steps;
+        l->tape->rng = s->tape_rng;
+        dlf_loader_set_state(l->train, &s->loader);
+    }
+}
+
+static void dlf__snapshot_free(dlf__snapshot *s)
+{
+    if (s->buf) DLF_FREE(s->buf);
+    if (s->steps) DLF_FREE(s->steps);
+    dlf_loader_state_free(&s->loader);
+}
+
+static int dlf__snapshot_take(dlf_learner *l, dlf__snapshot *s)
+{
+    dlf_optim *o = l->opt;
+    size_t total = 0;
+    int i, k, n = l->params ? l->params->n : o->n_params;
+    memset(s, 0, sizeof *s);
+    for (i = 0; i < n; i++) total += (size_t)(l->params ? l->params->items[i].t : o->params[i].p)->size;
+    for (i = 0; i < o->n_params; i++)
+        for (k = 0; k < DLF_OPTIM_MAX_STATE; k++)
+            if (o->params[i].state[k]) total += (size_t)o->params[i].p->size;
+    s->buf = (float *)dlf__malloc((total ? total : 1) * sizeof(float), "the LR finder's snapshot");
+    s->steps = (int *)dlf__malloc((size_t)(o->n_params ? o->n_params : 1) * sizeof(int), "the LR finder's snapshot");
+    if (!s->buf || !s->steps || dlf_loader_get_state(l->train, &s->loader) != DLF_OK) {
+        dlf__snapshot_free(s);
+        return DLF_ERR_NOMEM;
+    }
+    dlf__snapshot_copy(l, s, 1);
+    return DLF_OK;
+}
+
+DLFDEF int dlf_lr_find(dlf_learner *l, const dlf_lr_find_cfg *cfg, dlf_lr_find_result *res)
+{
+    dlf__lr_finder f;
+    dlf__snapshot snap;
+    dlf_learner saved = *l;  /* counters, callbacks, a pending resume: all put back after */
+    int rc, epochs, i, lo, hi, best;
+    memset(res, 0, sizeof *res);
+    memset(&f, 0, sizeof f);
+    if (cfg) f.cfg = *cfg;
+    if (f.cfg.start_lr <= 0.0) f.cfg.start_lr = 1e-7;
+    if (f.cfg.end_lr <= 0.0) f.cfg.end_lr = 10.0;
+    if (f.cfg.num_it <= 0) f.cfg.num_it = 100;
+    if (f.cfg.stop_div == 0.0f) f.cfg.stop_div = 4.0f;
+    if (l->train->n_batches <= 0) return dlf__fail(DLF_ERR_ARG, "dlf_lr_find: the training loader has no batches");
+    res->lrs = (float *)dlf__malloc((size_t)f.cfg.num_it * sizeof(float), "the LR finder's curve");
+    res->losses = (float *)dlf__malloc((size_t)f.cfg.num_it * sizeof(float), "the LR finder's curve");
+    if (!res->lrs || !res->losses || dlf__snapshot_take(l, &snap) != DLF_OK) {
+        dlf_lr_find_free(res);
+        return DLF_ERR_NOMEM;
+    }
+    f.cb.name = "lr_finder";
+    f.cb.on = dlf__cb_lr_finder_on;
+    f.res = res;
+    f.best = HUGE_VAL;
+    l->n_cbs = 0;  /* only train/eval and the finder run during the sweep */
+    l->check_finite = 0;   /* a diverging loss is the finder's to see (it stops on NaN), not an error */
+    dlf_learner_add_cb(l, &l->train_eval);
+    dlf_learner_add_cb(l, &f.cb);
+    epochs = (f.cfg.num_it + l->train->n_batches - 1) / l->train->n_batches;
+    l->resume = 0;
+    rc = dlf_learner_fit(l, epochs);
+    *l = saved;
+    dlf__snapshot_copy(l, &snap, 0);
+    dlf__snapshot_free(&snap);
+    if (rc != DLF_OK) return rc;
+    /* the suggestions, over points num_it/10 .. n-6 (fastai's lrs[num_it//10:-5]) */
+    lo = f.cfg.num_it / 10;
+    hi = res->n - 5;
+    if (hi - lo < 2) {
+        lo = 0;
+        hi = res->n;
+    }
+    if (hi - lo >= 2) {
+        float steepest = HUGE_VALF;
+        best = lo;
+        for (i = lo; i < hi; i++)
+            if (res->losses[i] < res->losses[best]) best = i;
+        res->lr_min = res->lrs[best] / 10.0f;
+        best = lo;
+        for (i = lo; i + 1 < hi; i++) {
+            float g = (res->losses[i + 1] - res->losses[i]) / (logf(res->lrs[i + 1]) - logf(res->lrs[i]));
+            if (g < steepest) {
+                steepest = g;
+                best = i;
+            }
+        }
+        res->lr_steep = res->lrs[best];
+    }
+    return DLF_OK;
+}
+
+DLFDEF void dlf_lr_find_free(dlf_lr_find_result *res)
+{
+    if (res->lrs) DLF_FREE(res->lrs);
+    if (res->losses) DLF_FREE(res->losses);
+    memset(res, 0, sizeof *res);
+}
+
+#ifndef DLF_NO_STDIO
+DLFDEF int dlf_lr_find_plot(const dlf_lr_find_result *res, const char *path, const char *title)
+{
+    dlf_plot_cfg cfg;
+    dlf_series s;
+    char mark[96];
+    memset(&cfg, 0, sizeof cfg);
+    memset(&s, 0, sizeof s);
+    snprintf(mark, sizeof mark, "steepest %.3g", (double)res->lr_steep);
+    cfg.title = title ? title : "LR finder";
+    cfg.xlabel = "learning rate";
+    cfg.ylabel = "loss (smoothed)";
+    cfg.logx = 1;
+    cfg.has_mark = res->lr_steep > 0.0f;
+    cfg.mark_x = res->lr_steep;
+    cfg.mark_label = mark;
+    s.name = "loss";
+    s.x = res->lrs;
+    s.y = res->losses;
+    s.n = res->n > 10 ? res->n - 5 : res->n;  /* fastai's plot skips the last 5: the blow-up */
+    return dlf_svg_lines(path, &cfg, &s, 1);
+}
+#endif
+
+/* ---------------------------------------------------------------- dlf_fit */
+
+/* The old loop's lr schedule and progress lines as one callback, so dlf_fit gives the
+   bits and the lines it always gave. */
+typedef struct dlf__fit_cb {
+    dlf_callback cb;
+    dlf_fit_cfg cfg;
+    float base[DLF_OPTIM_MAX_GROUPS], scale;
+    dlf_progress prog;
+} dlf__fit_cb;
+
+static int dlf__fit_cb_on(dlf_callback *cb, dlf_learner *l, dlf_event ev)
+{
+    dlf__fit_cb *f = (dlf__fit_cb *)cb;
+    char label[32], extra[96];
     int g;
-    for (g = 0; g < opt->n_groups; g++)
-        opt->groups[g].lr = dlf_sched_lr(cfg->sched, base[g] * scale, cfg->pct_start, step, total);
+    switch (ev) {
+    case DLF_EV_BEGIN_EPOCH:
+        snprintf(label, sizeof label, "epoch %d/%d", l->epoch + 1, l->epochs);
+        dlf_progress_start(&f->prog, label, l->n_iter, f->cfg.quiet);
+        break;
+    case DLF_EV_BEGIN_BATCH:
+        if (!l->in_train) break;
+        for (g = 0; g < l->opt->n_groups; g++)
+            l->opt->groups[g].lr = dlf_sched_lr(f->cfg.sched, f->base[g] * f->scale, f->cfg.pct_start, (int)l->step,
+                                                (int)l->total_steps);
+        break;
+    case DLF_EV_AFTER_BATCH:
+        if (l->in_train) dlf_progress_step(&f->prog, l->bs, l->loss_value);
+        break;
+    case DLF_EV_AFTER_EPOCH:
+        extra[0] = 0;
+        if (l->validated)
+            snprintf(extra, sizeof extra, "| valid_loss %.4f valid_acc %.4f", l->valid_loss, l->metric_values[0]);
+        dlf_progress_end(&f->prog, extra);
+        break;
+    default:
+        break;
+    }
+    return DLF_CB_OK;
 }
 
 DLFDEF int dlf_fit(dlf_tape *t, dlf_model_fn model, void *m, dlf_loss_fn loss_fn, dlf_optim *opt,
                    dlf_loader *train, dlf_loader *valid, const dlf_fit_cfg *cfg_in, dlf_fit_report *rep)
 {
-    dlf_fit_cfg cfg;
-    dlf_fit_report r;
-    dlf_progress prog;
-    int epoch, n, total, g, rc = DLF_OK, prev_training = dlf_tape_set_training(t, 1);
-    float base[DLF_OPTIM_MAX_GROUPS], scale = 1.0f;
-    char label[32], extra[96];
-    dlf_threadgov gov;
-    memset(&cfg, 0, sizeof cfg);
-    if (cfg_in) cfg = *cfg_in;
-    if (cfg.epochs <= 0) cfg.epochs = 1;
-    for (g = 0; g < opt->n_groups; g++) base[g] = opt->groups[g].lr;  /* restored at the end */
-    if (cfg.lr > 0.0f && base[0] > 0.0f) scale = cfg.lr / base[0];
-    memset(&r, 0, sizeof r);
-    total = cfg.epochs * train->n_batches;
-    train->pos = 0;
-    dlf_threadgov_init(&gov);
-    if (cfg.fixed_threads) gov.state = 0;
-    for (epoch = 0; epoch < cfg.epochs; epoch++) {
-        double t0 = dlf_seconds();
-        snprintf(label, sizeof label, "epoch %d/%d", epoch + 1, cfg.epochs);
-        dlf_progress_start(&prog, label, train->n_batches, cfg.quiet);
-        while ((n = dlf_loader_next(train)) > 0) {
-            dlf_tensor *logits, *loss;
-            float lv;
-            double t_step = dlf_seconds();
-            dlf_tape_reset(t);
-            dlf__fit_set_lr(opt, base, scale, &cfg, r.steps, total);
-            logits = model(t, train->x, m);
-            loss = logits ? loss_fn(t, logits, train->y) : NULL;
-            if (!loss) {
-                rc = dlf__fail(DLF_ERR_ARG, "dlf_fit: the model or loss returned NULL at step %d", r.steps);
-                break;
-            }
-            lv = loss->data[0];
-            if (!(fabsf(lv) <= 3.0e38f)) {
-                rc = dlf__fail(DLF_ERR_ARG, "dlf_fit: the loss is %g at step %d (epoch %d): lr %g too high?",
-                               lv, r.steps, epoch + 1, opt->groups[0].lr);
-                break;
-            }
-            dlf_backward(t, loss);
-            dlf_optim_step(opt);
-            dlf_optim_zero_grad(opt);
-            r.steps++;
-            dlf_threadgov_step(&gov, dlf_seconds() - t_step);
-            dlf_progress_step(&prog, n, lv);
-        }
-        r.train_seconds += dlf_seconds() - t0;
-        if (rc != DLF_OK) break;
-        r.train_loss = prog.done ? (float)(prog.loss_sum / prog.done) : 0.0f;
-        extra[0] = 0;
-        if (valid) {
-            r.valid_acc = dlf_evaluate(t, model, m, valid, &r.valid_loss);
-            snprintf(extra, sizeof extra, "| valid_loss %.4f valid_acc %.4f", r.valid_loss, r.valid_acc);
-        }
-        dlf_progress_end(&prog, extra);
+    dlf_learner l;
+    dlf__fit_cb f;
+    int g, rc;
+    memset(&f, 0, sizeof f);
+    if (cfg_in) f.cfg = *cfg_in;
+    if (f.cfg.epochs <= 0) f.cfg.epochs = 1;
+    f.scale = 1.0f;
+    for (g = 0; g < opt->n_groups; g++) f.base[g] = opt->groups[g].lr;  /* restored at the end */
+    if (f.cfg.lr > 0.0f && f.base[0] > 0.0f) f.scale = f.cfg.lr / f.base[0];
+    f.cb.name = "fit";
+    f.cb.on = dlf__fit_cb_on;
+    dlf_learner_init(&l, t, model, m, loss_fn, opt, train, valid);
+    l.fixed_threads = f.cfg.fixed_threads;
+    dlf_learner_add_metric(&l, "accuracy", dlf_metric_accuracy);
+    dlf_learner_add_cb(&l, &f.cb);
+    rc = dlf_learner_fit(&l, f.cfg.epochs);
+    for (g = 0; g < opt->n_groups; g++) opt->groups[g].lr = f.base[g];  /* a second fit starts where this one did */
+    if (rep) {
+        memset(rep, 0, sizeof *rep);
+        rep->train_loss = l.tl_batches ? (float)(l.tl_batch_sum / l.tl_batches) : 0.0f;
+        rep->valid_loss = l.validated ? l.valid_loss : 0.0f;
+        rep->valid_acc = l.validated ? l.metric_values[0] : 0.0f;
+        rep->train_seconds = l.train_seconds;
+        rep->steps = (int)l.step;
     }
-    for (g = 0; g < opt->n_groups; g++) opt->groups[g].lr = base[g];  /* a second fit starts where this one did */
-    dlf_set_threads(gov.hi);
-    dlf_tape_set_training(t, prev_training);
-    if (rep) *rep = r;
+    dlf_learner_free(&l);
     return rc;
 }
 
@@ -8099,6 +10130,843 @@ DLFDEF int dlf_ckpt_load_training(const char *path, const dlf_params *pl, dlf_op
     return rc;
 }
 #endif
+
+// >>stage16_pictures (implementation) ---------------------------------------------
+// telemetry
+DLFDEF dlf_telemetry *dlf_telemetry_create(const dlf_telemetry_cfg *cfg)
+{
+    dlf_telemetry *tl;
+    dlf_telemetry_cfg c;
+    size_t cells;
+    memset(&c, 0, sizeof c);
+    if (cfg) c = *cfg;
+    if (c.max_steps <= 0) c.max_steps = 1000;
+    if (c.max_points <= 0) c.max_points = 16;
+    if (c.bins <= 0) c.bins = 40;
+    if (!(c.hi > c.lo)) { c.lo = 0.0f; c.hi = 10.0f; }
+    if (c.zero_eps <= 0.0f) c.zero_eps = 2.0f * (c.hi - c.lo) / (float)c.bins;
+    if (c.every <= 0) c.every = 1;
+    cells = (size_t)c.max_steps * (size_t)c.max_points;
+    tl = (dlf_telemetry *)dlf__malloc(sizeof *tl, "dlf_telemetry_create");
+    if (!tl) return NULL;
+    memset(tl, 0, sizeof *tl);
+    tl->cfg = c;
+    tl->mean = (float *)dlf__malloc(cells * sizeof(float), "dlf_telemetry_create: mean");
+    tl->std = (float *)dlf__malloc(cells * sizeof(float), "dlf_telemetry_create: std");
+    tl->near_zero = (float *)dlf__malloc(cells * sizeof(float), "dlf_telemetry_create: near_zero");
+    tl->hist = (float *)dlf__malloc(cells * (size_t)c.bins * sizeof(float), "dlf_telemetry_create: hist");
+    tl->names = (char (*)[DLF_TELEMETRY_NAME])dlf__malloc((size_t)c.max_points * DLF_TELEMETRY_NAME,
+                                                          "dlf_telemetry_create: names");
+    if (!tl->mean || !tl->std || !tl->near_zero || !tl->hist || !tl->names) {
+        dlf_telemetry_free(tl);
+        return NULL;
+    }
+    dlf_telemetry_clear(tl);
+    return tl;
+}
+
+DLFDEF void dlf_telemetry_free(dlf_telemetry *tl)
+{
+    if (!tl) return;
+    if (tl->mean) DLF_FREE(tl->mean);
+    if (tl->std) DLF_FREE(tl->std);
+    if (tl->near_zero) DLF_FREE(tl->near_zero);
+    if (tl->hist) DLF_FREE(tl->hist);
+    if (tl->names) DLF_FREE(tl->names);
+    DLF_FREE(tl);
+}
+
+/* Statistics of steps a point was not recorded at stay NaN, so their lines break. */
+DLFDEF void dlf_telemetry_clear(dlf_telemetry *tl)
+{
+    size_t i, cells = (size_t)tl->cfg.max_steps * (size_t)tl->cfg.max_points;
+    float nan = (float)NAN;
+    for (i = 0; i < cells; i++) tl->mean[i] = tl->std[i] = tl->near_zero[i] = nan;
+    memset(tl->hist, 0, cells * (size_t)tl->cfg.bins * sizeof(float));
+    memset(tl->names, 0, (size_t)tl->cfg.max_points * DLF_TELEMETRY_NAME);
+    tl->n_steps = tl->n_points = tl->cursor = tl->open = 0;
+    tl->seen = tl->dropped = 0;
+}
+
+DLFDEF void dlf_telemetry_attach(dlf_tape *t, dlf_telemetry *tl)
+{
+    t->telemetry = tl;
+    if (tl) tl->open = 0;
+}
+
+/* The next point of this step: its slot, or -1 when the step is skipped (`every`) or
+   there is no room (counted in dropped). A step opens at the first record after a tape
+   reset. */
+static int dlf__telemetry_slot(dlf_telemetry *tl)
+{
+    int pt;
+    if (!tl->open) {
+        tl->cursor = 0;
+        if (tl->seen++ % tl->cfg.every != 0) tl->open = 3;  /* not one to keep */
+        else if (tl->n_steps < tl->cfg.max_steps) { tl->n_steps++; tl->open = 1; }
+        else tl->open = 2;   /* recording, but the arrays are full */
+    }
+    if (tl->open == 3) return -1;
+    pt = tl->cursor++;
+    if (tl->open == 2 || pt >= tl->cfg.max_points) { tl->dropped++; return -1; }
+    if (pt >= tl->n_points) tl->n_points = pt + 1;
+    return pt;
+}
+
+/* mean, unbiased std (torch.Tensor.std), the fraction with |a| <= zero_eps, and the
+   histogram as torch.histc counts it (its CPU kernel, in float): bin
+   (a - lo) * bins / (hi - lo), truncated, a == hi in the last bin, values outside
+   [lo, hi] (and NaN) not counted. Two passes in double, so the std does not lose digits
+   to cancellation; four running sums break the chain of dependent adds (their order is
+   fixed: the result depends on the data only), and four sub-histograms keep a run of
+   equal values (a ReLU's zeros) from waiting on one counter. */
+static void dlf__telemetry_stats(dlf_telemetry *tl, int pt, const dlf_tensor *x)
+{
+    size_t cell = (size_t)(tl->n_steps - 1) * (size_t)tl->cfg.max_points + (size_t)pt;
+    float *h = tl->hist + cell * (size_t)tl->cfg.bins;
+    const float *v = x->data;
+    float lo = tl->cfg.lo, hi = tl->cfg.hi, w = hi - lo, eps = tl->cfg.zero_eps, fnb;
+    int i, k, n = x->size, n4 = n - n % 4, nb = tl->cfg.bins;
+    double s[4] = {0.0, 0.0, 0.0, 0.0}, q[4] = {0.0, 0.0, 0.0, 0.0}, mean, ss;
+    long nz = 0;
+    unsigned cnt[4][257];    /* the extra bin takes the values outside [lo, hi] */
+    fnb = (float)nb;
+    for (i = 0; i < n4; i += 4)
+        for (k = 0; k < 4; k++) s[k] += v[i + k];
+    for (; i < n; i++) s[0] += v[i];
+    mean = n > 0 ? ((s[0] + s[1]) + (s[2] + s[3])) / n : 0.0;
+    for (i = 0; i < n4; i += 4)
+        for (k = 0; k < 4; k++) {
+            double d = v[i + k] - mean;
+            q[k] += d * d;
+        }
+    for (; i < n; i++) {
+        double d = v[i] - mean;
+        q[0] += d * d;
+    }
+    ss = (q[0] + q[1]) + (q[2] + q[3]);
+    for (i = 0; i < n; i++) nz += fabsf(v[i]) <= eps;
+    if (nb <= 256) {
+        /* in chunks: first every value's bin, without a branch on the value (the compiler
+           can vectorize it; activations fall inside and outside at random, and a
+           mispredicted branch per value would cost more than the rest together), then
+           the counting */
+        int idx[256], j, m;
+        for (k = 0; k < 4; k++) memset(cnt[k], 0, sizeof(unsigned) * (size_t)(nb + 1));
+        for (i = 0; i < n; i += m) {
+            m = n - i < 256 ? n - i : 256;
+            for (j = 0; j < m; j++) {
+                float a = v[i + j], t = (a - lo) * fnb / w;
+                int inside = (a >= lo) & (a <= hi), b = (int)(inside ? t : 0.0f);
+                b = b < nb ? b : nb - 1;
+                idx[j] = inside ? b : nb;
+            }
+            for (j = 0; j + 4 <= m; j += 4) {
+                cnt[0][idx[j]]++;
+                cnt[1][idx[j + 1]]++;
+                cnt[2][idx[j + 2]]++;
+                cnt[3][idx[j + 3]]++;
+            }
+            for (; j < m; j++) cnt[0][idx[j]]++;
+        }
+        for (k = 0; k < nb; k++) h[k] = (float)cnt[0][k] + (float)cnt[1][k] + (float)cnt[2][k] + (float)cnt[3][k];
+    } else {
+        for (k = 0; k < nb; k++) h[k] = 0.0f;
+        for (i = 0; i < n; i++) {
+            float a = v[i];
+            if (a >= lo && a <= hi) {
+                int b = (int)((a - lo) * fnb / w);
+                h[b < nb ? b : nb - 1] += 1.0f;
+            }
+        }
+    }
+    tl->mean[cell] = (float)mean;
+    tl->std[cell] = (float)(n > 1 ? sqrt(ss / (n - 1)) : 0.0);
+    tl->near_zero[cell] = n > 0 ? (float)((double)nz / n) : 0.0f;
+}
+
+DLFDEF void dlf_telemetry_record(dlf_telemetry *tl, const char *name, const dlf_tensor *x)
+{
+    int pt;
+    if (!tl || !x) return;
+    pt = dlf__telemetry_slot(tl);
+    if (pt < 0) return;
+    if (!tl->names[pt][0]) snprintf(tl->names[pt], DLF_TELEMETRY_NAME, "%s", name ? name : "?");
+    dlf__telemetry_stats(tl, pt, x);
+}
+
+DLFDEF void dlf_telemetry_mark(dlf_tape *t, const char *name, const dlf_tensor *x)
+{
+    if (t->telemetry && t->training) dlf_telemetry_record(t->telemetry, name, x);
+}
+
+/* Called by dlf_seq_forward_n after layer `layer` when the tape has telemetry. */
+static void dlf__telemetry_seq_hook(dlf_tape *t, int layer, int kind, const dlf_tensor *x)
+{
+    dlf_telemetry *tl = t->telemetry;
+    int pt;
+    if (!t->training) return;
+    if (tl->cfg.kinds_mask && !(tl->cfg.kinds_mask & (1ul << kind))) return;
+    pt = dlf__telemetry_slot(tl);
+    if (pt < 0) return;
+    if (!tl->names[pt][0])
+        snprintf(tl->names[pt], DLF_TELEMETRY_NAME, "%d %s", layer, dlf_layer_kind_name((dlf_layer_kind)kind));
+    dlf__telemetry_stats(tl, pt, x);
+}
+
+DLFDEF const float *dlf_telemetry_hist(const dlf_telemetry *tl, int step, int point)
+{
+    if (step < 0 || step >= tl->n_steps || point < 0 || point >= tl->n_points) return NULL;
+    return tl->hist + ((size_t)step * (size_t)tl->cfg.max_points + (size_t)point) * (size_t)tl->cfg.bins;
+}
+
+#ifndef DLF_NO_STDIO
+// SVG
+/* finite and not NaN; written without isfinite so the check survives any flags */
+static int dlf__finite(double v) { return fabs(v) <= 1.7976931348623157e308; }
+
+/* The picture is built in a growing string, then written with dlf__write_atomic. */
+typedef struct dlf__sb {
+    char *p;
+    size_t n, cap;
+    int oom;
+} dlf__sb;
+
+static void dlf__sb_printf(dlf__sb *b, const char *fmt, ...)
+{
+    va_list ap;
+    int k;
+    if (b->oom) return;
+    for (;;) {
+        size_t room = b->cap - b->n;
+        va_start(ap, fmt);
+        k = vsnprintf(b->p ? b->p + b->n : NULL, b->p ? room : 0, fmt, ap);
+        va_end(ap);
+        if (k < 0) { b->oom = 1; return; }
+        if (b->p && (size_t)k < room) { b->n += (size_t)k; return; }
+        {
+            size_t cap = b->cap ? b->cap : 4096;
+            char *np;
+            while (cap < b->n + (size_t)k + 1) cap *= 2;
+            np = (char *)DLF_REALLOC(b->p, cap);
+            if (!np) { b->oom = 1; return; }
+            b->p = np;
+            b->cap = cap;
+        }
+    }
+}
+
+/* Text content and attribute values: & < > " ' become entities; control characters
+   (not allowed in XML 1.0) become spaces. */
+static void dlf__sb_text(dlf__sb *b, const char *s)
+{
+    if (!s) return;
+    for (; *s; s++) {
+        switch (*s) {
+        case '&': dlf__sb_printf(b, "&amp;"); break;
+        case '<': dlf__sb_printf(b, "&lt;"); break;
+        case '>': dlf__sb_printf(b, "&gt;"); break;
+        case '"': dlf__sb_printf(b, "&quot;"); break;
+        case '\'': dlf__sb_printf(b, "&apos;"); break;
+        default:
+            dlf__sb_printf(b, "%c", (unsigned char)*s < 0x20 ? ' ' : *s);
+        }
+    }
+}
+
+static void dlf__svg_label(dlf__sb *b, double x, double y, const char *anchor, int size,
+                           const char *extra, const char *s)
+{
+    dlf__sb_printf(b, "<text x=\"%.1f\" y=\"%.1f\" text-anchor=\"%s\" font-size=\"%d\"%s%s>", x, y, anchor,
+                   size, extra ? " " : "", extra ? extra : "");
+    dlf__sb_text(b, s);
+    dlf__sb_printf(b, "</text>\n");
+}
+
+static int dlf__svg_finish(dlf__sb *b, const char *path)
+{
+    int rc;
+    dlf__sb_printf(b, "</svg>\n");
+    if (b->oom) {
+        if (b->p) DLF_FREE(b->p);
+        return dlf__fail(DLF_ERR_NOMEM, "%s: out of memory building the SVG", path);
+    }
+    rc = dlf__write_atomic(path, (const unsigned char *)b->p, b->n);
+    DLF_FREE(b->p);
+    return rc;
+}
+
+static void dlf__svg_begin(dlf__sb *b, double w, double h)
+{
+    memset(b, 0, sizeof *b);
+    dlf__sb_printf(b, "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n"
+                   "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"%.0f\" height=\"%.0f\" "
+                   "viewBox=\"0 0 %.0f %.0f\" font-family=\"sans-serif\">\n"
+                   "<rect width=\"100%%\" height=\"100%%\" fill=\"white\"/>\n", w, h, w, h);
+}
+
+/* Tableau's ten colors, matplotlib's default cycle. */
+static const char *const dlf__palette[10] = {
+    "#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd",
+    "#8c564b", "#e377c2", "#7f7f7f", "#bcbd22", "#17becf"
+};
+
+/* An axis maps [lo, hi] (log10 of the values on a log axis) to pixels; its ticks are
+   1, 2 or 5 times a power of ten apart (Heckbert's "nice numbers"), or whole decades. */
+typedef struct dlf__axis {
+    double lo, hi;           /* the range, in axis units (log10 for a log axis) */
+    double step;             /* tick spacing in axis units */
+    int log;
+} dlf__axis;
+
+static double dlf__nice(double x)
+{
+    double e = floor(log10(x)), f = x / pow(10.0, e);
+    return (f < 1.5 ? 1.0 : f < 3.0 ? 2.0 : f < 7.0 ? 5.0 : 10.0) * pow(10.0, e);
+}
+
+static void dlf__axis_fit(dlf__axis *a, double lo, double hi, int log_axis)
+{
+    a->log = log_axis;
+    if (!(lo <= hi)) { lo = log_axis ? 1.0 : 0.0; hi = log_axis ? 10.0 : 1.0; }  /* no point to show */
+    if (log_axis) {
+        lo = floor(log10(lo));
+        hi = ceil(log10(hi));
+        if (hi <= lo) hi = lo + 1.0;
+        a->step = hi - lo > 8.0 ? ceil((hi - lo) / 8.0) : 1.0;
+        a->lo = lo;
+        a->hi = hi;
+        return;
+    }
+    if (hi - lo <= 1e-12 * (fabs(lo) + fabs(hi))) {  /* a flat line: widen around it */
+        double d = fabs(lo) > 0.0 ? fabs(lo) * 0.1 : 1.0;
+        lo -= d;
+        hi += d;
+    }
+    a->step = dlf__nice((hi - lo) / 5.0);
+    a->lo = floor(lo / a->step) * a->step;
+    a->hi = ceil(hi / a->step) * a->step;
+}
+
+static double dlf__axis_unit(const dlf__axis *a, double v) { return a->log ? log10(v) : v; }
+
+static void dlf__tick_text(char *buf, size_t n, const dlf__axis *a, double u)
+{
+    if (a->log) snprintf(buf, n, "1e%d", (int)floor(u + 0.5));
+    else {
+        if (fabs(u) < a->step * 1e-9) u = 0.0;
+        snprintf(buf, n, "%g", u);
+    }
+}
+
+/* The frame of one panel: box, ticks with labels and grid lines, title, axis labels.
+   px0..px1, py0..py1: the plot area in pixels (py0 at the top). */
+static void dlf__svg_frame(dlf__sb *b, const dlf__axis *ax, const dlf__axis *ay, double px0, double px1,
+                           double py0, double py1, const char *title, const char *xlabel,
+                           const char *ylabel, int grid)
+{
+    double u;
+    char t[48];
+    for (u = ax->lo; u <= ax->hi + ax->step * 1e-6; u += ax->step) {
+        double x = px0 + (u - ax->lo) / (ax->hi - ax->lo) * (px1 - px0);
+        if (grid) dlf__sb_printf(b, "<line x1=\"%.1f\" y1=\"%.1f\" x2=\"%.1f\" y2=\"%.1f\" stroke=\"#e5e5e5\"/>\n",
+                                 x, py0, x, py1);
+        dlf__sb_printf(b, "<line x1=\"%.1f\" y1=\"%.1f\" x2=\"%.1f\" y2=\"%.1f\" stroke=\"black\"/>\n", x, py1, x, py1 + 5);
+        dlf__tick_text(t, sizeof t, ax, u);
+        dlf__svg_label(b, x, py1 + 18, "middle", 11, NULL, t);
+    }
+    for (u = ay->lo; u <= ay->hi + ay->step * 1e-6; u += ay->step) {
+        double y = py1 - (u - ay->lo) / (ay->hi - ay->lo) * (py1 - py0);
+        if (grid) dlf__sb_printf(b, "<line x1=\"%.1f\" y1=\"%.1f\" x2=\"%.1f\" y2=\"%.1f\" stroke=\"#e5e5e5\"/>\n",
+                                 px0, y, px1, y);
+        dlf__sb_printf(b, "<line x1=\"%.1f\" y1=\"%.1f\" x2=\"%.1f\" y2=\"%.1f\" stroke=\"black\"/>\n", px0 - 5, y, px0, y);
+        dlf__tick_text(t, sizeof t, ay, u);
+        dlf__svg_label(b, px0 - 8, y + 4, "end", 11, NULL, t);
+    }
+    /* minor ticks at 2..9 times each decade of a log axis spanning up to 6 decades */
+    if (ax->log && ax->step == 1.0 && ax->hi - ax->lo <= 6.0)
+        for (u = ax->lo; u < ax->hi; u += 1.0) {
+            int m;
+            for (m = 2; m <= 9; m++) {
+                double x = px0 + (u + log10((double)m) - ax->lo) / (ax->hi - ax->lo) * (px1 - px0);
+                dlf__sb_printf(b, "<line x1=\"%.1f\" y1=\"%.1f\" x2=\"%.1f\" y2=\"%.1f\" stroke=\"black\"/>\n",
+                               x, py1, x, py1 + 3);
+            }
+        }
+    if (ay->log && ay->step == 1.0 && ay->hi - ay->lo <= 6.0)
+        for (u = ay->lo; u < ay->hi; u += 1.0) {
+            int m;
+            for (m = 2; m <= 9; m++) {
+                double y = py1 - (u + log10((double)m) - ay->lo) / (ay->hi - ay->lo) * (py1 - py0);
+                dlf__sb_printf(b, "<line x1=\"%.1f\" y1=\"%.1f\" x2=\"%.1f\" y2=\"%.1f\" stroke=\"black\"/>\n",
+                               px0 - 3, y, px0, y);
+            }
+        }
+    dlf__sb_printf(b, "<rect x=\"%.1f\" y=\"%.1f\" width=\"%.1f\" height=\"%.1f\" fill=\"none\" stroke=\"black\"/>\n",
+                   px0, py0, px1 - px0, py1 - py0);
+    if (title) dlf__svg_label(b, (px0 + px1) / 2, py0 - 12, "middle", 14, "font-weight=\"bold\"", title);
+    if (xlabel) dlf__svg_label(b, (px0 + px1) / 2, py1 + 38, "middle", 12, NULL, xlabel);
+    if (ylabel) {
+        char rot[96];
+        double yx = px0 - 58, yy = (py0 + py1) / 2;
+        snprintf(rot, sizeof rot, "transform=\"rotate(-90 %.1f %.1f)\"", yx, yy);
+        dlf__svg_label(b, yx, yy, "middle", 12, rot, ylabel);
+    }
+}
+
+static int dlf__point_ok(const dlf__axis *a, double v)
+{
+    return dlf__finite(v) && (!a->log || v > 0.0);
+}
+
+#define DLF__PANEL_W 560.0
+#define DLF__PANEL_H 360.0
+#define DLF__TITLE_H 30.0
+
+/* One line plot in the panel whose top-left corner is (x0, y0). */
+static void dlf__svg_panel(dlf__sb *b, double x0, double y0, const dlf_plot_cfg *cfg, const dlf_series *s, int ns)
+{
+    double px0 = x0 + 80, px1 = x0 + DLF__PANEL_W - 20, py0 = y0 + 34, py1 = y0 + DLF__PANEL_H - 50;
+    double xlo = HUGE_VAL, xhi = -HUGE_VAL, ylo = HUGE_VAL, yhi = -HUGE_VAL;
+    dlf_plot_cfg none;
+    dlf__axis ax, ay;
+    int i, j, n_named = 0;
+    if (!cfg) { memset(&none, 0, sizeof none); cfg = &none; }
+    ax.log = cfg->logx;
+    ay.log = cfg->logy;
+    for (i = 0; i < ns; i++)
+        for (j = 0; j < s[i].n; j++) {
+            double x = s[i].x ? s[i].x[j] : j, y = s[i].y[j];
+            if (!dlf__point_ok(&ax, x) || !dlf__point_ok(&ay, y)) continue;
+            if (x < xlo) xlo = x;
+            if (x > xhi) xhi = x;
+            if (y < ylo) ylo = y;
+            if (y > yhi) yhi = y;
+        }
+    if (cfg->has_mark && dlf__point_ok(&ax, cfg->mark_x)) {
+        if (cfg->mark_x < xlo) xlo = cfg->mark_x;
+        if (cfg->mark_x > xhi) xhi = cfg->mark_x;
+    }
+    dlf__axis_fit(&ax, xlo, xhi, cfg->logx);
+    dlf__axis_fit(&ay, ylo, yhi, cfg->logy);
+    dlf__svg_frame(b, &ax, &ay, px0, px1, py0, py1, cfg->title, cfg->xlabel, cfg->ylabel, 1);
+    for (i = 0; i < ns; i++) {
+        int open = 0;
+        for (j = 0; j < s[i].n; j++) {
+            double x = s[i].x ? s[i].x[j] : j, y = s[i].y[j], sx, sy;
+            if (!dlf__point_ok(&ax, x) || !dlf__point_ok(&ay, y)) {  /* a gap: end the line here */
+                if (open) dlf__sb_printf(b, "\"/>\n");
+                open = 0;
+                continue;
+            }
+            sx = px0 + (dlf__axis_unit(&ax, x) - ax.lo) / (ax.hi - ax.lo) * (px1 - px0);
+            sy = py1 - (dlf__axis_unit(&ay, y) - ay.lo) / (ay.hi - ay.lo) * (py1 - py0);
+            if (!open) dlf__sb_printf(b, "<polyline fill=\"none\" stroke=\"%s\" stroke-width=\"1.5\" points=\"",
+                                      dlf__palette[i % 10]);
+            dlf__sb_printf(b, "%s%.2f,%.2f", open ? " " : "", sx, sy);
+            open = 1;
+        }
+        if (open) dlf__sb_printf(b, "\"/>\n");
+        if (s[i].name) n_named++;
+    }
+    if (cfg->has_mark && dlf__point_ok(&ax, cfg->mark_x)) {
+        double sx = px0 + (dlf__axis_unit(&ax, cfg->mark_x) - ax.lo) / (ax.hi - ax.lo) * (px1 - px0);
+        dlf__sb_printf(b, "<line x1=\"%.2f\" y1=\"%.1f\" x2=\"%.2f\" y2=\"%.1f\" stroke=\"#d62728\" "
+                       "stroke-dasharray=\"6,4\"/>\n", sx, py0, sx, py1);
+        if (cfg->mark_label) dlf__svg_label(b, sx + 4, py0 + 14, "start", 11, "fill=\"#d62728\"", cfg->mark_label);
+    }
+    if (ns > 1 && n_named > 0) {  /* the legend, top right inside the plot */
+        double lw, lx, ly = py0 + 8;
+        size_t longest = 4;
+        for (i = 0; i < ns; i++)
+            if (s[i].name && strlen(s[i].name) > longest) longest = strlen(s[i].name);
+        lw = 42.0 + 6.4 * (double)longest;   /* about 6.4 px a character at 11 px */
+        if (lw > px1 - px0 - 16) lw = px1 - px0 - 16;
+        lx = px1 - lw - 8;
+        dlf__sb_printf(b, "<rect x=\"%.1f\" y=\"%.1f\" width=\"%.1f\" height=\"%.1f\" fill=\"white\" "
+                       "fill-opacity=\"0.85\" stroke=\"#999\"/>\n", lx, ly, lw, 8.0 + 16.0 * ns);
+        for (i = 0; i < ns; i++) {
+            double yy = ly + 14 + 16.0 * i;
+            dlf__sb_printf(b, "<line x1=\"%.1f\" y1=\"%.1f\" x2=\"%.1f\" y2=\"%.1f\" stroke=\"%s\" stroke-width=\"2\"/>\n",
+                           lx + 6, yy - 4, lx + 26, yy - 4, dlf__palette[i % 10]);
+            dlf__svg_label(b, lx + 32, yy, "start", 11, NULL, s[i].name ? s[i].name : "");
+        }
+    }
+}
+
+DLFDEF int dlf_svg_lines_grid(const char *path, const char *title, const dlf_plot_cfg *cfgs,
+                              const dlf_series *const *series, const int *n_series, int n_panels, int grid_cols)
+{
+    dlf__sb b;
+    int i, rows;
+    double top = title ? DLF__TITLE_H : 0.0;
+    if (n_panels < 1) return dlf__fail(DLF_ERR_ARG, "%s: no panels to draw", path);
+    if (grid_cols < 1 || grid_cols > n_panels) grid_cols = n_panels;
+    rows = (n_panels + grid_cols - 1) / grid_cols;
+    dlf__svg_begin(&b, DLF__PANEL_W * grid_cols, top + DLF__PANEL_H * rows);
+    if (title) dlf__svg_label(&b, DLF__PANEL_W * grid_cols / 2, 22, "middle", 16, "font-weight=\"bold\"", title);
+    for (i = 0; i < n_panels; i++)
+        dlf__svg_panel(&b, DLF__PANEL_W * (i % grid_cols), top + DLF__PANEL_H * (i / grid_cols),
+                       cfgs ? &cfgs[i] : NULL, series[i], n_series[i]);
+    return dlf__svg_finish(&b, path);
+}
+
+DLFDEF int dlf_svg_lines(const char *path, const dlf_plot_cfg *cfg, const dlf_series *s, int n_series)
+{
+    dlf__sb b;
+    if (n_series < 0 || (n_series > 0 && !s)) return dlf__fail(DLF_ERR_ARG, "%s: bad series list", path);
+    dlf__svg_begin(&b, DLF__PANEL_W, DLF__PANEL_H);
+    dlf__svg_panel(&b, 0, 0, cfg, s, n_series);
+    return dlf__svg_finish(&b, path);
+}
+
+/* Heat maps go in as a PNG inside the SVG (a data: URI), one pixel per cell, scaled
+   up without smoothing: a rectangle per cell would make files 20 times larger. The
+   PNG is the simplest valid one: one byte per pixel indexing a 256-color palette
+   (viridis, grey for NaN), filter 0, zlib with stored (uncompressed) deflate blocks
+   (RFC 1950/1951), each chunk with its CRC-32. */
+static uint32_t dlf__crc32(uint32_t crc, const unsigned char *p, size_t n)
+{
+    size_t i;
+    int k;
+    crc = ~crc;
+    for (i = 0; i < n; i++) {
+        crc ^= p[i];
+        for (k = 0; k < 8; k++) crc = (crc >> 1) ^ ((crc & 1u) ? 0xEDB88320u : 0u);
+    }
+    return ~crc;
+}
+
+static void dlf__put_be32(unsigned char *p, uint32_t v)
+{
+    p[0] = (unsigned char)(v >> 24); p[1] = (unsigned char)(v >> 16);
+    p[2] = (unsigned char)(v >> 8);  p[3] = (unsigned char)v;
+}
+
+/* viridis at nine points, linearly interpolated between them */
+static void dlf__viridis(double t, unsigned char *rgb)
+{
+    static const unsigned char c[9][3] = {
+        {68, 1, 84}, {71, 44, 122}, {59, 81, 139}, {44, 113, 142}, {33, 144, 141},
+        {39, 173, 129}, {92, 200, 99}, {170, 220, 50}, {253, 231, 37}};
+    double f;
+    int i, k;
+    if (!(t >= 0.0)) t = 0.0;
+    if (t > 1.0) t = 1.0;
+    f = t * 8.0;
+    i = (int)f;
+    if (i > 7) i = 7;
+    f -= i;
+    for (k = 0; k < 3; k++) rgb[k] = (unsigned char)(c[i][k] + (c[i + 1][k] - c[i][k]) * f + 0.5);
+}
+
+/* Append the base64 of a PNG of the image (NaN cells grey) to b. */
+static void dlf__sb_png(dlf__sb *b, const float *v, int rows, int cols, double vmin, double vmax)
+{
+    static const char b64[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    size_t raw_n = (size_t)rows * (1 + (size_t)cols), nblocks = (raw_n + 65534) / 65535;
+    size_t idat_n = 2 + raw_n + 5 * nblocks + 4, png_n = 8 + 25 + 780 + 12 + idat_n + 12, i, o, at;
+    unsigned char *png = (unsigned char *)DLF_MALLOC(png_n), *raw, *q;
+    uint32_t s1 = 1, s2 = 0;
+    int r, c, k;
+    if (!png) { b->oom = 1; return; }
+    memcpy(png, "\x89PNG\r\n\x1a\n", 8);
+    dlf__put_be32(png + 8, 13);                 /* IHDR: 8-bit palette indices */
+    memcpy(png + 12, "IHDR", 4);
+    dlf__put_be32(png + 16, (uint32_t)cols);
+    dlf__put_be32(png + 20, (uint32_t)rows);
+    png[24] = 8; png[25] = 3; png[26] = 0; png[27] = 0; png[28] = 0;
+    dlf__put_be32(png + 29, dlf__crc32(0, png + 12, 17));
+    dlf__put_be32(png + 33, 768);               /* PLTE: 255 viridis levels, then grey for NaN */
+    memcpy(png + 37, "PLTE", 4);
+    for (k = 0; k < 255; k++) dlf__viridis(k / 254.0, png + 41 + 3 * k);
+    png[41 + 765] = png[41 + 766] = png[41 + 767] = 160;
+    dlf__put_be32(png + 809, dlf__crc32(0, png + 37, 772));
+    at = 813;                                   /* IDAT */
+    dlf__put_be32(png + at, (uint32_t)idat_n);
+    memcpy(png + at + 4, "IDAT", 4);
+    q = png + at + 8;
+    *q++ = 0x78; *q++ = 0x01;                   /* zlib header: deflate, 32K window */
+    raw = q + 5 * nblocks;                      /* build the scanlines after the block headers' room */
+    o = 0;
+    for (r = 0; r < rows; r++) {
+        raw[o++] = 0;                           /* filter: none */
+        for (c = 0; c < cols; c++) {
+            double x = v[(size_t)r * cols + c], f = vmax > vmin ? (x - vmin) / (vmax - vmin) : 0.5;
+            if (!(f >= 0.0)) f = 0.0;           /* (an overflowing range gives NaN) */
+            if (f > 1.0) f = 1.0;
+            raw[o++] = (unsigned char)(dlf__finite(x) ? (int)(f * 254.0 + 0.5) : 255);
+        }
+    }
+    for (i = 0; i < raw_n; i++) {              /* adler-32 of the raw bytes */
+        s1 = (s1 + raw[i]) % 65521u;
+        s2 = (s2 + s1) % 65521u;
+    }
+    {   /* move each 65535-byte piece behind its 5-byte stored-block header */
+        unsigned char *dst = q;
+        size_t left = raw_n, from = 0;
+        for (i = 0; i < nblocks; i++) {
+            size_t len = left > 65535 ? 65535 : left;
+            left -= len;
+            memmove(dst + 5, raw + from, len); /* dst + 5 <= raw + from: moves only backwards */
+            dst[0] = left == 0 ? 1 : 0;
+            dst[1] = (unsigned char)len; dst[2] = (unsigned char)(len >> 8);
+            dst[3] = (unsigned char)~len; dst[4] = (unsigned char)(~len >> 8);
+            dst += 5 + len;
+            from += len;
+        }
+        dlf__put_be32(dst, (s2 << 16) | s1);
+    }
+    dlf__put_be32(png + at + 8 + idat_n, dlf__crc32(0, png + at + 4, 4 + idat_n));
+    o = at + 12 + idat_n;
+    dlf__put_be32(png + o, 0);
+    memcpy(png + o + 4, "IEND", 4);
+    dlf__put_be32(png + o + 8, dlf__crc32(0, png + o + 4, 4));
+    for (i = 0; i < png_n; i += 3) {
+        uint32_t w = (uint32_t)png[i] << 16 | (i + 1 < png_n ? (uint32_t)png[i + 1] << 8 : 0) |
+                     (i + 2 < png_n ? png[i + 2] : 0);
+        dlf__sb_printf(b, "%c%c%c%c", b64[w >> 18], b64[(w >> 12) & 63],
+                       i + 1 < png_n ? b64[(w >> 6) & 63] : '=', i + 2 < png_n ? b64[w & 63] : '=');
+    }
+    DLF_FREE(png);
+}
+
+/* One heat map panel: the image stretched over the plot area, x axis xlo..xhi over the
+   columns, y axis from ytop (row 0) to ybot (the last row), a color bar on the right. */
+static void dlf__svg_image_panel(dlf__sb *b, double x0, double y0, const char *title, const char *xlabel,
+                                 const char *ylabel, const float *v, int rows, int cols,
+                                 double xlo, double xhi, double ytop, double ybot)
+{
+    double px0 = x0 + 80, px1 = x0 + DLF__PANEL_W - 70, py0 = y0 + 34, py1 = y0 + DLF__PANEL_H - 50;
+    double vmin = HUGE_VAL, vmax = -HUGE_VAL, u;
+    dlf__axis ax, ay;
+    char t[48];
+    size_t i, n = (size_t)rows * (size_t)cols;
+    int k;
+    for (i = 0; i < n; i++)
+        if (dlf__finite(v[i])) {
+            if (v[i] < vmin) vmin = v[i];
+            if (v[i] > vmax) vmax = v[i];
+        }
+    if (!(vmin <= vmax)) vmin = vmax = 0.0;
+    ax.log = ay.log = 0;
+    ax.lo = xlo; ax.hi = xhi; ax.step = dlf__nice((xhi - xlo) / 5.0);
+    /* the y axis runs bottom (ybot) to top (ytop) in value; ticks at nice values inside */
+    ay.lo = ybot < ytop ? ybot : ytop; ay.hi = ybot < ytop ? ytop : ybot; ay.step = dlf__nice((ay.hi - ay.lo) / 5.0);
+    dlf__sb_printf(b, "<image x=\"%.1f\" y=\"%.1f\" width=\"%.1f\" height=\"%.1f\" preserveAspectRatio=\"none\" "
+                   "image-rendering=\"optimizeSpeed\" style=\"image-rendering:pixelated\" href=\"data:image/png;base64,",
+                   px0, py0, px1 - px0, py1 - py0);
+    dlf__sb_png(b, v, rows, cols, vmin, vmax);
+    dlf__sb_printf(b, "\"/>\n");
+    for (u = ceil(ax.lo / ax.step) * ax.step; u <= ax.hi + ax.step * 1e-6; u += ax.step) {
+        double x = px0 + (u - ax.lo) / (ax.hi - ax.lo) * (px1 - px0);
+        dlf__sb_printf(b, "<line x1=\"%.1f\" y1=\"%.1f\" x2=\"%.1f\" y2=\"%.1f\" stroke=\"black\"/>\n", x, py1, x, py1 + 5);
+        dlf__tick_text(t, sizeof t, &ax, u);
+        dlf__svg_label(b, x, py1 + 18, "middle", 11, NULL, t);
+    }
+    for (u = ceil(ay.lo / ay.step) * ay.step; u <= ay.hi + ay.step * 1e-6; u += ay.step) {
+        /* value u sits at fraction (u - ytop) / (ybot - ytop) down from the top */
+        double y = py0 + (u - ytop) / (ybot - ytop) * (py1 - py0);
+        dlf__sb_printf(b, "<line x1=\"%.1f\" y1=\"%.1f\" x2=\"%.1f\" y2=\"%.1f\" stroke=\"black\"/>\n", px0 - 5, y, px0, y);
+        dlf__tick_text(t, sizeof t, &ay, u);
+        dlf__svg_label(b, px0 - 8, y + 4, "end", 11, NULL, t);
+    }
+    dlf__sb_printf(b, "<rect x=\"%.1f\" y=\"%.1f\" width=\"%.1f\" height=\"%.1f\" fill=\"none\" stroke=\"black\"/>\n",
+                   px0, py0, px1 - px0, py1 - py0);
+    if (title) dlf__svg_label(b, (px0 + px1) / 2, py0 - 12, "middle", 14, "font-weight=\"bold\"", title);
+    if (xlabel) dlf__svg_label(b, (px0 + px1) / 2, py1 + 38, "middle", 12, NULL, xlabel);
+    if (ylabel) {
+        char rot[96];
+        snprintf(rot, sizeof rot, "transform=\"rotate(-90 %.1f %.1f)\"", px0 - 58, (py0 + py1) / 2);
+        dlf__svg_label(b, px0 - 58, (py0 + py1) / 2, "middle", 12, rot, ylabel);
+    }
+    for (k = 0; k < 16; k++) {   /* the color bar, vmax at the top */
+        unsigned char rgb[3];
+        double h = (py1 - py0) / 16;
+        dlf__viridis(1.0 - (k + 0.5) / 16.0, rgb);
+        dlf__sb_printf(b, "<rect x=\"%.1f\" y=\"%.2f\" width=\"12\" height=\"%.2f\" fill=\"#%02x%02x%02x\"/>\n",
+                       px1 + 10, py0 + k * h, h + 0.3, rgb[0], rgb[1], rgb[2]);
+    }
+    snprintf(t, sizeof t, "%.3g", vmax);
+    dlf__svg_label(b, px1 + 26, py0 + 9, "start", 10, NULL, t);
+    snprintf(t, sizeof t, "%.3g", vmin);
+    dlf__svg_label(b, px1 + 26, py1, "start", 10, NULL, t);
+}
+
+static int dlf__image_args(const char *path, const void *v, int rows, int cols)
+{
+    if (!v || rows < 1 || cols < 1 || (double)rows * cols > 1e8)
+        return dlf__fail(DLF_ERR_ARG, "%s: bad image (%d x %d)", path, rows, cols);
+    return DLF_OK;
+}
+
+DLFDEF int dlf_svg_image(const char *path, const char *title, const char *xlabel, const char *ylabel,
+                         const float *v, int rows, int cols)
+{
+    dlf__sb b;
+    int rc = dlf__image_args(path, v, rows, cols);
+    if (rc != DLF_OK) return rc;
+    dlf__svg_begin(&b, DLF__PANEL_W, DLF__PANEL_H);
+    dlf__svg_image_panel(&b, 0, 0, title, xlabel, ylabel, v, rows, cols, 0.0, cols, 0.0, rows);
+    return dlf__svg_finish(&b, path);
+}
+
+DLFDEF int dlf_svg_image_grid(const char *path, const char *title, const char *const *titles,
+                              const char *xlabel, const char *ylabel, const float *const *v,
+                              int rows, int cols, int n_images, int grid_cols)
+{
+    dlf__sb b;
+    int i, grid_rows, rc;
+    double top = title ? DLF__TITLE_H : 0.0;
+    if (n_images < 1) return dlf__fail(DLF_ERR_ARG, "%s: no images to draw", path);
+    for (i = 0; i < n_images; i++)
+        if ((rc = dlf__image_args(path, v[i], rows, cols)) != DLF_OK) return rc;
+    if (grid_cols < 1 || grid_cols > n_images) grid_cols = n_images;
+    grid_rows = (n_images + grid_cols - 1) / grid_cols;
+    dlf__svg_begin(&b, DLF__PANEL_W * grid_cols, top + DLF__PANEL_H * grid_rows);
+    if (title) dlf__svg_label(&b, DLF__PANEL_W * grid_cols / 2, 22, "middle", 16, "font-weight=\"bold\"", title);
+    for (i = 0; i < n_images; i++)
+        dlf__svg_image_panel(&b, DLF__PANEL_W * (i % grid_cols), top + DLF__PANEL_H * (i / grid_cols),
+                             titles ? titles[i] : NULL, xlabel, ylabel, v[i], rows, cols, 0.0, cols, 0.0, rows);
+    return dlf__svg_finish(&b, path);
+}
+
+DLFDEF int dlf_svg_schedule(const char *path, const char *title, const dlf_schedule *lr,
+                            const dlf_schedule *mom, long total)
+{
+    float *y;
+    dlf_series s[2];
+    const dlf_series *ps[2];
+    dlf_plot_cfg cfg[2];
+    int ns[2] = {1, 1}, rc;
+    long i;
+    if (total < 1 || total > 100000000L) return dlf__fail(DLF_ERR_ARG, "%s: total %ld steps", path, total);
+    y = (float *)dlf__malloc(2 * (size_t)total * sizeof(float), "dlf_svg_schedule");
+    if (!y) return DLF_ERR_NOMEM;
+    for (i = 0; i < total; i++) {
+        y[i] = (float)dlf_schedule_at(lr, i, total);
+        if (mom) y[total + i] = (float)dlf_schedule_at(mom, i, total);
+    }
+    memset(s, 0, sizeof s);
+    memset(cfg, 0, sizeof cfg);
+    s[0].name = "lr"; s[0].y = y; s[0].n = (int)total;
+    s[1].name = "momentum"; s[1].y = y + total; s[1].n = (int)total;
+    cfg[0].title = "learning rate"; cfg[0].xlabel = "step"; cfg[0].ylabel = "lr";
+    cfg[1].title = "momentum"; cfg[1].xlabel = "step"; cfg[1].ylabel = "momentum";
+    ps[0] = &s[0];
+    ps[1] = &s[1];
+    rc = dlf_svg_lines_grid(path, title, cfg, ps, ns, mom ? 2 : 1, 2);
+    DLF_FREE(y);
+    return rc;
+}
+
+/* Telemetry pictures: each point's values over the steps, copied out of the strided
+   arrays (a plot may allocate; recording may not). */
+static int dlf__telemetry_lines(const dlf_telemetry *tl, const char *path, const char *title,
+                                const float *const *fields, const char *const *ylabels, int n_fields)
+{
+    int P = tl->n_points, S = tl->n_steps, f, p, st, rc, ns[2];
+    float *y, *x;
+    dlf_series *s;
+    const dlf_series *ps[2];
+    dlf_plot_cfg cfg[2];
+    if (P < 1 || S < 1) return dlf__fail(DLF_ERR_ARG, "%s: the telemetry has recorded nothing", path);
+    y = (float *)dlf__malloc(((size_t)n_fields * P + 1) * S * sizeof(float), "telemetry plot");
+    s = (dlf_series *)dlf__malloc((size_t)n_fields * P * sizeof(dlf_series), "telemetry plot");
+    if (!y || !s) {
+        if (y) DLF_FREE(y);
+        if (s) DLF_FREE(s);
+        return DLF_ERR_NOMEM;
+    }
+    x = y + (size_t)n_fields * P * S;      /* the training step of each row */
+    for (st = 0; st < S; st++) x[st] = (float)((long)st * tl->cfg.every);
+    memset(cfg, 0, sizeof cfg);
+    for (f = 0; f < n_fields; f++) {
+        for (p = 0; p < P; p++) {
+            float *row = y + ((size_t)f * P + p) * S;
+            for (st = 0; st < S; st++) row[st] = fields[f][(size_t)st * tl->cfg.max_points + p];
+            s[f * P + p].name = tl->names[p];
+            s[f * P + p].x = x;
+            s[f * P + p].y = row;
+            s[f * P + p].n = S;
+        }
+        ps[f] = s + f * P;
+        ns[f] = P;
+        cfg[f].title = ylabels[f];
+        cfg[f].xlabel = "step";
+        cfg[f].ylabel = ylabels[f];
+    }
+    rc = dlf_svg_lines_grid(path, title, cfg, ps, ns, n_fields, 2);
+    DLF_FREE(y);
+    DLF_FREE(s);
+    return rc;
+}
+
+DLFDEF int dlf_telemetry_plot_stats(const dlf_telemetry *tl, const char *path, const char *title)
+{
+    const float *fields[2];
+    static const char *const labels[2] = {"activation mean", "activation std"};
+    fields[0] = tl->mean;
+    fields[1] = tl->std;
+    return dlf__telemetry_lines(tl, path, title, fields, labels, 2);
+}
+
+DLFDEF int dlf_telemetry_plot_near_zero(const dlf_telemetry *tl, const char *path, const char *title)
+{
+    const float *fields[1];
+    static const char *const labels[1] = {"fraction near zero"};
+    fields[0] = tl->near_zero;
+    return dlf__telemetry_lines(tl, path, title, fields, labels, 1);
+}
+
+/* The course's get_hist: per point, log(1 + count) with bins as rows (lo at the bottom)
+   and steps as columns; more than 400 steps are averaged into 400 columns. */
+DLFDEF int dlf_telemetry_plot_hist(const dlf_telemetry *tl, const char *path, const char *title)
+{
+    int P = tl->n_points, S = tl->n_steps, nb = tl->cfg.bins, C, p, c, k, i, rc, grid;
+    float *img;
+    const float **v;
+    const char **titles;
+    dlf__sb b;
+    double top = title ? DLF__TITLE_H : 0.0;
+    if (P < 1 || S < 1) return dlf__fail(DLF_ERR_ARG, "%s: the telemetry has recorded nothing", path);
+    C = S < 400 ? S : 400;
+    img = (float *)dlf__malloc((size_t)P * nb * C * sizeof(float), "telemetry histogram");
+    v = (const float **)dlf__malloc((size_t)P * sizeof *v, "telemetry histogram");
+    titles = (const char **)dlf__malloc((size_t)P * sizeof *titles, "telemetry histogram");
+    if (!img || !v || !titles) {
+        if (img) DLF_FREE(img);
+        if (v) DLF_FREE((void *)v);
+        if (titles) DLF_FREE((void *)titles);
+        return DLF_ERR_NOMEM;
+    }
+    for (p = 0; p < P; p++) {
+        float *im = img + (size_t)p * nb * C;
+        for (c = 0; c < C; c++) {
+            int s0 = (int)((long)c * S / C), s1 = (int)((long)(c + 1) * S / C);
+            for (k = 0; k < nb; k++) {
+                double acc = 0.0;
+                for (i = s0; i < s1; i++) acc += log1p(dlf_telemetry_hist(tl, i, p)[k]);
+                im[(size_t)(nb - 1 - k) * C + c] = (float)(acc / (s1 - s0));
+            }
+        }
+        v[p] = im;
+        titles[p] = tl->names[p];
+    }
+    grid = P < 2 ? P : 2;
+    dlf__svg_begin(&b, DLF__PANEL_W * grid, top + DLF__PANEL_H * ((P + grid - 1) / grid));
+    if (title) dlf__svg_label(&b, DLF__PANEL_W * grid / 2, 22, "middle", 16, "font-weight=\"bold\"", title);
+    for (p = 0; p < P; p++)
+        dlf__svg_image_panel(&b, DLF__PANEL_W * (p % grid), top + DLF__PANEL_H * (p / grid), titles[p],
+                             "step", "activation", v[p], nb, C, 0.0, (double)S * tl->cfg.every, tl->cfg.hi,
+                             tl->cfg.lo);
+    rc = dlf__svg_finish(&b, path);
+    DLF_FREE(img);
+    DLF_FREE((void *)v);
+    DLF_FREE((void *)titles);
+    return rc;
+}
+#endif /* DLF_NO_STDIO */
 
 #endif /* DLF_IMPLEMENTATION */
 

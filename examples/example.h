@@ -1,6 +1,7 @@
 /* example.h - what the examples share, so each example file holds only its model
    and its defaults: the command-line flags, loading MNIST or Fashion-MNIST, the
-   loaders, the optimizer, loading and saving checkpoints, training with dlf_fit, the
+   loaders, the optimizer, loading and saving checkpoints, training with the Learner
+   (progress table, schedules, recorder, LR finder, early stopping, resume), the
    course's CNN (with or without BatchNorm) and the last line
        test_accuracy=0.XXXX epochs=N train_seconds=S
    Include it after dlf.h (with DLF_IMPLEMENTATION defined in the example).
@@ -16,14 +17,33 @@
        --opt K        sgd (momentum 0.9), adam or adamw (betas 0.9, 0.999)
        --wd X         weight decay: an L2 term in the gradient for sgd and adam, decoupled
                       (p *= 1 - lr wd) for adamw; never on biases and BatchNorm weights
-       --sched S      onecycle (cosine warm-up over the first 30% of the steps, then
-                      cosine anneal, as torch's OneCycleLR) or constant
+       --sched S      onecycle (the default: OneCycleLR, cosine warm-up of the lr from
+                      lr/25 over the first 30% of the steps, then cosine anneal to
+                      lr/25e4, with momentum (SGD) or beta1 (Adam, AdamW) cycled
+                      0.95 -> 0.85 -> 0.95 as its cycle_momentum does), cos (cosine from
+                      lr to 0, CosineAnnealingLR), const, or sgdr (cosine restarts,
+                      the first cycle one epoch long, each next one twice as long)
+       --lr-find      before training, run the LR finder (1e-7 to 10 over 100 steps; the
+                      weights and optimizer come back bit for bit, so the training
+                      after it is the same), print its suggestions and write its
+                      picture (lr_find.svg, in --plot DIR or the current directory)
+       --plot DIR     after training, write DIR/loss.svg (training loss per step,
+                      validation loss per epoch) and DIR/sched.svg (lr and momentum)
+       --early-stop N stop when the validation loss has not improved for N epochs
+       --stop-at N    stop after N training steps (mid-epoch is fine); with --save the
+                      file holds the whole run's state, for --resume
+       --resume PATH  continue a run saved with --save exactly where it stopped (same
+                      model, optimizer, schedule, data order: read from the file; the
+                      flags that set them are ignored), giving the same final weights
+                      as a run that never stopped
+       --subset       the small MNIST subset committed in tests/data (800 train, 200
+                      valid, 500 test images), for quick checks
        --bn           (CNN examples) convs without bias, each followed by BatchNorm2d;
                       it has its own defaults for --lr, --opt, --wd and --nfs
        --nfs A,B,..   (CNN examples) output channels of the stride-2 convs, 1 to 8 of them
        --save PATH    after training, write a checkpoint (safetensors: weights and
                       BatchNorm buffers under PyTorch's state_dict names, the optimizer's
-                      state, the loader's shuffle state, metadata)
+                      state, the whole run's state for --resume, metadata)
        --load PATH    start from a checkpoint's weights and buffers (and optimizer state,
                       if it has one): a dlf checkpoint or a PyTorch state_dict saved as
                       safetensors. Without --opt the file's optimizer kind is used.
@@ -37,6 +57,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+
+enum { EX_SCHED_ONECYCLE = 0, EX_SCHED_COS, EX_SCHED_CONST, EX_SCHED_SGDR };
+static const char *const ex_sched_names[4] = {"onecycle", "cos", "const", "sgdr"};
 
 /* Defaults that depend on the model variant (plain or --bn). */
 typedef struct ex_defaults {
@@ -71,7 +94,13 @@ typedef struct ex_options {
     dlf_optim_kind opt;    /* --opt */
     int opt_given;         /* 1: --opt was on the command line */
     float wd;              /* --wd */
-    dlf_sched sched;       /* --sched */
+    int sched;             /* --sched: EX_SCHED_* */
+    int lr_find;           /* --lr-find */
+    const char *plot;      /* --plot DIR, or NULL */
+    int early_stop;        /* --early-stop N (0: off) */
+    long stop_at;          /* --stop-at N (0: off) */
+    const char *resume;    /* --resume PATH, or NULL */
+    int subset;            /* --subset */
     const char *nfs;       /* --nfs */
     float lr_flag, wd_flag; /* --lr, --wd as given; < 0: not given */
 } ex_options;
@@ -89,8 +118,9 @@ static const char *ex_kind_name(dlf_optim_kind k) { return dlf_optim_kind_name(k
 static void ex_usage(FILE *f, const ex_options *o)
 {
     fprintf(f, "usage: %s [--epochs N] [--lr X] [--bs N] [--seed N] [--data DIR] [--threads N]\n"
-               "       [--opt sgd|adam|adamw] [--wd X] [--sched onecycle|constant]%s\n"
-               "       [--save PATH] [--load PATH] [--eval-only] [--show N] [--help]\n"
+               "       [--opt sgd|adam|adamw] [--wd X] [--sched onecycle|cos|const|sgdr]%s\n"
+               "       [--lr-find] [--plot DIR] [--early-stop N] [--stop-at N] [--resume PATH]\n"
+               "       [--save PATH] [--load PATH] [--eval-only] [--show N] [--subset] [--help]\n"
                "  %s\n  defaults: --epochs %d --bs %d --seed %lu --data %s --sched onecycle\n"
                "            --lr %g --opt %s --wd %g (another --opt: --wd 0,\n            and --lr %g between sgd and adam/adamw)\n",
             o->prog, o->has_bn ? " [--bn] [--nfs A,B,...]" : "", o->what, o->epochs, o->bs, o->seed, o->data,
@@ -110,6 +140,48 @@ static void ex_resolve(ex_options *o)
     o->wd = o->wd_flag >= 0.0f ? o->wd_flag : o->opt == d->opt ? d->wd : 0.0f;  /* an AdamW decay is no L2 term */
 }
 
+/* --resume: the run's settings come from the file (the flags that would change the
+   model, the optimizer, the schedule or the data order are ignored). 0 on error. */
+static int ex_resume_settings(ex_options *o, int *opt, float *lr, float *wd, const char **nfs)
+{
+    static char nfs_buf[64];
+    dlf_ckpt c;
+    double v;
+    long long n;
+    const char *s;
+    int ok = 1, k;
+    dlf_ckpt_init(&c);
+    if (dlf_ckpt_load(&c, o->resume) != DLF_OK) {
+        fprintf(stderr, "%s: --resume: %s\n", o->prog, dlf_last_error());
+        return 0;
+    }
+    if (!dlf_ckpt_get_meta(&c, "learner.step")) {
+        fprintf(stderr, "%s: --resume %s: the file holds no run state (written by --save of dlf 0.3 or later?)\n",
+                o->prog, o->resume);
+        dlf_ckpt_free(&c);
+        return 0;
+    }
+    if ((s = dlf_ckpt_get_meta(&c, "optim.kind")) != NULL) *opt = dlf_optim_kind_from_name(s);
+    if (dlf_ckpt_get_float(&c, "lr", &v) == DLF_OK) *lr = (float)v; else ok = 0;
+    if (dlf_ckpt_get_float(&c, "weight_decay", &v) == DLF_OK) *wd = (float)v; else ok = 0;
+    if (dlf_ckpt_get_int(&c, "learner.epochs", &n) == DLF_OK) o->epochs = (int)n; else ok = 0;
+    if (dlf_ckpt_get_int(&c, "bs", &n) == DLF_OK) o->bs = (int)n; else ok = 0;
+    if (dlf_ckpt_get_int(&c, "seed", &n) == DLF_OK) o->seed = (unsigned long)n; else ok = 0;
+    if (dlf_ckpt_get_int(&c, "bn", &n) == DLF_OK) o->bn = (int)n;
+    if (dlf_ckpt_get_int(&c, "subset", &n) == DLF_OK) o->subset = (int)n;
+    if ((s = dlf_ckpt_get_meta(&c, "sched")) != NULL)
+        for (k = 0; k < 4; k++)
+            if (strcmp(s, ex_sched_names[k]) == 0) o->sched = k;
+    if ((s = dlf_ckpt_get_meta(&c, "nfs")) != NULL) {
+        snprintf(nfs_buf, sizeof nfs_buf, "%s", s);
+        *nfs = nfs_buf;
+    }
+    if (!ok) fprintf(stderr, "%s: --resume %s: the file lacks the example's settings (lr, weight_decay, bs, seed)\n",
+                     o->prog, o->resume);
+    dlf_ckpt_free(&c);
+    return ok;
+}
+
 /* Parse argv over the defaults already in *o; 0 (with a message) on a bad flag. */
 static int ex_parse(int argc, char **argv, ex_options *o)
 {
@@ -117,11 +189,13 @@ static int ex_parse(int argc, char **argv, ex_options *o)
     int opt = -1, i;
     const char *nfs = NULL;
     const ex_defaults *d;
-    o->sched = DLF_SCHED_ONE_CYCLE;
+    o->sched = EX_SCHED_ONECYCLE;
     for (i = 1; i < argc; i++) {
         const char *a = argv[i], *v;
         if (strcmp(a, "--help") == 0 || strcmp(a, "-h") == 0) { ex_usage(stdout, o); exit(0); }
         if (strcmp(a, "--eval-only") == 0) { o->eval_only = 1; continue; }
+        if (strcmp(a, "--lr-find") == 0) { o->lr_find = 1; continue; }
+        if (strcmp(a, "--subset") == 0) { o->subset = 1; continue; }
         if (strcmp(a, "--bn") == 0 && o->has_bn) { o->bn = 1; continue; }
         v = i + 1 < argc ? argv[++i] : NULL;   /* every other flag takes one value */
         if (!v) { fprintf(stderr, "%s: %s needs a value (or is unknown)\n", o->prog, a); return 0; }
@@ -134,6 +208,10 @@ static int ex_parse(int argc, char **argv, ex_options *o)
         else if (strcmp(a, "--save") == 0) o->save = v;
         else if (strcmp(a, "--load") == 0) o->load = v;
         else if (strcmp(a, "--show") == 0) o->show = atoi(v);
+        else if (strcmp(a, "--plot") == 0) o->plot = v;
+        else if (strcmp(a, "--early-stop") == 0) o->early_stop = atoi(v);
+        else if (strcmp(a, "--stop-at") == 0) o->stop_at = atol(v);
+        else if (strcmp(a, "--resume") == 0) o->resume = v;
         else if (strcmp(a, "--wd") == 0) wd = (float)atof(v);
         else if (strcmp(a, "--nfs") == 0 && o->has_bn) nfs = v;
         else if (strcmp(a, "--opt") == 0) {
@@ -143,11 +221,16 @@ static int ex_parse(int argc, char **argv, ex_options *o)
                 return 0;
             }
         } else if (strcmp(a, "--sched") == 0) {
-            if (strcmp(v, "onecycle") == 0 || strcmp(v, "one_cycle") == 0) o->sched = DLF_SCHED_ONE_CYCLE;
-            else if (strcmp(v, "constant") == 0) o->sched = DLF_SCHED_CONSTANT;
-            else { fprintf(stderr, "%s: --sched %s: expected onecycle or constant\n", o->prog, v); return 0; }
+            int k;
+            o->sched = -1;
+            for (k = 0; k < 4; k++)
+                if (strcmp(v, ex_sched_names[k]) == 0) o->sched = k;
+            if (strcmp(v, "one_cycle") == 0) o->sched = EX_SCHED_ONECYCLE;   /* the 0.2 names */
+            if (strcmp(v, "constant") == 0) o->sched = EX_SCHED_CONST;
+            if (o->sched < 0) { fprintf(stderr, "%s: --sched %s: expected onecycle, cos, const or sgdr\n", o->prog, v); return 0; }
         } else { fprintf(stderr, "%s: unknown flag %s\n", o->prog, a); return 0; }
     }
+    if (o->resume && !ex_resume_settings(o, &opt, &lr, &wd, &nfs)) return 0;
     d = o->bn ? &o->with_bn : &o->plain;
     o->nfs = nfs ? nfs : d->nfs;
     o->opt_given = opt >= 0;
@@ -155,8 +238,9 @@ static int ex_parse(int argc, char **argv, ex_options *o)
     o->lr_flag = lr;
     o->wd_flag = wd;
     ex_resolve(o);
-    if (o->epochs < 1 || o->bs < 2 || o->lr <= 0.0f || o->show < 0 || o->wd < 0.0f) {
-        fprintf(stderr, "%s: --epochs must be >= 1, --bs >= 2, --lr > 0, --wd >= 0, --show >= 0\n", o->prog);
+    if (o->epochs < 1 || o->bs < 2 || o->lr <= 0.0f || o->show < 0 || o->wd < 0.0f || o->early_stop < 0 || o->stop_at < 0) {
+        fprintf(stderr, "%s: --epochs must be >= 1, --bs >= 2, --lr > 0, --wd >= 0, --show, --early-stop and "
+                "--stop-at >= 0\n", o->prog);
         return 0;
     }
     return 1;
@@ -165,7 +249,15 @@ static int ex_parse(int argc, char **argv, ex_options *o)
 /* Load the dataset from o->data, with a clear message when it is missing. */
 static int ex_load_data(const ex_options *o, dlf_mnist *data)
 {
-    int rc = dlf_mnist_load(data, o->data, NULL);
+    dlf_mnist_cfg mc;
+    int rc;
+    memset(&mc, 0, sizeof mc);
+    if (o->subset) {   /* the files tests/data/mnist-sub-{train,test}-{images,labels}-... */
+        mc.prefix = "mnist-sub-";
+        mc.test_split = "test";
+        mc.n_valid = 200;
+    }
+    rc = dlf_mnist_load(data, o->subset ? "tests/data" : o->data, &mc);
     if (rc != DLF_OK) {
         fprintf(stderr, "%s: cannot load %s from %s:\n  %s\n", o->prog, o->dataset, o->data, dlf_last_error());
         if (rc == DLF_ERR_IO) fprintf(stderr, "Run `make data` first to download it (or pass --data DIR).\n");
@@ -197,26 +289,28 @@ static dlf_optim *ex_make_optim(const ex_options *o, ex_model *mod)
 }
 
 /* A checkpoint of everything this run has: the weights and buffers under their
-   state_dict names, the optimizer's state, the training loader's shuffle state, and
-   the schedule's position and settings as metadata (docs/checkpoints.md lists the fields). */
-static int ex_save(const ex_options *o, ex_model *mod, const dlf_optim *opt, const dlf_loader *train,
-                   float test_acc)
+   state_dict names, the optimizer's state, and the Learner's whole run state (loader
+   order and position, tape rng, step counters, recorder and early-stopping state),
+   plus the settings as metadata (docs/checkpoints.md lists the fields). --resume
+   continues from it. */
+static int ex_save(const ex_options *o, dlf_learner *l, float test_acc)
 {
     dlf_ckpt c;
     int rc;
     dlf_ckpt_init(&c);
-    rc = dlf_ckpt_add_param_list(&c, &mod->params);
-    if (rc == DLF_OK) rc = dlf_ckpt_add_optim(&c, opt, NULL);
-    if (rc == DLF_OK) rc = dlf_ckpt_add_loader(&c, "train", train);
+    rc = dlf_learner_add_state(l, &c);
     if (rc == DLF_OK) rc = dlf_ckpt_set_meta(&c, "model", o->prog);
     if (rc == DLF_OK) rc = dlf_ckpt_set_int(&c, "bn", o->bn);
     if (rc == DLF_OK && o->nfs) rc = dlf_ckpt_set_meta(&c, "nfs", o->nfs);
     if (rc == DLF_OK) rc = dlf_ckpt_set_int(&c, "epochs", o->eval_only ? 0 : o->epochs);
-    if (rc == DLF_OK) rc = dlf_ckpt_set_int(&c, "step", opt->steps);
-    if (rc == DLF_OK) rc = dlf_ckpt_set_meta(&c, "sched", o->sched == DLF_SCHED_ONE_CYCLE ? "one_cycle" : "constant");
+    if (rc == DLF_OK) rc = dlf_ckpt_set_int(&c, "step", l->step);
+    if (rc == DLF_OK) rc = dlf_ckpt_set_meta(&c, "sched", ex_sched_names[o->sched]);
     if (rc == DLF_OK) rc = dlf_ckpt_set_float(&c, "lr", o->lr);
     if (rc == DLF_OK) rc = dlf_ckpt_set_float(&c, "weight_decay", o->wd);
     if (rc == DLF_OK) rc = dlf_ckpt_set_float(&c, "pct_start", 0.3);
+    if (rc == DLF_OK) rc = dlf_ckpt_set_int(&c, "bs", o->bs);
+    if (rc == DLF_OK) rc = dlf_ckpt_set_int(&c, "seed", (long long)o->seed);
+    if (rc == DLF_OK) rc = dlf_ckpt_set_int(&c, "subset", o->subset);
     if (rc == DLF_OK) {
         char acc[32];
         snprintf(acc, sizeof acc, "%.4f", test_acc);  /* for people reading the header */
@@ -297,20 +391,53 @@ static void ex_show(const ex_options *o, dlf_tape *t, const dlf_mnist *data, ex_
     dlf_tensor_free(y);
 }
 
-/* The optimizer and schedule of the options; then the test set, the optional
-   checkpoint and the last line. Returns the exit status. */
+/* --stop-at N: cancel the fit after training step N (the run's state is then
+   saved by --save, between fits, for --resume). */
+typedef struct ex_stop {
+    dlf_callback cb;
+    long at;
+} ex_stop;
+
+static int ex_stop_on(dlf_callback *cb, dlf_learner *l, dlf_event ev)
+{
+    ex_stop *s = (ex_stop *)cb;
+    return ev == DLF_EV_AFTER_BATCH && l->in_train && l->step == s->at ? DLF_CB_CANCEL_FIT : DLF_CB_OK;
+}
+
+#if defined(__unix__) || defined(__APPLE__)
+#include <sys/stat.h>
+#define EX_MKDIR(d) mkdir((d), 0777)
+#else
+#define EX_MKDIR(d) ((void)(d), 0)
+#endif
+
+/* DIR/name, or name in the current directory without --plot. */
+static const char *ex_plot_path(const ex_options *o, const char *name)
+{
+    static char buf[1024];
+    snprintf(buf, sizeof buf, "%s%s%s", o->plot ? o->plot : "", o->plot ? "/" : "", name);
+    return buf;
+}
+
+/* The optimizer and schedule of the options, the Learner and its callbacks, training;
+   then the test set, the optional checkpoint and the last line. Returns the exit status. */
 static int ex_train(ex_options *o, dlf_mnist *data, ex_model *mod)
 {
     dlf_loader *train = NULL, *valid = NULL, *test = NULL;
     dlf_optim *opt = NULL;
-    dlf_fit_cfg fc;
-    dlf_fit_report rep;
+    dlf_learner l;
+    dlf_cb_progress prog;
+    dlf_cb_sched sched;
+    dlf_cb_recorder rec;
+    dlf_cb_early_stop es;
+    ex_stop stop;
     dlf_tape tape;
     dlf_ckpt ck;
     float test_acc, test_loss;
-    int rc, status = 1;
+    int rc, status = 1, have_l = 0;
     dlf_ckpt_init(&ck);
     dlf_tape_init(&tape);
+    dlf_cb_recorder_init(&rec);
     if (o->load) {
         const char *kind;
         if (dlf_ckpt_load(&ck, o->load) != DLF_OK) {
@@ -339,35 +466,95 @@ static int ex_train(ex_options *o, dlf_mnist *data, ex_model *mod)
         printf("loaded %s (%s, optimizer steps so far: %d)\n", o->load, ex_kind_name(o->opt), opt->steps);
         dlf_ckpt_free(&ck);
     }
+
+    /* the Learner: progress table, schedule (every group), recorder, and the options' extras */
+    dlf_learner_init(&l, &tape, mod->forward, mod->m, dlf_cross_entropy, opt, train, valid);
+    l.fixed_threads = o->threads > 0;   /* --threads N pins the count; else the governor may use fewer */
+    have_l = 1;
+    l.params = &mod->params;
+    dlf_learner_add_metric(&l, "accuracy", dlf_metric_accuracy);
+    dlf_cb_progress_init(&prog, 0);
+    dlf_cb_sched_init(&sched);
+    switch (o->sched) {
+    case EX_SCHED_ONECYCLE:
+        dlf_cb_sched_add(&sched, DLF_HYPER_LR, -1, dlf_sched_one_cycle(o->lr, 0.3, 25.0, 1e4, 0));
+        dlf_cb_sched_add(&sched, DLF_HYPER_MOM, -1, dlf_sched_one_cycle_mom(0.85, 0.95, 0.3, 0));
+        break;
+    case EX_SCHED_COS: dlf_cb_sched_add(&sched, DLF_HYPER_LR, -1, dlf_sched_cos(o->lr, 0.0)); break;
+    case EX_SCHED_SGDR: dlf_cb_sched_add(&sched, DLF_HYPER_LR, -1, dlf_sched_sgdr(o->lr, 0.0, train->n_batches, 2)); break;
+    default: dlf_cb_sched_add(&sched, DLF_HYPER_LR, -1, dlf_sched_const(o->lr)); break;
+    }
+    dlf_learner_add_cb(&l, &prog.cb);
+    dlf_learner_add_cb(&l, &sched.cb);
+    dlf_learner_add_cb(&l, &rec.cb);
+    if (o->early_stop > 0) {
+        dlf_cb_early_stop_init(&es, "valid_loss", 0.0f, o->early_stop);
+        dlf_learner_add_cb(&l, &es.cb);
+    }
+    if (o->stop_at > 0) {
+        memset(&stop, 0, sizeof stop);
+        stop.cb.name = "stop_at";
+        stop.cb.order = 60;
+        stop.cb.on = ex_stop_on;
+        stop.at = o->stop_at;
+        dlf_learner_add_cb(&l, &stop.cb);
+    }
+    if (o->plot) EX_MKDIR(o->plot);
+    if (o->resume) {
+        if (dlf_learner_load(&l, o->resume) != DLF_OK) {
+            fprintf(stderr, "%s: cannot resume: %s\n", o->prog, dlf_last_error());
+            goto done;
+        }
+        printf("resuming %s at epoch %d, step %ld of %ld\n", o->resume, l.epoch + 1, l.step, l.total_steps);
+    }
+    if (o->lr_find && !o->eval_only) {
+        dlf_lr_find_result lf;
+        if (dlf_lr_find(&l, NULL, &lf) != DLF_OK) {
+            fprintf(stderr, "%s: lr_find: %s\n", o->prog, dlf_last_error());
+            goto done;
+        }
+        printf("lr_find: %d steps; suggestions: steepest descent %.3g, minimum/10 %.3g\n", lf.n,
+               (double)lf.lr_steep, (double)lf.lr_min);
+        if (dlf_lr_find_plot(&lf, ex_plot_path(o, "lr_find.svg"), "LR finder") == DLF_OK)
+            printf("wrote %s\n", ex_plot_path(o, "lr_find.svg"));
+        else
+            fprintf(stderr, "%s: %s\n", o->prog, dlf_last_error());
+        dlf_lr_find_free(&lf);
+    }
     if (!o->eval_only)
         printf("%s%s%s%s --opt %s --lr %g --wd %g --sched %s --bs %d --epochs %d --seed %lu\n", o->prog,
                o->bn ? " --bn" : "", o->nfs ? " --nfs " : "", o->nfs ? o->nfs : "", ex_kind_name(o->opt), (double)o->lr, (double)o->wd,
-               o->sched == DLF_SCHED_ONE_CYCLE ? "onecycle" : "constant", o->bs, o->epochs, o->seed);
-    memset(&fc, 0, sizeof fc);
-    fc.epochs = o->epochs;
-    fc.lr = o->lr;
-    fc.sched = o->sched;
-    fc.fixed_threads = o->threads > 0;   /* --threads N pins the count; else the governor may use fewer */
-    memset(&rep, 0, sizeof rep);
-    rc = o->eval_only ? DLF_OK : dlf_fit(&tape, mod->forward, mod->m, dlf_cross_entropy, opt, train, valid, &fc, &rep);
+               ex_sched_names[o->sched], o->bs, o->epochs, o->seed);
+    rc = o->eval_only ? DLF_OK : dlf_learner_fit(&l, o->resume ? 0 : o->epochs);
     if (rc != DLF_OK) {
         fprintf(stderr, "%s: training stopped: %s\n", o->prog, dlf_last_error());
         goto done;
     }
+    if (l.cancelled) printf("stopped at step %ld of %ld (epoch %d)\n", l.step, l.total_steps, l.epoch + 1);
     test_acc = dlf_evaluate(&tape, mod->forward, mod->m, test, &test_loss);
     if (o->show > 0) ex_show(o, &tape, data, mod);
     printf("test_loss %.4f; arena peak %.1f MiB per step\n", test_loss, (double)tape.peak_bytes / (1 << 20));
+    if (o->plot && !o->eval_only) {
+        if (dlf_cb_recorder_plot_loss(&rec, ex_plot_path(o, "loss.svg"), o->prog) != DLF_OK ||
+            dlf_cb_recorder_plot_sched(&rec, ex_plot_path(o, "sched.svg"), "schedules (group 0)") != DLF_OK) {
+            fprintf(stderr, "%s: cannot write the plots: %s\n", o->prog, dlf_last_error());
+            goto done;
+        }
+        printf("wrote %s/loss.svg and %s/sched.svg\n", o->plot, o->plot);
+    }
     if (o->save) {
-        if (ex_save(o, mod, opt, train, test_acc) != DLF_OK) {
+        if (ex_save(o, &l, test_acc) != DLF_OK) {
             fprintf(stderr, "%s: cannot save the checkpoint: %s\n", o->prog, dlf_last_error());
             goto done;
         }
         printf("saved %s\n", o->save);
     }
     printf("test_accuracy=%.4f epochs=%d train_seconds=%.2f\n", test_acc, o->eval_only ? 0 : o->epochs,
-           rep.train_seconds);
+           l.train_seconds);
     status = 0;
 done:
+    if (have_l) dlf_learner_free(&l);
+    dlf_cb_recorder_free(&rec);
     dlf_ckpt_free(&ck);
     dlf_tape_destroy(&tape);
     dlf_optim_free(opt);

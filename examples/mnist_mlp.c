@@ -5,8 +5,9 @@
        loss  = F.cross_entropy(model(x), y)
    Weights start as PyTorch's defaults (kaiming_uniform with a = sqrt(5)). Inputs are
    normalized with the training set's mean and std. Optimizer: torch.optim.SGD(lr,
-   momentum=0.9) with a one-cycle schedule (cosine warm-up over the first 30% of the
-   steps, cosine anneal after), batch 64 (--opt, --wd, --sched change them). The last
+   momentum=0.9) with a one-cycle schedule (OneCycleLR: cosine warm-up of the lr over the
+   first 30% of the steps, cosine anneal after, the momentum cycled 0.95 -> 0.85 -> 0.95),
+   batch 64 (--opt, --wd, --sched change them), trained by the Learner (docs/learner.md). The last
    10000 training images are the validation set, reported each epoch; the 10000 t10k
    images are the test set.
 
@@ -16,7 +17,7 @@
        ./build/examples/mnist_mlp --epochs 5 --save mlp.safetensors
 
    Defaults: --epochs 5 --lr 0.03 --bs 64 --seed 1 --opt sgd --wd 0 --sched onecycle.
-   All flags (--save, --load, --eval-only ...) are described in examples/example.h.
+   All flags (--save, --resume, --lr-find, --plot ...) are described in examples/example.h.
    The last line printed is exactly `test_accuracy=0.XXXX epochs=N train_seconds=S`. */
 #define DLF_IMPLEMENTATION
 #include "../dlf.h"
