@@ -53,8 +53,10 @@
        #define DLF_REALLOC(p,sz)  } define all three or none: route every heap allocation
        #define DLF_FREE(p)       /  (tests count allocations through these)
        #define DLF_ASSERT(x)     internal invariant check (default: assert.h)
-       #define DLF_NO_SIMD       use the portable micro-kernel even when AVX2/FMA is on
-                                 (dlf_kernel_name() says which one a build uses)
+       #define DLF_NO_SIMD       compile only the portable micro-kernel (by default gcc and clang
+                                 on x86 also compile AVX2+FMA and AVX-512 ones and pick the
+                                 widest the CPU runs; dlf_kernel_name() says which runs,
+                                 dlf_set_kernel() or env DLF_KERNEL forces one)
        #define DLF_THREAD_LOCAL  the thread-local keyword for the error slot (default:
                                  thread_local, _Thread_local, __declspec(thread) or
                                  __thread, whichever the compiler has; none on tcc)
