@@ -1204,7 +1204,8 @@ struct dlf_learner {
     int n_cbs;
     dlf_metric metrics[DLF_LEARNER_MAX_METRICS];
     int n_metrics;
-    int check_finite;        /* 1 (default): a NaN or infinite training loss stops the fit with DLF_ERR_ARG */
+    int check_finite;        /* 1 (default): a NaN or infinite training loss, gradient (before the step)
+                                or parameter (after it) stops the fit with DLF_ERR_ARG, naming it */
     int fixed_threads;       /* 1: always dlf_get_threads() threads; 0 (default): the thread governor
                                 times each training batch and may run on fewer threads while that is
                                 faster (a busy machine), restoring the count after the fit */
@@ -5034,13 +5035,15 @@ DLFDEF dlf_tensor *dlf_flatten(dlf_tape *t, dlf_tensor *x)
 static int dlf__index_at(const char *op, const dlf_tensor *ids, int i, int n)
 {
     float v = ids->data[i];
-    int id = (int)v;
-    if (!(v >= 0.0f && v < (float)n) || (float)id != v) {
+    int id;
+    if (!(v >= 0.0f && v < (float)n) || (float)(int)v != v) {   /* range first: (int) of a NaN
+                                                                   or a huge float is undefined */
         char s[64];
         dlf__panic("%s: index %d of %s is %g, not a whole number in 0..%d", op, i,
                    dlf_shape_str(ids, s, sizeof s), (double)v, n - 1);
         return -1;
     }
+    id = (int)v;
     return id;
 }
 
@@ -7808,6 +7811,41 @@ static int dlf__learner_abort(dlf_learner *l, int rc)
     return DLF__ABORT;
 }
 
+/* check_finite beyond the loss: a NaN or infinity in a gradient (after the after_backward
+   callbacks, e.g. clipping, so as the step would use it) stops the fit before the step, with
+   the weights as they were; one in a parameter after the step (an overflow in the update)
+   stops it after. The message names the step and the first parameter affected (by its
+   name where the optimizer or l->params has one, else its index). One pass over the
+   parameters and gradients per step: small beside the forward and backward. */
+static const char *dlf__learner_param_name(const dlf_learner *l, int i, char *buf, size_t n)
+{
+    const dlf_optim *o = l->opt;
+    int j;
+    if (o->params[i].name[0]) return o->params[i].name;
+    for (j = 0; l->params && j < l->params->n; j++)
+        if (l->params->items[j].t == o->params[i].p) return l->params->items[j].name;
+    snprintf(buf, n, "parameter %d", i);
+    return buf;
+}
+
+static int dlf__learner_nonfinite(const dlf_learner *l, int grads, int *which, int *at)
+{
+    const dlf_optim *o = l->opt;
+    int i, k;
+    for (i = 0; i < o->n_params; i++) {
+        const dlf_tensor *p = o->params[i].p;
+        const float *v = grads ? p->grad : p->data;
+        if (!v) continue;
+        for (k = 0; k < p->size; k++)
+            if (!(fabsf(v[k]) <= 3.4028235e38f)) {   /* FLT_MAX: not NaN, not infinite */
+                *which = i;
+                *at = k;
+                return 1;
+            }
+    }
+    return 0;
+}
+
 /* One batch, notebook 05b's one_batch: DLF_CB_OK, _CANCEL_EPOCH, _CANCEL_FIT or DLF__ABORT. */
 static int dlf__one_batch(dlf_learner *l)
 {
@@ -7847,7 +7885,22 @@ static int dlf__one_batch(dlf_learner *l)
     dlf_backward(l->tape, l->loss);
     backward_ran = 1;
     if ((rc = dlf__event(l, DLF_EV_AFTER_BACKWARD)) != DLF_CB_OK) goto done;
+    if (l->check_finite && dlf__learner_nonfinite(l, 1, &k, &r2)) {
+        char buf[32];
+        rc = dlf__learner_abort(l, dlf__fail(DLF_ERR_ARG, "learner: the gradient of %s is %g at index %d at step %ld "
+                                             "(epoch %d), loss %g; stopped before the step, the weights are unchanged",
+                                             dlf__learner_param_name(l, k, buf, sizeof buf),
+                                             l->opt->params[k].p->grad[r2], r2, l->step, l->epoch + 1, l->loss_value));
+        goto done;
+    }
     dlf_optim_step(l->opt);
+    if (l->check_finite && dlf__learner_nonfinite(l, 0, &k, &r2)) {
+        char buf[32];
+        rc = dlf__learner_abort(l, dlf__fail(DLF_ERR_ARG, "learner: %s became %g at index %d in the step at step %ld "
+                                             "(epoch %d): lr %g too high?", dlf__learner_param_name(l, k, buf, sizeof buf),
+                                             l->opt->params[k].p->data[r2], r2, l->step, l->epoch + 1, l->opt->groups[0].lr));
+        goto done;
+    }
     rc = dlf__event(l, DLF_EV_AFTER_STEP);
 done:
     if (rc == DLF__ABORT) return rc;

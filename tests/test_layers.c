@@ -430,6 +430,17 @@ static void test_flatten_embedding(void)
     EXPECT_PANIC(dlf_embedding(&t, idx, w), "dlf_embedding: index 3");
     idx->data[3] = 0.5f;
     EXPECT_PANIC(dlf_embedding(&t, idx, w), "not a whole number");
+    idx->data[3] = NAN;       /* checked before any conversion to int (undefined for NaN: UBSan) */
+    EXPECT_PANIC(dlf_embedding(&t, idx, w), "index 3 of (2, 3) is nan");
+    idx->data[3] = 3.0e9f;    /* past INT_MAX */
+    EXPECT_PANIC(dlf_embedding(&t, idx, w), "not a whole number");
+    {   /* the losses take the same path: a NaN class id in cross-entropy */
+        int s2[2] = {2, 3}, s1[1] = {2};
+        float lg[6] = {0, 1, 2, 3, 4, 5}, tg[2] = {1, NAN};
+        dlf_tensor *logits = dlf_tensor_from(2, s2, lg), *target = dlf_tensor_from(1, s1, tg);
+        EXPECT_PANIC(dlf_cross_entropy(&t, logits, target), "is nan, not a whole number");
+        dlf_tensor_free(logits); dlf_tensor_free(target);
+    }
     dlf_tape_destroy(&t);
     dlf_tensor_free(x); dlf_tensor_free(w); dlf_tensor_free(idx);
 }

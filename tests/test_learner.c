@@ -316,6 +316,54 @@ static void test_validate(void)
     run_free(&r);
 }
 
+/* check_finite: a gradient that turns NaN in a middle layer (injected at after_backward of
+   step 3) stops the fit before the step, naming the step and the parameter, with the weights
+   exactly those after step 2 (compared with a run cancelled there); an update that overflows
+   a weight stops it after the step, naming that weight. */
+typedef struct poison { dlf_callback cb; int mode; } poison;
+static int poison_on(dlf_callback *cb, dlf_learner *l, dlf_event ev)
+{
+    poison *p = (poison *)cb;
+    net *m = (net *)l->m;
+    if (p->mode == 2) return ev == DLF_EV_BEGIN_BATCH && l->step == 3 ? DLF_CB_CANCEL_FIT : DLF_CB_OK;
+    if (ev == DLF_EV_AFTER_BACKWARD && l->step == 3) {
+        if (p->mode == 0) m->w1->grad[5] = NAN;      /* the first layer's gradient goes NaN */
+        else m->b2->grad[1] = 3.0e38f;               /* finite, but lr * grad overflows the weight */
+    }
+    return DLF_CB_OK;
+}
+
+static void test_nonfinite(void)
+{
+    float w1[3][8 * 16];
+    int mode, rc[3];
+    char msg[2][512];
+    GROUP("non-finite gradients and weights stop the fit");
+    for (mode = 0; mode < 3; mode++) {   /* 0 NaN gradient, 1 overflowing update, 2 cancelled at step 3 */
+        run r;
+        poison p;
+        run_init(&r, DLF_OPTIM_SGD, 8, 3);
+        r.m.drop = 0.0f;
+        memset(&p, 0, sizeof p);
+        p.cb.name = "poison";
+        p.cb.on = poison_on;
+        p.mode = mode;
+        dlf_learner_add_cb(&r.l, &p.cb);
+        if (mode == 1) r.opt->groups[0].lr = 10.0f;
+        dlf_clear_error();
+        rc[mode] = dlf_learner_fit(&r.l, 1);
+        if (mode < 2) snprintf(msg[mode], sizeof msg[mode], "%s", dlf_last_error());
+        memcpy(w1[mode], r.m.w1->data, sizeof w1[mode]);
+        run_free(&r);
+    }
+    CHECK(rc[0] == DLF_ERR_ARG && strstr(msg[0], "gradient of 0.weight is nan") && strstr(msg[0], "at step 3")
+          && strstr(msg[0], "weights are unchanged"), "a NaN gradient: rc %d, %s", rc[0], msg[0]);
+    CHECK(rc[2] == DLF_OK && memcmp(w1[0], w1[2], sizeof w1[0]) == 0,
+          "the weights are exactly those after step 2 (no NaN reached them)");
+    CHECK(rc[1] == DLF_ERR_ARG && strstr(msg[1], "2.bias became") && strstr(msg[1], "at step 3"),
+          "an overflowing update: rc %d, %s", rc[1], msg[1]);
+}
+
 /* The scheduler sets any hyper-parameter; the recorder sees what each step used. */
 static void test_sched_recorder(void)
 {
@@ -735,6 +783,7 @@ int main(int argc, char **argv)
     test_order();
     test_cancel();
     test_validate();
+    test_nonfinite();
     test_sched_recorder();
     test_early_stop_save_best();
     test_resume();
