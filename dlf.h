@@ -9178,6 +9178,11 @@ static char *dlf__json_string(dlf__json *j)
                 cp = cp * 16 + (unsigned)h;
             }
             j->p += 4;
+            if (cp == 0) {   /* names, dtypes and metadata are C strings: a NUL would cut them short */
+                DLF_FREE(out);
+                dlf__json_err(j, "\\u0000 (NUL) is not allowed in a string");
+                return NULL;
+            }
             if (cp >= 0xD800 && cp <= 0xDFFF) {  /* UTF-16 surrogates: keep it simple, reject */
                 DLF_FREE(out);
                 dlf__json_err(j, "surrogate \\u escapes are not supported in names");
@@ -9412,7 +9417,9 @@ DLFDEF const char *dlf_safetensors_meta(const dlf_safetensors *st, const char *k
     return NULL;
 }
 
-/* Offsets must tile the data buffer exactly: sort tensors by begin and walk them. */
+/* Offsets must tile the data buffer exactly: sort tensors by (begin, end), as the reference
+   reader does, and walk them (so a zero-size tensor at the same begin as a non-empty one is
+   not an overlap, whichever the header lists first). */
 static int dlf__st_check_layout(dlf_safetensors *st, const dlf__st_info *info, uint64_t data_len, const char *what)
 {
     int i, *order, n = st->n;
@@ -9420,9 +9427,13 @@ static int dlf__st_check_layout(dlf_safetensors *st, const dlf__st_info *info, u
     order = (int *)dlf__malloc((size_t)(n ? n : 1) * sizeof(int), "safetensors offsets");
     if (!order) return DLF_ERR_NOMEM;
     for (i = 0; i < n; i++) order[i] = i;
-    for (i = 1; i < n; i++) {  /* insertion sort by begin: headers are small */
+    for (i = 1; i < n; i++) {  /* insertion sort by (begin, end): headers are small */
         int k = order[i], m = i - 1;
-        while (m >= 0 && info[order[m]].begin > info[k].begin) { order[m + 1] = order[m]; m--; }
+        while (m >= 0 && (info[order[m]].begin > info[k].begin ||
+                          (info[order[m]].begin == info[k].begin && info[order[m]].end > info[k].end))) {
+            order[m + 1] = order[m];
+            m--;
+        }
         order[m + 1] = k;
     }
     for (i = 0; i < n; i++) {

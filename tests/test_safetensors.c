@@ -299,11 +299,53 @@ static void test_mutations(void)
     printf("  mutations: %d loaded, %d refused\n", ok, refused);
 }
 
+/* A file from a JSON header and n data bytes (zeros): parse it, return the code. */
+static int parse_header(const char *json, size_t n_data, dlf_safetensors *st)
+{
+    unsigned char buf[1024];
+    size_t h = strlen(json), i;
+    memset(buf, 0, sizeof buf);
+    for (i = 0; i < 8; i++) buf[i] = (unsigned char)(((uint64_t)h >> (8 * i)) & 0xFF);
+    memcpy(buf + 8, json, h);
+    memset(st, 0, sizeof *st);
+    return dlf_safetensors_parse(st, buf, 8 + h + n_data, "header");
+}
+
+/* Strict parsing: what the reference reader accepts loads, whatever the order of the
+   entries; an escaped NUL, which would cut a C string short, is refused. */
+static void test_strict(void)
+{
+    dlf_safetensors st;
+    int rc;
+    GROUP("strict parsing");
+    rc = parse_header("{\"w\":{\"dtype\":\"F32\",\"shape\":[1],\"data_offsets\":[0,4]},"
+                      "\"e\":{\"dtype\":\"F32\",\"shape\":[0],\"data_offsets\":[0,0]}}", 4, &st);
+    CHECK(rc == DLF_OK && st.n == 2, "a zero-size tensor after a non-empty one at the same offset loads: %s", dlf_last_error());
+    if (rc == DLF_OK) dlf_safetensors_free(&st);
+    rc = parse_header("{\"e\":{\"dtype\":\"F32\",\"shape\":[0],\"data_offsets\":[0,0]},"
+                      "\"w\":{\"dtype\":\"F32\",\"shape\":[1],\"data_offsets\":[0,4]}}", 4, &st);
+    CHECK(rc == DLF_OK && st.n == 2, "and before it: %s", dlf_last_error());
+    if (rc == DLF_OK) dlf_safetensors_free(&st);
+    rc = parse_header("{\"w\":{\"dtype\":\"F32\",\"shape\":[1],\"data_offsets\":[0,4]},"
+                      "\"v\":{\"dtype\":\"F32\",\"shape\":[1],\"data_offsets\":[0,4]}}", 8, &st);
+    CHECK(rc == DLF_ERR_FORMAT && strstr(dlf_last_error(), "overlap"), "two tensors on the same bytes: %s", dlf_last_error());
+    rc = parse_header("{\"w\":{\"dtype\":\"F32\\u0000junk\",\"shape\":[1],\"data_offsets\":[0,4]}}", 4, &st);
+    CHECK(rc == DLF_ERR_FORMAT && strstr(dlf_last_error(), "NUL"), "\\u0000 in a dtype refused: %s", dlf_last_error());
+    rc = parse_header("{\"0.weight\\u0000evil\":{\"dtype\":\"F32\",\"shape\":[1],\"data_offsets\":[0,4]}}", 4, &st);
+    CHECK(rc == DLF_ERR_FORMAT && strstr(dlf_last_error(), "NUL"), "\\u0000 in a name refused: %s", dlf_last_error());
+    rc = parse_header("{\"__metadata__\":{\"k\":\"v\\u0000\"},\"w\":{\"dtype\":\"F32\",\"shape\":[1],\"data_offsets\":[0,4]}}", 4, &st);
+    CHECK(rc == DLF_ERR_FORMAT && strstr(dlf_last_error(), "NUL"), "\\u0000 in metadata refused: %s", dlf_last_error());
+    rc = parse_header("{\"caf\\u00e9\":{\"dtype\":\"F32\",\"shape\":[1],\"data_offsets\":[0,4]}}", 4, &st);
+    CHECK(rc == DLF_OK && st.n == 1 && strcmp(st.tensors[0].name, "caf\xc3\xa9") == 0, "other escapes still decode: %s", dlf_last_error());
+    if (rc == DLF_OK) dlf_safetensors_free(&st);
+}
+
 int main(void)
 {
     th_init();
     test_corpus();
     test_roundtrip();
+    test_strict();
     test_dtypes();
     test_files();
     test_mutations();
