@@ -372,6 +372,9 @@ struct dlf_tape {
     float *scratch;          /* (scratch_floats) workspace for packed matmul */
     size_t scratch_floats;
     struct dlf_telemetry *telemetry; /* activation statistics (stage 16), NULL: off */
+    int anomaly;             /* 1: dlf_backward checks every recorded output and every gradient
+                                for NaN and infinity and names the op that made the first one
+                                (as torch.autograd.detect_anomaly); 0 (default): one test, free */
 };
 
 DLFDEF int  dlf_tape_init(dlf_tape *t);            /* DLF_OK; grad enabled */
@@ -380,6 +383,8 @@ DLFDEF void dlf_tape_reset(dlf_tape *t);           /* drop nodes, rewind the are
 DLFDEF int  dlf_tape_set_grad(dlf_tape *t, int enabled); /* returns previous setting */
 DLFDEF int  dlf_tape_set_training(dlf_tape *t, int training); /* train (1) / eval (0); returns previous */
 DLFDEF void dlf_tape_seed(dlf_tape *t, uint64_t seed);   /* reseed the tape's rng (dropout masks) */
+DLFDEF int  dlf_tape_set_anomaly(dlf_tape *t, int on);   /* anomaly mode on (1) / off (0); returns previous.
+                                                            A NaN or inf then panics, naming the op */
 DLFDEF dlf_tensor *dlf_tape_tensor(dlf_tape *t, int ndim, const int *shape); /* arena, zeros */
 DLFDEF void dlf_backward(dlf_tape *t, dlf_tensor *loss);  /* loss must have size 1 */
 DLFDEF void dlf_backward_seed(dlf_tape *t, dlf_tensor *out, const float *seed); /* d?/dout */
@@ -3778,6 +3783,67 @@ static void dlf__dropout_backward(dlf_tape *t, dlf_node *nd);
 
 /* Walk the tape backwards. Every node's output gradient is complete when its turn
    comes, because all the ops that used that output were recorded after it. */
+DLFDEF int dlf_tape_set_anomaly(dlf_tape *t, int on)
+{
+    int prev = t->anomaly;
+    t->anomaly = on != 0;
+    return prev;
+}
+
+/* Anomaly mode. Forward: the first recorded node, in forward order, whose output holds a NaN
+   or an infinity is named; it made the value if its inputs were finite, else the value came
+   in from outside the tape (the data, a constant). Backward: after each node's backward,
+   the gradients it added to are checked. Off, it costs one test per dlf_backward and one per
+   node. */
+static int dlf__first_nonfinite(const dlf_tensor *x, const float *v)
+{
+    int k;
+    for (k = 0; v && k < x->size; k++)
+        if (!(fabsf(v[k]) <= 3.4028235e38f)) return k;
+    return -1;
+}
+
+static const char *dlf__nonfinite_str(float v)   /* the same words on every C library */
+{
+    return v != v ? "NaN" : v > 0.0f ? "inf" : "-inf";
+}
+
+static int dlf__anomaly_forward(dlf_tape *t)
+{
+    int i, j, k;
+    char s[64];
+    for (i = 0; i < t->n_nodes; i++) {
+        dlf_node *nd = &t->nodes[i];
+        if ((k = dlf__first_nonfinite(nd->out, nd->out->data)) < 0) continue;
+        for (j = 0; j < 3; j++) {
+            int kj;
+            if (!nd->in[j] || (kj = dlf__first_nonfinite(nd->in[j], nd->in[j]->data)) < 0) continue;
+            dlf__panic("anomaly mode: node %d (%s) got %s at index %d of its input %d %s from outside the tape "
+                       "(the data or a constant): its output holds %s at index %d", i, dlf_op_name(nd->op),
+                       dlf__nonfinite_str(nd->in[j]->data[kj]), kj, j, dlf_shape_str(nd->in[j], s, sizeof s),
+                       dlf__nonfinite_str(nd->out->data[k]), k);
+            return 0;
+        }
+        dlf__panic("anomaly mode: node %d (%s) produced %s at index %d of its output %s from finite inputs",
+                   i, dlf_op_name(nd->op), dlf__nonfinite_str(nd->out->data[k]), k, dlf_shape_str(nd->out, s, sizeof s));
+        return 0;
+    }
+    return 1;
+}
+
+static int dlf__anomaly_backward(const dlf_node *nd, int i)
+{
+    int j, k;
+    char s[64];
+    for (j = 0; j < 3; j++) {
+        if (!nd->in[j] || (k = dlf__first_nonfinite(nd->in[j], nd->in[j]->grad)) < 0) continue;
+        dlf__panic("anomaly mode: the backward of node %d (%s) made the gradient of its input %d %s %s at index %d",
+                   i, dlf_op_name(nd->op), j, dlf_shape_str(nd->in[j], s, sizeof s), dlf__nonfinite_str(nd->in[j]->grad[k]), k);
+        return 0;
+    }
+    return 1;
+}
+
 DLFDEF void dlf_backward_seed(dlf_tape *t, dlf_tensor *out, const float *seed)
 {
     int i;
@@ -3786,6 +3852,7 @@ DLFDEF void dlf_backward_seed(dlf_tape *t, dlf_tensor *out, const float *seed)
         dlf__panic("dlf_backward: the output does not require grad (no input requires grad, or grad was off)");
         return;
     }
+    if (t->anomaly && !dlf__anomaly_forward(t)) return;
     g = dlf__grad(t, out);
     if (!g) return;
     for (i = 0; i < out->size; i++) g[i] += seed ? seed[i] : 1.0f;
@@ -3872,6 +3939,7 @@ DLFDEF void dlf_backward_seed(dlf_tape *t, dlf_tensor *out, const float *seed)
             dlf__panic("dlf_backward: node %d has no op (%d)", i, (int)nd->op);
             return;
         }
+        if (t->anomaly && !dlf__anomaly_backward(nd, i)) return;
     }
 }
 
@@ -7887,18 +7955,20 @@ static int dlf__one_batch(dlf_learner *l)
     if ((rc = dlf__event(l, DLF_EV_AFTER_BACKWARD)) != DLF_CB_OK) goto done;
     if (l->check_finite && dlf__learner_nonfinite(l, 1, &k, &r2)) {
         char buf[32];
-        rc = dlf__learner_abort(l, dlf__fail(DLF_ERR_ARG, "learner: the gradient of %s is %g at index %d at step %ld "
+        rc = dlf__learner_abort(l, dlf__fail(DLF_ERR_ARG, "learner: the gradient of %s is %s at index %d at step %ld "
                                              "(epoch %d), loss %g; stopped before the step, the weights are unchanged",
                                              dlf__learner_param_name(l, k, buf, sizeof buf),
-                                             l->opt->params[k].p->grad[r2], r2, l->step, l->epoch + 1, l->loss_value));
+                                             dlf__nonfinite_str(l->opt->params[k].p->grad[r2]), r2, l->step, l->epoch + 1,
+                                             l->loss_value));
         goto done;
     }
     dlf_optim_step(l->opt);
     if (l->check_finite && dlf__learner_nonfinite(l, 0, &k, &r2)) {
         char buf[32];
-        rc = dlf__learner_abort(l, dlf__fail(DLF_ERR_ARG, "learner: %s became %g at index %d in the step at step %ld "
+        rc = dlf__learner_abort(l, dlf__fail(DLF_ERR_ARG, "learner: %s became %s at index %d in the step at step %ld "
                                              "(epoch %d): lr %g too high?", dlf__learner_param_name(l, k, buf, sizeof buf),
-                                             l->opt->params[k].p->data[r2], r2, l->step, l->epoch + 1, l->opt->groups[0].lr));
+                                             dlf__nonfinite_str(l->opt->params[k].p->data[r2]), r2, l->step, l->epoch + 1,
+                                             l->opt->groups[0].lr));
         goto done;
     }
     rc = dlf__event(l, DLF_EV_AFTER_STEP);

@@ -736,6 +736,42 @@ static void test_threadgov(void)
     dlf_set_threads(before);
 }
 
+/* Anomaly mode names the op that made the first NaN or inf, forward or backward; off, it
+   checks nothing. */
+static void test_anomaly(void)
+{
+    dlf_tape t;
+    dlf_tensor *x, *loss;
+    int s[1] = {4};
+    float v[4] = {1, 2, -1, 3};
+    GROUP("anomaly mode");
+    dlf_tape_init(&t);
+    x = dlf_tensor_from(1, s, v);
+    dlf_tensor_requires_grad(x);
+    CHECK(dlf_tape_set_anomaly(&t, 1) == 0, "off by default");
+    loss = dlf_sum_all(&t, dlf_log(&t, dlf_mul_scalar(&t, x, 2.0f)));   /* log(-2) */
+    EXPECT_PANIC(dlf_backward(&t, loss), "anomaly mode: node 1 (log) produced NaN at index 2");
+    dlf_tape_reset(&t);
+    dlf_zero_grad(x);
+    x->data[2] = 0.0f;                                                   /* sqrt'(0) = inf */
+    loss = dlf_sum_all(&t, dlf_sqrt(&t, x));
+    EXPECT_PANIC(dlf_backward(&t, loss), "the backward of node 0 (sqrt) made the gradient of its input 0");
+    dlf_tape_reset(&t);
+    dlf_zero_grad(x);
+    x->data[2] = NAN;                                                    /* NaN in the data */
+    loss = dlf_sum_all(&t, dlf_mul_scalar(&t, x, 2.0f));
+    EXPECT_PANIC(dlf_backward(&t, loss), "node 0 (mul_scalar) got NaN at index 2 of its input 0");
+    dlf_tape_reset(&t);
+    dlf_zero_grad(x);
+    x->data[2] = 0.0f;
+    CHECK(dlf_tape_set_anomaly(&t, 0) == 1, "switched off");
+    loss = dlf_sum_all(&t, dlf_sqrt(&t, x));
+    dlf_backward(&t, loss);
+    CHECK(isinf(x->grad[2]) && x->grad[0] == 0.5f, "off: nothing is checked, the gradient is what it is");
+    dlf_tensor_free(x);
+    dlf_tape_destroy(&t);
+}
+
 int main(void)
 {
     th_init();
@@ -746,6 +782,7 @@ int main(void)
     test_reductions();
     test_kernels();
     test_threadgov();
+    test_anomaly();
     {
         const char *before = dlf_kernel_name();
         int k;

@@ -356,7 +356,7 @@ static void test_nonfinite(void)
         memcpy(w1[mode], r.m.w1->data, sizeof w1[mode]);
         run_free(&r);
     }
-    CHECK(rc[0] == DLF_ERR_ARG && strstr(msg[0], "gradient of 0.weight is nan") && strstr(msg[0], "at step 3")
+    CHECK(rc[0] == DLF_ERR_ARG && strstr(msg[0], "gradient of 0.weight is NaN") && strstr(msg[0], "at step 3")
           && strstr(msg[0], "weights are unchanged"), "a NaN gradient: rc %d, %s", rc[0], msg[0]);
     CHECK(rc[2] == DLF_OK && memcmp(w1[0], w1[2], sizeof w1[0]) == 0,
           "the weights are exactly those after step 2 (no NaN reached them)");
