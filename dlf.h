@@ -372,6 +372,8 @@ struct dlf_tape {
     float *scratch;          /* (scratch_floats) workspace for packed matmul */
     size_t scratch_floats;
     struct dlf_telemetry *telemetry; /* activation statistics (stage 16), NULL: off */
+    int walked;              /* nodes dlf_backward walked since the last reset (0: none); a
+                                second backward would walk them again: refused */
     int anomaly;             /* 1: dlf_backward checks every recorded output and every gradient
                                 for NaN and infinity and names the op that made the first one
                                 (as torch.autograd.detect_anomaly); 0 (default): one test, free */
@@ -3730,6 +3732,7 @@ DLFDEF void dlf_tape_reset(dlf_tape *t)
     t->cur = t->first;
     t->used_bytes = 0;
     t->n_nodes = 0;
+    t->walked = 0;
     if (t->telemetry) t->telemetry->open = 0;  /* the next record starts a new step */
 }
 
@@ -3852,6 +3855,12 @@ DLFDEF void dlf_backward_seed(dlf_tape *t, dlf_tensor *out, const float *seed)
         dlf__panic("dlf_backward: the output does not require grad (no input requires grad, or grad was off)");
         return;
     }
+    if (t->walked) {   /* the old nodes would add their gradients a second time */
+        dlf__panic("dlf_backward: this tape was already walked back (%d ops) since its last dlf_tape_reset: a "
+                   "second backward would add their gradients again. Reset the tape before each step's forward "
+                   "(one loss per tape and step; add losses first to train on several)", t->walked);
+        return;
+    }
     if (t->anomaly && !dlf__anomaly_forward(t)) return;
     g = dlf__grad(t, out);
     if (!g) return;
@@ -3941,6 +3950,7 @@ DLFDEF void dlf_backward_seed(dlf_tape *t, dlf_tensor *out, const float *seed)
         }
         if (t->anomaly && !dlf__anomaly_backward(nd, i)) return;
     }
+    t->walked = t->n_nodes > 0 ? t->n_nodes : 1;
 }
 
 DLFDEF void dlf_backward(dlf_tape *t, dlf_tensor *loss)

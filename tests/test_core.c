@@ -768,6 +768,16 @@ static void test_anomaly(void)
     loss = dlf_sum_all(&t, dlf_sqrt(&t, x));
     dlf_backward(&t, loss);
     CHECK(isinf(x->grad[2]) && x->grad[0] == 0.5f, "off: nothing is checked, the gradient is what it is");
+    GROUP("backward twice");
+    EXPECT_PANIC(dlf_backward(&t, loss), "already walked back (2 ops) since its last dlf_tape_reset");
+    CHECK(x->grad[0] == 0.5f, "the refused second backward added nothing");
+    loss = dlf_sum_all(&t, dlf_mul_scalar(&t, x, 3.0f));    /* the next step, reset forgotten */
+    EXPECT_PANIC(dlf_backward(&t, loss), "Reset the tape before each step's forward");
+    dlf_tape_reset(&t);
+    dlf_zero_grad(x);
+    loss = dlf_sum_all(&t, dlf_mul_scalar(&t, x, 3.0f));
+    dlf_backward(&t, loss);
+    CHECK(x->grad[1] == 3.0f, "after a reset, backward works again");
     dlf_tensor_free(x);
     dlf_tape_destroy(&t);
 }
