@@ -18,10 +18,12 @@
 
    Built by `make bench` with -DBENCH_BLAS and -lopenblas when OpenBLAS is installed;
    without it only the dlf side exists. A benchmark, not a test. */
+#define _POSIX_C_SOURCE 200809L   /* unsetenv, execv */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <math.h>
+#include <unistd.h>
 #ifdef BENCH_BLAS
 #include <cblas.h>
 void openblas_set_num_threads(int n);  /* OpenBLAS extensions, declared here for old headers */
@@ -149,12 +151,32 @@ static void info(void)
 #endif
 }
 
+/* OpenBLAS reads OPENBLAS_CORETYPE (which can hold it to AVX2 kernels on an AVX-512 CPU)
+   and OPENBLAS_L2_SIZE when the library loads, before main. The reference side must run
+   unrestricted however this program is started, so if either is set it removes them and
+   starts itself again. */
+static void drop_openblas_limits(char **argv)
+{
+#ifdef BENCH_BLAS
+    if (!getenv("OPENBLAS_CORETYPE") && !getenv("OPENBLAS_L2_SIZE")) return;
+    unsetenv("OPENBLAS_CORETYPE");
+    unsetenv("OPENBLAS_L2_SIZE");
+    execv("/proc/self/exe", argv);
+    execvp(argv[0], argv);
+    fprintf(stderr, "bench_matmul: could not restart without OPENBLAS_CORETYPE/OPENBLAS_L2_SIZE\n");
+    exit(3);
+#else
+    (void)argv;
+#endif
+}
+
 int main(int argc, char **argv)
 {
     int sizes[16] = {64, 128, 256, 512, 1024, 2048}, n_sizes = 6;
     const char *flags = "nn,nt,tn,tt";
     int square = 0, mnist = 0, i;
     if (argc < 2) goto usage;
+    if (strcmp(argv[1], "info") == 0 || strcmp(argv[1], "ref") == 0) drop_openblas_limits(argv);
     if (strcmp(argv[1], "info") == 0) { info(); return 0; }
     if (strcmp(argv[1], "dlf") == 0) use_ref = 0;
     else if (strcmp(argv[1], "ref") == 0) use_ref = 1;

@@ -16,6 +16,13 @@ kernels."""
 import sys
 import time
 
+import os
+
+# OpenBLAS (which PyTorch's Linear layers use) reads these when it loads, during
+# `import torch`: drop them first, so the reference runs unrestricted however it is started.
+for _var in ("OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE"):
+    os.environ.pop(_var, None)
+
 import torch
 
 

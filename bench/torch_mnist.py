@@ -25,6 +25,13 @@ import struct
 import sys
 import time
 
+import os
+
+# OpenBLAS (which PyTorch's Linear layers use) reads these when it loads, during
+# `import torch`: drop them first, so the reference runs unrestricted however it is started.
+for _var in ("OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE"):
+    os.environ.pop(_var, None)
+
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
