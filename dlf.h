@@ -2779,9 +2779,6 @@ DLFDEF void dlf_gemm_blocked(int ta, int tb, int M, int N, int K, const float *A
      L2, the packed B block in L3.
    Threads split the (A block, B panels) work items; every element of C is summed in
    the same order whatever the thread count, so the result does not depend on it. */
-#if defined(__GNUC__) || defined(__clang__)
-#define DLF__PREFETCH(p) __builtin_prefetch(p)   /* a hint only: never faults */
-#endif
 #define DLF__MR 6
 #define DLF__NR 32
 /* 0: the kernel reads A in place (six rows, or six neighbours of A^T, side by side) and
@@ -2804,19 +2801,7 @@ static void dlf__pack_a(int ta, int M, int K, const float *A, int i0, int mr, in
         }
         return;
     }
-    if (mr == DLF__MR) {   /* the MR rows run along k in A: read them side by side, so
-                              the memory system fetches MR streams at once */
-        const float *a0 = A + (size_t)i0 * K + p0;
-        for (p = 0; p < kc; p++) {
-#ifdef DLF__PREFETCH
-            if ((p & 15) == 0)
-                for (r = 0; r < DLF__MR; r++) DLF__PREFETCH(a0 + (size_t)r * K + p + 64);
-#endif
-            for (r = 0; r < DLF__MR; r++) dst[p * DLF__MR + r] = a0[(size_t)r * K + p];
-        }
-        return;
-    }
-    for (p = 0; p < kc; p++)
+    for (p = 0; p < kc; p++)   /* the rows side by side: the memory system fetches them at once */
         for (r = 0; r < DLF__MR; r++)
             dst[p * DLF__MR + r] = r < mr ? A[(size_t)(i0 + r) * K + p0 + p] : 0.0f;
 }
@@ -3403,42 +3388,6 @@ static DLF__TARGET_AVX2 void dlf__dot_kernel_avx2(int kc, const float *const *a,
 }
 #endif
 
-#ifdef DLF__AVX512
-/* The same with 16 lanes: lane l of acc_rc sums over p = l mod 16; the lanes are added
-   in a fixed order (_mm512_reduce_add_ps), then the k's left over. */
-static DLF__TARGET_AVX512 void dlf__dot_kernel_avx512(int kc, const float *const *a, const float *const *b, float *ab)
-{
-    const float *a0 = a[0], *a1 = a[1], *a2 = a[2], *a3 = a[3], *b0 = b[0], *b1 = b[1], *b2 = b[2];
-    __m512 acc00 = _mm512_setzero_ps(), acc01 = _mm512_setzero_ps(), acc02 = _mm512_setzero_ps();
-    __m512 acc10 = _mm512_setzero_ps(), acc11 = _mm512_setzero_ps(), acc12 = _mm512_setzero_ps();
-    __m512 acc20 = _mm512_setzero_ps(), acc21 = _mm512_setzero_ps(), acc22 = _mm512_setzero_ps();
-    __m512 acc30 = _mm512_setzero_ps(), acc31 = _mm512_setzero_ps(), acc32 = _mm512_setzero_ps();
-    int p, r, c;
-    for (p = 0; p + 16 <= kc; p += 16) {
-        __m512 b0_p = _mm512_loadu_ps(b0 + p);
-        __m512 b1_p = _mm512_loadu_ps(b1 + p);
-        __m512 b2_p = _mm512_loadu_ps(b2 + p);
-        __m512 a_p;
-        a_p = _mm512_loadu_ps(a0 + p);
-        acc00 = _mm512_fmadd_ps(a_p, b0_p, acc00); acc01 = _mm512_fmadd_ps(a_p, b1_p, acc01); acc02 = _mm512_fmadd_ps(a_p, b2_p, acc02);
-        a_p = _mm512_loadu_ps(a1 + p);
-        acc10 = _mm512_fmadd_ps(a_p, b0_p, acc10); acc11 = _mm512_fmadd_ps(a_p, b1_p, acc11); acc12 = _mm512_fmadd_ps(a_p, b2_p, acc12);
-        a_p = _mm512_loadu_ps(a2 + p);
-        acc20 = _mm512_fmadd_ps(a_p, b0_p, acc20); acc21 = _mm512_fmadd_ps(a_p, b1_p, acc21); acc22 = _mm512_fmadd_ps(a_p, b2_p, acc22);
-        a_p = _mm512_loadu_ps(a3 + p);
-        acc30 = _mm512_fmadd_ps(a_p, b0_p, acc30); acc31 = _mm512_fmadd_ps(a_p, b1_p, acc31); acc32 = _mm512_fmadd_ps(a_p, b2_p, acc32);
-    }
-    ab[0] = _mm512_reduce_add_ps(acc00); ab[1] = _mm512_reduce_add_ps(acc01); ab[2] = _mm512_reduce_add_ps(acc02);
-    ab[3] = _mm512_reduce_add_ps(acc10); ab[4] = _mm512_reduce_add_ps(acc11); ab[5] = _mm512_reduce_add_ps(acc12);
-    ab[6] = _mm512_reduce_add_ps(acc20); ab[7] = _mm512_reduce_add_ps(acc21); ab[8] = _mm512_reduce_add_ps(acc22);
-    ab[9] = _mm512_reduce_add_ps(acc30); ab[10] = _mm512_reduce_add_ps(acc31); ab[11] = _mm512_reduce_add_ps(acc32);
-    for (r = 0; r < DLF__DOT_MR; r++)
-        for (c = 0; c < DLF__DOT_NR; c++) {
-            int q;
-            for (q = p; q < kc; q++) ab[r * DLF__DOT_NR + c] += a[r][q] * b[c][q];
-        }
-}
-#endif
 
 /* One 4 x 3 block at rows i0.., columns j0.. of C, over k = p0 .. p0+kc-1: C += block.
    Past the edge of A or B the last row is read again and its result dropped. */
@@ -3450,11 +3399,9 @@ static void dlf__dot_block(int kern, int M, int N, int K, const float *A, const 
     int r, c;
     for (r = 0; r < DLF__DOT_MR; r++) a[r] = A + (size_t)(i0 + r < M ? i0 + r : M - 1) * K + p0;
     for (c = 0; c < DLF__DOT_NR; c++) b[c] = B + (size_t)(j0 + c < N ? j0 + c : N - 1) * K + p0;
-    switch (kern) {
-#ifdef DLF__AVX512
-    case DLF__KERNEL_AVX512: dlf__dot_kernel_avx512(kc, a, b, ab); break;
-#endif
+    switch (kern) {   /* this side rung has no AVX-512 version: no hot path uses it any more */
 #ifdef DLF__AVX2
+    case DLF__KERNEL_AVX512:
     case DLF__KERNEL_AVX2: dlf__dot_kernel_avx2(kc, a, b, ab); break;
 #endif
     default: dlf__dot_kernel_ref(kc, a, b, ab); break;
@@ -4369,10 +4316,9 @@ static size_t dlf__conv2d_implicit_scratch(int K, int CRS, int RS, int PQ)
     return k_pad * CRS + off_floats + (size_t)dlf__gemm_max_threads() * kc * DLF__CONV_NC + 32;
 }
 
-/* y (N, K, P*Q) = conv(x (N, C, H, W), w (K, C, R, S)), no bias, or y += ... with acc;
-   work from the scratch above. */
+/* y (N, K, P*Q) = conv(x (N, C, H, W), w (K, C, R, S)), no bias; work from the scratch above. */
 static void dlf__conv2d_implicit(const float *x, int N, int C, int H, int W, const float *w, int K,
-                                 int R, int S, int stride, int pad, int P, int Q, float *y, float *work, int acc)
+                                 int R, int S, int stride, int pad, int P, int Q, float *y, float *work)
 {
     int CRS = C * R * S, RS = R * S, PQ = P * Q, HW = H * W, NPQ = N * P * Q;
     int k_pad = (K + DLF__MR - 1) / DLF__MR * DLF__MR;
@@ -4409,7 +4355,7 @@ static void dlf__conv2d_implicit(const float *x, int N, int C, int H, int W, con
             int p0, jp, r0;
             for (p0 = 0; p0 < CRS; p0 += DLF__KC) {
                 int kc = CRS - p0 < DLF__KC ? CRS - p0 : DLF__KC;
-                int add = acc || p0 > 0;                         /* first K block sets, the rest add */
+                int add = p0 > 0;                                /* first K block sets, the rest add */
                 for (jp = 0; jp < n_panels; jp++) {
                     int nr = nc - jp * DLF__NR < DLF__NR ? nc - jp * DLF__NR : DLF__NR;
                     dlf__pack_b_image(x, C, HW, RS, PQ, off, p0, kc, jc + jp * DLF__NR, nr,
@@ -4661,7 +4607,7 @@ static dlf_tensor *dlf__conv2d(dlf_tape *t, dlf_tensor *x, dlf_tensor *w, dlf_te
     } else {
         work = dlf__tape_scratch(t, dlf__conv2d_implicit_scratch(K, CRS, R * S, P * Q));
         if (!work) return NULL;
-        dlf__conv2d_implicit(x->data, N, C, H, W, w->data, K, R, S, stride, pad, P, Q, y->data, work, 0);
+        dlf__conv2d_implicit(x->data, N, C, H, W, w->data, K, R, S, stride, pad, P, Q, y->data, work);
     }
     nd = dlf__record(t, DLF_OP_CONV2D, y, x, w);
     if (nd) {
@@ -4785,21 +4731,23 @@ static void dlf__conv2d_backward(dlf_tape *t, dlf_node *nd)
     gw = dlf__grad(t, w);
     if (G > N) G = N;
     GPQ = (size_t)G * PQ;
+    full = gw && col;            /* the im2col path's dW wants dY as (K, N*P*Q) and a (C*R*S, K) result */
     ws = gx ? dlf_gemm_fast_scratch(CRS, (int)GPQ, K) : 0;
-    if (gw && dlf_gemm_fast_scratch(CRS, K, (int)NPQ) > ws) ws = dlf_gemm_fast_scratch(CRS, K, (int)NPQ);
+    if (full && dlf_gemm_fast_scratch(CRS, K, (int)NPQ) > ws) ws = dlf_gemm_fast_scratch(CRS, K, (int)NPQ);
     if (gw && !col && dlf__conv2d_dw_scratch(K, CRS, R * S, (int)PQ, NPQ) > ws)
         ws = dlf__conv2d_dw_scratch(K, CRS, R * S, (int)PQ, NPQ);
-    full = gw && col;                                     /* the im2col path's dW wants dY (K, N*P*Q) */
-    dy = dlf__tape_scratch(t, (full ? (size_t)K * NPQ : 0) + (gx ? (size_t)(K + CRS) * GPQ : 0) + (size_t)CRS * K + ws);
+    dy = dlf__tape_scratch(t, (full ? (size_t)K * NPQ + (size_t)CRS * K : 0) + (gx ? (size_t)(K + CRS) * GPQ : 0) + ws);
     if (!dy) return;
     dy_g = dy + (full ? (size_t)K * NPQ : 0);             /* (K, G*P*Q) */
     dcol_g = dy_g + (gx ? (size_t)K * GPQ : 0);           /* (C*R*S, G*P*Q) */
-    gwt = dcol_g + (gx ? (size_t)CRS * GPQ : 0);          /* (C*R*S, K) */
-    work = gwt + (size_t)CRS * K;
-    DLF__OMP(omp parallel for if (full && y->size > DLF__PAR_MIN))
-    for (nk = 0; nk < (full ? N * K : 0); nk++) {         /* (N, K, PQ) -> (K, N, PQ) */
-        int n = nk / K, k = nk % K;
-        memcpy(dy + (size_t)k * NPQ + (size_t)n * PQ, y->grad + (size_t)nk * PQ, PQ * sizeof(float));
+    gwt = dcol_g + (gx ? (size_t)CRS * GPQ : 0);          /* (C*R*S, K), the im2col path only */
+    work = gwt + (full ? (size_t)CRS * K : 0);
+    if (full) {
+        DLF__OMP(omp parallel for if (y->size > DLF__PAR_MIN))
+        for (nk = 0; nk < N * K; nk++) {                  /* (N, K, PQ) -> (K, N, PQ) */
+            int n = nk / K, k = nk % K;
+            memcpy(dy + (size_t)k * NPQ + (size_t)n * PQ, y->grad + (size_t)nk * PQ, PQ * sizeof(float));
+        }
     }
     if (gw) {                                             /* dW^T = col @ dY^T, then dW += (dW^T)^T */
         int crs;

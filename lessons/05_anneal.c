@@ -90,31 +90,7 @@ static void plot_shapes(void)
 
 /* ------------------------------------------------------------- 2. train three ways */
 
-static const int conv_k[4] = {8, 16, 32, 32};
-static const int conv_c[4] = {1, 8, 16, 32};
-static const int conv_r[4] = {5, 3, 3, 3};
-
-/* lesson 07a's CNN, Kaiming init for the GeneralRelu's leak (the course's init_cnn) */
-static void build(dlf_seq *s, uint64_t seed)
-{
-    dlf_rng rng;
-    int i;
-    dlf_rng_seed(&rng, seed);
-    dlf_seq_init(s);
-    for (i = 0; i < 4; i++) {
-        dlf_seq_add(s, dlf_layer_conv2d(conv_c[i], conv_k[i], conv_r[i], 2, conv_r[i] / 2, 1, &rng));
-        dlf_init_kaiming_normal(s->layers[s->n - 1].weight, &rng, 0.1f, DLF_FAN_IN);
-        dlf_fill(s->layers[s->n - 1].bias, 0.0f);
-        dlf_seq_add(s, dlf_layer_general_relu(0.1f, 0.4f, 6.0f));
-    }
-    dlf_seq_add(s, dlf_layer_simple(DLF_LAYER_GLOBAL_AVGPOOL));
-    dlf_seq_add(s, dlf_layer_linear(32, 10, 1, &rng));
-}
-
-static dlf_tensor *seq_model(dlf_tape *t, dlf_tensor *x, void *m)
-{
-    return dlf_seq_forward(t, (const dlf_seq *)m, x);
-}
+/* The model is lesson 07a's CNN with the course's Kaiming init (lesson_build_cnn, lesson.h). */
 
 /* EPOCHS epochs from the loader's first batch; each step's lr and momentum from the
    schedules, its loss into losses[step]. Returns the steps taken. */
@@ -192,13 +168,13 @@ int main(void)
     for (m = 0; m < 3; m++) {
         dlf_seq s;
         double ts = dlf_seconds();
-        build(&s, 1);                      /* the same initial weights each time */
+        lesson_build_cnn(&s, 1, 1);                      /* the same initial weights each time */
         losses[m] = (float *)malloc(sizeof(float) * (size_t)(EPOCHS * train->n_batches));
         smooth[m] = (float *)malloc(sizeof(float) * (size_t)(EPOCHS * train->n_batches));
         train->epoch = 0;
         steps = train_run(&t, &s, train, &lr[m], &mom[m], losses[m]);
         took[m] = dlf_seconds() - ts;
-        acc[m] = dlf_evaluate(&t, seq_model, &s, test, &test_loss[m]);
+        acc[m] = dlf_evaluate(&t, lesson_seq_model, &s, test, &test_loss[m]);
         dlf_seq_free(&s);
     }
     printf("  %-12s %10s %10s %10s %8s\n", "schedule", "last loss", "test loss", "test acc", "time");

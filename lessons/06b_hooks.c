@@ -45,29 +45,6 @@
 #define N_TRAIN 12800
 #define N_STEPS 200
 
-static const int conv_k[4] = {8, 16, 32, 32};
-static const int conv_c[4] = {1, 8, 16, 32};
-static const int conv_r[4] = {5, 3, 3, 3};
-
-/* conv -> GeneralRelu four times, pool, linear: layers 0..9 (lesson 07a's) */
-static void build(dlf_seq *s, uint64_t seed, int kaiming)
-{
-    dlf_rng rng;
-    int i;
-    dlf_rng_seed(&rng, seed);
-    dlf_seq_init(s);
-    for (i = 0; i < 4; i++) {
-        dlf_seq_add(s, dlf_layer_conv2d(conv_c[i], conv_k[i], conv_r[i], 2, conv_r[i] / 2, 1, &rng));
-        if (kaiming) {
-            dlf_init_kaiming_normal(s->layers[s->n - 1].weight, &rng, 0.1f, DLF_FAN_IN);
-            dlf_fill(s->layers[s->n - 1].bias, 0.0f);
-        }
-        dlf_seq_add(s, dlf_layer_general_relu(0.1f, 0.4f, 6.0f));
-    }
-    dlf_seq_add(s, dlf_layer_simple(DLF_LAYER_GLOBAL_AVGPOOL));
-    dlf_seq_add(s, dlf_layer_linear(32, 10, 1, &rng));
-}
-
 /* the model function: the Sequential, then a mark at the logits */
 static dlf_tensor *model(dlf_tape *t, dlf_tensor *x, void *m)
 {
@@ -170,7 +147,7 @@ int main(void)
            N_STEPS, sub.n);
     for (m = 0; m < 3; m++) {
         dlf_seq s;
-        build(&s, 1, m == 1);
+        lesson_build_cnn(&s, 1, m == 1);
         if (m == 2) {
             dlf_lsuv_cfg lcfg;
             memset(&lcfg, 0, sizeof lcfg);

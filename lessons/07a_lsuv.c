@@ -36,29 +36,6 @@
 #include "../dlf.h"
 #include "lesson.h"
 
-static const int conv_k[4] = {8, 16, 32, 32};
-static const int conv_c[4] = {1, 8, 16, 32};
-static const int conv_r[4] = {5, 3, 3, 3};
-
-/* conv -> GeneralRelu four times, pool, linear: layers 0..9 */
-static void build(dlf_seq *s, uint64_t seed)
-{
-    dlf_rng rng;
-    int i;
-    dlf_rng_seed(&rng, seed);
-    dlf_seq_init(s);
-    for (i = 0; i < 4; i++) {
-        dlf_seq_add(s, dlf_layer_conv2d(conv_c[i], conv_k[i], conv_r[i], 2, conv_r[i] / 2, 1, &rng));
-        dlf_seq_add(s, dlf_layer_general_relu(0.1f, 0.4f, 6.0f));
-    }
-    dlf_seq_add(s, dlf_layer_simple(DLF_LAYER_GLOBAL_AVGPOOL));
-    dlf_seq_add(s, dlf_layer_linear(32, 10, 1, &rng));
-}
-
-static dlf_tensor *seq_model(dlf_tape *t, dlf_tensor *x, void *m)
-{
-    return dlf_seq_forward(t, (const dlf_seq *)m, x);
-}
 
 typedef struct layer_stats {
     float mean[5], std[5];   /* after GeneralRelu 1..4, after the linear */
@@ -123,8 +100,8 @@ int main(void)
     fixed = dlf_loader_create(&data.train, &lc);
     dlf_loader_next(fixed);
 
-    build(&s[0], 1);
-    build(&s[1], 1);                       /* the same weights: the same seed */
+    lesson_build_cnn(&s[0], 1, 0);
+    lesson_build_cnn(&s[1], 1, 0);                       /* the same weights: the same seed */
     layer_table(&s[0], fixed->x, &before);
     printf("\n1. each layer's output on a fixed batch of the first %d training images, default init\n",
            fixed->x->shape[0]);
@@ -156,12 +133,12 @@ int main(void)
         fc.sched = DLF_SCHED_ONE_CYCLE;
         fc.quiet = 1;
         train->pos = 0;
-        if (dlf_fit(&t, seq_model, &s[m], dlf_cross_entropy, opt, train, NULL, &fc, &rep[m]) != DLF_OK) {
+        if (dlf_fit(&t, lesson_seq_model, &s[m], dlf_cross_entropy, opt, train, NULL, &fc, &rep[m]) != DLF_OK) {
             printf("  training stopped: %s\n", dlf_last_error());
             acc[m] = 0.0f;
             loss_v[m] = NAN;
         } else {
-            acc[m] = dlf_evaluate(&t, seq_model, &s[m], test, &loss_v[m]);
+            acc[m] = dlf_evaluate(&t, lesson_seq_model, &s[m], test, &loss_v[m]);
         }
         layer_table(&s[m], fixed->x, &trained[m]);
         dlf_optim_free(opt);

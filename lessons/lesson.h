@@ -28,4 +28,36 @@ static int lesson_load_mnist(dlf_mnist *data, const char *indent)
     }
     return 0;
 }
+
+/* Lesson 07a's CNN, which lessons 05, 06b and 07a train: conv -> GeneralRelu(0.1, 0.4, 6)
+   four times (1->8 5x5, 8->16, 16->32, 32->32 3x3, all stride 2, padding k/2), global
+   average pool, Linear 32->10: layers 0..9. kaiming: the course's init_cnn (Kaiming normal
+   for the leak 0.1, zero biases) instead of PyTorch's default init. static inline: a lesson
+   that does not use it gets no warning. */
+static inline void lesson_build_cnn(dlf_seq *s, uint64_t seed, int kaiming)
+{
+    static const int conv_k[4] = {8, 16, 32, 32};
+    static const int conv_c[4] = {1, 8, 16, 32};
+    static const int conv_r[4] = {5, 3, 3, 3};
+    dlf_rng rng;
+    int i;
+    dlf_rng_seed(&rng, seed);
+    dlf_seq_init(s);
+    for (i = 0; i < 4; i++) {
+        dlf_seq_add(s, dlf_layer_conv2d(conv_c[i], conv_k[i], conv_r[i], 2, conv_r[i] / 2, 1, &rng));
+        if (kaiming) {
+            dlf_init_kaiming_normal(s->layers[s->n - 1].weight, &rng, 0.1f, DLF_FAN_IN);
+            dlf_fill(s->layers[s->n - 1].bias, 0.0f);
+        }
+        dlf_seq_add(s, dlf_layer_general_relu(0.1f, 0.4f, 6.0f));
+    }
+    dlf_seq_add(s, dlf_layer_simple(DLF_LAYER_GLOBAL_AVGPOOL));
+    dlf_seq_add(s, dlf_layer_linear(32, 10, 1, &rng));
+}
+
+/* A dlf_seq as a dlf_model_fn (for dlf_fit, dlf_evaluate and the Learner). */
+static inline dlf_tensor *lesson_seq_model(dlf_tape *t, dlf_tensor *x, void *m)
+{
+    return dlf_seq_forward(t, (const dlf_seq *)m, x);
+}
 #endif
