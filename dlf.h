@@ -209,6 +209,9 @@ typedef struct dlf_tensor {
     int requires_grad;       /* does backward compute a gradient for it? */
     int flags;               /* DLF_TENSOR_* below: who owns what */
     const char *name;        /* optional label used by printing; may be NULL */
+    unsigned version;        /* bumped by every in-place write of data (fill, copy, a loader's
+                                next batch, an optimizer step): backward checks that what an op
+                                saved was not overwritten since (PyTorch's version counter) */
 } dlf_tensor;
 
 #define DLF_TENSOR_HEAP   1  /* struct and data from DLF_MALLOC: dlf_tensor_free frees */
@@ -2018,6 +2021,12 @@ static int dlf__check_shape(const char *op, int ndim, const int *shape, int *siz
     return 1;
 }
 
+/* Every function that writes into an existing tensor's data in place calls this. */
+static void dlf__written(dlf_tensor *t)
+{
+    if (t) t->version++;
+}
+
 static void dlf__set_shape(dlf_tensor *t, int ndim, const int *shape, int size)
 {
     int i;
@@ -2136,24 +2145,28 @@ DLFDEF void dlf_fill(dlf_tensor *t, float value)
 {
     int i;
     for (i = 0; i < t->size; i++) t->data[i] = value;
+    dlf__written(t);
 }
 
 DLFDEF void dlf_fill_uniform(dlf_tensor *t, dlf_rng *r, float lo, float hi)
 {
     int i;
     for (i = 0; i < t->size; i++) t->data[i] = lo + (hi - lo) * dlf_rng_uniform(r);
+    dlf__written(t);
 }
 
 DLFDEF void dlf_fill_normal(dlf_tensor *t, dlf_rng *r, float mean, float std)
 {
     int i;
     for (i = 0; i < t->size; i++) t->data[i] = mean + std * dlf_rng_normal(r);
+    dlf__written(t);
 }
 
 DLFDEF void dlf_fill_arange(dlf_tensor *t, float start, float step)
 {
     int i;
     for (i = 0; i < t->size; i++) t->data[i] = start + (float)i * step;
+    dlf__written(t);
 }
 
 DLFDEF int dlf_same_shape(const dlf_tensor *a, const dlf_tensor *b)
@@ -2174,6 +2187,7 @@ DLFDEF void dlf_tensor_copy(dlf_tensor *dst, const dlf_tensor *src)
         return;
     }
     if (dst->data != src->data) memcpy(dst->data, src->data, (size_t)src->size * sizeof(float));
+    dlf__written(dst);
 }
 
 /* Largest |a - b| over all elements; NaN anywhere makes it NaN (so tests notice). */
