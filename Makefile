@@ -17,11 +17,25 @@ BLAS := $(shell printf 'int main(void){return 0;}' | $(CC) -include cblas.h -x c
 LESSONS  := $(sort $(wildcard lessons/*.c))
 EXAMPLES := $(sort $(wildcard examples/*.c))
 TESTS    := $(sort $(wildcard tests/test_*.c))
+# CUDA (optional, docs/cuda.md): nvcc from PATH or the toolkit's usual place. Its builds go to
+# build/cuda whatever BUILD is (the sanitizer build reuses them).
+NVCC ?= $(shell command -v nvcc 2>/dev/null || { [ -x /usr/local/cuda/bin/nvcc ] && echo /usr/local/cuda/bin/nvcc; })
+CUDA_HOME ?= $(patsubst %/bin/nvcc,%,$(NVCC))
+CUDA_BUILD := build/cuda
+CUDA_GENCODE ?= -gencode arch=compute_75,code=sm_75 -gencode arch=compute_80,code=sm_80 \
+                -gencode arch=compute_86,code=sm_86 -gencode arch=compute_90,code=sm_90 \
+                -gencode arch=compute_90,code=compute_90
+NVFLAGS ?= -O3 -std=c++17 $(CUDA_GENCODE) -Xcompiler -Wall,-Wextra$(if $(OPENMP),$(comma)$(OPENMP))
+comma := ,
+CUDA_LIBS = -L$(CUDA_HOME)/lib64 -L$(CUDA_HOME)/lib -lcudart -lstdc++ -lm
+CUDA_TEST := $(if $(NVCC),$(CUDA_BUILD)/test_cuda)
+CUDA_BINS := $(CUDA_BUILD)/dlf_cuda.o $(CUDA_BUILD)/test_cuda $(CUDA_BUILD)/cuda_bench \
+             $(CUDA_BUILD)/01b_matmul_cuda $(CUDA_BUILD)/mnist_cnn
 LESSON_BINS  := $(patsubst %.c,$(BUILD)/%,$(LESSONS))
 EXAMPLE_BINS := $(patsubst %.c,$(BUILD)/%,$(EXAMPLES))
 TEST_BINS    := $(patsubst %.c,$(BUILD)/%,$(TESTS))
 
-.PHONY: all help test lessons lessons-build examples demo data debug asan bench fuzz clean reference portability
+.PHONY: all help cuda test lessons lessons-build examples demo data debug asan bench fuzz clean reference portability
 .SECONDARY:
 
 # Build the library object, every lesson, example and test.
@@ -40,8 +54,9 @@ $(BUILD)/%: %.c dlf.h $(wildcard tests/*.h lessons/*.h examples/*.h)
 	$(CC) $(CFLAGS) $(OPENMP) -o $@ $< $(LDLIBS)
 
 # Run every test program plus the compile tests; last line "N passed, M failed".
-test: $(TEST_BINS)
-	@CC="$(CC)" BUILD="$(BUILD)" bash tests/run.sh $(TEST_BINS)
+# With nvcc installed, the CUDA tests run too (their GPU part skipped where there is no GPU).
+test: $(TEST_BINS) $(CUDA_TEST)
+	@CC="$(CC)" BUILD="$(BUILD)" NVCC_FOUND="$(NVCC)" bash tests/run.sh $(TEST_BINS) $(CUDA_TEST)
 
 # Build and run every lesson in order; each prints its experiment's numbers.
 lessons: $(LESSON_BINS)
@@ -82,6 +97,35 @@ $(BUILD)/tests/test_learner: $(BUILD)/examples/mnist_mlp
 # -O0 -g3, no OpenMP: for stepping through lessons and tests in gdb.
 debug:
 	$(MAKE) BUILD=build/debug CFLAGS="-O0 -g3 -std=c99 -Wall -Wextra -pedantic" OPENMP= all
+
+# Build the GPU side with nvcc (sm_75, sm_80, sm_86, sm_90 and PTX): dlf_cuda.o, the CUDA tests,
+# the kernel benchmark, lesson 01b and mnist_cnn with --device cuda, all in build/cuda.
+cuda:
+ifeq ($(NVCC),)
+	@echo "make cuda: nvcc not found (install the CUDA toolkit); the CPU library and everything else build without it"
+else
+	@$(MAKE) --no-print-directory $(CUDA_BINS)
+endif
+
+$(CUDA_BUILD)/dlf_cuda.o: dlf_cuda.cu dlf.h
+	@mkdir -p $(@D)
+	$(NVCC) $(NVFLAGS) -c -o $@ dlf_cuda.cu
+
+$(CUDA_BUILD)/test_cuda: tests/test_cuda.cu dlf_cuda.cu dlf.h tests/harness.h
+	@mkdir -p $(@D)
+	$(NVCC) $(NVFLAGS) -o $@ tests/test_cuda.cu -lm
+
+$(CUDA_BUILD)/cuda_bench: bench/cuda_bench.cu dlf_cuda.cu dlf.h
+	@mkdir -p $(@D)
+	$(NVCC) $(NVFLAGS) -o $@ bench/cuda_bench.cu -lcublas $(if $(wildcard $(CUDA_HOME)/include/cudnn.h),-DHAVE_CUDNN -lcudnn) -lm
+
+$(CUDA_BUILD)/01b_matmul_cuda: lessons/01b_matmul_cuda.cu dlf_cuda.cu dlf.h lessons/lesson.h
+	@mkdir -p $(@D)
+	$(NVCC) $(NVFLAGS) -o $@ lessons/01b_matmul_cuda.cu -lm
+
+# The example as a C program with -DDLF_CUDA, linked with dlf_cuda.o: --device cuda.
+$(CUDA_BUILD)/mnist_cnn: examples/mnist_cnn.c examples/example.h dlf.h $(CUDA_BUILD)/dlf_cuda.o
+	$(CC) $(CFLAGS) $(OPENMP) -DDLF_CUDA -o $@ examples/mnist_cnn.c $(CUDA_BUILD)/dlf_cuda.o $(CUDA_LIBS)
 
 # The tests under AddressSanitizer and UndefinedBehaviorSanitizer.
 asan:

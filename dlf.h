@@ -42,7 +42,7 @@
                            save-best, clipping, autosave), resumable runs, LR finder
        stage15_serialization  safetensors reader/writer, checkpoints
        stage16_pictures    SVG plots and images, activation telemetry (hooks)
-       (to come: 17 the CUDA bridge; the numbers leave their places free)
+       stage17_cuda        the optional GPU: declarations of dlf_cuda.cu (only with DLF_CUDA)
 
    COMPILE-TIME OPTIONS
        #define DLF_STATIC        all functions static (private copy in one translation unit);
@@ -129,7 +129,8 @@ typedef enum dlf_result {
     DLF_ERR_NOMEM = -1,    /* an allocation failed */
     DLF_ERR_IO = -2,       /* a file could not be opened, read or written */
     DLF_ERR_FORMAT = -3,   /* a file's bytes are not what its format says */
-    DLF_ERR_ARG = -4       /* an argument is out of range */
+    DLF_ERR_ARG = -4,      /* an argument is out of range */
+    DLF_ERR_DEVICE = -5    /* a GPU, its driver or a call on it failed (stage 17, DLF_CUDA) */
 } dlf_result;
 
 typedef struct dlf_tape dlf_tape;  /* stage 5: every op records onto a tape */
@@ -139,6 +140,9 @@ typedef void (*dlf_panic_fn)(const char *message, void *user);
 DLFDEF const char  *dlf_version_string(void);               /* "0.2.0" */
 DLFDEF const char  *dlf_last_error(void);                   /* "" when none */
 DLFDEF void         dlf_clear_error(void);
+DLFDEF int          dlf_set_error(int code, const char *message); /* sets dlf_last_error(), returns
+                                                             code: for code outside the header
+                                                             (dlf_cuda.cu, your own ops) */
 DLFDEF void         dlf_set_panic_handler(dlf_panic_fn fn, void *user); /* NULL: default */
 DLFDEF void         dlf_set_threads(int n);                 /* OpenMP threads; no-op without */
 DLFDEF int          dlf_get_threads(void);
@@ -377,6 +381,8 @@ struct dlf_tape {
     struct dlf_telemetry *telemetry; /* activation statistics (stage 16), NULL: off */
     int walked;              /* nodes dlf_backward walked since the last reset (0: none); a
                                 second backward would walk them again: refused */
+    struct dlf_cuda *cuda;   /* stage 17: the GPU context matmul and conv2d run on, NULL (always,
+                                without DLF_CUDA): the CPU. Set with dlf_tape_set_cuda */
     int anomaly;             /* 1: dlf_backward checks every recorded output and every gradient
                                 for NaN and infinity and names the op that made the first one
                                 (as torch.autograd.detect_anomaly); 0 (default): one test, free */
@@ -1615,6 +1621,52 @@ DLFDEF int dlf_telemetry_plot_hist(const dlf_telemetry *tl, const char *path, co
        top (hi), steps left to right */
 #endif
 
+// >>stage17_cuda -----------------------------------------------------------------
+// The optional GPU (docs/cuda.md). dlf_cuda.cu, compiled with nvcc, defines these; a
+// program that wants them builds its DLF_IMPLEMENTATION file with -DDLF_CUDA and links
+// dlf_cuda.o with -lcudart. Without DLF_CUDA nothing here exists and nothing is linked.
+// A context holds the device, its reusable buffers and the copies of the weights
+// (resident between steps: a copy is used while the tensor's version is unchanged).
+// Once dlf_tape_set_cuda(t, ctx) has attached one, dlf_matmul and dlf_conv2d on that
+// tape (forward and backward) run there; the rest stays on the CPU.
+#ifdef DLF_CUDA
+typedef struct dlf_cuda dlf_cuda;
+typedef enum dlf_cuda_kernel {       /* the matmul ladder, each rung adds one idea */
+    DLF_CUDA_NAIVE = 0,      /* one thread per output, threads walk down a column: uncoalesced */
+    DLF_CUDA_COALESCED,      /* neighbouring threads take neighbouring columns */
+    DLF_CUDA_SHARED,         /* 32x32 tiles staged in shared memory */
+    DLF_CUDA_BLOCK1D,        /* each thread computes 8 outputs of a column (registers) */
+    DLF_CUDA_BLOCK2D,        /* each thread computes an 8x8 block of outputs */
+    DLF_CUDA_VEC4,           /* the same with 128-bit loads and a transposed A tile */
+    DLF_CUDA_TF32,           /* tensor cores (WMMA, TF32 inputs, FP32 sums); compute 8.0+ */
+    DLF_CUDA_KERNEL_COUNT
+} dlf_cuda_kernel;
+DLFDEF int  dlf_cuda_init(dlf_cuda **out, int device); /* DLF_OK, or DLF_ERR_DEVICE (no driver, no
+                                                          GPU, ...: dlf_last_error says which) */
+DLFDEF void dlf_cuda_free(dlf_cuda *c);
+DLFDEF const char *dlf_cuda_device_name(const dlf_cuda *c);   /* "NVIDIA H100 80GB HBM3 (sm_90)" */
+DLFDEF const char *dlf_cuda_kernel_name(int kernel);           /* "naive" ... "tf32" */
+DLFDEF int  dlf_cuda_set_kernel(dlf_cuda *c, int kernel);      /* the rung ops use (default: vec4,
+                                                                 exact FP32); DLF_ERR_ARG */
+DLFDEF int  dlf_tape_set_cuda(dlf_tape *t, dlf_cuda *c);       /* NULL: back to the CPU */
+DLFDEF void dlf_cuda_forget(dlf_cuda *c);  /* drop the resident weight copies (after writing a
+                                              weight's data by hand without dlf_fill/copy) */
+DLFDEF int  dlf_cuda_gemm(dlf_cuda *c, int kernel, int ta, int tb, int M, int N, int K,
+                          const float *A, const float *B, float *C, int acc); /* host pointers,
+                                                          dlf_gemm's meaning; DLF_OK or an error */
+DLFDEF int  dlf_cuda_gemm_device(dlf_cuda *c, int kernel, int ta, int tb, int M, int N, int K,
+                                 const float *dA, const float *dB, float *dC, int acc);
+                                                       /* device pointers, no copies (benchmarks) */
+DLFDEF int  dlf_cuda_matmul(dlf_cuda *c, int ta, int tb, const dlf_tensor *a, const dlf_tensor *b,
+                            float *out, int acc);      /* out (M,N) (host) = op(a) op(b): heap
+                                                          tensors stay resident by version */
+DLFDEF int  dlf_cuda_conv2d_forward(dlf_cuda *c, const dlf_tensor *x, const dlf_tensor *w,
+                                    int stride, int pad, float *y);  /* y (N,K,P,Q), no bias */
+DLFDEF int  dlf_cuda_conv2d_backward(dlf_cuda *c, const dlf_tensor *x, const dlf_tensor *w,
+                                     const float *dy, int stride, int pad, float *dx, float *dw);
+                                   /* dx += ..., dw += ... (either may be NULL); dy (N,K,P,Q) */
+#endif
+
 #ifdef __cplusplus
 }
 #endif
@@ -1623,7 +1675,8 @@ DLFDEF int dlf_telemetry_plot_hist(const dlf_telemetry *tl, const char *path, co
 /* ================================================================================
    IMPLEMENTATION
    ================================================================================ */
-#ifdef DLF_IMPLEMENTATION
+#if defined(DLF_IMPLEMENTATION) && !defined(DLF__IMPLEMENTED)
+#define DLF__IMPLEMENTED   /* a second include with DLF_IMPLEMENTATION in one file adds nothing */
 
 /* -ffast-math lets the compiler assume no NaN or infinity exists, so every check for
    one (dlf_max_abs_diff, dlf_allclose, max and max-pooling letting NaN win, dlf_fit
@@ -1750,6 +1803,14 @@ static DLF__TLS void *dlf__panic_user;
 DLFDEF const char *dlf_version_string(void) { return "0.2.0"; }
 DLFDEF const char *dlf_last_error(void) { return dlf__error_buf; }
 DLFDEF void dlf_clear_error(void) { dlf__error_buf[0] = 0; }
+DLFDEF int dlf_set_error(int code, const char *message)
+{
+    size_t n = message ? strlen(message) : 0;
+    if (n >= sizeof dlf__error_buf) n = sizeof dlf__error_buf - 1;
+    if (n) memcpy(dlf__error_buf, message, n);
+    dlf__error_buf[n] = 0;
+    return code;
+}
 
 DLFDEF void dlf_set_panic_handler(dlf_panic_fn fn, void *user)
 {
@@ -3125,7 +3186,11 @@ static DLF__TARGET_AVX512 double dlf__peak_avx512(long iters)
     c0 = _mm512_add_ps(_mm512_add_ps(_mm512_add_ps(c0, c1), _mm512_add_ps(c2, c3)),
                        _mm512_add_ps(_mm512_add_ps(c4, c5), _mm512_add_ps(c6, c7)));
     c0 = _mm512_add_ps(c0, _mm512_add_ps(_mm512_add_ps(c8, c9), _mm512_add_ps(c10, c11)));
-    seed = _mm512_reduce_add_ps(c0);
+    {   /* keep the sums alive (stored, not _mm512_reduce_add_ps: g++ warns inside that one) */
+        float lanes[16];
+        _mm512_storeu_ps(lanes, c0);
+        seed = lanes[0] + lanes[15];
+    }
     return 12.0 * 16 * 2;
 }
 #endif
@@ -3475,6 +3540,11 @@ DLFDEF dlf_tensor *dlf_matmul_ex(dlf_tape *t, dlf_tensor *a, dlf_tensor *b, int 
     shape[1] = N;
     out = dlf__out(t, 2, shape);
     if (!out) return NULL;
+#ifdef DLF_CUDA
+    if (t->cuda) {   /* stage 17: on the GPU (dlf_last_error says why when it fails) */
+        if (dlf_cuda_matmul(t->cuda, ta, tb, a, b, out->data, 0) != DLF_OK) return NULL;
+    } else
+#endif
     dlf_gemm(ta, tb, M, N, K, a->data, b->data, out->data, 0,
              dlf__tape_scratch(t, dlf_gemm_fast_scratch(M, N, K)));
     nd = dlf__record(t, DLF_OP_MATMUL, out, a, b);
@@ -3505,6 +3575,20 @@ static void dlf__matmul_backward(dlf_tape *t, dlf_node *nd)
     int K = ta ? a->shape[0] : a->shape[1];
     float *ga = dlf__grad(t, a), *gb = dlf__grad(t, b);
     const float *G = c->grad;
+#ifdef DLF_CUDA
+    if (t->cuda) {   /* stage 17: the same four rules on the GPU; g views G as a tensor */
+        dlf_tensor g = *c;
+        g.data = c->grad;
+        g.flags = DLF_TENSOR_VIEW;
+        if (ga && (!ta ? dlf_cuda_matmul(t->cuda, 0, !tb, &g, b, ga, 1)
+                       : dlf_cuda_matmul(t->cuda, tb, 1, b, &g, ga, 1)) != DLF_OK)
+            dlf__panic("dlf_matmul backward on the GPU: %s", dlf_last_error());
+        if (gb && (!tb ? dlf_cuda_matmul(t->cuda, !ta, 0, a, &g, gb, 1)
+                       : dlf_cuda_matmul(t->cuda, 1, ta, &g, a, gb, 1)) != DLF_OK)
+            dlf__panic("dlf_matmul backward on the GPU: %s", dlf_last_error());
+        return;
+    }
+#endif
     if (ga) {
         if (!ta) {   /* dA (M,K) = G (M,N) op(B)^T: B^T (N,K) is B (K,N) transposed, or B itself when tb */
             float *w = dlf__tape_scratch(t, dlf_gemm_fast_scratch(M, K, N));

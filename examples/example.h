@@ -12,6 +12,8 @@
        --bs N         batch size
        --seed N       weights and shuffle order; same seed, same numbers
        --data DIR     directory holding the four IDX files (train-images-idx3-ubyte ...)
+       --device D     cpu (the default), or cuda: matmul and conv2d run on the GPU
+                      (only in a build with -DDLF_CUDA and dlf_cuda.o: `make cuda`)
        --threads N    OpenMP threads, always (default: all, or fewer while a busy
                       machine makes fewer faster: the thread governor)
        --opt K        sgd (momentum 0.9), adam or adamw (betas 0.9, 0.999)
@@ -84,6 +86,7 @@ typedef struct ex_options {
     unsigned long seed;    /* --seed */
     const char *data;      /* --data */
     int threads;           /* --threads (0: OpenMP's default) */
+    const char *device;    /* --device: "cpu" or "cuda" */
     const char *save;      /* --save: checkpoint to write after training, or NULL */
     const char *load;      /* --load: checkpoint to start from, or NULL */
     int eval_only;         /* --eval-only: skip training */
@@ -117,7 +120,7 @@ static const char *ex_kind_name(dlf_optim_kind k) { return dlf_optim_kind_name(k
 
 static void ex_usage(FILE *f, const ex_options *o)
 {
-    fprintf(f, "usage: %s [--epochs N] [--lr X] [--bs N] [--seed N] [--data DIR] [--threads N]\n"
+    fprintf(f, "usage: %s [--epochs N] [--lr X] [--bs N] [--seed N] [--data DIR] [--threads N] [--device cpu|cuda]\n"
                "       [--opt sgd|adam|adamw] [--wd X] [--sched onecycle|cos|const|sgdr]%s\n"
                "       [--lr-find] [--plot DIR] [--early-stop N] [--stop-at N] [--resume PATH]\n"
                "       [--save PATH] [--load PATH] [--eval-only] [--show N] [--subset] [--help]\n"
@@ -205,6 +208,7 @@ static int ex_parse(int argc, char **argv, ex_options *o)
         else if (strcmp(a, "--seed") == 0) o->seed = strtoul(v, NULL, 10);
         else if (strcmp(a, "--data") == 0) o->data = v;
         else if (strcmp(a, "--threads") == 0) o->threads = atoi(v);
+        else if (strcmp(a, "--device") == 0) o->device = v;
         else if (strcmp(a, "--save") == 0) o->save = v;
         else if (strcmp(a, "--load") == 0) o->load = v;
         else if (strcmp(a, "--show") == 0) o->show = atoi(v);
@@ -421,6 +425,42 @@ static const char *ex_plot_path(const ex_options *o, const char *name)
 
 /* The optimizer and schedule of the options, the Learner and its callbacks, training;
    then the test set, the optional checkpoint and the last line. Returns the exit status. */
+/* --device cuda: a GPU context on the training tape (matmul and conv2d run there). */
+static int ex_attach_device(const ex_options *o, dlf_tape *t)
+{
+    if (!o->device || strcmp(o->device, "cpu") == 0) return 1;
+    if (strcmp(o->device, "cuda") != 0) {
+        fprintf(stderr, "%s: --device %s: expected cpu or cuda\n", o->prog, o->device);
+        return 0;
+    }
+#ifdef DLF_CUDA
+    {
+        dlf_cuda *c = NULL;
+        if (dlf_cuda_init(&c, 0) != DLF_OK) {
+            fprintf(stderr, "%s: --device cuda: %s\n", o->prog, dlf_last_error());
+            return 0;
+        }
+        dlf_tape_set_cuda(t, c);
+        printf("device: %s (matmul, conv2d)\n", dlf_cuda_device_name(c));
+        return 1;
+    }
+#else
+    (void)t;
+    fprintf(stderr, "%s: --device cuda: this build has no CUDA (build it with `make cuda`)\n", o->prog);
+    return 0;
+#endif
+}
+
+static void ex_detach_device(dlf_tape *t)
+{
+#ifdef DLF_CUDA
+    dlf_cuda_free(t->cuda);
+    t->cuda = NULL;
+#else
+    (void)t;
+#endif
+}
+
 static int ex_train(ex_options *o, dlf_mnist *data, ex_model *mod)
 {
     dlf_loader *train = NULL, *valid = NULL, *test = NULL;
@@ -438,6 +478,7 @@ static int ex_train(ex_options *o, dlf_mnist *data, ex_model *mod)
     dlf_ckpt_init(&ck);
     dlf_tape_init(&tape);
     dlf_cb_recorder_init(&rec);
+    if (!ex_attach_device(o, &tape)) goto done;
     if (o->load) {
         const char *kind;
         if (dlf_ckpt_load(&ck, o->load) != DLF_OK) {
@@ -556,6 +597,7 @@ done:
     if (have_l) dlf_learner_free(&l);
     dlf_cb_recorder_free(&rec);
     dlf_ckpt_free(&ck);
+    ex_detach_device(&tape);
     dlf_tape_destroy(&tape);
     dlf_optim_free(opt);
     dlf_loader_free(train);
