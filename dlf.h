@@ -190,6 +190,8 @@ DLFDEF uint32_t dlf_rng_below(dlf_rng *r, uint32_t n);      /* uniform on [0, n)
 DLFDEF float    dlf_rng_uniform(dlf_rng *r);                /* uniform on [0, 1) */
 DLFDEF float    dlf_rng_normal(dlf_rng *r);                 /* N(0, 1) */
 DLFDEF void     dlf_rng_permutation(dlf_rng *r, int *out, int n); /* Fisher-Yates of 0..n-1 */
+DLFDEF float    dlf_rng_gamma(dlf_rng *r, float alpha);     /* Gamma(alpha, 1), alpha > 0 (Marsaglia-Tsang) */
+DLFDEF float    dlf_rng_beta(dlf_rng *r, float a, float b); /* Beta(a, b) = X / (X + Y), X ~ Gamma(a), Y ~ Gamma(b) */
 
 // >>stage2_tensor ---------------------------------------------------------------
 // A tensor is float32, 0 to 4 dims, contiguous row-major (NCHW for images).
@@ -335,6 +337,7 @@ typedef enum dlf_op {
     DLF_OP_MSE_LOSS, DLF_OP_L1_LOSS, DLF_OP_BCE_LOGITS, DLF_OP_NLL_LOSS, DLF_OP_CROSS_ENTROPY, /* stage 8 */
     DLF_OP_BATCHNORM, DLF_OP_GROUPNORM, DLF_OP_RUNNING_BATCHNORM,  /* stage 9 normalization */
     DLF_OP_DROPOUT,                                                 /* stage 10 */
+    DLF_OP_CROSS_ENTROPY_SOFT,          /* stage 8: soft targets (label smoothing, mixup) */
     DLF_OP_COUNT
 } dlf_op;
 /* Adding an op, the checklist (the compiler enforces the starred steps):
@@ -693,6 +696,13 @@ DLFDEF dlf_tensor *dlf_bce_with_logits(dlf_tape *t, dlf_tensor *logits, dlf_tens
     /* L = mean [max(x,0) - x*y + log(1 + e^-|x|)] = mean BCE(sigmoid(x), y), stable for any x */
 DLFDEF float dlf_accuracy(const dlf_tensor *logits, const dlf_tensor *target);
     /* fraction of rows whose argmax (first on ties) equals the target; no tape */
+DLFDEF dlf_tensor *dlf_cross_entropy_soft(dlf_tape *t, dlf_tensor *logits, dlf_tensor *q);
+    /* soft targets: L = 1/N sum_i sum_j q[i][j] (logsumexp_k x[i][k] - x[i][j]), q (N,C) rows of
+       probabilities (PyTorch's F.cross_entropy with a probability target);
+       dL/dx = (softmax(x) * sum_j q[i][j] - q) / N, dL/dq = (logsumexp - x) / N */
+DLFDEF dlf_tensor *dlf_cross_entropy_smooth(dlf_tape *t, dlf_tensor *logits, dlf_tensor *target, float eps);
+    /* label smoothing: soft targets q = (1 - eps) onehot(target) + eps / C
+       (F.cross_entropy(x, y, label_smoothing=eps)); eps in [0, 1] */
 
 // >>stage9_norm -----------------------------------------------------------------
 // Normalization (lesson 07, docs/norm.md). Every one of them computes
@@ -1056,6 +1066,80 @@ typedef struct dlf_loader_state {
 DLFDEF int  dlf_loader_get_state(const dlf_loader *l, dlf_loader_state *s); /* DLF_OK or DLF_ERR_NOMEM */
 DLFDEF void dlf_loader_set_state(dlf_loader *l, const dlf_loader_state *s);
 DLFDEF void dlf_loader_state_free(dlf_loader_state *s);
+
+/* Data augmentation (the course's lesson 10, docs/augment.md): transforms of a float batch
+   x (N,C,H,W), in place, each image drawing its own random numbers from r in a fixed order
+   (same seed, same images). The transforms follow torchvision's definitions:
+     flip          RandomHorizontalFlip(p)
+     crop_pad      RandomCrop((H, W), padding=pad): pad with zeros, take a random H x W window
+     resized_crop  RandomResizedCrop((H, W), scale, ratio): a random area fraction and aspect
+                   ratio (10 tries, then the centre), resized back to H x W (bilinear)
+     affine        with probability p, RandomAffine(degrees, translate, scale): rotation about
+                   the centre, a whole-pixel shift, a zoom; bilinear, zero outside
+     erase         RandomErasing(p, scale, ratio, value): a random rectangle set to value
+     normalize     Normalize(mean, std) per channel
+   A dlf_augment applies an ordered list of them; its scratch (one image) is made once. */
+#define DLF_AUG_MAX 8
+#define DLF_AUG_MAX_C 4
+typedef enum dlf_aug_kind {
+    DLF_AUG_FLIP = 1, DLF_AUG_CROP_PAD, DLF_AUG_RESIZED_CROP, DLF_AUG_AFFINE, DLF_AUG_ERASE, DLF_AUG_NORMALIZE
+} dlf_aug_kind;
+typedef struct dlf_aug {
+    dlf_aug_kind kind;
+    float p;                 /* probability per image (flip, affine, erase) */
+    int pad;                 /* crop_pad */
+    float lo, hi;            /* resized_crop: area fraction range; erase: the same; affine: zoom range */
+    float ratio_lo, ratio_hi;/* resized_crop and erase: aspect ratio (w/h) range, drawn log-uniform */
+    float degrees;           /* affine: rotation drawn from U(-degrees, degrees) */
+    float translate;         /* affine: shift up to translate*W and translate*H pixels, rounded */
+    float value;             /* erase: the fill */
+    int channels;            /* normalize: C */
+    float mean[DLF_AUG_MAX_C], std[DLF_AUG_MAX_C];
+} dlf_aug;
+DLFDEF dlf_aug dlf_aug_flip(float p);
+DLFDEF dlf_aug dlf_aug_crop_pad(int pad);
+DLFDEF dlf_aug dlf_aug_resized_crop(float scale_lo, float scale_hi, float ratio_lo, float ratio_hi);
+DLFDEF dlf_aug dlf_aug_affine(float p, float degrees, float translate, float scale_lo, float scale_hi);
+DLFDEF dlf_aug dlf_aug_erase(float p, float area_lo, float area_hi, float ratio_lo, float ratio_hi, float value);
+DLFDEF dlf_aug dlf_aug_normalize(int channels, const float *mean, const float *std);
+DLFDEF int dlf_aug_image(const dlf_aug *a, float *img, int C, int H, int W, dlf_rng *r, float *scratch);
+    /* one transform on one image (C,H,W); scratch: C*H*W floats. DLF_OK or DLF_ERR_ARG */
+
+typedef struct dlf_augment {
+    dlf_aug steps[DLF_AUG_MAX];  /* applied in this order */
+    int n;
+    float *scratch;              /* one image, made by the first apply (or dlf_augment_reserve) */
+    size_t scratch_n;
+} dlf_augment;
+DLFDEF void dlf_augment_init(dlf_augment *a);
+DLFDEF int  dlf_augment_add(dlf_augment *a, dlf_aug step);   /* DLF_OK, DLF_ERR_ARG (full or a bad value) */
+DLFDEF int  dlf_augment_reserve(dlf_augment *a, int C, int H, int W);  /* DLF_OK or DLF_ERR_NOMEM */
+DLFDEF int  dlf_augment_apply(dlf_augment *a, dlf_tensor *x, dlf_rng *r);
+    /* every step on every image of x (N,C,H,W), in place; DLF_OK, DLF_ERR_NOMEM or DLF_ERR_ARG */
+DLFDEF void dlf_augment_free(dlf_augment *a);
+
+/* Mixup (Zhang et al., "mixup: Beyond Empirical Risk Minimization", 2018; the course's
+   lesson 10b): each item i of a batch is mixed with a partner perm(i) of the same batch,
+       x_i <- lam_i x_i + (1 - lam_i) x_perm(i),   lam_i = max(b, 1 - b),  b ~ Beta(alpha, alpha)
+   (max: the item keeps the larger share, so its own label stays the main one), and the
+   loss mixes the same way: lam_i CE(x_i, y_i) + (1 - lam_i) CE(x_i, y_perm(i)), which is
+   cross-entropy against the soft target lam_i onehot(y_i) + (1 - lam_i) onehot(y_perm(i)). */
+typedef struct dlf_mixup {
+    float alpha;
+    int cap;                 /* most items in a batch */
+    size_t item;             /* floats per item */
+    int n;                   /* items in the last mixed batch */
+    int *perm;               /* (cap) each item's partner */
+    float *lam;              /* (cap) each item's share */
+    float *buf;              /* (cap * item) the batch before mixing */
+    float *y, *y2;           /* (cap) labels and the partners' labels */
+} dlf_mixup;
+DLFDEF int  dlf_mixup_init(dlf_mixup *m, float alpha, int max_batch, int item_floats); /* DLF_OK, NOMEM, ARG */
+DLFDEF void dlf_mixup_free(dlf_mixup *m);
+DLFDEF int  dlf_mixup_apply(dlf_mixup *m, dlf_tensor *x, const dlf_tensor *y, dlf_rng *r);
+    /* mixes x (N, ...) in place and keeps the labels y (N,) of both; DLF_OK or DLF_ERR_ARG */
+DLFDEF dlf_tensor *dlf_mixup_loss(dlf_tape *t, const dlf_mixup *m, dlf_tensor *logits);
+    /* the mixed cross-entropy of the last mixed batch: soft targets, dlf_cross_entropy_soft */
 
 // >>stage14_learner -------------------------------------------------------------
 // The training loop, in pieces a program can use or write out itself (lesson 03
@@ -2024,6 +2108,41 @@ DLFDEF float dlf_rng_normal(dlf_rng *r)
     r->spare = (float)(radius * sin(angle));
     r->has_spare = 1;
     return (float)(radius * cos(angle));
+}
+
+/* Gamma(alpha, 1) by Marsaglia and Tsang, "A simple method for generating gamma
+   variables" (ACM TOMS, 2000): for alpha >= 1, with d = alpha - 1/3 and c = 1/sqrt(9d),
+   draw x ~ N(0,1), v = (1 + c x)^3, and accept d*v when v > 0 and
+   log u < x^2/2 + d - d v + d log v  (u ~ U(0,1); the squeeze u < 1 - 0.0331 x^4 accepts
+   most draws without a log). For alpha < 1: Gamma(alpha + 1) * u^(1/alpha). */
+DLFDEF float dlf_rng_gamma(dlf_rng *r, float alpha)
+{
+    double d, c, boost = 1.0;
+    if (!(alpha > 0.0f)) {
+        dlf__panic("dlf_rng_gamma: alpha must be > 0, got %g", (double)alpha);
+        return 0.0f;
+    }
+    if (alpha < 1.0f) {
+        double u = ((double)(dlf_rng_u32(r) >> 8) + 1.0) / 16777217.0;   /* (0, 1] */
+        boost = pow(u, 1.0 / alpha);
+        alpha += 1.0f;
+    }
+    d = alpha - 1.0 / 3.0;
+    c = 1.0 / sqrt(9.0 * d);
+    for (;;) {
+        double x = dlf_rng_normal(r), v = 1.0 + c * x, u;
+        if (v <= 0.0) continue;
+        v = v * v * v;
+        u = ((double)(dlf_rng_u32(r) >> 8) + 1.0) / 16777217.0;
+        if (u < 1.0 - 0.0331 * x * x * x * x || log(u) < 0.5 * x * x + d * (1.0 - v + log(v)))
+            return (float)(d * v * boost);
+    }
+}
+
+DLFDEF float dlf_rng_beta(dlf_rng *r, float a, float b)
+{
+    double x = dlf_rng_gamma(r, a), y = dlf_rng_gamma(r, b);
+    return x + y > 0.0 ? (float)(x / (x + y)) : 0.5f;   /* both underflowed (tiny a, b): the middle */
 }
 
 /* Fisher-Yates: walk down from the end, swap each slot with a random earlier one. */
@@ -3806,7 +3925,8 @@ static const char *const dlf__op_names[] = {
         "sum", "mean", "max", "var", "reshape", "matmul",
         "conv2d", "bias", "leaky_relu", "general_relu", "softmax", "log_softmax", "maxpool2d",
         "avgpool2d", "embedding", "mse_loss", "l1_loss", "bce_with_logits", "nll_loss", "cross_entropy",
-        "batchnorm", "groupnorm", "running_batchnorm", "dropout"
+        "batchnorm", "groupnorm", "running_batchnorm", "dropout",
+        "cross_entropy_soft"
 };
 typedef char dlf__op_names_match_enum[(sizeof dlf__op_names / sizeof dlf__op_names[0] == DLF_OP_COUNT) ? 1 : -1];
 
@@ -3828,6 +3948,7 @@ static void dlf__cross_entropy_backward(dlf_tape *t, dlf_node *nd);
 static void dlf__bn_backward(dlf_tape *t, dlf_node *nd);
 static void dlf__groupnorm_backward(dlf_tape *t, dlf_node *nd);
 static void dlf__dropout_backward(dlf_tape *t, dlf_node *nd);
+static void dlf__cross_entropy_soft_backward(dlf_tape *t, dlf_node *nd);
 
 /* Walk the tape backwards. Every node's output gradient is complete when its turn
    comes, because all the ops that used that output were recorded after it. */
@@ -3987,6 +4108,9 @@ DLFDEF void dlf_backward_seed(dlf_tape *t, dlf_tensor *out, const float *seed)
             break;
         case DLF_OP_DROPOUT:
             dlf__dropout_backward(t, nd);
+            break;
+        case DLF_OP_CROSS_ENTROPY_SOFT:
+            dlf__cross_entropy_soft_backward(t, nd);
             break;
         case DLF_OP_NONE:
         case DLF_OP_COUNT:
@@ -6069,6 +6193,99 @@ DLFDEF float dlf_accuracy(const dlf_tensor *logits, const dlf_tensor *target)
     return (float)correct / (float)N;
 }
 
+/* Cross-entropy against soft targets q (N,C): the row's loss is
+     l_i = sum_j q_ij (lse_i - x_ij),   lse_i = log sum_k e^x_ik,
+   with lse_i - x_ij computed as log(sum_k e^(x_ik - m)) - (x_ij - m) (m the row's max),
+   which keeps its precision for large logits. PyTorch's F.cross_entropy(x, q) for a
+   probability target. Backward (g the upstream scalar):
+     dL/dx_ij = g/N (softmax_ij sum_k q_ik - q_ij)    (sum_k q_ik = 1 for a distribution)
+     dL/dq_ij = g/N (lse_i - x_ij)                                                       */
+DLFDEF dlf_tensor *dlf_cross_entropy_soft(dlf_tape *t, dlf_tensor *logits, dlf_tensor *q)
+{
+    dlf_tensor *out, *lse;
+    dlf_node *nd;
+    double acc = 0.0;
+    int i, j, N, C;
+    if (!t || !logits || !q) {
+        dlf__panic("dlf_cross_entropy_soft: %s is NULL", !t ? "the tape" : !logits ? "logits" : "q");
+        return NULL;
+    }
+    if (logits->ndim != 2 || !dlf_same_shape(logits, q)) {
+        char sx[64], sq[64];
+        dlf__panic("dlf_cross_entropy_soft: want logits (N, C) and q of the same shape; got %s and %s",
+                   dlf_shape_str(logits, sx, sizeof sx), dlf_shape_str(q, sq, sizeof sq));
+        return NULL;
+    }
+    N = logits->shape[0];
+    C = logits->shape[1];
+    if (N == 0 || C == 0) {
+        dlf__panic("dlf_cross_entropy_soft: empty logits (%d, %d)", N, C);
+        return NULL;
+    }
+    out = dlf__out(t, 0, NULL);
+    lse = dlf__out(t, 1, &N);      /* log sum exp of each row, for backward */
+    if (!out || !lse) return NULL;
+    for (i = 0; i < N; i++) {
+        const float *x_i = logits->data + (size_t)i * C, *q_i = q->data + (size_t)i * C;
+        float m = x_i[0];
+        double sum = 0.0, ls;
+        for (j = 1; j < C; j++) m = x_i[j] > m || x_i[j] != x_i[j] ? x_i[j] : m;
+        for (j = 0; j < C; j++) sum += exp((double)x_i[j] - m);
+        ls = log(sum);
+        for (j = 0; j < C; j++) acc += (double)q_i[j] * (ls - ((double)x_i[j] - m));
+        lse->data[i] = (float)((double)m + ls);
+    }
+    out->data[0] = (float)(acc / N);
+    nd = dlf__record(t, DLF_OP_CROSS_ENTROPY_SOFT, out, logits, q);
+    if (nd) nd->aux = lse;
+    return out;
+}
+
+static void dlf__cross_entropy_soft_backward(dlf_tape *t, dlf_node *nd)
+{
+    dlf_tensor *x = nd->in[0], *q = nd->in[1], *lse = nd->aux;
+    float *gx = dlf__grad(t, x), *gq = dlf__grad(t, q);
+    int i, j, N = x->shape[0], C = x->shape[1];
+    float g = nd->out->grad[0] / (float)N;
+    for (i = 0; i < N; i++) {
+        const float *x_i = x->data + (size_t)i * C, *q_i = q->data + (size_t)i * C;
+        float qsum = 0.0f;
+        for (j = 0; j < C; j++) qsum += q_i[j];
+        for (j = 0; j < C; j++) {
+            if (gx) gx[(size_t)i * C + j] += g * (expf(x_i[j] - lse->data[i]) * qsum - q_i[j]);
+            if (gq) gq[(size_t)i * C + j] += g * (lse->data[i] - x_i[j]);
+        }
+    }
+}
+
+/* Label smoothing (Szegedy et al., "Rethinking the Inception Architecture", 2016; the
+   course's LabelSmoothingCrossEntropy): the target keeps 1 - eps of its weight on the
+   true class and spreads eps evenly over all C classes. */
+DLFDEF dlf_tensor *dlf_cross_entropy_smooth(dlf_tape *t, dlf_tensor *logits, dlf_tensor *target, float eps)
+{
+    dlf_tensor *q;
+    int i, N, C;
+    if (!t) {
+        dlf__panic("dlf_cross_entropy_smooth: the tape is NULL");
+        return NULL;
+    }
+    if (!dlf__class_check("dlf_cross_entropy_smooth", logits, target)) return NULL;
+    if (!(eps >= 0.0f && eps <= 1.0f)) {
+        dlf__panic("dlf_cross_entropy_smooth: eps must be in [0, 1], got %g", (double)eps);
+        return NULL;
+    }
+    N = logits->shape[0];
+    C = logits->shape[1];
+    q = dlf__out(t, 2, logits->shape);
+    if (!q) return NULL;
+    for (i = 0; i < N; i++) {
+        int j, y = dlf__index_at("dlf_cross_entropy_smooth", target, i, C);
+        if (y < 0) return NULL;
+        for (j = 0; j < C; j++) q->data[(size_t)i * C + j] = eps / (float)C + (j == y ? 1.0f - eps : 0.0f);
+    }
+    return dlf_cross_entropy_soft(t, logits, q);
+}
+
 
 // >>stage9_norm (implementation) --------------------------------------------------
 
@@ -7703,6 +7920,404 @@ DLFDEF void dlf_loader_state_free(dlf_loader_state *s)
 {
     if (s->order) DLF_FREE(s->order);
     memset(s, 0, sizeof *s);
+}
+
+/* ---- augmentation: the transforms, then the pipeline ---- */
+
+static dlf_aug dlf__aug_new(dlf_aug_kind kind)
+{
+    dlf_aug a;
+    memset(&a, 0, sizeof a);
+    a.kind = kind;
+    return a;
+}
+DLFDEF dlf_aug dlf_aug_flip(float p)
+{
+    dlf_aug a = dlf__aug_new(DLF_AUG_FLIP);
+    a.p = p;
+    return a;
+}
+DLFDEF dlf_aug dlf_aug_crop_pad(int pad)
+{
+    dlf_aug a = dlf__aug_new(DLF_AUG_CROP_PAD);
+    a.pad = pad;
+    return a;
+}
+DLFDEF dlf_aug dlf_aug_resized_crop(float scale_lo, float scale_hi, float ratio_lo, float ratio_hi)
+{
+    dlf_aug a = dlf__aug_new(DLF_AUG_RESIZED_CROP);
+    a.lo = scale_lo;
+    a.hi = scale_hi;
+    a.ratio_lo = ratio_lo;
+    a.ratio_hi = ratio_hi;
+    return a;
+}
+DLFDEF dlf_aug dlf_aug_affine(float p, float degrees, float translate, float scale_lo, float scale_hi)
+{
+    dlf_aug a = dlf__aug_new(DLF_AUG_AFFINE);
+    a.p = p;
+    a.degrees = degrees;
+    a.translate = translate;
+    a.lo = scale_lo;
+    a.hi = scale_hi;
+    return a;
+}
+DLFDEF dlf_aug dlf_aug_erase(float p, float area_lo, float area_hi, float ratio_lo, float ratio_hi, float value)
+{
+    dlf_aug a = dlf__aug_new(DLF_AUG_ERASE);
+    a.p = p;
+    a.lo = area_lo;
+    a.hi = area_hi;
+    a.ratio_lo = ratio_lo;
+    a.ratio_hi = ratio_hi;
+    a.value = value;
+    return a;
+}
+DLFDEF dlf_aug dlf_aug_normalize(int channels, const float *mean, const float *std)
+{
+    dlf_aug a = dlf__aug_new(DLF_AUG_NORMALIZE);
+    int c;
+    a.channels = channels;
+    for (c = 0; c < channels && c < DLF_AUG_MAX_C && mean && std; c++) {
+        a.mean[c] = mean[c];
+        a.std[c] = std[c];
+    }
+    return a;
+}
+
+/* Is the transform's setting valid (for C channels; C <= 0: not known yet)? */
+static int dlf__aug_valid(const dlf_aug *a, int C)
+{
+    int c;
+    switch (a->kind) {
+    case DLF_AUG_FLIP: return a->p >= 0.0f && a->p <= 1.0f;
+    case DLF_AUG_CROP_PAD: return a->pad >= 0 && a->pad <= 4096;
+    case DLF_AUG_RESIZED_CROP:
+        return a->lo > 0.0f && a->lo <= a->hi && a->hi <= 1.0f && a->ratio_lo > 0.0f && a->ratio_lo <= a->ratio_hi;
+    case DLF_AUG_AFFINE:
+        return a->p >= 0.0f && a->p <= 1.0f && a->degrees >= 0.0f && a->degrees <= 360.0f && a->translate >= 0.0f &&
+               a->translate <= 1.0f && a->lo > 0.0f && a->lo <= a->hi;
+    case DLF_AUG_ERASE:
+        return a->p >= 0.0f && a->p <= 1.0f && a->lo > 0.0f && a->lo <= a->hi && a->hi <= 1.0f && a->ratio_lo > 0.0f &&
+               a->ratio_lo <= a->ratio_hi;
+    case DLF_AUG_NORMALIZE:
+        if (a->channels < 1 || a->channels > DLF_AUG_MAX_C || (C > 0 && a->channels != C)) return 0;
+        for (c = 0; c < a->channels; c++)
+            if (!(a->std[c] > 0.0f) || a->mean[c] != a->mean[c]) return 0;
+        return 1;
+    }
+    return 0;
+}
+
+static float dlf__aug_uniform(dlf_rng *r, float lo, float hi) { return lo + (hi - lo) * dlf_rng_uniform(r); }
+
+/* The bilinear value of plane (H,W) at (y, x); neighbours outside the plane count as 0. */
+static float dlf__bilinear(const float *plane, int H, int W, float y, float x)
+{
+    int y0 = (int)floorf(y), x0 = (int)floorf(x), dy, dx;
+    float fy = y - (float)y0, fx = x - (float)x0, v = 0.0f;
+    for (dy = 0; dy < 2; dy++)
+        for (dx = 0; dx < 2; dx++) {
+            int yy = y0 + dy, xx = x0 + dx;
+            float w = (dy ? fy : 1.0f - fy) * (dx ? fx : 1.0f - fx);
+            if (w != 0.0f && yy >= 0 && yy < H && xx >= 0 && xx < W) v += w * plane[(size_t)yy * W + xx];
+        }
+    return v;
+}
+
+/* A random box of area fraction U(lo, hi) and aspect ratio w/h log-uniform in
+   [ratio_lo, ratio_hi], 10 tries (torchvision's RandomResizedCrop.get_params and
+   RandomErasing.get_params). strict: the box must be smaller than the image (erasing).
+   Returns 1 with the box, or 0 when no try fitted. */
+static int dlf__aug_box(const dlf_aug *a, int H, int W, int strict, dlf_rng *r, int *top, int *left, int *h, int *w)
+{
+    int tries;
+    double area = (double)H * W, lr0 = log(a->ratio_lo), lr1 = log(a->ratio_hi);
+    for (tries = 0; tries < 10; tries++) {
+        double target = area * dlf__aug_uniform(r, a->lo, a->hi);
+        double ar = exp(lr0 + (lr1 - lr0) * dlf_rng_uniform(r));
+        int bw = (int)floor(sqrt(target * ar) + 0.5), bh = (int)floor(sqrt(target / ar) + 0.5);
+        if (strict) {   /* erasing: h from the ratio times the area, as torchvision does */
+            int t = bw;
+            bw = bh;
+            bh = t;
+        }
+        if (bw > 0 && bh > 0 && (strict ? (bw < W && bh < H) : (bw <= W && bh <= H))) {
+            *top = (int)dlf_rng_below(r, (uint32_t)(H - bh + 1));
+            *left = (int)dlf_rng_below(r, (uint32_t)(W - bw + 1));
+            *h = bh;
+            *w = bw;
+            return 1;
+        }
+    }
+    return 0;
+}
+
+DLFDEF int dlf_aug_image(const dlf_aug *a, float *img, int C, int H, int W, dlf_rng *r, float *scratch)
+{
+    size_t HW = (size_t)H * W, n = (size_t)C * HW;
+    int c, i, j;
+    if (!a || !img || !r || !scratch) {
+        dlf__panic("dlf_aug_image: %s is NULL", !a ? "the transform" : !img ? "img" : !r ? "the rng" : "scratch");
+        return DLF_ERR_ARG;
+    }
+    if (C < 1 || H < 1 || W < 1 || !dlf__aug_valid(a, C))
+        return dlf__fail(DLF_ERR_ARG, "dlf_aug_image: transform %d does not fit an image (%d, %d, %d) or has a bad setting",
+                         (int)a->kind, C, H, W);
+    switch (a->kind) {
+    case DLF_AUG_FLIP:
+        if (dlf_rng_uniform(r) < a->p)
+            for (c = 0; c < C * H; c++) {   /* every row of every channel, reversed */
+                float *row = img + (size_t)c * W;
+                for (j = 0; j < W / 2; j++) {
+                    float tmp = row[j];
+                    row[j] = row[W - 1 - j];
+                    row[W - 1 - j] = tmp;
+                }
+            }
+        break;
+    case DLF_AUG_CROP_PAD: {   /* out(i, j) = in(i + dy - pad, j + dx - pad), zero outside */
+        int dy = (int)dlf_rng_below(r, (uint32_t)(2 * a->pad + 1)) - a->pad;
+        int dx = (int)dlf_rng_below(r, (uint32_t)(2 * a->pad + 1)) - a->pad;
+        memcpy(scratch, img, n * sizeof(float));
+        for (c = 0; c < C; c++)
+            for (i = 0; i < H; i++)
+                for (j = 0; j < W; j++) {
+                    int si = i + dy, sj = j + dx;
+                    img[c * HW + (size_t)i * W + j] =
+                        si >= 0 && si < H && sj >= 0 && sj < W ? scratch[c * HW + (size_t)si * W + sj] : 0.0f;
+                }
+        break;
+    }
+    case DLF_AUG_RESIZED_CROP: {
+        int top, left, h, w;
+        if (!dlf__aug_box(a, H, W, 0, r, &top, &left, &h, &w)) {   /* the centre, ratio clamped */
+            double in_ratio = (double)W / H;
+            if (in_ratio < a->ratio_lo) { w = W; h = (int)floor(w / a->ratio_lo + 0.5); }
+            else if (in_ratio > a->ratio_hi) { h = H; w = (int)floor(h * a->ratio_hi + 0.5); }
+            else { w = W; h = H; }
+            top = (H - h) / 2;
+            left = (W - w) / 2;
+        }
+        memcpy(scratch, img, n * sizeof(float));
+        for (c = 0; c < C; c++)
+            for (i = 0; i < H; i++) {
+                /* pixel centres map to pixel centres (align_corners=False), clamped to the box */
+                float sy = (float)top + ((float)i + 0.5f) * (float)h / (float)H - 0.5f;
+                sy = sy < (float)top ? (float)top : sy > (float)(top + h - 1) ? (float)(top + h - 1) : sy;
+                for (j = 0; j < W; j++) {
+                    float sx = (float)left + ((float)j + 0.5f) * (float)w / (float)W - 0.5f;
+                    sx = sx < (float)left ? (float)left : sx > (float)(left + w - 1) ? (float)(left + w - 1) : sx;
+                    img[c * HW + (size_t)i * W + j] = dlf__bilinear(scratch + c * HW, H, W, sy, sx);
+                }
+            }
+        break;
+    }
+    case DLF_AUG_AFFINE: {
+        /* forward: dst = s R(angle) (src - ctr) + ctr + t; each output pixel samples the input
+           at src = R(-angle) (dst - ctr - t) / s + ctr */
+        double ang, co, si, sc, ty, tx, cy = (H - 1) / 2.0, cx = (W - 1) / 2.0;
+        if (!(dlf_rng_uniform(r) < a->p)) break;
+        ang = dlf__aug_uniform(r, -a->degrees, a->degrees) * 3.14159265358979323846 / 180.0;
+        sc = dlf__aug_uniform(r, a->lo, a->hi);
+        tx = floor(dlf__aug_uniform(r, -a->translate * W, a->translate * W) + 0.5);
+        ty = floor(dlf__aug_uniform(r, -a->translate * H, a->translate * H) + 0.5);
+        co = cos(ang);
+        si = sin(ang);
+        memcpy(scratch, img, n * sizeof(float));
+        for (i = 0; i < H; i++)
+            for (j = 0; j < W; j++) {
+                double dx = j - cx - tx, dy = i - cy - ty;
+                float sx = (float)((co * dx + si * dy) / sc + cx), sy = (float)((-si * dx + co * dy) / sc + cy);
+                for (c = 0; c < C; c++) img[c * HW + (size_t)i * W + j] = dlf__bilinear(scratch + c * HW, H, W, sy, sx);
+            }
+        break;
+    }
+    case DLF_AUG_ERASE: {
+        int top, left, h, w;
+        if (!(dlf_rng_uniform(r) < a->p)) break;
+        if (!dlf__aug_box(a, H, W, 1, r, &top, &left, &h, &w)) break;   /* no box fitted: unchanged */
+        for (c = 0; c < C; c++)
+            for (i = top; i < top + h; i++)
+                for (j = left; j < left + w; j++) img[c * HW + (size_t)i * W + j] = a->value;
+        break;
+    }
+    case DLF_AUG_NORMALIZE:
+        for (c = 0; c < C; c++) {
+            float m = a->mean[c], inv = 1.0f / a->std[c];
+            for (i = 0; i < (int)HW; i++) img[c * HW + i] = (img[c * HW + i] - m) * inv;
+        }
+        break;
+    }
+    return DLF_OK;
+}
+
+DLFDEF void dlf_augment_init(dlf_augment *a)
+{
+    if (a) memset(a, 0, sizeof *a);
+}
+
+DLFDEF int dlf_augment_add(dlf_augment *a, dlf_aug step)
+{
+    if (!a) {
+        dlf__panic("dlf_augment_add: the pipeline is NULL");
+        return DLF_ERR_ARG;
+    }
+    if (a->n == DLF_AUG_MAX)
+        return dlf__fail(DLF_ERR_ARG, "dlf_augment_add: the pipeline already holds %d transforms", DLF_AUG_MAX);
+    if (!dlf__aug_valid(&step, 0))
+        return dlf__fail(DLF_ERR_ARG, "dlf_augment_add: transform %d has a setting out of range "
+                         "(probabilities in [0,1], ranges lo <= hi, positive std ...)", (int)step.kind);
+    a->steps[a->n++] = step;
+    return DLF_OK;
+}
+
+DLFDEF int dlf_augment_reserve(dlf_augment *a, int C, int H, int W)
+{
+    size_t n = (size_t)(C > 0 ? C : 1) * (size_t)(H > 0 ? H : 1) * (size_t)(W > 0 ? W : 1);
+    if (!a) {
+        dlf__panic("dlf_augment_reserve: the pipeline is NULL");
+        return DLF_ERR_ARG;
+    }
+    if (n > a->scratch_n) {
+        float *p = (float *)dlf__malloc(n * sizeof(float), "the augmentation scratch image");
+        if (!p) return DLF_ERR_NOMEM;
+        if (a->scratch) DLF_FREE(a->scratch);
+        a->scratch = p;
+        a->scratch_n = n;
+    }
+    return DLF_OK;
+}
+
+DLFDEF int dlf_augment_apply(dlf_augment *a, dlf_tensor *x, dlf_rng *r)
+{
+    int N, C, H, W, i, k, rc;
+    if (!a || !x || !r) {
+        dlf__panic("dlf_augment_apply: %s is NULL", !a ? "the pipeline" : !x ? "x" : "the rng");
+        return DLF_ERR_ARG;
+    }
+    if (x->ndim != 4) {
+        char sx[64];
+        dlf__panic("dlf_augment_apply: x must be (N, C, H, W), got %s", dlf_shape_str(x, sx, sizeof sx));
+        return DLF_ERR_ARG;
+    }
+    N = x->shape[0]; C = x->shape[1]; H = x->shape[2]; W = x->shape[3];
+    if ((rc = dlf_augment_reserve(a, C, H, W)) != DLF_OK) return rc;
+    for (i = 0; i < N; i++)   /* one image at a time: the draws come in a fixed order */
+        for (k = 0; k < a->n; k++)
+            if ((rc = dlf_aug_image(&a->steps[k], x->data + (size_t)i * C * H * W, C, H, W, r, a->scratch)) != DLF_OK)
+                return rc;
+    dlf__written(x);
+    return DLF_OK;
+}
+
+DLFDEF void dlf_augment_free(dlf_augment *a)
+{
+    if (!a) return;
+    if (a->scratch) DLF_FREE(a->scratch);
+    memset(a, 0, sizeof *a);
+}
+
+/* ---- mixup ---- */
+
+DLFDEF void dlf_mixup_free(dlf_mixup *m)
+{
+    if (!m) return;
+    if (m->perm) DLF_FREE(m->perm);
+    if (m->lam) DLF_FREE(m->lam);
+    if (m->buf) DLF_FREE(m->buf);
+    if (m->y) DLF_FREE(m->y);
+    if (m->y2) DLF_FREE(m->y2);
+    memset(m, 0, sizeof *m);
+}
+
+DLFDEF int dlf_mixup_init(dlf_mixup *m, float alpha, int max_batch, int item_floats)
+{
+    if (!m) {
+        dlf__panic("dlf_mixup_init: m is NULL");
+        return DLF_ERR_ARG;
+    }
+    memset(m, 0, sizeof *m);
+    if (!(alpha > 0.0f) || max_batch < 1 || item_floats < 1)
+        return dlf__fail(DLF_ERR_ARG, "dlf_mixup_init: want alpha > 0, max_batch >= 1, item_floats >= 1; got %g, %d, %d",
+                         (double)alpha, max_batch, item_floats);
+    m->alpha = alpha;
+    m->cap = max_batch;
+    m->item = (size_t)item_floats;
+    m->perm = (int *)dlf__malloc((size_t)max_batch * sizeof(int), "mixup");
+    m->lam = (float *)dlf__malloc((size_t)max_batch * sizeof(float), "mixup");
+    m->buf = (float *)dlf__malloc((size_t)max_batch * m->item * sizeof(float), "mixup");
+    m->y = (float *)dlf__malloc((size_t)max_batch * sizeof(float), "mixup");
+    m->y2 = (float *)dlf__malloc((size_t)max_batch * sizeof(float), "mixup");
+    if (!m->perm || !m->lam || !m->buf || !m->y || !m->y2) {
+        dlf_mixup_free(m);
+        return DLF_ERR_NOMEM;
+    }
+    return DLF_OK;
+}
+
+DLFDEF int dlf_mixup_apply(dlf_mixup *m, dlf_tensor *x, const dlf_tensor *y, dlf_rng *r)
+{
+    int i, N;
+    size_t k;
+    if (!m || !x || !y || !r) {
+        dlf__panic("dlf_mixup_apply: %s is NULL", !m ? "m" : !x ? "x" : !y ? "y" : "the rng");
+        return DLF_ERR_ARG;
+    }
+    N = x->ndim > 0 ? x->shape[0] : 0;
+    if (N < 1 || N > m->cap || (size_t)x->size != (size_t)N * m->item || y->size != N) {
+        char sx[64], sy[64];
+        dlf__panic("dlf_mixup_apply: x %s and y %s do not fit the mixup's batch (at most %d items of %zu floats)",
+                   dlf_shape_str(x, sx, sizeof sx), dlf_shape_str(y, sy, sizeof sy), m->cap, m->item);
+        return DLF_ERR_ARG;
+    }
+    dlf_rng_permutation(r, m->perm, N);
+    for (i = 0; i < N; i++) {
+        float b = dlf_rng_beta(r, m->alpha, m->alpha);
+        m->lam[i] = b > 1.0f - b ? b : 1.0f - b;
+    }
+    memcpy(m->buf, x->data, (size_t)N * m->item * sizeof(float));
+    for (i = 0; i < N; i++) {
+        const float *a = m->buf + (size_t)i * m->item, *b = m->buf + (size_t)m->perm[i] * m->item;
+        float *o = x->data + (size_t)i * m->item, l = m->lam[i];
+        for (k = 0; k < m->item; k++) o[k] = l * a[k] + (1.0f - l) * b[k];
+        m->y[i] = y->data[i];
+        m->y2[i] = y->data[m->perm[i]];
+    }
+    m->n = N;
+    dlf__written(x);
+    return DLF_OK;
+}
+
+DLFDEF dlf_tensor *dlf_mixup_loss(dlf_tape *t, const dlf_mixup *m, dlf_tensor *logits)
+{
+    dlf_tensor *q;
+    int i, j, C;
+    if (!t || !m || !logits) {
+        dlf__panic("dlf_mixup_loss: %s is NULL", !t ? "the tape" : !m ? "m" : "logits");
+        return NULL;
+    }
+    if (logits->ndim != 2 || logits->shape[0] != m->n || m->n < 1) {
+        char sx[64];
+        dlf__panic("dlf_mixup_loss: logits %s do not match the last mixed batch of %d items",
+                   dlf_shape_str(logits, sx, sizeof sx), m->n);
+        return NULL;
+    }
+    C = logits->shape[1];
+    q = dlf__out(t, 2, logits->shape);
+    if (!q) return NULL;
+    for (i = 0; i < m->n; i++) {
+        float ya = m->y[i], yb = m->y2[i];
+        if (!(ya >= 0.0f && ya < (float)C && ya == floorf(ya)) || !(yb >= 0.0f && yb < (float)C && yb == floorf(yb))) {
+            dlf__panic("dlf_mixup_loss: label %g of item %d is not a class id in [0, %d)",
+                       (double)(ya >= 0.0f && ya < (float)C && ya == floorf(ya) ? yb : ya), i, C);
+            return NULL;
+        }
+        for (j = 0; j < C; j++) q->data[(size_t)i * C + j] = 0.0f;
+        q->data[(size_t)i * C + (int)ya] += m->lam[i];
+        q->data[(size_t)i * C + (int)yb] += 1.0f - m->lam[i];
+    }
+    return dlf_cross_entropy_soft(t, logits, q);
 }
 
 // >>stage14_learner (implementation) ----------------------------------------------
