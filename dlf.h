@@ -582,6 +582,9 @@ DLFDEF int  dlf_params_add(dlf_params *p, dlf_tensor *t, const char *name, int i
 DLFDEF void dlf_params_free(dlf_params *p);     /* the list only; the tensors stay */
 DLFDEF dlf_param *dlf_params_find(const dlf_params *p, const char *name);  /* NULL if absent */
 DLFDEF int  dlf_params_group_no_decay(dlf_params *p, int group);
+DLFDEF int  dlf_params_set_group(dlf_params *p, const char *prefix, int group);
+    /* every parameter whose name starts with prefix ("10." is layer 10 of a seq) goes to group;
+       returns how many: discriminative learning rates, one group per part of the model */
     /* move biases and normalization weights (no_decay) to `group`; returns how many */
 DLFDEF int  dlf_params_tensors(const dlf_params *p, dlf_tensor **out, int cap);
     /* the trainable tensors (buffers skipped) in order; returns how many there are */
@@ -620,6 +623,11 @@ DLFDEF const char *dlf_layer_kind_name(dlf_layer_kind kind); /* "Linear", "Batch
 DLFDEF void dlf_seq_init(dlf_seq *s);                    /* empty */
 DLFDEF int  dlf_seq_add(dlf_seq *s, dlf_layer l);        /* DLF_OK; the seq takes l's parameters */
 DLFDEF void dlf_seq_free(dlf_seq *s);                    /* frees every layer's parameters */
+DLFDEF int  dlf_seq_freeze(dlf_seq *s, int n_layers, int train_bn);
+    /* transfer learning: the parameters of layers [0, n_layers) stop requiring grad (backward
+       skips them, optimizers leave them alone), except BatchNorm's weight and bias when train_bn
+       (the course keeps them trainable); residual bodies included. Returns the tensors frozen */
+DLFDEF int  dlf_seq_unfreeze(dlf_seq *s);               /* every parameter trainable again; returns how many */
 DLFDEF dlf_tensor *dlf_seq_forward(dlf_tape *t, const dlf_seq *s, dlf_tensor *x);
 DLFDEF dlf_tensor *dlf_seq_forward_n(dlf_tape *t, const dlf_seq *s, dlf_tensor *x, int n_layers); /* first n only */
 DLFDEF int  dlf_seq_params(const dlf_seq *s, dlf_tensor **params, char (*names)[DLF_PARAM_NAME_MAX], int cap);
@@ -1583,6 +1591,16 @@ DLFDEF int  dlf_ckpt_load(dlf_ckpt *c, const char *path);
 DLFDEF int  dlf_ckpt_get_tensor(const dlf_ckpt *c, const char *name, dlf_tensor *dst); /* copy in; shapes must match */
 DLFDEF int  dlf_ckpt_get_params(const dlf_ckpt *c, dlf_tensor *const *params, const char *const *names, int n);
 DLFDEF int  dlf_ckpt_get_param_list(const dlf_ckpt *c, const dlf_params *pl); /* every entry must be there */
+/* Transfer learning: copy in every tensor of the model that the checkpoint holds by the same
+   name and shape; the others (a new head, a layer of another size) keep their values and are
+   reported. DLF_OK, or DLF_ERR_FORMAT when not one tensor matched (surely the wrong file). */
+typedef struct dlf_transfer_report {
+    int n_loaded;            /* copied from the file */
+    int n_missing;           /* the file lacks them: left as they were */
+    int n_mismatched;        /* in both, shapes differ: left as they were */
+    char text[512];          /* the ones left, with shapes: "10.weight: file (5, 64), model (10, 64); ..." */
+} dlf_transfer_report;
+DLFDEF int  dlf_ckpt_get_param_list_matching(const dlf_ckpt *c, const dlf_params *pl, dlf_transfer_report *rep);
 DLFDEF int  dlf_ckpt_get_optim(const dlf_ckpt *c, dlf_optim *o, const char *const *names); /* kinds must match */
 DLFDEF int  dlf_ckpt_get_rng(const dlf_ckpt *c, const char *key, dlf_rng *r);
 DLFDEF int  dlf_ckpt_get_loader(const dlf_ckpt *c, const char *key, dlf_loader *l);
@@ -5679,6 +5697,48 @@ DLFDEF dlf_tensor *dlf_seq_forward(dlf_tape *t, const dlf_seq *s, dlf_tensor *x)
     return dlf_seq_forward_n(t, s, x, s->n);
 }
 
+/* requires_grad of the first n layers' parameters (all of a residual body) set to `on`;
+   BatchNorm's weight and bias stay trainable when keep_bn. Returns the tensors changed. */
+static int dlf__seq_set_trainable(dlf_seq *s, int n_layers, int on, int keep_bn)
+{
+    int i, changed = 0;
+    for (i = 0; i < n_layers && i < s->n; i++) {
+        dlf_layer *l = &s->layers[i];
+        int bn = l->kind == DLF_LAYER_BATCHNORM || l->kind == DLF_LAYER_RUNNING_BATCHNORM;
+        dlf_tensor *ts[2];
+        int k;
+        if (l->body) changed += dlf__seq_set_trainable(l->body, l->body->n, on, keep_bn);
+        if (bn && keep_bn && !on) continue;
+        ts[0] = l->weight;
+        ts[1] = l->bias;
+        for (k = 0; k < 2; k++)
+            if (ts[k] && ts[k]->requires_grad != on) {
+                ts[k]->requires_grad = on;
+                if (on && !ts[k]->grad && dlf_tensor_requires_grad(ts[k]) != DLF_OK) return -1;
+                changed++;
+            }
+    }
+    return changed;
+}
+
+DLFDEF int dlf_seq_freeze(dlf_seq *s, int n_layers, int train_bn)
+{
+    if (!s) {
+        dlf__panic("dlf_seq_freeze: s is NULL");
+        return 0;
+    }
+    return dlf__seq_set_trainable(s, n_layers, 0, train_bn);
+}
+
+DLFDEF int dlf_seq_unfreeze(dlf_seq *s)
+{
+    if (!s) {
+        dlf__panic("dlf_seq_unfreeze: s is NULL");
+        return 0;
+    }
+    return dlf__seq_set_trainable(s, s->n, 1, 0);
+}
+
 /* Walk every named tensor of s in state_dict order, names prefixed (e.g. "3.body.");
    recurses into blocks. Each one goes to the list p (when not NULL) and, if it is a
    parameter, to params/names (the first cap). Returns the parameter count so far. */
@@ -5779,6 +5839,23 @@ DLFDEF int dlf_params_group_no_decay(dlf_params *p, int group)
     int i, n = 0;
     for (i = 0; i < p->n; i++)
         if (!p->items[i].is_buffer && p->items[i].no_decay) {
+            p->items[i].group = group;
+            n++;
+        }
+    return n;
+}
+
+DLFDEF int dlf_params_set_group(dlf_params *p, const char *prefix, int group)
+{
+    int i, n = 0;
+    size_t len;
+    if (!p || !prefix) {
+        dlf__panic("dlf_params_set_group: %s is NULL", !p ? "p" : "prefix");
+        return 0;
+    }
+    len = strlen(prefix);
+    for (i = 0; i < p->n; i++)
+        if (!p->items[i].is_buffer && strncmp(p->items[i].name, prefix, len) == 0) {
             p->items[i].group = group;
             n++;
         }
@@ -7145,7 +7222,7 @@ DLFDEF void dlf_optim_step(dlf_optim *o)
         float *p = q->p->data;
         const float *g = q->p->grad;
         int n = q->p->size;
-        if (!g) continue;  /* never got a gradient: PyTorch skips p.grad None too */
+        if (!g || !q->p->requires_grad) continue;  /* no gradient, or frozen: PyTorch skips p.grad None too */
         q->step++;
         if (c->weight_decay != 0.0f && (c->decoupled_wd || o->kind == DLF_OPTIM_ADAMW) && o->kind != DLF_OPTIM_LAMB) {
             float decay = (float)(1.0 - (double)c->lr * (double)c->weight_decay);  /* p *= 1 - lr wd */
@@ -10760,6 +10837,7 @@ DLFDEF int dlf_ckpt_get_tensor(const dlf_ckpt *c, const char *name, dlf_tensor *
                          name, dlf_shape_str(&view, f, sizeof f), dlf_shape_str(dst, s, sizeof s));
     }
     memcpy(dst->data, t->data, (size_t)t->size * sizeof(float));
+    dlf__written(dst);
     return DLF_OK;
 }
 
@@ -10776,6 +10854,54 @@ DLFDEF int dlf_ckpt_get_param_list(const dlf_ckpt *c, const dlf_params *pl)
     int i, rc;
     for (i = 0; i < pl->n; i++)
         if ((rc = dlf_ckpt_get_tensor(c, pl->items[i].name, pl->items[i].t)) != DLF_OK) return rc;
+    return DLF_OK;
+}
+
+DLFDEF int dlf_ckpt_get_param_list_matching(const dlf_ckpt *c, const dlf_params *pl, dlf_transfer_report *rep)
+{
+    int i;
+    size_t used = 0;
+    if (!c || !pl || !rep) {
+        dlf__panic("dlf_ckpt_get_param_list_matching: %s is NULL", !c ? "c" : !pl ? "pl" : "rep");
+        return DLF_ERR_ARG;
+    }
+    memset(rep, 0, sizeof *rep);
+    for (i = 0; i < pl->n; i++) {
+        const dlf_param *p = &pl->items[i];
+        const dlf_st_tensor *f = dlf_safetensors_find(&c->file, p->name);
+        char note[160];
+        int d, same = f && f->ndim == p->t->ndim;
+        for (d = 0; same && d < f->ndim; d++) same = f->shape[d] == p->t->shape[d];
+        if (same) {
+            memcpy(p->t->data, f->data, (size_t)f->size * sizeof(float));
+            dlf__written(p->t);
+            rep->n_loaded++;
+            continue;
+        }
+        if (f) {
+            dlf_tensor view;
+            char sf[64], sm[64];
+            memset(&view, 0, sizeof view);
+            view.ndim = f->ndim;
+            memcpy(view.shape, f->shape, sizeof view.shape);
+            snprintf(note, sizeof note, "%s%s: file %s, model %s", used ? "; " : "", p->name,
+                     dlf_shape_str(&view, sf, sizeof sf), dlf_shape_str(p->t, sm, sizeof sm));
+            rep->n_mismatched++;
+        } else {
+            snprintf(note, sizeof note, "%s%s: not in the file", used ? "; " : "", p->name);
+            rep->n_missing++;
+        }
+        if (used + strlen(note) < sizeof rep->text - 4) {
+            memcpy(rep->text + used, note, strlen(note) + 1);
+            used += strlen(note);
+        } else if (used < sizeof rep->text - 4) {
+            memcpy(rep->text + used, "...", 4);
+            used = sizeof rep->text;   /* full */
+        }
+    }
+    if (rep->n_loaded == 0 && pl->n > 0)
+        return dlf__fail(DLF_ERR_FORMAT, "checkpoint: not one of the model's %d tensors is in the file by name and shape "
+                         "(%s)", pl->n, rep->text);
     return DLF_OK;
 }
 
