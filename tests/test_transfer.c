@@ -111,7 +111,6 @@ int main(void)
 
     GROUP("discriminative learning rates");
     CHECK(dlf_params_set_group(&pb, "7.", 1) == 2, "the head's two tensors in group 1");
-    cfg[0].lr = 0.0f;   /* zero means the default; use a tiny body rate instead */
     cfg[0].lr = 1e-6f;
     cfg[0].weight_decay = 0.0f;
     cfg[0].momentum = 0.0f;
