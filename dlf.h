@@ -1469,6 +1469,21 @@ typedef struct dlf_cb_autosave {     /* the run's state every `every` steps (res
 } dlf_cb_autosave;
 DLFDEF void dlf_cb_autosave_init(dlf_cb_autosave *a, const char *path, long every, long stop_at);
 
+typedef struct dlf_cb_augment {      /* a dlf_augment pipeline on every training batch */
+    dlf_callback cb;                 /* "augment", order -5; at begin_batch, training only */
+    dlf_augment *aug;                /* not owned */
+    dlf_rng rng;                     /* its draws (saved and loaded with the run) */
+} dlf_cb_augment;
+DLFDEF void dlf_cb_augment_init(dlf_cb_augment *c, dlf_augment *aug, uint64_t seed);
+
+typedef struct dlf_cb_mixup {        /* mixup of every training batch, the mixed loss */
+    dlf_callback cb;                 /* "mixup", order -4 (after augment); begin_batch mixes the
+                                        batch, after_loss replaces the loss (training only) */
+    dlf_mixup *mix;                  /* not owned; sized for the training batch */
+    dlf_rng rng;
+} dlf_cb_mixup;
+DLFDEF void dlf_cb_mixup_init(dlf_cb_mixup *c, dlf_mixup *mix, uint64_t seed);
+
 // The LR finder (Smith 2015; fastai's lr_find): train from the current state with the
 // lr of every group rising exponentially from start_lr to end_lr over num_it steps,
 // stop early when the smoothed loss passes 4 times its minimum (or turns NaN), then
@@ -9625,6 +9640,99 @@ DLFDEF void dlf_cb_autosave_init(dlf_cb_autosave *a, const char *path, long ever
     a->path = path;
     a->every = every;
     a->stop_at = stop_at;
+}
+
+/* Augmentation and mixup as callbacks: their rng goes into the run's checkpoint, so a
+   resumed run draws the same transforms as an uninterrupted one. */
+static int dlf__cb_rng_save(const dlf_rng *r, dlf_ckpt *c, const char *prefix)
+{
+    char key[96];
+    snprintf(key, sizeof key, "%srng", prefix);
+    return dlf_ckpt_add_rng(c, key, r);
+}
+
+static int dlf__cb_rng_load(dlf_rng *r, const dlf_ckpt *c, const char *prefix)
+{
+    char key[96];
+    snprintf(key, sizeof key, "%srng", prefix);
+    return dlf_ckpt_get_rng(c, key, r);
+}
+
+static int dlf__cb_augment_on(dlf_callback *cb, dlf_learner *l, dlf_event ev)
+{
+    dlf_cb_augment *a = (dlf_cb_augment *)cb;
+    if (ev == DLF_EV_BEGIN_BATCH && l->in_train && dlf_augment_apply(a->aug, l->xb, &a->rng) != DLF_OK) {
+        l->rc = DLF_ERR_ARG;   /* the message is in dlf_last_error() */
+        return DLF_CB_CANCEL_FIT;
+    }
+    return DLF_CB_OK;
+}
+static int dlf__augment_save(const dlf_callback *cb, const dlf_learner *l, dlf_ckpt *c, const char *prefix)
+{
+    (void)l;
+    return dlf__cb_rng_save(&((const dlf_cb_augment *)cb)->rng, c, prefix);
+}
+static int dlf__augment_load(dlf_callback *cb, dlf_learner *l, const dlf_ckpt *c, const char *prefix)
+{
+    (void)l;
+    return dlf__cb_rng_load(&((dlf_cb_augment *)cb)->rng, c, prefix);
+}
+
+DLFDEF void dlf_cb_augment_init(dlf_cb_augment *c, dlf_augment *aug, uint64_t seed)
+{
+    memset(c, 0, sizeof *c);
+    c->cb.name = "augment";
+    c->cb.order = -5;
+    c->cb.on = dlf__cb_augment_on;
+    c->cb.save = dlf__augment_save;
+    c->cb.load = dlf__augment_load;
+    c->aug = aug;
+    dlf_rng_seed(&c->rng, seed);
+}
+
+static int dlf__cb_mixup_on(dlf_callback *cb, dlf_learner *l, dlf_event ev)
+{
+    dlf_cb_mixup *m = (dlf_cb_mixup *)cb;
+    if (!l->in_train) return DLF_CB_OK;
+    if (ev == DLF_EV_BEGIN_BATCH && dlf_mixup_apply(m->mix, l->xb, l->yb, &m->rng) != DLF_OK) {
+        l->rc = DLF_ERR_ARG;
+        return DLF_CB_CANCEL_FIT;
+    }
+    if (ev == DLF_EV_AFTER_LOSS) {   /* the loss against the mixed targets replaces the plain one */
+        dlf_tensor *loss = dlf_mixup_loss(l->tape, m->mix, l->pred);
+        if (!loss) {
+            l->rc = DLF_ERR_ARG;
+            return DLF_CB_CANCEL_FIT;
+        }
+        /* the learner counted the plain loss into the epoch's sums already: count this one */
+        l->tl_sum += ((double)loss->data[0] - l->loss_value) * l->bs;
+        l->tl_batch_sum += (double)loss->data[0] - l->loss_value;
+        l->loss = loss;
+        l->loss_value = loss->data[0];
+    }
+    return DLF_CB_OK;
+}
+static int dlf__mixup_save(const dlf_callback *cb, const dlf_learner *l, dlf_ckpt *c, const char *prefix)
+{
+    (void)l;
+    return dlf__cb_rng_save(&((const dlf_cb_mixup *)cb)->rng, c, prefix);
+}
+static int dlf__mixup_load(dlf_callback *cb, dlf_learner *l, const dlf_ckpt *c, const char *prefix)
+{
+    (void)l;
+    return dlf__cb_rng_load(&((dlf_cb_mixup *)cb)->rng, c, prefix);
+}
+
+DLFDEF void dlf_cb_mixup_init(dlf_cb_mixup *c, dlf_mixup *mix, uint64_t seed)
+{
+    memset(c, 0, sizeof *c);
+    c->cb.name = "mixup";
+    c->cb.order = -4;
+    c->cb.on = dlf__cb_mixup_on;
+    c->cb.save = dlf__mixup_save;
+    c->cb.load = dlf__mixup_load;
+    c->mix = mix;
+    dlf_rng_seed(&c->rng, seed);
 }
 
 /* ---------------------------------------------------------------- the LR finder */

@@ -388,6 +388,144 @@ static void test_mixup(void)
     dlf_tensor_free(logits);
 }
 
+/* ---------------------------------------------------------------- as Learner callbacks */
+
+static uint8_t cb_img[24][16], cb_lab[24];
+static dlf_tensor *cb_w;
+
+static dlf_tensor *cb_forward(dlf_tape *t, dlf_tensor *x, void *user)
+{
+    int shape[2];
+    (void)user;
+    shape[0] = x->shape[0];
+    shape[1] = 16;
+    return dlf_matmul_ex(t, dlf_reshape(t, x, 2, shape), cb_w, 0, 1);
+}
+
+/* A spy on both sides of the augment and mixup callbacks: the batch before (order -6)
+   and after (order -3), and the loss the learner backpropagates (after_loss, order 0). */
+typedef struct spy {
+    dlf_callback cb;
+    float before[8 * 16], after[8 * 16];
+    int n, batches, bad_loss, val_changed;
+    const dlf_mixup *mix;
+} spy;
+
+static int spy_on(dlf_callback *cb, dlf_learner *l, dlf_event ev)
+{
+    spy *s = (spy *)cb->user;
+    if (ev == DLF_EV_BEGIN_BATCH && cb->order < -5) {
+        s->n = l->xb->size;
+        memcpy(s->before, l->xb->data, (size_t)s->n * sizeof(float));
+    } else if (ev == DLF_EV_BEGIN_BATCH && cb->order < 0) {
+        memcpy(s->after, l->xb->data, (size_t)s->n * sizeof(float));
+        if (!l->in_train && memcmp(s->before, s->after, (size_t)s->n * sizeof(float)) != 0) s->val_changed++;
+        if (l->in_train) s->batches++;
+    } else if (ev == DLF_EV_AFTER_LOSS && cb->order == 0 && l->in_train && s->mix) {
+        dlf_tensor *want = dlf_mixup_loss(l->tape, s->mix, l->pred);
+        if (!want || want->data[0] != l->loss_value || l->loss->data[0] != l->loss_value) s->bad_loss++;
+    }
+    return DLF_CB_OK;
+}
+
+static void test_callbacks(void)
+{
+    dlf_dataset ds;
+    dlf_loader_cfg lc;
+    dlf_loader *train, *valid;
+    dlf_optim_cfg oc;
+    dlf_optim *opt;
+    dlf_tape t;
+    dlf_learner l;
+    dlf_augment aug;
+    dlf_mixup mix;
+    dlf_cb_augment ca;
+    dlf_cb_mixup cm;
+    dlf_callback c_before, c_after, c_loss;
+    spy sp;
+    dlf_rng r, replay;
+    float manual[8 * 16];
+    int i, j;
+    GROUP("augment and mixup callbacks in the Learner");
+    dlf_rng_seed(&r, 5);
+    for (i = 0; i < 24; i++) {
+        cb_lab[i] = (uint8_t)(i % 3);
+        for (j = 0; j < 16; j++) cb_img[i][j] = (uint8_t)(dlf_rng_below(&r, 100) + (j % 3 == cb_lab[i] ? 120 : 0));
+    }
+    memset(&ds, 0, sizeof ds);
+    ds.images = &cb_img[0][0];
+    ds.labels = cb_lab;
+    ds.n = 24;
+    ds.rows = ds.cols = 4;
+    ds.n_classes = 3;
+    memset(&lc, 0, sizeof lc);
+    lc.batch_size = 8;
+    lc.shuffle = 1;
+    lc.seed = 3;
+    train = dlf_loader_create(&ds, &lc);
+    lc.shuffle = 0;
+    valid = dlf_loader_create(&ds, &lc);
+    cb_w = dlf_param_new(2, (const int[]){3, 16});
+    memset(&oc, 0, sizeof oc);
+    oc.lr = 0.05f;
+    opt = dlf_optim_create(DLF_OPTIM_SGD, &cb_w, 1, &oc);
+    dlf_tape_init(&t);
+    dlf_augment_init(&aug);
+    dlf_augment_add(&aug, dlf_aug_flip(0.5f));
+    dlf_augment_add(&aug, dlf_aug_crop_pad(1));
+    dlf_mixup_init(&mix, 0.4f, 8, 16);
+    dlf_cb_augment_init(&ca, &aug, 77);
+    dlf_cb_mixup_init(&cm, &mix, 78);
+    memset(&sp, 0, sizeof sp);
+    sp.mix = &mix;
+    memset(&c_before, 0, sizeof c_before);
+    c_before.name = "spy_before"; c_before.order = -6; c_before.on = spy_on; c_before.user = &sp;
+    c_after = c_before;
+    c_after.name = "spy_after"; c_after.order = -3;
+    c_loss = c_before;
+    c_loss.name = "spy_loss"; c_loss.order = 0;
+    dlf_learner_init(&l, &t, cb_forward, NULL, dlf_cross_entropy, opt, train, valid);
+    dlf_learner_add_cb(&l, &ca.cb);
+    dlf_learner_add_cb(&l, &c_before);
+    dlf_learner_add_cb(&l, &c_after);
+    CHECK(dlf_learner_fit(&l, 1) == DLF_OK, "fit with augmentation: %s", dlf_last_error());
+    CHECK(sp.batches == 3 && sp.val_changed == 0, "3 augmented training batches (%d), validation untouched (%d changed)",
+          sp.batches, sp.val_changed);
+    /* the callback is the pipeline with its own rng: one more batch through it against the
+       pipeline run by hand from the same rng state */
+    {
+        dlf_tensor *xb = dlf_tensor_new4(8, 1, 4, 4);
+        replay = ca.rng;
+        memcpy(xb->data, sp.before, sizeof manual);
+        dlf_augment_apply(&aug, xb, &replay);
+        memcpy(manual, xb->data, sizeof manual);
+        memcpy(xb->data, sp.before, sizeof manual);
+        l.in_train = 1;
+        l.xb = xb;
+        ca.cb.on(&ca.cb, &l, DLF_EV_BEGIN_BATCH);
+        CHECK(memcmp(xb->data, manual, sizeof manual) == 0, "the callback applies the pipeline with its own rng");
+        CHECK(memcmp(xb->data, sp.before, sizeof manual) != 0, "and changes the batch");
+        l.xb = NULL;
+        dlf_tensor_free(xb);
+    }
+    dlf_learner_free(&l);
+    dlf_learner_init(&l, &t, cb_forward, NULL, dlf_cross_entropy, opt, train, valid);
+    dlf_learner_add_cb(&l, &cm.cb);
+    dlf_learner_add_cb(&l, &c_loss);
+    sp.batches = 0;
+    CHECK(dlf_learner_fit(&l, 2) == DLF_OK, "fit with mixup: %s", dlf_last_error());
+    CHECK(sp.bad_loss == 0, "%d training batches backpropagated something other than the mixup loss", sp.bad_loss);
+    CHECK(l.train_loss == l.train_loss && l.train_loss > 0.0f, "a finite training loss %g", (double)l.train_loss);
+    dlf_learner_free(&l);
+    dlf_mixup_free(&mix);
+    dlf_augment_free(&aug);
+    dlf_optim_free(opt);
+    dlf_tape_destroy(&t);
+    dlf_loader_free(train);
+    dlf_loader_free(valid);
+    dlf_tensor_free(cb_w);
+}
+
 int main(void)
 {
     th_init();
@@ -399,5 +537,6 @@ int main(void)
     test_pipeline();
     test_soft_ce();
     test_mixup();
+    test_callbacks();
     TEST_MAIN_END();
 }
