@@ -26,10 +26,12 @@
        stage3_elementwise  elementwise ops, broadcasting, reductions
        stage4_matmul       the matmul ladder: naive, i-k-j, blocked, packed micro-kernel
        stage5_autograd     the tape: arena, nodes, backward, gradient check
-       stage6_layers       linear, conv2d (im2col), pooling, activations, softmax,
+       stage6_layers       linear, conv2d (im2col; strides, dilation, groups), pooling
+                           (any window, ceil mode, adaptive), activations, softmax,
                            embedding, Sequential
        stage7_init         uniform, normal, Xavier, Kaiming, PyTorch's default, LSUV
-       stage8_losses       MSE, L1, NLL, cross-entropy, BCE with logits, accuracy
+       stage8_losses       MSE, L1, NLL, cross-entropy, BCE (with logits), accuracy;
+                           reductions, class weights, ignore_index
        stage9_norm         BatchNorm, LayerNorm, GroupNorm, InstanceNorm, RunningBatchNorm
        stage10_dropout     inverted dropout, Dropout2d (train and eval mode)
        stage11_optim       one optimizer type: SGD, RMSProp, Adagrad, Adam, AdamW, LAMB;
@@ -4290,10 +4292,11 @@ static int dlf__conv_check(const char *op, const dlf_tensor *x, const dlf_tensor
 static void dlf__tap_offsets(int H, int W, int Q, const dlf__conv_geo *g, int r, int s,
                              int i0, int len, int *off)
 {
-    int i;
+    /* copied out: off may alias g's ints, so the loop would reload them */
+    int i, sh = g->sh, sw = g->sw, h_r = r * g->dh - g->ph, w_s = s * g->dw - g->pw;
     for (i = 0; i < len; i++) {
         int p = (i0 + i) / Q, q = (i0 + i) % Q;
-        int h = p * g->sh - g->ph + r * g->dh, w = q * g->sw - g->pw + s * g->dw;
+        int h = p * sh + h_r, w = q * sw + w_s;
         int inside = h >= 0 && h < H && w >= 0 && w < W;
         off[i] = inside ? h * W + w : -1;
     }
