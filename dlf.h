@@ -555,6 +555,8 @@ typedef enum dlf_layer_kind {
     DLF_LAYER_RUNNING_BATCHNORM, /* mults, adds (C,1,1); buffers sums, sqrs, batch, count, step, dbias */
     DLF_LAYER_DROPOUT,        /* p */
     DLF_LAYER_DROPOUT2D,      /* p: whole channels */
+    DLF_LAYER_ADAPTIVE_AVGPOOL2D, /* out_h, out_w (layers/losses parity) */
+    DLF_LAYER_ADAPTIVE_MAXPOOL2D, /* out_h, out_w (layers/losses parity) */
     DLF_LAYER_KIND_COUNT
 } dlf_layer_kind;
 
@@ -579,6 +581,7 @@ typedef struct dlf_layer {
                                  geometry instead of stride and pad */
     dlf_pool_cfg pool;        /* MAXPOOL2D, AVGPOOL2D from dlf_layer_pool_ex (pool.kh >= 1):
                                  this window instead of k, stride and pad */
+    int out_h, out_w;         /* ADAPTIVE_AVGPOOL2D, ADAPTIVE_MAXPOOL2D: the output size */
 } dlf_layer;
 
 #define DLF_LAYER_MAX_TENSORS 8 /* most named tensors a layer owns (RunningBatchNorm has 8) */
@@ -635,6 +638,8 @@ DLFDEF dlf_layer dlf_layer_general_relu(float leak, float sub, float maxv);
 DLFDEF dlf_layer dlf_layer_pool(dlf_layer_kind kind, int k, int stride, int pad); /* MAXPOOL2D, AVGPOOL2D */
 DLFDEF dlf_layer dlf_layer_pool_ex(dlf_layer_kind kind, const dlf_pool_cfg *cfg);
     /* MAXPOOL2D, AVGPOOL2D through dlf_maxpool2d_ex / dlf_avgpool2d_ex (cfg copied) */
+DLFDEF dlf_layer dlf_layer_adaptive_pool(dlf_layer_kind kind, int out_h, int out_w);
+    /* ADAPTIVE_AVGPOOL2D, ADAPTIVE_MAXPOOL2D: nn.AdaptiveAvgPool2d((out_h, out_w)) and the max */
 DLFDEF dlf_layer dlf_layer_batchnorm(int c);
     /* BatchNorm1d/2d(c): weight 1, bias 0, running_mean 0, running_var 1, momentum 0.1,
        eps 1e-5 (change l.bn.momentum, l.bn.eps after; free weight and bias for affine=False) */
@@ -5782,6 +5787,19 @@ DLFDEF dlf_layer dlf_layer_pool_ex(dlf_layer_kind kind, const dlf_pool_cfg *cfg)
     return l;
 }
 
+DLFDEF dlf_layer dlf_layer_adaptive_pool(dlf_layer_kind kind, int out_h, int out_w)
+{
+    dlf_layer l = dlf__layer_zero(kind);
+    if ((kind != DLF_LAYER_ADAPTIVE_AVGPOOL2D && kind != DLF_LAYER_ADAPTIVE_MAXPOOL2D) || out_h < 1 || out_w < 1) {
+        dlf__panic("dlf_layer_adaptive_pool: want kind ADAPTIVE_AVGPOOL2D or ADAPTIVE_MAXPOOL2D and an output "
+                   "size >= 1; got kind %d, %d x %d", (int)kind, out_h, out_w);
+        return l;
+    }
+    l.out_h = out_h;
+    l.out_w = out_w;
+    return l;
+}
+
 DLFDEF dlf_layer dlf_layer_residual(dlf_seq *body)
 {
     dlf_layer l = dlf__layer_zero(DLF_LAYER_RESIDUAL);
@@ -6003,6 +6021,8 @@ DLFDEF dlf_tensor *dlf_layer_forward(dlf_tape *t, const dlf_layer *l, dlf_tensor
         return dlf_running_batchnorm(t, x, l->weight, l->bias, &l->rbn);
     case DLF_LAYER_DROPOUT: return dlf_dropout(t, x, l->p);
     case DLF_LAYER_DROPOUT2D: return dlf_dropout2d(t, x, l->p);
+    case DLF_LAYER_ADAPTIVE_AVGPOOL2D: return dlf_adaptive_avgpool2d(t, x, l->out_h, l->out_w);
+    case DLF_LAYER_ADAPTIVE_MAXPOOL2D: return dlf_adaptive_maxpool2d(t, x, l->out_h, l->out_w);
     case DLF_LAYER_KIND_COUNT: break;
     }
     dlf__panic("dlf_layer_forward: unknown layer kind %d", (int)l->kind);
@@ -6170,7 +6190,8 @@ DLFDEF int dlf_params_tensors(const dlf_params *p, dlf_tensor **out, int cap)
 static const char *const dlf__layer_names[] = {
     "Linear", "Conv2d", "ReLU", "LeakyReLU", "GeneralRelu", "Sigmoid", "Tanh", "Softmax", "LogSoftmax",
     "MaxPool2d", "AvgPool2d", "AdaptiveAvgPool2d(1)+Flatten", "Flatten", "Embedding", "Residual",
-    "BatchNorm", "LayerNorm", "GroupNorm", "InstanceNorm2d", "RunningBatchNorm", "Dropout", "Dropout2d"
+    "BatchNorm", "LayerNorm", "GroupNorm", "InstanceNorm2d", "RunningBatchNorm", "Dropout", "Dropout2d",
+    "AdaptiveAvgPool2d", "AdaptiveMaxPool2d"
 };
 typedef char dlf__layer_names_match_enum[(sizeof dlf__layer_names / sizeof dlf__layer_names[0] == DLF_LAYER_KIND_COUNT) ? 1 : -1];
 
@@ -6207,6 +6228,8 @@ DLFDEF void dlf_seq_print(const dlf_seq *s)
         if (l->kind == DLF_LAYER_BATCHNORM) printf(" eps=%g momentum=%g", (double)l->bn.eps, (double)l->bn.momentum);
         if (l->kind == DLF_LAYER_GROUPNORM) printf(" groups=%d", l->groups);
         if (l->kind == DLF_LAYER_DROPOUT || l->kind == DLF_LAYER_DROPOUT2D) printf(" p=%g", (double)l->p);
+        if (l->kind == DLF_LAYER_ADAPTIVE_AVGPOOL2D || l->kind == DLF_LAYER_ADAPTIVE_MAXPOOL2D)
+            printf(" output_size=(%d,%d)", l->out_h, l->out_w);
         printf("\n");
     }
     printf(")\n");

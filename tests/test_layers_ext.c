@@ -280,6 +280,8 @@ static void test_pool_ex(void)
         EXPECT_PANIC(dlf_maxpool2d_ex(&t, x, &c), "half the window");
         EXPECT_PANIC(dlf_adaptive_maxpool2d(&t, x, 0, 2), "P, Q >= 1");
         EXPECT_PANIC(dlf_layer_pool_ex(DLF_LAYER_RELU, &c), "MAXPOOL2D or AVGPOOL2D");
+        EXPECT_PANIC(dlf_layer_adaptive_pool(DLF_LAYER_ADAPTIVE_MAXPOOL2D, 0, 1), "output size >= 1");
+        CHECK(strcmp(dlf_layer_kind_name(DLF_LAYER_ADAPTIVE_MAXPOOL2D), "AdaptiveMaxPool2d") == 0, "layer kind name");
     }
     dlf_tape_destroy(&t);
     dlf_tensor_free(x);

@@ -296,6 +296,12 @@ static dlf_tensor *ref_adaptive_maxpool2d(dlf_tape *t, ref_case *c)
 {
     return dlf_adaptive_maxpool2d(t, c->in[0], meta_int(c, "P"), meta_int(c, "Q"));
 }
+static dlf_tensor *ref_adaptive_pool_layer(dlf_tape *t, ref_case *c)
+{
+    dlf_layer l = dlf_layer_adaptive_pool(strcmp(c->op, "adaptive_maxpool2d") == 0 ? DLF_LAYER_ADAPTIVE_MAXPOOL2D
+                                          : DLF_LAYER_ADAPTIVE_AVGPOOL2D, meta_int(c, "P"), meta_int(c, "Q"));
+    return dlf_layer_forward(t, &l, c->in[0]);
+}
 /* metadata "loss" names the dlf function; "reduction" 0 mean, 1 sum, 2 none; NLL and
    cross-entropy: "weight" 1 = in.2 the class weights, "use_ignore", "ignore_index" */
 static dlf_tensor *ref_loss_ex(dlf_tape *t, ref_case *c)
@@ -529,6 +535,8 @@ static const struct { const char *op; const char *variant; ref_build_fn build; r
     {"maxpool2d_ex", "", ref_maxpool2d_ex, NULL}, {"maxpool2d_ex", "layer", ref_pool_ex_layer, NULL},
     {"avgpool2d_ex", "", ref_avgpool2d_ex, NULL}, {"avgpool2d_ex", "layer", ref_pool_ex_layer, NULL},
     {"adaptive_avgpool2d", "", ref_adaptive_avgpool2d, NULL}, {"adaptive_maxpool2d", "", ref_adaptive_maxpool2d, NULL},
+    {"adaptive_avgpool2d", "layer", ref_adaptive_pool_layer, NULL},
+    {"adaptive_maxpool2d", "layer", ref_adaptive_pool_layer, NULL},
     {"loss_ex", "", ref_loss_ex, NULL}, {"loss_ex", "plain", ref_loss_plain, NULL},
     {"sgd", "", NULL, ref_sgd},
     {"one_cycle", "", NULL, ref_one_cycle},
