@@ -742,8 +742,9 @@ typedef struct dlf_loss_cfg {   /* zeroed: PyTorch's defaults */
                                    only, no gradient; NULL: all 1. Mean: divided by the sum of
                                    the weights of the targets not ignored */
     int use_ignore_index;       /* NLL, CE: 1: a target equal to ignore_index adds no loss, no
-                                   gradient and no weight (PyTorch's default -100 never occurs
-                                   among valid ids, so 0 here is the same as PyTorch's default) */
+                                   gradient and no weight. 0: nothing is ignored, every target
+                                   must be a valid id (PyTorch's default ignore_index=-100 matches
+                                   no valid id; set 1 and -100 to skip -100 labels as it does) */
     int ignore_index;           /* the class id to ignore when use_ignore_index (any int) */
 } dlf_loss_cfg;
 

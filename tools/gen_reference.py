@@ -721,7 +721,7 @@ def _loss_ex():
         for red, code in REDUCTIONS:
             for s in [(4, 3), (7,)]:
                 emit("loss_ex_%s_%s_%s" % (loss, red, shp(s)), "loss_ex", lambda p, y: fn(p, y, reduction=red),
-                     lambda r: make(r, s), grads=[True, True] if loss != "bce" else [True, True],
+                     lambda r: make(r, s), grads=[True, True],
                      meta={"loss": loss, "reduction": code}, atol=1e-5)
     # the plain BCE at p = 0 and 1 exactly: log clamped at -100, gradient (p - y) / 1e-12
     emit("loss_ex_bce_edges_mean_6", "loss_ex", lambda p, y: F.binary_cross_entropy(p, y),
