@@ -26,10 +26,12 @@
        stage3_elementwise  elementwise ops, broadcasting, reductions
        stage4_matmul       the matmul ladder: naive, i-k-j, blocked, packed micro-kernel
        stage5_autograd     the tape: arena, nodes, backward, gradient check
-       stage6_layers       linear, conv2d (im2col), pooling, activations, softmax,
+       stage6_layers       linear, conv2d (im2col; strides, dilation, groups), pooling
+                           (any window, ceil mode, adaptive), activations, softmax,
                            embedding, Sequential
        stage7_init         uniform, normal, Xavier, Kaiming, PyTorch's default, LSUV
-       stage8_losses       MSE, L1, NLL, cross-entropy, BCE with logits, accuracy
+       stage8_losses       MSE, L1, NLL, cross-entropy, BCE (with logits), accuracy;
+                           reductions, class weights, ignore_index
        stage9_norm         BatchNorm, LayerNorm, GroupNorm, InstanceNorm, RunningBatchNorm
        stage10_dropout     inverted dropout, Dropout2d (train and eval mode)
        stage11_optim       one optimizer type: SGD, RMSProp, Adagrad, Adam, AdamW, LAMB;
@@ -337,7 +339,10 @@ typedef enum dlf_op {
     DLF_OP_MSE_LOSS, DLF_OP_L1_LOSS, DLF_OP_BCE_LOGITS, DLF_OP_NLL_LOSS, DLF_OP_CROSS_ENTROPY, /* stage 8 */
     DLF_OP_BATCHNORM, DLF_OP_GROUPNORM, DLF_OP_RUNNING_BATCHNORM,  /* stage 9 normalization */
     DLF_OP_DROPOUT,                                                 /* stage 10 */
-    DLF_OP_CROSS_ENTROPY_SOFT,          /* stage 8: soft targets (label smoothing, mixup) */
+    DLF_OP_CROSS_ENTROPY_SOFT,                         /* stage 8: soft targets (label smoothing, mixup) */
+    DLF_OP_BCE_LOSS,                                   /* layers/losses parity: plain BCE */
+    DLF_OP_MAXPOOL2D_EX, DLF_OP_AVGPOOL2D_EX,          /* layers/losses parity: window tables */
+    DLF_OP_CONV2D_EX,                                  /* layers/losses parity: general conv2d */
     DLF_OP_COUNT
 } dlf_op;
 /* Adding an op, the checklist (the compiler enforces the starred steps):
@@ -462,6 +467,21 @@ DLFDEF dlf_tensor *dlf_conv2d_im2col(dlf_tape *t, dlf_tensor *x, dlf_tensor *w, 
        the readable fast path, and the reference for the implicit one */
 DLFDEF dlf_tensor *dlf_conv2d_naive(dlf_tape *t, dlf_tensor *x, dlf_tensor *w, dlf_tensor *b, int stride, int pad);
     /* the same by the seven direct loops, forward and backward: the reference */
+typedef struct dlf_conv2d_cfg {  /* zeroed: stride 1, pad 0, dilation 1, groups 1 */
+    int sh, sw;              /* stride along h and w (0: 1) */
+    int ph, pw;              /* zero padding along h and w */
+    int dh, dw;              /* dilation: tap (r, s) reads h = p*sh - ph + r*dh (0: 1) */
+    int groups;              /* C and K split into groups convolved apart (0: 1); w is
+                                (K, C/groups, R, S); groups = C = K is depthwise */
+} dlf_conv2d_cfg;
+DLFDEF dlf_tensor *dlf_conv2d_ex(dlf_tape *t, dlf_tensor *x, dlf_tensor *w, dlf_tensor *b, const dlf_conv2d_cfg *cfg);
+    /* F.conv2d(x, w, b, stride=(sh,sw), padding=(ph,pw), dilation=(dh,dw), groups):
+       y[n][k][p][q] = b[k] + sum_{c<C/groups,r,s} w[k][c][r][s] * x[n][g*C/groups + c][p*sh-ph+r*dh][q*sw-pw+s*dw]
+       (g = k / (K/groups)), P = (H + 2ph - dh(R-1) - 1) / sh + 1, Q likewise. The common
+       case is dlf_conv2d itself; other geometries take the same implicit gemm with other
+       tap offsets, groups run it once per group */
+DLFDEF dlf_tensor *dlf_conv2d_naive_ex(dlf_tape *t, dlf_tensor *x, dlf_tensor *w, dlf_tensor *b, const dlf_conv2d_cfg *cfg);
+    /* the same by the direct loops: the reference */
 DLFDEF void dlf_im2col(const float *x, int N, int C, int H, int W, int R, int S, int stride, int pad,
                        float *col);  /* col (C*R*S, N*P*Q): row (c,r,s), column (n,p,q) */
 DLFDEF void dlf_col2im(const float *col, int N, int C, int H, int W, int R, int S, int stride, int pad,
@@ -478,6 +498,23 @@ DLFDEF dlf_tensor *dlf_maxpool2d(dlf_tape *t, dlf_tensor *x, int k, int stride, 
 DLFDEF dlf_tensor *dlf_avgpool2d(dlf_tape *t, dlf_tensor *x, int k, int stride, int pad);
     /* y = sum over each k x k window / (k*k): padding counts as zeros (PyTorch's
        count_include_pad=True); stride <= 0 means k; pad <= k/2 */
+typedef struct dlf_pool_cfg {  /* zeroed fields: PyTorch's defaults (the window must be set) */
+    int kh, kw;              /* window height and width, >= 1 */
+    int sh, sw;              /* stride; <= 0: the window's size (PyTorch's default) */
+    int ph, pw;              /* padding (max: never wins; avg: zeros), at most half the window */
+    int ceil_mode;           /* 1: P = ceil((H + 2ph - kh) / sh) + 1, less one if the last window
+                                would start in the bottom padding (PyTorch's ceil_mode=True) */
+    int exclude_pad;         /* avg: 1 = count_include_pad=False: divide by the cells inside x
+                                only; 0: padding counts as zeros in the divisor */
+} dlf_pool_cfg;
+DLFDEF dlf_tensor *dlf_maxpool2d_ex(dlf_tape *t, dlf_tensor *x, const dlf_pool_cfg *cfg);
+DLFDEF dlf_tensor *dlf_avgpool2d_ex(dlf_tape *t, dlf_tensor *x, const dlf_pool_cfg *cfg);
+    /* F.max_pool2d / F.avg_pool2d with (kh, kw) windows, separate strides and padding,
+       ceil_mode and (avg) count_include_pad=False; a NaN in a max window wins */
+DLFDEF dlf_tensor *dlf_adaptive_avgpool2d(dlf_tape *t, dlf_tensor *x, int P, int Q);
+DLFDEF dlf_tensor *dlf_adaptive_maxpool2d(dlf_tape *t, dlf_tensor *x, int P, int Q);
+    /* (N,C,H,W) -> (N,C,P,Q), output (p, q) pooling rows floor(p*H/P) .. ceil((p+1)*H/P)-1
+       and the columns likewise (F.adaptive_avg_pool2d / F.adaptive_max_pool2d) */
 DLFDEF dlf_tensor *dlf_global_avgpool(dlf_tape *t, dlf_tensor *x); /* (N,C,H,W) -> (N,C), mean over H,W */
 DLFDEF dlf_tensor *dlf_flatten(dlf_tape *t, dlf_tensor *x);        /* (N,...) -> (N,rest), a view */
 DLFDEF dlf_tensor *dlf_embedding(dlf_tape *t, dlf_tensor *idx, dlf_tensor *w);
@@ -506,7 +543,7 @@ typedef struct dlf_rbn_state { /* the buffers, named as the course's module name
 // kind, the parameters it owns and its settings; dlf_layer_forward is one switch.
 typedef enum dlf_layer_kind {
     DLF_LAYER_LINEAR = 0,     /* weight (out,in), bias (out) */
-    DLF_LAYER_CONV2D,         /* weight (K,C,R,S), bias (K); stride, pad */
+    DLF_LAYER_CONV2D,         /* weight (K,C/groups,R,S), bias (K); stride, pad, or conv */
     DLF_LAYER_RELU,
     DLF_LAYER_LEAKY_RELU,     /* leak */
     DLF_LAYER_GENERAL_RELU,   /* leak, sub, maxv */
@@ -514,8 +551,8 @@ typedef enum dlf_layer_kind {
     DLF_LAYER_TANH,
     DLF_LAYER_SOFTMAX,        /* over the last axis */
     DLF_LAYER_LOG_SOFTMAX,    /* over the last axis */
-    DLF_LAYER_MAXPOOL2D,      /* k, stride, pad */
-    DLF_LAYER_AVGPOOL2D,      /* k, stride, pad */
+    DLF_LAYER_MAXPOOL2D,      /* k, stride, pad, or pool */
+    DLF_LAYER_AVGPOOL2D,      /* k, stride, pad, or pool */
     DLF_LAYER_GLOBAL_AVGPOOL, /* (N,C,H,W) -> (N,C) */
     DLF_LAYER_FLATTEN,        /* (N,...) -> (N,rest) */
     DLF_LAYER_EMBEDDING,      /* weight (V,D) */
@@ -527,6 +564,8 @@ typedef enum dlf_layer_kind {
     DLF_LAYER_RUNNING_BATCHNORM, /* mults, adds (C,1,1); buffers sums, sqrs, batch, count, step, dbias */
     DLF_LAYER_DROPOUT,        /* p */
     DLF_LAYER_DROPOUT2D,      /* p: whole channels */
+    DLF_LAYER_ADAPTIVE_AVGPOOL2D, /* out_h, out_w (layers/losses parity) */
+    DLF_LAYER_ADAPTIVE_MAXPOOL2D, /* out_h, out_w (layers/losses parity) */
     DLF_LAYER_KIND_COUNT
 } dlf_layer_kind;
 
@@ -547,6 +586,11 @@ typedef struct dlf_layer {
     int d;                    /* LAYERNORM: values normalized together */
     float eps;                /* LAYERNORM, GROUPNORM, INSTANCENORM: added to the variance (1e-5) */
     float p;                  /* DROPOUT, DROPOUT2D: probability of dropping */
+    dlf_conv2d_cfg conv;      /* CONV2D from dlf_layer_conv2d_ex (conv.groups >= 1): this
+                                 geometry instead of stride and pad */
+    dlf_pool_cfg pool;        /* MAXPOOL2D, AVGPOOL2D from dlf_layer_pool_ex (pool.kh >= 1):
+                                 this window instead of k, stride and pad */
+    int out_h, out_w;         /* ADAPTIVE_AVGPOOL2D, ADAPTIVE_MAXPOOL2D: the output size */
 } dlf_layer;
 
 #define DLF_LAYER_MAX_TENSORS 8 /* most named tensors a layer owns (RunningBatchNorm has 8) */
@@ -594,11 +638,20 @@ DLFDEF int  dlf_params_tensors(const dlf_params *p, dlf_tensor **out, int cap);
    weight after a parameterized constructor means out of memory (dlf_last_error). */
 DLFDEF dlf_layer dlf_layer_linear(int in, int out, int bias, dlf_rng *r);
 DLFDEF dlf_layer dlf_layer_conv2d(int c_in, int c_out, int ks, int stride, int pad, int bias, dlf_rng *r);
+DLFDEF dlf_layer dlf_layer_conv2d_ex(int c_in, int c_out, int kh, int kw, const dlf_conv2d_cfg *cfg, int bias,
+                                     dlf_rng *r);
+    /* nn.Conv2d(c_in, c_out, (kh, kw), stride, padding, dilation, groups, bias): weight
+       (c_out, c_in/groups, kh, kw); cfg NULL: the defaults. Panics unless groups divides
+       c_in and c_out */
 DLFDEF dlf_layer dlf_layer_embedding(int vocab, int dim, dlf_rng *r);
 DLFDEF dlf_layer dlf_layer_simple(dlf_layer_kind kind);  /* RELU, SIGMOID, TANH, (LOG_)SOFTMAX, FLATTEN, GLOBAL_AVGPOOL */
 DLFDEF dlf_layer dlf_layer_leaky_relu(float slope);
 DLFDEF dlf_layer dlf_layer_general_relu(float leak, float sub, float maxv);
 DLFDEF dlf_layer dlf_layer_pool(dlf_layer_kind kind, int k, int stride, int pad); /* MAXPOOL2D, AVGPOOL2D */
+DLFDEF dlf_layer dlf_layer_pool_ex(dlf_layer_kind kind, const dlf_pool_cfg *cfg);
+    /* MAXPOOL2D, AVGPOOL2D through dlf_maxpool2d_ex / dlf_avgpool2d_ex (cfg copied) */
+DLFDEF dlf_layer dlf_layer_adaptive_pool(dlf_layer_kind kind, int out_h, int out_w);
+    /* ADAPTIVE_AVGPOOL2D, ADAPTIVE_MAXPOOL2D: nn.AdaptiveAvgPool2d((out_h, out_w)) and the max */
 DLFDEF dlf_layer dlf_layer_batchnorm(int c);
     /* BatchNorm1d/2d(c): weight 1, bias 0, running_mean 0, running_var 1, momentum 0.1,
        eps 1e-5 (change l.bn.momentum, l.bn.eps after; free weight and bias for affine=False) */
@@ -689,7 +742,28 @@ DLFDEF int dlf_seq_lsuv(dlf_seq *s, dlf_tensor *x, const dlf_lsuv_cfg *cfg);
 
 // >>stage8_losses ---------------------------------------------------------------
 // Losses reduce to a 0-dim scalar, the mean over the batch (PyTorch's
-// reduction='mean'). Class targets are class ids stored as floats, (N,).
+// reduction='mean'). Class targets are class ids stored as floats, (N,), each checked
+// to be a whole number in 0..C-1 (a NaN or out-of-range label panics, naming it).
+// The _ex variants take a dlf_loss_cfg (NULL: the defaults above): the reduction
+// ('mean', 'sum', 'none'), and for NLL and cross-entropy class weights and ignore_index.
+
+typedef enum dlf_reduction {
+    DLF_REDUCTION_MEAN = 0,  /* the mean (default); with class weights sum_i w_i l_i / sum_i w_i */
+    DLF_REDUCTION_SUM,       /* the sum of the per-element (per-row) losses */
+    DLF_REDUCTION_NONE       /* no reduction: the losses themselves, pred's shape ((N,) for NLL, CE) */
+} dlf_reduction;
+
+typedef struct dlf_loss_cfg {   /* zeroed: PyTorch's defaults */
+    dlf_reduction reduction;    /* MEAN (0), SUM, NONE */
+    dlf_tensor *weight;         /* NLL, CE: (C,) weight of each class (PyTorch's weight=), read
+                                   only, no gradient; NULL: all 1. Mean: divided by the sum of
+                                   the weights of the targets not ignored */
+    int use_ignore_index;       /* NLL, CE: 1: a target equal to ignore_index adds no loss, no
+                                   gradient and no weight. 0: nothing is ignored, every target
+                                   must be a valid id (PyTorch's default ignore_index=-100 matches
+                                   no valid id; set 1 and -100 to skip -100 labels as it does) */
+    int ignore_index;           /* the class id to ignore when use_ignore_index (any int) */
+} dlf_loss_cfg;
 
 DLFDEF dlf_tensor *dlf_mse_loss(dlf_tape *t, dlf_tensor *pred, dlf_tensor *target);
     /* L = mean (pred - target)^2; the shapes must be equal (no broadcasting: (N,1)
@@ -702,6 +776,18 @@ DLFDEF dlf_tensor *dlf_cross_entropy(dlf_tape *t, dlf_tensor *logits, dlf_tensor
        dL/dx = (softmax(x) - onehot(target)) / N */
 DLFDEF dlf_tensor *dlf_bce_with_logits(dlf_tape *t, dlf_tensor *logits, dlf_tensor *target);
     /* L = mean [max(x,0) - x*y + log(1 + e^-|x|)] = mean BCE(sigmoid(x), y), stable for any x */
+DLFDEF dlf_tensor *dlf_bce_loss(dlf_tape *t, dlf_tensor *prob, dlf_tensor *target);
+    /* L = mean -[y max(log p, -100) + (1-y) max(log(1-p), -100)]: F.binary_cross_entropy on
+       probabilities p in [0, 1] (anything else panics), logs clamped at -100 as PyTorch does;
+       dL/dp = (p - y) / max(p(1-p), 1e-12) / n. Prefer dlf_bce_with_logits after a sigmoid */
+DLFDEF dlf_tensor *dlf_mse_loss_ex(dlf_tape *t, dlf_tensor *pred, dlf_tensor *target, const dlf_loss_cfg *cfg);
+DLFDEF dlf_tensor *dlf_l1_loss_ex(dlf_tape *t, dlf_tensor *pred, dlf_tensor *target, const dlf_loss_cfg *cfg);
+DLFDEF dlf_tensor *dlf_bce_with_logits_ex(dlf_tape *t, dlf_tensor *logits, dlf_tensor *target, const dlf_loss_cfg *cfg);
+DLFDEF dlf_tensor *dlf_bce_loss_ex(dlf_tape *t, dlf_tensor *prob, dlf_tensor *target, const dlf_loss_cfg *cfg);
+    /* the elementwise losses with cfg's reduction (weight and ignore_index must be unset) */
+DLFDEF dlf_tensor *dlf_nll_loss_ex(dlf_tape *t, dlf_tensor *logp, dlf_tensor *target, const dlf_loss_cfg *cfg);
+DLFDEF dlf_tensor *dlf_cross_entropy_ex(dlf_tape *t, dlf_tensor *logits, dlf_tensor *target, const dlf_loss_cfg *cfg);
+    /* with cfg's reduction, class weights and ignore_index, as F.nll_loss / F.cross_entropy */
 DLFDEF float dlf_accuracy(const dlf_tensor *logits, const dlf_tensor *target);
     /* fraction of rows whose argmax (first on ties) equals the target; no tape */
 DLFDEF dlf_tensor *dlf_cross_entropy_soft(dlf_tape *t, dlf_tensor *logits, dlf_tensor *q);
@@ -3959,7 +4045,8 @@ static const char *const dlf__op_names[] = {
         "conv2d", "bias", "leaky_relu", "general_relu", "softmax", "log_softmax", "maxpool2d",
         "avgpool2d", "embedding", "mse_loss", "l1_loss", "bce_with_logits", "nll_loss", "cross_entropy",
         "batchnorm", "groupnorm", "running_batchnorm", "dropout",
-        "cross_entropy_soft"
+        "cross_entropy_soft",
+        "bce_loss", "maxpool2d_ex", "avgpool2d_ex", "conv2d_ex"    /* layers/losses parity */
 };
 typedef char dlf__op_names_match_enum[(sizeof dlf__op_names / sizeof dlf__op_names[0] == DLF_OP_COUNT) ? 1 : -1];
 
@@ -3974,10 +4061,10 @@ static void dlf__conv2d_backward(dlf_tape *t, dlf_node *nd);
 static void dlf__general_relu_backward(dlf_tape *t, dlf_node *nd);
 static void dlf__softmax_backward(dlf_tape *t, dlf_node *nd);
 static void dlf__pool_backward(dlf_tape *t, dlf_node *nd);
+static void dlf__pool_win_backward(dlf_tape *t, dlf_node *nd);
 static void dlf__embedding_backward(dlf_tape *t, dlf_node *nd);
 static void dlf__elem_loss_backward(dlf_tape *t, dlf_node *nd);
-static void dlf__nll_backward(dlf_tape *t, dlf_node *nd);
-static void dlf__cross_entropy_backward(dlf_tape *t, dlf_node *nd);
+static void dlf__class_loss_backward(dlf_tape *t, dlf_node *nd);
 static void dlf__bn_backward(dlf_tape *t, dlf_node *nd);
 static void dlf__groupnorm_backward(dlf_tape *t, dlf_node *nd);
 static void dlf__dropout_backward(dlf_tape *t, dlf_node *nd);
@@ -4101,6 +4188,7 @@ DLFDEF void dlf_backward_seed(dlf_tape *t, dlf_tensor *out, const float *seed)
             dlf__matmul_backward(t, nd);
             break;
         case DLF_OP_CONV2D:
+        case DLF_OP_CONV2D_EX:
             dlf__conv2d_backward(t, nd);
             break;
         case DLF_OP_BIAS:
@@ -4118,19 +4206,22 @@ DLFDEF void dlf_backward_seed(dlf_tape *t, dlf_tensor *out, const float *seed)
         case DLF_OP_AVGPOOL2D:
             dlf__pool_backward(t, nd);
             break;
+        case DLF_OP_MAXPOOL2D_EX:
+        case DLF_OP_AVGPOOL2D_EX:
+            dlf__pool_win_backward(t, nd);
+            break;
         case DLF_OP_EMBEDDING:
             dlf__embedding_backward(t, nd);
             break;
         case DLF_OP_MSE_LOSS:
         case DLF_OP_L1_LOSS:
         case DLF_OP_BCE_LOGITS:
+        case DLF_OP_BCE_LOSS:
             dlf__elem_loss_backward(t, nd);
             break;
         case DLF_OP_NLL_LOSS:
-            dlf__nll_backward(t, nd);
-            break;
         case DLF_OP_CROSS_ENTROPY:
-            dlf__cross_entropy_backward(t, nd);
+            dlf__class_loss_backward(t, nd);
             break;
         case DLF_OP_BATCHNORM:
         case DLF_OP_RUNNING_BATCHNORM:
@@ -4387,44 +4478,72 @@ DLFDEF dlf_tensor *dlf_linear(dlf_tape *t, dlf_tensor *x, dlf_tensor *w, dlf_ten
 
 // conv2d
 
-/* Check the shapes of a convolution and compute P, Q; a panic naming all of them. */
+/* The geometry of a convolution: stride, padding and dilation along h and w. The simple
+   calls (dlf_conv2d ...) have sh = sw = stride, ph = pw = pad, dh = dw = 1. */
+typedef struct dlf__conv_geo { int sh, sw, ph, pw, dh, dw; } dlf__conv_geo;
+
+static dlf__conv_geo dlf__geo_simple(int stride, int pad)
+{
+    dlf__conv_geo g;
+    g.sh = g.sw = stride;
+    g.ph = g.pw = pad;
+    g.dh = g.dw = 1;
+    return g;
+}
+
+/* Output size along one axis: (in + 2 pad - d (k - 1) - 1) / s + 1 (PyTorch's formula;
+   with d = 1 it is (in + 2 pad - k) / s + 1). */
+static int dlf__conv_out(int in, int k, int s, int pad, int d)
+{
+    return (in + 2 * pad - d * (k - 1) - 1) / s + 1;
+}
+
+/* Check the shapes of a convolution and compute P, Q; a panic naming all of them.
+   w is (K, C/groups, R, S). */
 static int dlf__conv_check(const char *op, const dlf_tensor *x, const dlf_tensor *w, const dlf_tensor *b,
-                           int stride, int pad, int *P, int *Q)
+                           const dlf__conv_geo *g, int groups, int *P, int *Q)
 {
     const char *why = NULL;
-    if (x->ndim != 4 || w->ndim != 4) why = "want x (N, C, H, W) and w (K, C, R, S)";
-    else if (x->shape[1] != w->shape[1]) why = "x's channels C differ from w's (dim 1)";
+    if (!x || !w) why = !x ? "x is NULL" : "w is NULL";
+    else if (x->ndim != 4 || w->ndim != 4) why = "want x (N, C, H, W) and w (K, C/groups, R, S)";
+    else if (groups < 1 || x->shape[1] % groups || w->shape[0] % groups)
+        why = "want groups >= 1 dividing both C and K";
+    else if (x->shape[1] / groups != w->shape[1])
+        why = groups == 1 ? "x's channels C differ from w's (dim 1)" : "w's dim 1 must be C/groups";
     else if (b && (b->ndim != 1 || b->shape[0] != w->shape[0])) why = "want b (K,) or NULL";
-    else if (stride < 1 || pad < 0) why = "want stride >= 1 and pad >= 0";
-    else if (x->shape[2] + 2 * pad < w->shape[2] || x->shape[3] + 2 * pad < w->shape[3])
-        why = "the kernel is larger than the padded input";
+    else if (g->sh < 1 || g->sw < 1 || g->ph < 0 || g->pw < 0 || g->dh < 1 || g->dw < 1)
+        why = "want stride >= 1, pad >= 0 and dilation >= 1";
+    else if (x->shape[2] + 2 * g->ph < g->dh * (w->shape[2] - 1) + 1 ||
+             x->shape[3] + 2 * g->pw < g->dw * (w->shape[3] - 1) + 1)
+        why = "the (dilated) kernel is larger than the padded input";
     if (why) {
         char sx[64], sw[64], sb[64];
-        dlf__panic("%s: %s; got x %s, w %s, b %s, stride %d, pad %d", op, why,
-                   dlf_shape_str(x, sx, sizeof sx), dlf_shape_str(w, sw, sizeof sw),
-                   dlf_shape_str(b, sb, sizeof sb), stride, pad);
+        dlf__panic("%s: %s; got x %s, w %s, b %s, stride (%d, %d), pad (%d, %d), dilation (%d, %d), groups %d",
+                   op, why, dlf_shape_str(x, sx, sizeof sx), dlf_shape_str(w, sw, sizeof sw),
+                   dlf_shape_str(b, sb, sizeof sb), g->sh, g->sw, g->ph, g->pw, g->dh, g->dw, groups);
         return 0;
     }
-    *P = (x->shape[2] + 2 * pad - w->shape[2]) / stride + 1;
-    *Q = (x->shape[3] + 2 * pad - w->shape[3]) / stride + 1;
+    *P = dlf__conv_out(x->shape[2], w->shape[2], g->sh, g->ph, g->dh);
+    *Q = dlf__conv_out(x->shape[3], w->shape[3], g->sw, g->pw, g->dw);
     return 1;
 }
 
 /* Where kernel tap (r, s) reads for the output pixels i0 .. i0+len-1 (pixel i is
    (p, q) = (i / Q, i % Q)):
-     off[i - i0] = h*W + w     (h = p*stride - pad + r,  w = q*stride - pad + s)
+     off[i - i0] = h*W + w     (h = p*sh - ph + r*dh,  w = q*sw - pw + s*dw)
    the pixel's index inside one (H, W) plane, or -1 where it falls in the padding.
    It is the same for every image n and channel c, so im2col and col2im run ONE
    loop over P*Q pixels per (row, n) instead of a short loop per output row p
    (Q is 14, 7, 4, 2 in the course CNN, where the per-p overhead dominated). */
 #define DLF__CONV_CHUNK 256   /* pixels per offset table: 1 KB on the stack */
-static void dlf__tap_offsets(int H, int W, int Q, int stride, int pad, int r, int s,
+static void dlf__tap_offsets(int H, int W, int Q, const dlf__conv_geo *g, int r, int s,
                              int i0, int len, int *off)
 {
-    int i;
+    /* copied out: off may alias g's ints, so the loop would reload them */
+    int i, sh = g->sh, sw = g->sw, h_r = r * g->dh - g->ph, w_s = s * g->dw - g->pw;
     for (i = 0; i < len; i++) {
         int p = (i0 + i) / Q, q = (i0 + i) % Q;
-        int h = p * stride - pad + r, w = q * stride - pad + s;
+        int h = p * sh + h_r, w = q * sw + w_s;
         int inside = h >= 0 && h < H && w >= 0 && w < W;
         off[i] = inside ? h * W + w : -1;
     }
@@ -4433,11 +4552,12 @@ static void dlf__tap_offsets(int H, int W, int Q, int stride, int pad, int r, in
 /* im2col: copy every receptive field of x into a column, so that the convolution
    becomes ONE matrix product  Y (K, N*P*Q) = W (K, C*R*S) @ col (C*R*S, N*P*Q).
      col[(c*R + r)*S + s][(n*P + p)*Q + q] = x[n][c][p*stride - pad + r][q*stride - pad + s]
-   (0 where that falls in the padding). Threads split the rows: disjoint writes. */
-DLFDEF void dlf_im2col(const float *x, int N, int C, int H, int W, int R, int S, int stride, int pad,
-                       float *col)
+   (0 where that falls in the padding; with the general geometry h = p*sh - ph + r*dh,
+   w = q*sw - pw + s*dw). Threads split the rows: disjoint writes. */
+static void dlf__im2col(const float *x, int N, int C, int H, int W, int R, int S, const dlf__conv_geo *g,
+                        float *col)
 {
-    int P = (H + 2 * pad - R) / stride + 1, Q = (W + 2 * pad - S) / stride + 1, PQ = P * Q;
+    int P = dlf__conv_out(H, R, g->sh, g->ph, g->dh), Q = dlf__conv_out(W, S, g->sw, g->pw, g->dw), PQ = P * Q;
     size_t NPQ = (size_t)N * PQ;
     int row, rows = C * R * S;
     DLF__OMP(omp parallel for if ((size_t)rows * NPQ > DLF__PAR_MIN))
@@ -4447,7 +4567,7 @@ DLFDEF void dlf_im2col(const float *x, int N, int C, int H, int W, int R, int S,
         int off[DLF__CONV_CHUNK], i0, n, i;
         for (i0 = 0; i0 < PQ; i0 += DLF__CONV_CHUNK) {
             int len = PQ - i0 < DLF__CONV_CHUNK ? PQ - i0 : DLF__CONV_CHUNK;
-            dlf__tap_offsets(H, W, Q, stride, pad, r, s, i0, len, off);
+            dlf__tap_offsets(H, W, Q, g, r, s, i0, len, off);
             for (n = 0; n < N; n++) {
                 const float *x_nc = x + ((size_t)n * C + c) * H * W;
                 float *dst = col_row + (size_t)n * PQ + i0;
@@ -4461,10 +4581,10 @@ DLFDEF void dlf_im2col(const float *x, int N, int C, int H, int W, int R, int S,
    was copied from (overlapping windows add up). x += col2im(col). Threads split the
    channels c; every x[n][c][h][w] gets its terms in a fixed (r, s) order (for one
    tap (r, s) the pixels (p, q) read distinct h*W + w). */
-DLFDEF void dlf_col2im(const float *col, int N, int C, int H, int W, int R, int S, int stride, int pad,
-                       float *x)
+static void dlf__col2im(const float *col, int N, int C, int H, int W, int R, int S, const dlf__conv_geo *g,
+                        float *x)
 {
-    int P = (H + 2 * pad - R) / stride + 1, Q = (W + 2 * pad - S) / stride + 1, PQ = P * Q;
+    int P = dlf__conv_out(H, R, g->sh, g->ph, g->dh), Q = dlf__conv_out(W, S, g->sw, g->pw, g->dw), PQ = P * Q;
     size_t NPQ = (size_t)N * PQ;
     int c;
     DLF__OMP(omp parallel for if ((size_t)C * R * S * NPQ > DLF__PAR_MIN))
@@ -4475,7 +4595,7 @@ DLFDEF void dlf_col2im(const float *col, int N, int C, int H, int W, int R, int 
             const float *col_row = col + (size_t)((c * R + r) * S + s) * NPQ;
             for (i0 = 0; i0 < PQ; i0 += DLF__CONV_CHUNK) {
                 int len = PQ - i0 < DLF__CONV_CHUNK ? PQ - i0 : DLF__CONV_CHUNK;
-                dlf__tap_offsets(H, W, Q, stride, pad, r, s, i0, len, off);
+                dlf__tap_offsets(H, W, Q, g, r, s, i0, len, off);
                 for (n = 0; n < N; n++) {
                     float *x_nc = x + ((size_t)n * C + c) * H * W;
                     const float *src = col_row + (size_t)n * PQ + i0;
@@ -4485,6 +4605,20 @@ DLFDEF void dlf_col2im(const float *col, int N, int C, int H, int W, int R, int 
             }
         }
     }
+}
+
+DLFDEF void dlf_im2col(const float *x, int N, int C, int H, int W, int R, int S, int stride, int pad,
+                       float *col)
+{
+    dlf__conv_geo g = dlf__geo_simple(stride, pad);
+    dlf__im2col(x, N, C, H, W, R, S, &g, col);
+}
+
+DLFDEF void dlf_col2im(const float *col, int N, int C, int H, int W, int R, int S, int stride, int pad,
+                       float *x)
+{
+    dlf__conv_geo g = dlf__geo_simple(stride, pad);
+    dlf__col2im(col, N, C, H, W, R, S, &g, x);
 }
 
 /* Implicit im2col, the forward's fast path: the same product as
@@ -4573,7 +4707,7 @@ static size_t dlf__conv2d_implicit_scratch(int K, int CRS, int RS, int PQ)
 
 /* y (N, K, P*Q) = conv(x (N, C, H, W), w (K, C, R, S)), no bias; work from the scratch above. */
 static void dlf__conv2d_implicit(const float *x, int N, int C, int H, int W, const float *w, int K,
-                                 int R, int S, int stride, int pad, int P, int Q, float *y, float *work)
+                                 int R, int S, const dlf__conv_geo *g, int P, int Q, float *y, float *work)
 {
     int CRS = C * R * S, RS = R * S, PQ = P * Q, HW = H * W, NPQ = N * P * Q;
     int k_pad = (K + DLF__MR - 1) / DLF__MR * DLF__MR;
@@ -4594,7 +4728,7 @@ static void dlf__conv2d_implicit(const float *x, int N, int C, int H, int W, con
         }
     }
     for (tap = 0; tap < RS; tap++)
-        dlf__tap_offsets(H, W, Q, stride, pad, tap / S, tap % S, 0, PQ, off + (size_t)tap * PQ);
+        dlf__tap_offsets(H, W, Q, g, tap / S, tap % S, 0, PQ, off + (size_t)tap * PQ);
     DLF__OMP(omp parallel num_threads(nt))
     {
         int tid = 0, it;
@@ -4757,7 +4891,7 @@ static size_t dlf__conv2d_dw_scratch(int K, int CRS, int RS, int PQ, size_t NPQ)
 /* gw (K, C*R*S) += col @ dY^T transposed, or dY @ col^T (see dlf__conv2d_dw_kmajor), for
    x (N, C, H, W) and dy (N, K, P*Q). */
 static void dlf__conv2d_dw_implicit(const float *x, const float *dy, int N, int C, int H, int W, int K,
-                                    int R, int S, int stride, int pad, int P, int Q, float *gw, float *work)
+                                    int R, int S, const dlf__conv_geo *g, int P, int Q, float *gw, float *work)
 {
     int CRS = C * R * S, RS = R * S, PQ = P * Q, HW = H * W, tap, kern = dlf__kernel();
     int kmajor = dlf__conv2d_dw_kmajor(K, CRS);
@@ -4774,7 +4908,7 @@ static void dlf__conv2d_dw_implicit(const float *x, const float *dy, int N, int 
     (void)nt;
     pack_all = (float *)(((uintptr_t)pack_all + 63) & ~(uintptr_t)63);
     for (tap = 0; tap < RS; tap++)
-        dlf__tap_offsets(H, W, Q, stride, pad, tap / S, tap % S, 0, PQ, off + (size_t)tap * PQ);
+        dlf__tap_offsets(H, W, Q, g, tap / S, tap % S, 0, PQ, off + (size_t)tap * PQ);
     if (nt > slices) nt = slices;
     DLF__OMP(omp parallel num_threads(nt))
     {
@@ -4828,15 +4962,74 @@ static void dlf__conv2d_dw_implicit(const float *x, const float *dy, int N, int 
    panels straight from x and writes y in NCHW, bit-identical to the im2col forward, and
    backward's dlf__conv2d_dw_implicit packs col's panels from x again for dW. col is 9x
    the input for a 3x3 kernel; the forward alone measured about a third faster. */
-static dlf_tensor *dlf__conv2d(dlf_tape *t, dlf_tensor *x, dlf_tensor *w, dlf_tensor *b, int stride, int pad,
-                               int use_col)
+/* A copy of the channels c0 .. c0+Cs-1 of every image of a (N, C, HW) array, into the
+   contiguous (N, Cs, HW) dst: one group's slice of x (or of y's gradient). */
+static void dlf__gather_channels(const float *src, int N, int C, size_t HW, int c0, int Cs, float *dst)
 {
-    int N, C, H, W, K, R, S, P, Q, CRS, shape[4], cshape[2], nk;
+    int n;
+    for (n = 0; n < N; n++)
+        memcpy(dst + (size_t)n * Cs * HW, src + ((size_t)n * C + c0) * HW, (size_t)Cs * HW * sizeof(float));
+}
+
+/* groups > 1: group gi is a convolution of its own, input channels gi*Cg .. (Cg = C/groups)
+   with filters gi*Kg .. (Kg = K/groups, w's rows gi*Kg ..: contiguous), so
+     y[n][gi*Kg + k] = sum_{c < Cg, r, s} w[gi*Kg + k][c][r][s] * x[n][gi*Cg + c][h][w]
+   Each group runs through the implicit path on a contiguous copy of its slice of x and
+   its output is copied into its channels of y: the same gemm, once per group. */
+static int dlf__conv2d_grouped(dlf_tape *t, const float *x, const float *w, int N, int C, int H, int W, int K,
+                               int R, int S, const dlf__conv_geo *g, int groups, int P, int Q, float *y)
+{
+    int Cg = C / groups, Kg = K / groups, gi, n;
+    size_t HW = (size_t)H * W, PQ = (size_t)P * Q;
+    size_t xg_n = (size_t)N * Cg * HW, yg_n = (size_t)N * Kg * PQ;
+    float *xg = dlf__tape_scratch(t, xg_n + yg_n + dlf__conv2d_implicit_scratch(Kg, Cg * R * S, R * S, P * Q));
+    float *yg = xg + xg_n, *work = yg + yg_n;
+    if (!xg) return 0;
+    for (gi = 0; gi < groups; gi++) {
+        dlf__gather_channels(x, N, C, HW, gi * Cg, Cg, xg);
+        dlf__conv2d_implicit(xg, N, Cg, H, W, w + (size_t)gi * Kg * Cg * R * S, Kg, R, S, g, P, Q, yg, work);
+        for (n = 0; n < N; n++)
+            memcpy(y + ((size_t)n * K + (size_t)gi * Kg) * PQ, yg + (size_t)n * Kg * PQ, (size_t)Kg * PQ * sizeof(float));
+    }
+    return 1;
+}
+
+/* The node's geometry: DLF_OP_CONV2D keeps stride and pad in iarg[0..1]; DLF_OP_CONV2D_EX
+   keeps (sh, sw, ph, pw, dh, dw) in the arena tensor saved[0] and groups in iarg[0]. */
+static void dlf__conv_node_geo(const dlf_node *nd, dlf__conv_geo *g, int *groups)
+{
+    if (nd->op == DLF_OP_CONV2D) {
+        *g = dlf__geo_simple(nd->iarg[0], nd->iarg[1]);
+        *groups = 1;
+    } else {
+        const float *v = nd->saved[0]->data;
+        g->sh = (int)v[0]; g->sw = (int)v[1]; g->ph = (int)v[2]; g->pw = (int)v[3]; g->dh = (int)v[4]; g->dw = (int)v[5];
+        *groups = nd->iarg[0];
+    }
+}
+
+#ifdef DLF_CUDA
+/* What dlf_cuda.cu's convolution covers: one stride and one pad for both axes, no
+   dilation, one group; the im2col reference stays on the CPU (it is the reference). */
+static int dlf__conv_on_gpu(const dlf__conv_geo *g, int groups, int use_col)
+{
+    return !use_col && groups == 1 && g->sh == g->sw && g->ph == g->pw && g->dh == 1 && g->dw == 1;
+}
+#endif
+
+static dlf_tensor *dlf__conv2d(dlf_tape *t, dlf_tensor *x, dlf_tensor *w, dlf_tensor *b, const dlf__conv_geo *g,
+                               int groups, int use_col, dlf_op op, const char *name)
+{
+    int N, C, H, W, K, R, S, P, Q, CRS, shape[4], cshape[2], nk, six = 6;
     size_t PQ, NPQ;
-    dlf_tensor *y, *col = NULL;
+    dlf_tensor *y, *col = NULL, *geo = NULL;
     float *ybuf, *work;
     dlf_node *nd;
-    if (!dlf__conv_check(use_col ? "dlf_conv2d_im2col" : "dlf_conv2d", x, w, b, stride, pad, &P, &Q)) return NULL;
+    if (!t) {
+        dlf__panic("%s: t is NULL", name);
+        return NULL;
+    }
+    if (!dlf__conv_check(name, x, w, b, g, groups, &P, &Q)) return NULL;
     N = x->shape[0]; C = x->shape[1]; H = x->shape[2]; W = x->shape[3];
     K = w->shape[0]; R = w->shape[2]; S = w->shape[3];
     CRS = C * R * S;
@@ -4846,10 +5039,22 @@ static dlf_tensor *dlf__conv2d(dlf_tape *t, dlf_tensor *x, dlf_tensor *w, dlf_te
     cshape[0] = CRS; cshape[1] = N * P * Q;
     y = dlf__out(t, 4, shape);
     if (!y) return NULL;
-    if (use_col && t->grad_enabled && w->requires_grad) {   /* backward's dW reads col */
+    if (op == DLF_OP_CONV2D_EX) {
+        if (!(geo = dlf__out(t, 1, &six))) return NULL;
+        geo->data[0] = (float)g->sh; geo->data[1] = (float)g->sw; geo->data[2] = (float)g->ph;
+        geo->data[3] = (float)g->pw; geo->data[4] = (float)g->dh; geo->data[5] = (float)g->dw;
+    }
+#ifdef DLF_CUDA
+    if (t->cuda && dlf__conv_on_gpu(g, groups, use_col)) {   /* stage 17: on the GPU */
+        if (dlf_cuda_conv2d_forward(t->cuda, x, w, g->sh, g->ph, y->data) != DLF_OK) return NULL;
+    } else
+#endif
+    if (groups > 1) {
+        if (!dlf__conv2d_grouped(t, x->data, w->data, N, C, H, W, K, R, S, g, groups, P, Q, y->data)) return NULL;
+    } else if (use_col && t->grad_enabled && w->requires_grad) {   /* backward's dW reads col */
         col = dlf__out(t, 2, cshape);                   /* (C*R*S, N*P*Q) */
         if (!col) return NULL;
-        dlf_im2col(x->data, N, C, H, W, R, S, stride, pad, col->data);
+        dlf__im2col(x->data, N, C, H, W, R, S, g, col->data);
         ybuf = dlf__tape_scratch(t, (size_t)K * NPQ + dlf_gemm_fast_scratch(K, (int)NPQ, CRS));
         if (!ybuf) return NULL;
         work = ybuf + (size_t)K * NPQ;                  /* ybuf (K, N*P*Q), then gemm packing */
@@ -4862,12 +5067,17 @@ static dlf_tensor *dlf__conv2d(dlf_tape *t, dlf_tensor *x, dlf_tensor *w, dlf_te
     } else {
         work = dlf__tape_scratch(t, dlf__conv2d_implicit_scratch(K, CRS, R * S, P * Q));
         if (!work) return NULL;
-        dlf__conv2d_implicit(x->data, N, C, H, W, w->data, K, R, S, stride, pad, P, Q, y->data, work);
+        dlf__conv2d_implicit(x->data, N, C, H, W, w->data, K, R, S, g, P, Q, y->data, work);
     }
-    nd = dlf__record(t, DLF_OP_CONV2D, y, x, w);
+    nd = dlf__record(t, op, y, x, w);
     if (nd) {
-        nd->iarg[0] = stride;
-        nd->iarg[1] = pad;
+        if (op == DLF_OP_CONV2D) {
+            nd->iarg[0] = g->sh;
+            nd->iarg[1] = g->ph;
+        } else {
+            nd->iarg[0] = groups;
+            nd->saved[0] = geo;
+        }
         nd->iarg[2] = 0;     /* 0: fast path (col in aux when made, else dW implicit), 1: naive */
         nd->aux = col;
     }
@@ -4877,75 +5087,154 @@ static dlf_tensor *dlf__conv2d(dlf_tape *t, dlf_tensor *x, dlf_tensor *w, dlf_te
 
 DLFDEF dlf_tensor *dlf_conv2d(dlf_tape *t, dlf_tensor *x, dlf_tensor *w, dlf_tensor *b, int stride, int pad)
 {
-    return dlf__conv2d(t, x, w, b, stride, pad, 0);
+    dlf__conv_geo g = dlf__geo_simple(stride, pad);
+    return dlf__conv2d(t, x, w, b, &g, 1, 0, DLF_OP_CONV2D, "dlf_conv2d");
 }
 
 DLFDEF dlf_tensor *dlf_conv2d_im2col(dlf_tape *t, dlf_tensor *x, dlf_tensor *w, dlf_tensor *b, int stride, int pad)
 {
-    return dlf__conv2d(t, x, w, b, stride, pad, 1);
+    dlf__conv_geo g = dlf__geo_simple(stride, pad);
+    return dlf__conv2d(t, x, w, b, &g, 1, 1, DLF_OP_CONV2D, "dlf_conv2d_im2col");
 }
 
-/* The reference: seven loops straight from the formula, one output at a time. */
-DLFDEF dlf_tensor *dlf_conv2d_naive(dlf_tape *t, dlf_tensor *x, dlf_tensor *w, dlf_tensor *b, int stride, int pad)
+/* A dlf_conv2d_cfg as a geometry and a group count; zeros are the defaults (stride 1,
+   pad 0, dilation 1, groups 1), negative values are left for the check to refuse. */
+static dlf__conv_geo dlf__geo_of_cfg(const dlf_conv2d_cfg *cfg, int *groups)
 {
-    int N, C, H, W, K, R, S, P, Q, shape[4], n, k, p, q, c, r, s;
-    dlf_tensor *y;
+    dlf__conv_geo g;
+    g.sh = cfg->sh ? cfg->sh : 1;
+    g.sw = cfg->sw ? cfg->sw : 1;
+    g.ph = cfg->ph;
+    g.pw = cfg->pw;
+    g.dh = cfg->dh ? cfg->dh : 1;
+    g.dw = cfg->dw ? cfg->dw : 1;
+    *groups = cfg->groups ? cfg->groups : 1;
+    return g;
+}
+
+/* The general convolution. The common case (one stride, one pad, no dilation, no groups)
+   records the same DLF_OP_CONV2D node as dlf_conv2d; everything else a DLF_OP_CONV2D_EX
+   node. groups == 1 runs the implicit fast path with the general tap offsets (dilation
+   and the separate strides and pads only change where each tap reads); groups > 1 runs
+   it once per group on a copy of the group's channels (dlf__conv2d_grouped). */
+DLFDEF dlf_tensor *dlf_conv2d_ex(dlf_tape *t, dlf_tensor *x, dlf_tensor *w, dlf_tensor *b, const dlf_conv2d_cfg *cfg)
+{
+    dlf__conv_geo g;
+    int groups;
+    if (!cfg) {
+        dlf__panic("dlf_conv2d_ex: cfg is NULL");
+        return NULL;
+    }
+    g = dlf__geo_of_cfg(cfg, &groups);
+    if (g.sh == g.sw && g.ph == g.pw && g.dh == 1 && g.dw == 1 && groups == 1)
+        return dlf__conv2d(t, x, w, b, &g, 1, 0, DLF_OP_CONV2D, "dlf_conv2d_ex");
+    return dlf__conv2d(t, x, w, b, &g, groups, 0, DLF_OP_CONV2D_EX, "dlf_conv2d_ex");
+}
+
+/* The reference: seven loops straight from the formula, one output at a time:
+     y[n][k][p][q] = sum_{c < Cg, r, s} w[k][c][r][s] * x[n][k/Kg*Cg + c][p*sh - ph + r*dh][q*sw - pw + s*dw]
+   (Cg = C/groups input channels and Kg = K/groups filters per group; with the simple
+   geometry and one group, the familiar x[n][c][p*stride - pad + r][q*stride - pad + s]). */
+static dlf_tensor *dlf__conv2d_naive(dlf_tape *t, dlf_tensor *x, dlf_tensor *w, dlf_tensor *b,
+                                     const dlf__conv_geo *g, int groups, dlf_op op, const char *name)
+{
+    int N, C, H, W, K, R, S, P, Q, Cg, Kg, shape[4], n, k, p, q, c, r, s, six = 6;
+    dlf_tensor *y, *geo = NULL;
     dlf_node *nd;
-    if (!dlf__conv_check("dlf_conv2d_naive", x, w, b, stride, pad, &P, &Q)) return NULL;
+    if (!t) {
+        dlf__panic("%s: t is NULL", name);
+        return NULL;
+    }
+    if (!dlf__conv_check(name, x, w, b, g, groups, &P, &Q)) return NULL;
     N = x->shape[0]; C = x->shape[1]; H = x->shape[2]; W = x->shape[3];
     K = w->shape[0]; R = w->shape[2]; S = w->shape[3];
+    Cg = C / groups; Kg = K / groups;
     shape[0] = N; shape[1] = K; shape[2] = P; shape[3] = Q;
     y = dlf__out(t, 4, shape);
     if (!y) return NULL;
+    if (op == DLF_OP_CONV2D_EX) {
+        if (!(geo = dlf__out(t, 1, &six))) return NULL;
+        geo->data[0] = (float)g->sh; geo->data[1] = (float)g->sw; geo->data[2] = (float)g->ph;
+        geo->data[3] = (float)g->pw; geo->data[4] = (float)g->dh; geo->data[5] = (float)g->dw;
+    }
     for (n = 0; n < N; n++)
     for (k = 0; k < K; k++)
     for (p = 0; p < P; p++)
     for (q = 0; q < Q; q++) {
         float acc = 0.0f;
-        for (c = 0; c < C; c++)
+        for (c = 0; c < Cg; c++)
         for (r = 0; r < R; r++)
         for (s = 0; s < S; s++) {
-            int h = p * stride - pad + r, ww = q * stride - pad + s;
+            int h = p * g->sh - g->ph + r * g->dh, ww = q * g->sw - g->pw + s * g->dw;
+            int cx = k / Kg * Cg + c;                            /* the channel of x */
             if (h < 0 || h >= H || ww < 0 || ww >= W) continue;
-            acc += w->data[((k * C + c) * R + r) * S + s] * x->data[(((size_t)n * C + c) * H + h) * W + ww];
+            acc += w->data[((k * Cg + c) * R + r) * S + s] * x->data[(((size_t)n * C + cx) * H + h) * W + ww];
         }
         y->data[(((size_t)n * K + k) * P + p) * Q + q] = acc;
     }
-    nd = dlf__record(t, DLF_OP_CONV2D, y, x, w);
+    nd = dlf__record(t, op, y, x, w);
     if (nd) {
-        nd->iarg[0] = stride;
-        nd->iarg[1] = pad;
+        if (op == DLF_OP_CONV2D) {
+            nd->iarg[0] = g->sh;
+            nd->iarg[1] = g->ph;
+        } else {
+            nd->iarg[0] = groups;
+            nd->saved[0] = geo;
+        }
         nd->iarg[2] = 1;
     }
     if (b) dlf__bias_add(t, y, b, N, K, P * Q);
     return y;
 }
 
+DLFDEF dlf_tensor *dlf_conv2d_naive(dlf_tape *t, dlf_tensor *x, dlf_tensor *w, dlf_tensor *b, int stride, int pad)
+{
+    dlf__conv_geo g = dlf__geo_simple(stride, pad);
+    return dlf__conv2d_naive(t, x, w, b, &g, 1, DLF_OP_CONV2D, "dlf_conv2d_naive");
+}
+
+DLFDEF dlf_tensor *dlf_conv2d_naive_ex(dlf_tape *t, dlf_tensor *x, dlf_tensor *w, dlf_tensor *b,
+                                       const dlf_conv2d_cfg *cfg)
+{
+    dlf__conv_geo g;
+    int groups;
+    if (!cfg) {
+        dlf__panic("dlf_conv2d_naive_ex: cfg is NULL");
+        return NULL;
+    }
+    g = dlf__geo_of_cfg(cfg, &groups);
+    return dlf__conv2d_naive(t, x, w, b, &g, groups, DLF_OP_CONV2D_EX, "dlf_conv2d_naive_ex");
+}
+
 /* Naive backward: in the forward pass every output did
-     y[n][k][p][q] += w[k][c][r][s] * x[n][c][h][w]      (h = p*stride-pad+r ...)
-   so with g = dL/dy[n][k][p][q]:  dx[n][c][h][w] += g * w[k][c][r][s],
-                                   dw[k][c][r][s] += g * x[n][c][h][w]. */
+     y[n][k][p][q] += w[k][c][r][s] * x[n][cx][h][w]     (cx = k/Kg*Cg + c, h = p*sh - ph + r*dh ...)
+   so with g = dL/dy[n][k][p][q]:  dx[n][cx][h][w] += g * w[k][c][r][s],
+                                   dw[k][c][r][s]  += g * x[n][cx][h][w]. */
 static void dlf__conv2d_naive_backward(dlf_tape *t, dlf_node *nd)
 {
     dlf_tensor *x = nd->in[0], *w = nd->in[1], *y = nd->out;
-    int stride = nd->iarg[0], pad = nd->iarg[1];
+    dlf__conv_geo geo;
+    int groups, Cg, Kg;
     int N = x->shape[0], C = x->shape[1], H = x->shape[2], W = x->shape[3];
     int K = w->shape[0], R = w->shape[2], S = w->shape[3], P = y->shape[2], Q = y->shape[3];
     float *gx = dlf__grad(t, x), *gw = dlf__grad(t, w);
     int n, k, p, q, c, r, s;
+    dlf__conv_node_geo(nd, &geo, &groups);
+    Cg = C / groups;
+    Kg = K / groups;
     for (n = 0; n < N; n++)
     for (k = 0; k < K; k++)
     for (p = 0; p < P; p++)
     for (q = 0; q < Q; q++) {
         float g = y->grad[(((size_t)n * K + k) * P + p) * Q + q];
-        for (c = 0; c < C; c++)
+        for (c = 0; c < Cg; c++)
         for (r = 0; r < R; r++)
         for (s = 0; s < S; s++) {
-            int h = p * stride - pad + r, ww = q * stride - pad + s, iw;
+            int h = p * geo.sh - geo.ph + r * geo.dh, ww = q * geo.sw - geo.pw + s * geo.dw, iw;
             size_t ix;
             if (h < 0 || h >= H || ww < 0 || ww >= W) continue;  /* padding: no input there */
-            ix = (((size_t)n * C + c) * H + h) * W + ww;            /* formed only once in bounds */
-            iw = ((k * C + c) * R + r) * S + s;
+            ix = (((size_t)n * C + k / Kg * Cg + c) * H + h) * W + ww;   /* formed only once in bounds */
+            iw = ((k * Cg + c) * R + r) * S + s;
             if (gx) gx[ix] += g * w->data[iw];
             if (gw) gw[iw] += g * x->data[ix];
         }
@@ -4966,24 +5255,18 @@ static void dlf__conv2d_naive_backward(dlf_tape *t, dlf_node *nd)
    dY is y's gradient reordered from (N, K, PQ) to (K, N, PQ). dcol is as big as col, so
    it is made and summed back a group of G images at a time (about DLF__CONV_COLS
    columns), while it is still in cache; each image's dx comes out the same whatever G.
-   The buffers (dY, one group's dY and dcol, gemm packing) come from the tape's scratch. */
+   The buffers (dY, one group's dY and dcol, gemm packing) come from the tape's scratch.
+   dlf__conv2d_backward_core does this for raw arrays (x (N,C,H,W), w (K,C,R,S), dyall
+   (N,K,P,Q), col or NULL; gx, gw += or NULL), so grouped convolutions run it per group. */
 #define DLF__CONV_COLS 2048
-static void dlf__conv2d_backward(dlf_tape *t, dlf_node *nd)
+static void dlf__conv2d_backward_core(dlf_tape *t, const float *x, const float *w, const float *dyall,
+                                      const float *col, int N, int C, int H, int W, int K, int R, int S,
+                                      const dlf__conv_geo *geo, int P, int Q, float *gx, float *gw)
 {
-    dlf_tensor *x = nd->in[0], *w = nd->in[1], *y = nd->out, *col = nd->aux;
-    int stride = nd->iarg[0], pad = nd->iarg[1];
-    int N = x->shape[0], C = x->shape[1], H = x->shape[2], W = x->shape[3];
-    int K = w->shape[0], R = w->shape[2], S = w->shape[3], P = y->shape[2], Q = y->shape[3];
     int CRS = C * R * S, nk, n0, k, full;
     size_t PQ = (size_t)P * Q, NPQ = (size_t)N * P * Q, ws, GPQ;
     int G = PQ >= DLF__CONV_COLS ? 1 : (int)(DLF__CONV_COLS / PQ);   /* images per group */
-    float *gx, *gw, *dy, *dy_g, *dcol_g, *gwt, *work;
-    if (nd->iarg[2]) {
-        dlf__conv2d_naive_backward(t, nd);
-        return;
-    }
-    gx = dlf__grad(t, x);
-    gw = dlf__grad(t, w);
+    float *dy, *dy_g, *dcol_g, *gwt, *work;
     if (G > N) G = N;
     GPQ = (size_t)G * PQ;
     full = gw && col;            /* the im2col path's dW wants dY as (K, N*P*Q) and a (C*R*S, K) result */
@@ -4998,20 +5281,20 @@ static void dlf__conv2d_backward(dlf_tape *t, dlf_node *nd)
     gwt = dcol_g + (gx ? (size_t)CRS * GPQ : 0);          /* (C*R*S, K), the im2col path only */
     work = gwt + (full ? (size_t)CRS * K : 0);
     if (full) {
-        DLF__OMP(omp parallel for if (y->size > DLF__PAR_MIN))
+        DLF__OMP(omp parallel for if ((size_t)K * NPQ > DLF__PAR_MIN))
         for (nk = 0; nk < N * K; nk++) {                  /* (N, K, PQ) -> (K, N, PQ) */
             int n = nk / K, k = nk % K;
-            memcpy(dy + (size_t)k * NPQ + (size_t)n * PQ, y->grad + (size_t)nk * PQ, PQ * sizeof(float));
+            memcpy(dy + (size_t)k * NPQ + (size_t)n * PQ, dyall + (size_t)nk * PQ, PQ * sizeof(float));
         }
     }
     if (gw) {                                             /* dW^T = col @ dY^T, then dW += (dW^T)^T */
         int crs;
         if (col) {
-            dlf_gemm(0, 1, CRS, K, (int)NPQ, col->data, dy, gwt, 0, work);
+            dlf_gemm(0, 1, CRS, K, (int)NPQ, col, dy, gwt, 0, work);
             for (k = 0; k < K; k++)
                 for (crs = 0; crs < CRS; crs++) gw[(size_t)k * CRS + crs] += gwt[(size_t)crs * K + k];
         } else {                                          /* no col: straight from x and dY */
-            dlf__conv2d_dw_implicit(x->data, y->grad, N, C, H, W, K, R, S, stride, pad, P, Q, gw, work);
+            dlf__conv2d_dw_implicit(x, dyall, N, C, H, W, K, R, S, geo, P, Q, gw, work);
         }
     }
     for (n0 = 0; gx && n0 < N; n0 += G) {                 /* images n0 .. n0+g-1 */
@@ -5020,12 +5303,70 @@ static void dlf__conv2d_backward(dlf_tape *t, dlf_node *nd)
         for (nk = 0; nk < g * K; nk++) {                  /* images n0.., (g, K, PQ) -> (K, g, PQ) */
             int n = nk / K;
             k = nk % K;
-            memcpy(dy_g + (size_t)k * gpq + (size_t)n * PQ, y->grad + ((size_t)(n0 + n) * K + k) * PQ,
+            memcpy(dy_g + (size_t)k * gpq + (size_t)n * PQ, dyall + ((size_t)(n0 + n) * K + k) * PQ,
                    PQ * sizeof(float));
         }
-        dlf_gemm(1, 0, CRS, (int)gpq, K, w->data, dy_g, dcol_g, 0, work);
-        dlf_col2im(dcol_g, g, C, H, W, R, S, stride, pad, gx + (size_t)n0 * C * H * W);
+        dlf_gemm(1, 0, CRS, (int)gpq, K, w, dy_g, dcol_g, 0, work);
+        dlf__col2im(dcol_g, g, C, H, W, R, S, geo, gx + (size_t)n0 * C * H * W);
     }
+}
+
+/* Backward of a grouped convolution: each group's slice of x and of dY copied out (into
+   the arena: the core's workspace is the tape's scratch), the core run on them, group gi's
+   dx added back into its channels and its dW straight into w's rows gi*Kg .. (contiguous). */
+static void dlf__conv2d_grouped_backward(dlf_tape *t, const float *x, const float *w, const float *dyall,
+                                         int N, int C, int H, int W, int K, int R, int S,
+                                         const dlf__conv_geo *geo, int groups, int P, int Q, float *gx, float *gw)
+{
+    int Cg = C / groups, Kg = K / groups, gi, n;
+    size_t HW = (size_t)H * W, PQ = (size_t)P * Q, i;
+    size_t xg_n = (size_t)N * Cg * HW, dyg_n = (size_t)N * Kg * PQ;
+    float *xg = (float *)dlf__arena_alloc(t, (2 * xg_n + dyg_n) * sizeof(float));
+    float *gxg = xg + xg_n, *dyg = gxg + xg_n;
+    if (!xg) return;
+    for (gi = 0; gi < groups; gi++) {
+        dlf__gather_channels(x, N, C, HW, gi * Cg, Cg, xg);
+        dlf__gather_channels(dyall, N, K, PQ, gi * Kg, Kg, dyg);
+        if (gx) memset(gxg, 0, xg_n * sizeof(float));
+        dlf__conv2d_backward_core(t, xg, w + (size_t)gi * Kg * Cg * R * S, dyg, NULL, N, Cg, H, W, Kg, R, S,
+                                  geo, P, Q, gx ? gxg : NULL, gw ? gw + (size_t)gi * Kg * Cg * R * S : NULL);
+        if (gx)
+            for (n = 0; n < N; n++) {
+                float *dst = gx + ((size_t)n * C + (size_t)gi * Cg) * HW;
+                const float *src = gxg + (size_t)n * Cg * HW;
+                for (i = 0; i < (size_t)Cg * HW; i++) dst[i] += src[i];
+            }
+    }
+}
+
+static void dlf__conv2d_backward(dlf_tape *t, dlf_node *nd)
+{
+    dlf_tensor *x = nd->in[0], *w = nd->in[1], *y = nd->out, *col = nd->aux;
+    int N = x->shape[0], C = x->shape[1], H = x->shape[2], W = x->shape[3];
+    int K = w->shape[0], R = w->shape[2], S = w->shape[3], P = y->shape[2], Q = y->shape[3];
+    int groups;
+    dlf__conv_geo geo;
+    float *gx, *gw;
+    if (nd->iarg[2]) {
+        dlf__conv2d_naive_backward(t, nd);
+        return;
+    }
+    dlf__conv_node_geo(nd, &geo, &groups);
+    gx = dlf__grad(t, x);
+    gw = dlf__grad(t, w);
+    if (!gx && !gw) return;
+#ifdef DLF_CUDA
+    if (t->cuda && dlf__conv_on_gpu(&geo, groups, col != NULL)) {   /* stage 17: the forward ran there too */
+        if (dlf_cuda_conv2d_backward(t->cuda, x, w, y->grad, geo.sh, geo.ph, gx, gw) != DLF_OK)
+            dlf__panic("dlf_conv2d backward on the GPU: %s", dlf_last_error());
+        return;
+    }
+#endif
+    if (groups > 1)
+        dlf__conv2d_grouped_backward(t, x->data, w->data, y->grad, N, C, H, W, K, R, S, &geo, groups, P, Q, gx, gw);
+    else
+        dlf__conv2d_backward_core(t, x->data, w->data, y->grad, col ? col->data : NULL, N, C, H, W, K, R, S,
+                                  &geo, P, Q, gx, gw);
 }
 
 // activations
@@ -5084,7 +5425,11 @@ static void dlf__general_relu_backward(dlf_tape *t, dlf_node *nd)
 
 /* Along one axis, viewed as (outer, n, inner) like the reductions. With m = max_j x_j,
      logsumexp(x) = m + log sum_j e^(x_j - m)      (no e^x overflows: every x_j - m <= 0)
-     softmax_i = e^(x_i - m) / sum_j e^(x_j - m),   log_softmax_i = x_i - logsumexp(x). */
+     softmax_i = e^(x_i - m) / sum_j e^(x_j - m),   log_softmax_i = x_i - logsumexp(x)
+   computed as (x_i - m) - log sum_j e^(x_j - m), never as x_i - (m + log sum): at
+   |x| ~ 1000 the float m + log(sum) rounds to a step of 6e-5 (1e4: 5e-4) and that error
+   would land in every output; x_i - m is exact for x_i near m (Sterbenz), so the result
+   is as accurate as at small x (PyTorch's order too). */
 static dlf_tensor *dlf__softmax(dlf_tape *t, dlf_op op, dlf_tensor *x, int axis, const char *name)
 {
     int outer, n, inner, ndim, shape[4] = {1, 1, 1, 1}, o;
@@ -5101,12 +5446,12 @@ static dlf_tensor *dlf__softmax(dlf_tape *t, dlf_op op, dlf_tensor *x, int axis,
             float *y_oi = y->data + (size_t)o * n * inner + i;
             float m = x_oi[0];
             double sum = 0.0;
-            float lse;
+            float log_sum;
             for (k = 1; k < n; k++) m = x_oi[k * inner] > m ? x_oi[k * inner] : m;
             for (k = 0; k < n; k++) sum += exp((double)x_oi[k * inner] - m);
-            lse = m + (float)log(sum);
+            log_sum = (float)log(sum);
             for (k = 0; k < n; k++) {
-                float logp = x_oi[k * inner] - lse;
+                float logp = (x_oi[k * inner] - m) - log_sum;
                 y_oi[k * inner] = op == DLF_OP_SOFTMAX ? expf(logp) : logp;
             }
         }
@@ -5177,7 +5522,8 @@ static int dlf__pool_check(const char *op, const dlf_tensor *x, int k, int *stri
 
 /* Max and average pooling, one (n, c) plane at a time (threads split planes).
      max: y[p][q] = max over the window of x; the winner's index in the plane is
-          kept in aux for backward (ties: the first; NaN wins, like PyTorch)
+          kept in aux for backward (ties: the first; a NaN wins, the last NaN's index
+          kept, like PyTorch's "v > best or isnan(v)")
      avg: y[p][q] = sum over the window of x / (k*k)   (padding counts as 0) */
 static dlf_tensor *dlf__pool(dlf_tape *t, dlf_op op, dlf_tensor *x, int k, int stride, int pad, const char *name)
 {
@@ -5212,7 +5558,7 @@ static dlf_tensor *dlf__pool(dlf_tape *t, dlf_op op, dlf_tensor *x, int k, int s
                 if (h < 0 || h >= H || w < 0 || w >= W) continue;
                 v = x_pl[h * W + w];
                 sum += v;
-                if (besti < 0 || v > best || (v != v && best == best)) {
+                if (besti < 0 || v > best || v != v) {
                     best = v;
                     besti = h * W + w;
                 }
@@ -5277,6 +5623,213 @@ static void dlf__pool_backward(dlf_tape *t, dlf_node *nd)
             }
         }
     }
+}
+
+/* Pooling over windows given by a table (dlf_maxpool2d_ex, dlf_avgpool2d_ex and the
+   adaptive ones). The window of output (p, q) is the in-bounds rectangle
+     rows h0[p] .. h1[p]-1,  columns w0[q] .. w1[q]-1
+   and average pooling divides by div_h[p] * div_w[q]. Every PyTorch pooling has windows
+   that split this way into a row part and a column part:
+     strided, window kh, stride sh, pad ph (PyTorch's avg_pool2d / max_pool2d):
+       hs = p*sh - ph,  he = min(hs + kh, H + ph),  h0 = max(hs, 0),  h1 = min(he, H)
+       div_h = he - hs (count_include_pad: padding counts, the part past H + ph never)
+             or h1 - h0 (count_include_pad=False: the cells inside x only)
+     adaptive, P outputs from H rows (PyTorch's adaptive pools):
+       h0 = floor(p*H / P),  h1 = ceil((p+1)*H / P),  div_h = h1 - h0
+   The table is one arena tensor, (3, P + Q): rows h0|w0, h1|w1, div_h|div_w (whole
+   numbers, exact in floats), kept for backward in saved[0]. */
+static dlf_tensor *dlf__pool_table(dlf_tape *t, int P, int Q)
+{
+    int shape[2];
+    shape[0] = 3;
+    shape[1] = P + Q;
+    return dlf__out(t, 2, shape);
+}
+
+/* One axis of the table: n outputs from `in` cells; adaptive when k == 0. */
+static void dlf__pool_axis(float *tab, int stride_tab, int n, int in, int k, int s, int pad, int exclude_pad)
+{
+    int i;
+    for (i = 0; i < n; i++) {
+        int lo, hi, div;
+        if (k == 0) {
+            lo = (int)(((long long)i * in) / n);
+            hi = (int)(((long long)(i + 1) * in + n - 1) / n);
+            div = hi - lo;
+        } else {
+            int hs = i * s - pad, he = hs + k < in + pad ? hs + k : in + pad;
+            lo = hs > 0 ? hs : 0;
+            hi = he < in ? he : in;
+            div = exclude_pad ? hi - lo : he - hs;
+        }
+        tab[i] = (float)lo;
+        tab[stride_tab + i] = (float)hi;
+        tab[2 * stride_tab + i] = (float)div;
+    }
+}
+
+/* The table's windows, forward, one (n, c) plane at a time (threads split planes):
+     max: y[p][q] = max of x over the window; its flat index h*W + w kept in aux (N,C,P,Q)
+          for backward. Scanned in row-major order with "v > best or v is NaN", PyTorch's
+          rule: a NaN in the window wins (the last NaN, whose index gets the gradient), and
+          on ties the first maximum wins
+     avg: y[p][q] = sum of x over the window / (div_h[p] * div_w[q]) */
+static dlf_tensor *dlf__pool_win(dlf_tape *t, dlf_op op, dlf_tensor *x, dlf_tensor *tab, int P, int Q)
+{
+    int H = x->shape[2], W = x->shape[3], shape[4], pl, planes = x->shape[0] * x->shape[1];
+    dlf_tensor *y, *idx = NULL;
+    dlf_node *nd;
+    const float *tb = tab->data;
+    shape[0] = x->shape[0]; shape[1] = x->shape[1]; shape[2] = P; shape[3] = Q;
+    y = dlf__out(t, 4, shape);
+    if (!y) return NULL;
+    if (op == DLF_OP_MAXPOOL2D_EX && !(idx = dlf__out(t, 4, shape))) return NULL;
+    DLF__OMP(omp parallel for if (x->size > DLF__PAR_MIN))
+    for (pl = 0; pl < planes; pl++) {
+        const float *x_pl = x->data + (size_t)pl * H * W;
+        float *y_pl = y->data + (size_t)pl * P * Q;
+        int p, q, h, w;
+        for (p = 0; p < P; p++)
+        for (q = 0; q < Q; q++) {
+            int h0 = (int)tb[p], h1 = (int)tb[P + Q + p], w0 = (int)tb[P + q], w1 = (int)tb[P + Q + P + q];
+            if (idx) {
+                float best = -INFINITY;
+                int besti = h0 * W + w0;
+                for (h = h0; h < h1; h++)
+                    for (w = w0; w < w1; w++) {
+                        float v = x_pl[h * W + w];
+                        if (v > best || v != v) {
+                            best = v;
+                            besti = h * W + w;
+                        }
+                    }
+                y_pl[p * Q + q] = best;
+                idx->data[(size_t)pl * P * Q + p * Q + q] = (float)besti;
+            } else {
+                double sum = 0.0;
+                for (h = h0; h < h1; h++)
+                    for (w = w0; w < w1; w++) sum += x_pl[h * W + w];
+                y_pl[p * Q + q] = (float)(sum / ((double)tb[2 * (P + Q) + p] * tb[2 * (P + Q) + P + q]));
+            }
+        }
+    }
+    nd = dlf__record(t, op, y, x, NULL);
+    if (nd) {
+        nd->aux = idx;
+        nd->saved[0] = tab;
+    }
+    return y;
+}
+
+/* Backward, g = dL/dy[p][q]:
+     max: dx[winner] += g                                   (only the winner moved y)
+     avg: dx[h][w] += g / (div_h[p] div_w[q])  for every (h, w) of the window
+   Threads split planes; inside a plane the order is fixed. */
+static void dlf__pool_win_backward(dlf_tape *t, dlf_node *nd)
+{
+    dlf_tensor *x = nd->in[0], *y = nd->out;
+    float *gx = dlf__grad(t, x);
+    const float *tb = nd->saved[0]->data;
+    int H = x->shape[2], W = x->shape[3], P = y->shape[2], Q = y->shape[3];
+    int pl, planes = x->shape[0] * x->shape[1];
+    if (!gx) return;
+    DLF__OMP(omp parallel for if (x->size > DLF__PAR_MIN))
+    for (pl = 0; pl < planes; pl++) {
+        float *gx_pl = gx + (size_t)pl * H * W;
+        const float *g_pl = y->grad + (size_t)pl * P * Q;
+        int p, q, h, w;
+        for (p = 0; p < P; p++)
+        for (q = 0; q < Q; q++) {
+            float g = g_pl[p * Q + q];
+            int h0 = (int)tb[p], h1 = (int)tb[P + Q + p], w0 = (int)tb[P + q], w1 = (int)tb[P + Q + P + q];
+            if (nd->op == DLF_OP_MAXPOOL2D_EX) {
+                gx_pl[(int)nd->aux->data[(size_t)pl * P * Q + p * Q + q]] += g;
+                continue;
+            }
+            g /= tb[2 * (P + Q) + p] * tb[2 * (P + Q) + P + q];
+            for (h = h0; h < h1; h++)
+                for (w = w0; w < w1; w++) gx_pl[h * W + w] += g;
+        }
+    }
+}
+
+/* Output size along one axis, PyTorch's pooling_output_shape:
+     floor or ceil((in + 2 pad - k) / s) + 1,  and in ceil mode one less when the last
+   window would start past the input and its left padding ((n - 1) s >= in + pad). */
+static int dlf__pool_out(int in, int k, int s, int pad, int ceil_mode)
+{
+    int n = (in + 2 * pad - k + (ceil_mode ? s - 1 : 0)) / s + 1;
+    if (ceil_mode && (n - 1) * s >= in + pad) n--;
+    return n;
+}
+
+static dlf_tensor *dlf__pool_ex(dlf_tape *t, dlf_op op, dlf_tensor *x, const dlf_pool_cfg *cfg, const char *name)
+{
+    int kh, kw, sh, sw, ph, pw, P, Q;
+    const char *why = NULL;
+    dlf_tensor *tab;
+    if (!t || !x || !cfg) {
+        dlf__panic("%s: %s is NULL", name, !t ? "t" : !x ? "x" : "cfg");
+        return NULL;
+    }
+    kh = cfg->kh; kw = cfg->kw; ph = cfg->ph; pw = cfg->pw;
+    sh = cfg->sh > 0 ? cfg->sh : kh;
+    sw = cfg->sw > 0 ? cfg->sw : kw;
+    if (x->ndim != 4) why = "want x (N, C, H, W)";
+    else if (kh < 1 || kw < 1) why = "want a window kh, kw >= 1";
+    else if (ph < 0 || pw < 0 || ph > kh / 2 || pw > kw / 2) why = "want 0 <= pad <= half the window";
+    else if (x->shape[2] + 2 * ph < kh || x->shape[3] + 2 * pw < kw) why = "the window is larger than the padded input";
+    if (why) {
+        char sx[64];
+        dlf__panic("%s: %s; got x %s, window %dx%d, stride %dx%d, pad %dx%d", name, why,
+                   dlf_shape_str(x, sx, sizeof sx), kh, kw, sh, sw, ph, pw);
+        return NULL;
+    }
+    P = dlf__pool_out(x->shape[2], kh, sh, ph, cfg->ceil_mode);
+    Q = dlf__pool_out(x->shape[3], kw, sw, pw, cfg->ceil_mode);
+    if (!(tab = dlf__pool_table(t, P, Q))) return NULL;
+    dlf__pool_axis(tab->data, P + Q, P, x->shape[2], kh, sh, ph, cfg->exclude_pad);
+    dlf__pool_axis(tab->data + P, P + Q, Q, x->shape[3], kw, sw, pw, cfg->exclude_pad);
+    return dlf__pool_win(t, op, x, tab, P, Q);
+}
+
+DLFDEF dlf_tensor *dlf_maxpool2d_ex(dlf_tape *t, dlf_tensor *x, const dlf_pool_cfg *cfg)
+{
+    return dlf__pool_ex(t, DLF_OP_MAXPOOL2D_EX, x, cfg, "dlf_maxpool2d_ex");
+}
+
+DLFDEF dlf_tensor *dlf_avgpool2d_ex(dlf_tape *t, dlf_tensor *x, const dlf_pool_cfg *cfg)
+{
+    return dlf__pool_ex(t, DLF_OP_AVGPOOL2D_EX, x, cfg, "dlf_avgpool2d_ex");
+}
+
+static dlf_tensor *dlf__adaptive_pool(dlf_tape *t, dlf_op op, dlf_tensor *x, int P, int Q, const char *name)
+{
+    dlf_tensor *tab;
+    if (!t || !x) {
+        dlf__panic("%s: %s is NULL", name, !t ? "t" : "x");
+        return NULL;
+    }
+    if (x->ndim != 4 || P < 1 || Q < 1) {
+        char sx[64];
+        dlf__panic("%s: want x (N, C, H, W) and an output size P, Q >= 1; got x %s, P %d, Q %d", name,
+                   dlf_shape_str(x, sx, sizeof sx), P, Q);
+        return NULL;
+    }
+    if (!(tab = dlf__pool_table(t, P, Q))) return NULL;
+    dlf__pool_axis(tab->data, P + Q, P, x->shape[2], 0, 0, 0, 0);
+    dlf__pool_axis(tab->data + P, P + Q, Q, x->shape[3], 0, 0, 0, 0);
+    return dlf__pool_win(t, op, x, tab, P, Q);
+}
+
+DLFDEF dlf_tensor *dlf_adaptive_avgpool2d(dlf_tape *t, dlf_tensor *x, int P, int Q)
+{
+    return dlf__adaptive_pool(t, DLF_OP_AVGPOOL2D_EX, x, P, Q, "dlf_adaptive_avgpool2d");
+}
+
+DLFDEF dlf_tensor *dlf_adaptive_maxpool2d(dlf_tape *t, dlf_tensor *x, int P, int Q)
+{
+    return dlf__adaptive_pool(t, DLF_OP_MAXPOOL2D_EX, x, P, Q, "dlf_adaptive_maxpool2d");
 }
 
 /* Global average pooling is a mean over the pixels of each plane:
@@ -5413,6 +5966,37 @@ DLFDEF dlf_layer dlf_layer_conv2d(int c_in, int c_out, int ks, int stride, int p
     return l;
 }
 
+DLFDEF dlf_layer dlf_layer_conv2d_ex(int c_in, int c_out, int kh, int kw, const dlf_conv2d_cfg *cfg, int bias,
+                                     dlf_rng *r)
+{
+    dlf_layer l = dlf__layer_zero(DLF_LAYER_CONV2D);
+    int ws[4], groups;
+    if (!r) {
+        dlf__panic("dlf_layer_conv2d_ex: r is NULL");
+        return l;
+    }
+    if (cfg) l.conv = *cfg;
+    groups = l.conv.groups ? l.conv.groups : 1;
+    if (c_in < 1 || c_out < 1 || kh < 1 || kw < 1 || groups < 1 || c_in % groups || c_out % groups) {
+        dlf__panic("dlf_layer_conv2d_ex: want c_in, c_out, kh, kw >= 1 and groups >= 1 dividing c_in and c_out; "
+                   "got c_in %d, c_out %d, kernel %dx%d, groups %d", c_in, c_out, kh, kw, groups);
+        return l;
+    }
+    l.conv.groups = groups;              /* >= 1: dlf_layer_forward takes dlf_conv2d_ex */
+    l.stride = l.conv.sh ? l.conv.sh : 1;
+    l.pad = l.conv.ph;
+    l.k = kh;
+    ws[0] = c_out; ws[1] = c_in / groups; ws[2] = kh; ws[3] = kw;
+    l.weight = dlf_param_new(4, ws);
+    if (bias) l.bias = dlf_param_new(1, &c_out);
+    if (!l.weight || (bias && !l.bias)) {
+        dlf_layer_free(&l);
+        return l;
+    }
+    dlf_init_torch_default(l.weight, l.bias, r);   /* fan_in = (c_in/groups)*kh*kw, as PyTorch's */
+    return l;
+}
+
 DLFDEF dlf_layer dlf_layer_embedding(int vocab, int dim, dlf_rng *r)
 {
     dlf_layer l = dlf__layer_zero(DLF_LAYER_EMBEDDING);
@@ -5448,6 +6032,34 @@ DLFDEF dlf_layer dlf_layer_pool(dlf_layer_kind kind, int k, int stride, int pad)
     l.k = k;
     l.stride = stride;
     l.pad = pad;
+    return l;
+}
+
+DLFDEF dlf_layer dlf_layer_pool_ex(dlf_layer_kind kind, const dlf_pool_cfg *cfg)
+{
+    dlf_layer l = dlf__layer_zero(kind);
+    if (!cfg || (kind != DLF_LAYER_MAXPOOL2D && kind != DLF_LAYER_AVGPOOL2D) || cfg->kh < 1 || cfg->kw < 1) {
+        dlf__panic("dlf_layer_pool_ex: want kind MAXPOOL2D or AVGPOOL2D and a cfg with kh, kw >= 1; got kind %d, cfg %s",
+                   (int)kind, cfg ? "with a window below 1" : "NULL");
+        return l;
+    }
+    l.pool = *cfg;
+    l.k = cfg->kh;
+    l.stride = cfg->sh;
+    l.pad = cfg->ph;
+    return l;
+}
+
+DLFDEF dlf_layer dlf_layer_adaptive_pool(dlf_layer_kind kind, int out_h, int out_w)
+{
+    dlf_layer l = dlf__layer_zero(kind);
+    if ((kind != DLF_LAYER_ADAPTIVE_AVGPOOL2D && kind != DLF_LAYER_ADAPTIVE_MAXPOOL2D) || out_h < 1 || out_w < 1) {
+        dlf__panic("dlf_layer_adaptive_pool: want kind ADAPTIVE_AVGPOOL2D or ADAPTIVE_MAXPOOL2D and an output "
+                   "size >= 1; got kind %d, %d x %d", (int)kind, out_h, out_w);
+        return l;
+    }
+    l.out_h = out_h;
+    l.out_w = out_w;
     return l;
 }
 
@@ -5644,7 +6256,9 @@ DLFDEF dlf_tensor *dlf_layer_forward(dlf_tape *t, const dlf_layer *l, dlf_tensor
     if (!x) return NULL;
     switch (l->kind) {
     case DLF_LAYER_LINEAR: return dlf_linear(t, x, l->weight, l->bias);
-    case DLF_LAYER_CONV2D: return dlf_conv2d(t, x, l->weight, l->bias, l->stride, l->pad);
+    case DLF_LAYER_CONV2D:
+        if (l->conv.groups >= 1) return dlf_conv2d_ex(t, x, l->weight, l->bias, &l->conv);
+        return dlf_conv2d(t, x, l->weight, l->bias, l->stride, l->pad);
     case DLF_LAYER_RELU: return dlf_relu(t, x);
     case DLF_LAYER_LEAKY_RELU: return dlf_leaky_relu(t, x, l->leak);
     case DLF_LAYER_GENERAL_RELU: return dlf_general_relu(t, x, l->leak, l->sub, l->maxv);
@@ -5652,8 +6266,12 @@ DLFDEF dlf_tensor *dlf_layer_forward(dlf_tape *t, const dlf_layer *l, dlf_tensor
     case DLF_LAYER_TANH: return dlf_tanh(t, x);
     case DLF_LAYER_SOFTMAX: return dlf_softmax(t, x, -1);
     case DLF_LAYER_LOG_SOFTMAX: return dlf_log_softmax(t, x, -1);
-    case DLF_LAYER_MAXPOOL2D: return dlf_maxpool2d(t, x, l->k, l->stride, l->pad);
-    case DLF_LAYER_AVGPOOL2D: return dlf_avgpool2d(t, x, l->k, l->stride, l->pad);
+    case DLF_LAYER_MAXPOOL2D:
+        if (l->pool.kh >= 1) return dlf_maxpool2d_ex(t, x, &l->pool);
+        return dlf_maxpool2d(t, x, l->k, l->stride, l->pad);
+    case DLF_LAYER_AVGPOOL2D:
+        if (l->pool.kh >= 1) return dlf_avgpool2d_ex(t, x, &l->pool);
+        return dlf_avgpool2d(t, x, l->k, l->stride, l->pad);
     case DLF_LAYER_GLOBAL_AVGPOOL: return dlf_global_avgpool(t, x);
     case DLF_LAYER_FLATTEN: return dlf_flatten(t, x);
     case DLF_LAYER_EMBEDDING: return dlf_embedding(t, x, l->weight);
@@ -5666,6 +6284,8 @@ DLFDEF dlf_tensor *dlf_layer_forward(dlf_tape *t, const dlf_layer *l, dlf_tensor
         return dlf_running_batchnorm(t, x, l->weight, l->bias, &l->rbn);
     case DLF_LAYER_DROPOUT: return dlf_dropout(t, x, l->p);
     case DLF_LAYER_DROPOUT2D: return dlf_dropout2d(t, x, l->p);
+    case DLF_LAYER_ADAPTIVE_AVGPOOL2D: return dlf_adaptive_avgpool2d(t, x, l->out_h, l->out_w);
+    case DLF_LAYER_ADAPTIVE_MAXPOOL2D: return dlf_adaptive_maxpool2d(t, x, l->out_h, l->out_w);
     case DLF_LAYER_KIND_COUNT: break;
     }
     dlf__panic("dlf_layer_forward: unknown layer kind %d", (int)l->kind);
@@ -5892,7 +6512,8 @@ DLFDEF int dlf_params_tensors(const dlf_params *p, dlf_tensor **out, int cap)
 static const char *const dlf__layer_names[] = {
     "Linear", "Conv2d", "ReLU", "LeakyReLU", "GeneralRelu", "Sigmoid", "Tanh", "Softmax", "LogSoftmax",
     "MaxPool2d", "AvgPool2d", "AdaptiveAvgPool2d(1)+Flatten", "Flatten", "Embedding", "Residual",
-    "BatchNorm", "LayerNorm", "GroupNorm", "InstanceNorm2d", "RunningBatchNorm", "Dropout", "Dropout2d"
+    "BatchNorm", "LayerNorm", "GroupNorm", "InstanceNorm2d", "RunningBatchNorm", "Dropout", "Dropout2d",
+    "AdaptiveAvgPool2d", "AdaptiveMaxPool2d"
 };
 typedef char dlf__layer_names_match_enum[(sizeof dlf__layer_names / sizeof dlf__layer_names[0] == DLF_LAYER_KIND_COUNT) ? 1 : -1];
 
@@ -5911,7 +6532,16 @@ DLFDEF void dlf_seq_print(const dlf_seq *s)
         const dlf_layer *l = &s->layers[i];
         printf("  (%d): %s", i, dlf_layer_kind_name(l->kind));
         if (l->weight) printf(" weight %s%s", dlf_shape_str(l->weight, s1, sizeof s1), l->bias ? " +bias" : "");
-        if (l->kind == DLF_LAYER_CONV2D || l->kind == DLF_LAYER_MAXPOOL2D || l->kind == DLF_LAYER_AVGPOOL2D)
+        if (l->kind == DLF_LAYER_CONV2D && l->conv.groups >= 1)
+            printf(" stride=(%d,%d) pad=(%d,%d) dilation=(%d,%d) groups=%d", l->conv.sh ? l->conv.sh : 1,
+                   l->conv.sw ? l->conv.sw : 1, l->conv.ph, l->conv.pw, l->conv.dh ? l->conv.dh : 1,
+                   l->conv.dw ? l->conv.dw : 1, l->conv.groups);
+        else if ((l->kind == DLF_LAYER_MAXPOOL2D || l->kind == DLF_LAYER_AVGPOOL2D) && l->pool.kh >= 1)
+            printf(" kernel=(%d,%d) stride=(%d,%d) pad=(%d,%d)%s%s", l->pool.kh, l->pool.kw,
+                   l->pool.sh > 0 ? l->pool.sh : l->pool.kh, l->pool.sw > 0 ? l->pool.sw : l->pool.kw,
+                   l->pool.ph, l->pool.pw, l->pool.ceil_mode ? " ceil_mode" : "",
+                   l->pool.exclude_pad ? " count_include_pad=False" : "");
+        else if (l->kind == DLF_LAYER_CONV2D || l->kind == DLF_LAYER_MAXPOOL2D || l->kind == DLF_LAYER_AVGPOOL2D)
             printf(" k=%d stride=%d pad=%d", l->k, l->stride, l->pad);
         if (l->kind == DLF_LAYER_LEAKY_RELU || l->kind == DLF_LAYER_GENERAL_RELU)
             printf(" leak=%g", (double)l->leak);
@@ -5920,6 +6550,8 @@ DLFDEF void dlf_seq_print(const dlf_seq *s)
         if (l->kind == DLF_LAYER_BATCHNORM) printf(" eps=%g momentum=%g", (double)l->bn.eps, (double)l->bn.momentum);
         if (l->kind == DLF_LAYER_GROUPNORM) printf(" groups=%d", l->groups);
         if (l->kind == DLF_LAYER_DROPOUT || l->kind == DLF_LAYER_DROPOUT2D) printf(" p=%g", (double)l->p);
+        if (l->kind == DLF_LAYER_ADAPTIVE_AVGPOOL2D || l->kind == DLF_LAYER_ADAPTIVE_MAXPOOL2D)
+            printf(" output_size=(%d,%d)", l->out_h, l->out_w);
         printf("\n");
     }
     printf(")\n");
@@ -6097,166 +6729,300 @@ static int dlf__same_shape_or_panic(const char *op, const dlf_tensor *a, const d
     return 1;
 }
 
-/* Elementwise losses, mean over all n elements, summed in double:
-     mse: L = 1/n sum (p - y)^2
-     l1:  L = 1/n sum |p - y|
-     bce: L = 1/n sum [max(x,0) - x*y + log(1 + e^-|x|)]
-   The bce line is -[y log s(x) + (1-y) log(1 - s(x))] rewritten so that no exp
-   overflows and no log sees 0: for x >= 0, log(1 + e^-x) is small and safe; for
-   x < 0, -log s(x) = -x + log(1 + e^x) = max(x,0) - x + log(1 + e^-|x|). */
-static dlf_tensor *dlf__elem_loss(dlf_tape *t, dlf_op op, dlf_tensor *p, dlf_tensor *y, const char *name)
+/* The reduction of a loss (dlf_loss_cfg): NULL is PyTorch's defaults (mean, no class
+   weights, nothing ignored). Panics on a bad value, naming the loss. */
+static const dlf_loss_cfg *dlf__loss_cfg(const char *op, const dlf_loss_cfg *cfg, int class_loss)
 {
-    dlf_tensor *out;
-    double acc = 0.0;
-    int i;
-    if (!dlf__same_shape_or_panic(name, p, y)) return NULL;
-    if (p->size == 0) {
-        dlf__panic("%s: empty input", name);
+    static const dlf_loss_cfg dflt = {DLF_REDUCTION_MEAN, NULL, 0, 0};
+    if (!cfg) return &dflt;
+    if ((int)cfg->reduction < (int)DLF_REDUCTION_MEAN || (int)cfg->reduction > (int)DLF_REDUCTION_NONE) {
+        dlf__panic("%s: reduction %d is none of DLF_REDUCTION_MEAN, _SUM, _NONE", op, (int)cfg->reduction);
         return NULL;
     }
-    out = dlf__out(t, 0, NULL);
+    if (!class_loss && (cfg->weight || cfg->use_ignore_index)) {
+        dlf__panic("%s: class weights and ignore_index are for dlf_nll_loss_ex and dlf_cross_entropy_ex only", op);
+        return NULL;
+    }
+    return cfg;
+}
+
+/* Elementwise losses, per element i (n of them), then reduced (summed in double):
+     mse: l_i = (p - y)^2
+     l1:  l_i = |p - y|
+     bce_with_logits: l_i = max(x,0) - x*y + log(1 + e^-|x|)
+     bce (probabilities): l_i = -[y max(log p, -100) + (1-y) max(log(1-p), -100)]
+   reduction mean: L = 1/n sum l_i;  sum: L = sum l_i;  none: out = l (p's shape).
+   The bce_with_logits line is -[y log s(x) + (1-y) log(1 - s(x))] rewritten so that no exp
+   overflows and no log sees 0: for x >= 0, log(1 + e^-x) is small and safe; for
+   x < 0, -log s(x) = -x + log(1 + e^x) = max(x,0) - x + log(1 + e^-|x|).
+   The plain bce clamps each log at -100 as PyTorch does, so p = 0 or 1 gives a finite
+   loss (100 per element at most); p must lie in [0, 1] (PyTorch's check too). */
+static dlf_tensor *dlf__elem_loss(dlf_tape *t, dlf_op op, dlf_tensor *p, dlf_tensor *y, const dlf_loss_cfg *cfg,
+                                  const char *name)
+{
+    dlf_tensor *out;
+    dlf_node *nd;
+    double acc = 0.0;
+    int i, none;
+    if (!t || !p || !y) {
+        dlf__panic("%s: %s is NULL", name, !t ? "t" : !p ? "pred" : "target");
+        return NULL;
+    }
+    if (!(cfg = dlf__loss_cfg(name, cfg, 0))) return NULL;
+    if (!dlf__same_shape_or_panic(name, p, y)) return NULL;
+    none = cfg->reduction == DLF_REDUCTION_NONE;
+    if (p->size == 0 && cfg->reduction == DLF_REDUCTION_MEAN) {
+        dlf__panic("%s: empty input (the mean of nothing)", name);
+        return NULL;
+    }
+    if (op == DLF_OP_BCE_LOSS)
+        for (i = 0; i < p->size; i++)
+            if (!(p->data[i] >= 0.0f && p->data[i] <= 1.0f)) {
+                dlf__panic("%s: input %d is %g; a probability must lie in [0, 1] (for logits use "
+                           "dlf_bce_with_logits)", name, i, (double)p->data[i]);
+                return NULL;
+            }
+    out = none ? dlf__out(t, p->ndim, p->shape) : dlf__out(t, 0, NULL);
     if (!out) return NULL;
     for (i = 0; i < p->size; i++) {
-        double x = p->data[i], d = x - y->data[i];
+        double x = p->data[i], d = x - y->data[i], l, lp, l1p;
         switch (op) {
-        case DLF_OP_MSE_LOSS: acc += d * d; break;
-        case DLF_OP_L1_LOSS: acc += fabs(d); break;
-        default: acc += (x > 0 ? x : 0) - x * y->data[i] + log1p(exp(-fabs(x))); break;
+        case DLF_OP_MSE_LOSS: l = d * d; break;
+        case DLF_OP_L1_LOSS: l = fabs(d); break;
+        case DLF_OP_BCE_LOSS:
+            lp = x > 0.0 ? log(x) : -100.0;          /* log 0 = -inf, clamped */
+            l1p = x < 1.0 ? log1p(-x) : -100.0;
+            l = -(y->data[i] * (lp > -100.0 ? lp : -100.0) + (1.0 - y->data[i]) * (l1p > -100.0 ? l1p : -100.0));
+            break;
+        default: l = (x > 0 ? x : 0) - x * y->data[i] + log1p(exp(-fabs(x))); break;
         }
+        if (none) out->data[i] = (float)l;
+        else acc += l;
     }
-    out->data[0] = (float)(acc / p->size);
-    dlf__record(t, op, out, p, y);
+    if (!none) out->data[0] = (float)(cfg->reduction == DLF_REDUCTION_MEAN ? acc / p->size : acc);
+    nd = dlf__record(t, op, out, p, y);
+    if (nd) nd->iarg[0] = (int)cfg->reduction;
     return out;
 }
 
 DLFDEF dlf_tensor *dlf_mse_loss(dlf_tape *t, dlf_tensor *pred, dlf_tensor *target)
 {
-    return dlf__elem_loss(t, DLF_OP_MSE_LOSS, pred, target, "dlf_mse_loss");
+    return dlf__elem_loss(t, DLF_OP_MSE_LOSS, pred, target, NULL, "dlf_mse_loss");
+}
+
+DLFDEF dlf_tensor *dlf_mse_loss_ex(dlf_tape *t, dlf_tensor *pred, dlf_tensor *target, const dlf_loss_cfg *cfg)
+{
+    return dlf__elem_loss(t, DLF_OP_MSE_LOSS, pred, target, cfg, "dlf_mse_loss_ex");
 }
 
 DLFDEF dlf_tensor *dlf_l1_loss(dlf_tape *t, dlf_tensor *pred, dlf_tensor *target)
 {
-    return dlf__elem_loss(t, DLF_OP_L1_LOSS, pred, target, "dlf_l1_loss");
+    return dlf__elem_loss(t, DLF_OP_L1_LOSS, pred, target, NULL, "dlf_l1_loss");
+}
+
+DLFDEF dlf_tensor *dlf_l1_loss_ex(dlf_tape *t, dlf_tensor *pred, dlf_tensor *target, const dlf_loss_cfg *cfg)
+{
+    return dlf__elem_loss(t, DLF_OP_L1_LOSS, pred, target, cfg, "dlf_l1_loss_ex");
 }
 
 DLFDEF dlf_tensor *dlf_bce_with_logits(dlf_tape *t, dlf_tensor *logits, dlf_tensor *target)
 {
-    return dlf__elem_loss(t, DLF_OP_BCE_LOGITS, logits, target, "dlf_bce_with_logits");
+    return dlf__elem_loss(t, DLF_OP_BCE_LOGITS, logits, target, NULL, "dlf_bce_with_logits");
 }
 
-/* Backward, g = dL/dL_out (1 when L is the loss), per element:
-     mse: dp = g * 2 (p - y) / n              dy = -dp
-     l1:  dp = g * sign(p - y) / n            dy = -dp   (0 at p = y)
-     bce: dx = g * (s(x) - y) / n             dy = -g * x / n */
+DLFDEF dlf_tensor *dlf_bce_with_logits_ex(dlf_tape *t, dlf_tensor *logits, dlf_tensor *target, const dlf_loss_cfg *cfg)
+{
+    return dlf__elem_loss(t, DLF_OP_BCE_LOGITS, logits, target, cfg, "dlf_bce_with_logits_ex");
+}
+
+DLFDEF dlf_tensor *dlf_bce_loss(dlf_tape *t, dlf_tensor *prob, dlf_tensor *target)
+{
+    return dlf__elem_loss(t, DLF_OP_BCE_LOSS, prob, target, NULL, "dlf_bce_loss");
+}
+
+DLFDEF dlf_tensor *dlf_bce_loss_ex(dlf_tape *t, dlf_tensor *prob, dlf_tensor *target, const dlf_loss_cfg *cfg)
+{
+    return dlf__elem_loss(t, DLF_OP_BCE_LOSS, prob, target, cfg, "dlf_bce_loss_ex");
+}
+
+/* Backward, per element, with g_i = dL/dl_i: the output's gradient (reduction none),
+   out.grad / n (mean) or out.grad (sum):
+     mse: dp = g_i * 2 (p - y)                dy = -dp
+     l1:  dp = g_i * sign(p - y)              dy = -dp   (0 at p = y)
+     bce_with_logits: dx = g_i * (s(x) - y)   dy = -g_i * x
+     bce: dp = g_i * (p - y) / max(p (1-p), 1e-12)    (PyTorch's guard at p = 0 or 1)
+          dy = g_i * (log(1-p) - log p)               (unclamped, as PyTorch) */
 static void dlf__elem_loss_backward(dlf_tape *t, dlf_node *nd)
 {
     dlf_tensor *p = nd->in[0], *y = nd->in[1];
     float *gp = dlf__grad(t, p), *gy = dlf__grad(t, y);
-    float g = nd->out->grad[0], inv_n = 1.0f / (float)p->size;
-    int i;
+    int i, red = nd->iarg[0];
+    float scale = red == DLF_REDUCTION_MEAN ? 1.0f / (float)p->size : 1.0f;
     for (i = 0; i < p->size; i++) {
-        float x = p->data[i], d = x - y->data[i], dp, dy;
+        float x = p->data[i], d = x - y->data[i], dp, dy, den;
+        float g = (red == DLF_REDUCTION_NONE ? nd->out->grad[i] : nd->out->grad[0]) * scale;
         switch (nd->op) {
         case DLF_OP_MSE_LOSS: dp = 2.0f * d; dy = -dp; break;
         case DLF_OP_L1_LOSS: dp = d > 0.0f ? 1.0f : (d < 0.0f ? -1.0f : 0.0f); dy = -dp; break;
+        case DLF_OP_BCE_LOSS:
+            den = (1.0f - x) * x;
+            dp = d / (den > 1e-12f ? den : 1e-12f);
+            dy = (float)(log1p(-(double)x) - log((double)x));
+            break;
         default: dp = 1.0f / (1.0f + expf(-x)) - y->data[i]; dy = -x; break;
         }
-        if (gp) gp[i] += g * dp * inv_n;
-        if (gy) gy[i] += g * dy * inv_n;
+        if (gp) gp[i] += g * dp;
+        if (gy) gy[i] += g * dy;
     }
 }
 
-static int dlf__class_check(const char *op, const dlf_tensor *x, const dlf_tensor *target)
+static int dlf__class_check(const char *op, const dlf_tensor *x, const dlf_tensor *target,
+                            const dlf_loss_cfg *cfg)
 {
-    if (x->ndim != 2 || target->ndim != 1 || target->shape[0] != x->shape[0] || x->shape[0] == 0) {
+    if (x->ndim != 2 || target->ndim != 1 || target->shape[0] != x->shape[0] ||
+        (x->shape[0] == 0 && cfg->reduction == DLF_REDUCTION_MEAN)) {
         char sx[64], st[64];
-        dlf__panic("%s: want input (N, C) and target (N,) with N > 0; got input %s, target %s", op,
+        dlf__panic("%s: want input (N, C) and target (N,) (N > 0 for the mean); got input %s, target %s", op,
                    dlf_shape_str(x, sx, sizeof sx), dlf_shape_str(target, st, sizeof st));
+        return 0;
+    }
+    if (cfg->weight && (cfg->weight->ndim != 1 || cfg->weight->shape[0] != x->shape[1])) {
+        char sx[64], sw[64];
+        dlf__panic("%s: want class weights (C,) for input %s; got %s", op, dlf_shape_str(x, sx, sizeof sx),
+                   dlf_shape_str(cfg->weight, sw, sizeof sw));
         return 0;
     }
     return 1;
 }
 
-/* L = -1/N sum_i logp[i][y_i]: the log-probability given to the right class. */
+/* Target i's class: -1 when it equals the ignored index (cfg->use_ignore_index), else
+   dlf__index_at's check (a whole number in 0..C-1, range-checked before any conversion
+   to int: a NaN or huge label panics, never undefined behavior); -2 after a panic. */
+static int dlf__class_at(const char *op, const dlf_tensor *target, int i, int C, int use_ignore, int ignore_index)
+{
+    int y;
+    if (use_ignore && target->data[i] == (float)ignore_index) return -1;
+    y = dlf__index_at(op, target, i, C);
+    return y < 0 ? -2 : y;
+}
+
+/* NLL and cross-entropy, one function: per row i with target y_i and weight w = weight[y_i]
+   (1 without weights),
+     nll: l_i = -w logp[i][y_i]
+     ce:  l_i = w (log sum_j e^(x[i][j] - m_i) - (x[i][y_i] - m_i)),   m_i = max_j x[i][j]
+          (= w (logsumexp_i - x[i][y_i]) = nll(log_softmax(x)), fused; written with x - m
+          first, as log_softmax is, so large logits keep their precision)
+   ignored rows (target == ignore_index) give l_i = 0 and count nowhere. Reduction
+     mean: L = sum_i l_i / sum_i w_{y_i} over the rows not ignored (PyTorch's weighted mean;
+           without weights that is the number of rows counted: all ignored gives 0/0 = NaN)
+     sum:  L = sum_i l_i;   none: out (N,) = l.
+   The divisor goes in farg[0]; for ce, m_i and log sum_i go in aux (N, 2) so backward
+   rebuilds softmax without a max pass; the class weights are saved[0]. */
+static dlf_tensor *dlf__class_loss(dlf_tape *t, dlf_op op, dlf_tensor *x, dlf_tensor *target,
+                                   const dlf_loss_cfg *cfg, const char *name)
+{
+    dlf_tensor *out, *stats = NULL;
+    dlf_node *nd;
+    double acc = 0.0, wsum = 0.0;
+    int i, j, N, C, none, sshape[2];
+    if (!t || !x || !target) {
+        dlf__panic("%s: %s is NULL", name, !t ? "t" : !x ? (op == DLF_OP_NLL_LOSS ? "logp" : "logits") : "target");
+        return NULL;
+    }
+    if (!(cfg = dlf__loss_cfg(name, cfg, 1))) return NULL;
+    if (!dlf__class_check(name, x, target, cfg)) return NULL;
+    N = x->shape[0];
+    C = x->shape[1];
+    none = cfg->reduction == DLF_REDUCTION_NONE;
+    out = none ? dlf__out(t, 1, &N) : dlf__out(t, 0, NULL);
+    if (!out) return NULL;
+    if (op == DLF_OP_CROSS_ENTROPY) {
+        sshape[0] = N;
+        sshape[1] = 2;
+        if (!(stats = dlf__out(t, 2, sshape))) return NULL;
+    }
+    for (i = 0; i < N; i++) {
+        const float *x_i = x->data + (size_t)i * C;
+        int y = dlf__class_at(name, target, i, C, cfg->use_ignore_index, cfg->ignore_index);
+        double l = 0.0, w;
+        if (y == -2) return NULL;
+        if (stats) {                                   /* every row, ignored or not: backward reads them */
+            float m = x_i[0];
+            double sum = 0.0;
+            for (j = 1; j < C; j++) m = x_i[j] > m ? x_i[j] : m;
+            for (j = 0; j < C; j++) sum += exp((double)x_i[j] - m);
+            stats->data[2 * i] = m;
+            stats->data[2 * i + 1] = (float)log(sum);
+        }
+        if (y >= 0) {
+            w = cfg->weight ? cfg->weight->data[y] : 1.0;
+            if (stats) l = w * ((double)stats->data[2 * i + 1] - (double)(x_i[y] - stats->data[2 * i]));
+            else l = -w * x_i[y];
+            wsum += w;
+        }
+        if (none) out->data[i] = (float)l;
+        else acc += l;
+    }
+    if (!none) out->data[0] = (float)(cfg->reduction == DLF_REDUCTION_MEAN ? acc / wsum : acc);
+    nd = dlf__record(t, op, out, x, target);
+    if (nd) {
+        nd->iarg[0] = (int)cfg->reduction;
+        nd->iarg[1] = cfg->use_ignore_index;
+        nd->iarg[2] = cfg->ignore_index;
+        nd->farg[0] = cfg->reduction == DLF_REDUCTION_MEAN ? (float)wsum : 1.0f;
+        nd->aux = stats;
+        nd->saved[0] = cfg->weight;
+    }
+    return out;
+}
+
 DLFDEF dlf_tensor *dlf_nll_loss(dlf_tape *t, dlf_tensor *logp, dlf_tensor *target)
 {
-    dlf_tensor *out;
-    double acc = 0.0;
-    int i, N, C;
-    if (!dlf__class_check("dlf_nll_loss", logp, target)) return NULL;
-    N = logp->shape[0];
-    C = logp->shape[1];
-    for (i = 0; i < N; i++) {
-        int y = dlf__index_at("dlf_nll_loss", target, i, C);
-        if (y < 0) return NULL;
-        acc -= logp->data[(size_t)i * C + y];
-    }
-    out = dlf__out(t, 0, NULL);
-    if (!out) return NULL;
-    out->data[0] = (float)(acc / N);
-    dlf__record(t, DLF_OP_NLL_LOSS, out, logp, target);
-    return out;
+    return dlf__class_loss(t, DLF_OP_NLL_LOSS, logp, target, NULL, "dlf_nll_loss");
 }
 
-/* Backward: only the picked entries moved L:  dlogp[i][y_i] -= g / N. */
-static void dlf__nll_backward(dlf_tape *t, dlf_node *nd)
+DLFDEF dlf_tensor *dlf_nll_loss_ex(dlf_tape *t, dlf_tensor *logp, dlf_tensor *target, const dlf_loss_cfg *cfg)
 {
-    dlf_tensor *logp = nd->in[0], *target = nd->in[1];
-    float *gl = dlf__grad(t, logp);
-    int i, N = logp->shape[0], C = logp->shape[1];
-    float g = nd->out->grad[0] / (float)N;
-    if (!gl) return;
-    for (i = 0; i < N; i++) gl[(size_t)i * C + (int)target->data[i]] -= g;
+    return dlf__class_loss(t, DLF_OP_NLL_LOSS, logp, target, cfg, "dlf_nll_loss_ex");
 }
 
-/* Cross-entropy, fused: per row i, with m = max_j x[i][j],
-     lse_i = m + log sum_j e^(x[i][j] - m)         (the logsumexp trick)
-     L = 1/N sum_i (lse_i - x[i][y_i])
-   lse is kept (node aux, (N,)) so backward can rebuild softmax without a max pass. */
 DLFDEF dlf_tensor *dlf_cross_entropy(dlf_tape *t, dlf_tensor *logits, dlf_tensor *target)
 {
-    dlf_tensor *out, *lse;
-    dlf_node *nd;
-    double acc = 0.0;
-    int i, j, N, C;
-    if (!dlf__class_check("dlf_cross_entropy", logits, target)) return NULL;
-    N = logits->shape[0];
-    C = logits->shape[1];
-    out = dlf__out(t, 0, NULL);
-    lse = dlf__out(t, 1, &N);
-    if (!out || !lse) return NULL;
-    for (i = 0; i < N; i++) {
-        const float *x_i = logits->data + (size_t)i * C;
-        int y = dlf__index_at("dlf_cross_entropy", target, i, C);
-        float m = x_i[0];
-        double sum = 0.0;
-        if (y < 0) return NULL;
-        for (j = 1; j < C; j++) m = x_i[j] > m ? x_i[j] : m;
-        for (j = 0; j < C; j++) sum += exp((double)x_i[j] - m);
-        lse->data[i] = m + (float)log(sum);
-        acc += (double)lse->data[i] - x_i[y];
-    }
-    out->data[0] = (float)(acc / N);
-    nd = dlf__record(t, DLF_OP_CROSS_ENTROPY, out, logits, target);
-    if (nd) nd->aux = lse;
-    return out;
+    return dlf__class_loss(t, DLF_OP_CROSS_ENTROPY, logits, target, NULL, "dlf_cross_entropy");
 }
 
-/* Backward: dL/dx[i][j] = (softmax(x_i)_j - [j == y_i]) / N, times g.
-   softmax_j = e^(x_j - lse): the prediction minus the one-hot truth. */
-static void dlf__cross_entropy_backward(dlf_tape *t, dlf_node *nd)
+DLFDEF dlf_tensor *dlf_cross_entropy_ex(dlf_tape *t, dlf_tensor *logits, dlf_tensor *target, const dlf_loss_cfg *cfg)
 {
-    dlf_tensor *x = nd->in[0], *target = nd->in[1], *lse = nd->aux;
+    return dlf__class_loss(t, DLF_OP_CROSS_ENTROPY, logits, target, cfg, "dlf_cross_entropy_ex");
+}
+
+/* Backward of both, row i not ignored, with g_i = w_{y_i} * (out.grad[i] (none) or
+   out.grad / divisor (mean, sum)):
+     nll: only the picked entry moved L:      dlogp[i][y_i] -= g_i
+     ce:  dx[i][j] += g_i (softmax(x_i)_j - [j == y_i]),  softmax_j = e^((x_j - m_i) - log sum_i):
+          the prediction minus the one-hot truth. Ignored rows get nothing. */
+static void dlf__class_loss_backward(dlf_tape *t, dlf_node *nd)
+{
+    dlf_tensor *x = nd->in[0], *target = nd->in[1], *stats = nd->aux, *weight = nd->saved[0];
     float *gx = dlf__grad(t, x);
-    int i, j, N = x->shape[0], C = x->shape[1];
-    float g = nd->out->grad[0] / (float)N;
+    int i, j, N = x->shape[0], C = x->shape[1], red = nd->iarg[0];
+    const char *name = nd->op == DLF_OP_NLL_LOSS ? "dlf_nll_loss backward" : "dlf_cross_entropy backward";
     if (!gx) return;
     for (i = 0; i < N; i++) {
         const float *x_i = x->data + (size_t)i * C;
         float *gx_i = gx + (size_t)i * C;
-        int y = (int)target->data[i];
+        int y = dlf__class_at(name, target, i, C, nd->iarg[1], nd->iarg[2]);
+        float g;
+        if (y == -2) return;
+        if (y < 0) continue;
+        g = red == DLF_REDUCTION_NONE ? nd->out->grad[i] : nd->out->grad[0] / nd->farg[0];
+        if (weight) g *= weight->data[y];
+        if (!stats) {
+            gx_i[y] -= g;
+            continue;
+        }
         for (j = 0; j < C; j++) {
-            float softmax_j = expf(x_i[j] - lse->data[i]);
+            float softmax_j = expf((x_i[j] - stats->data[2 * i]) - stats->data[2 * i + 1]);
             float onehot_j = j == y ? 1.0f : 0.0f;
             gx_i[j] += g * (softmax_j - onehot_j);
         }
@@ -6356,12 +7122,18 @@ static void dlf__cross_entropy_soft_backward(dlf_tape *t, dlf_node *nd)
 DLFDEF dlf_tensor *dlf_cross_entropy_smooth(dlf_tape *t, dlf_tensor *logits, dlf_tensor *target, float eps)
 {
     dlf_tensor *q;
+    dlf_loss_cfg mean_cfg;
     int i, N, C;
     if (!t) {
         dlf__panic("dlf_cross_entropy_smooth: the tape is NULL");
         return NULL;
     }
-    if (!dlf__class_check("dlf_cross_entropy_smooth", logits, target)) return NULL;
+    memset(&mean_cfg, 0, sizeof mean_cfg);   /* reduction mean, no weights */
+    if (!logits || !target) {
+        dlf__panic("dlf_cross_entropy_smooth: %s is NULL", !logits ? "logits" : "target");
+        return NULL;
+    }
+    if (!dlf__class_check("dlf_cross_entropy_smooth", logits, target, &mean_cfg)) return NULL;
     if (!(eps >= 0.0f && eps <= 1.0f)) {
         dlf__panic("dlf_cross_entropy_smooth: eps must be in [0, 1], got %g", (double)eps);
         return NULL;

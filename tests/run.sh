@@ -40,6 +40,7 @@ compile "DLFDEF predefined"     gcc   $strict -I. -c "$tmp/userdef.c" -o "$tmp/e
 compile "no OpenMP, no SIMD"    gcc   $strict -DDLF_NO_SIMD -O2 -I. -c "$tmp/impl.c" -o "$tmp/f.o"
 compile "dlf.c library object"  gcc   $strict -c dlf.c -o "$tmp/g.o"
 compile "DLF_NO_STDIO"          gcc   $strict -I. -c "$tmp/nostdio.c" -o "$tmp/h.o"
+compile "DLF_CUDA (the C side)"  gcc   $strict -DDLF_CUDA -I. -c "$tmp/impl.c" -o "$tmp/h2.o"
 compile "clang++ as C++"        clang -x c++ -Wall -Wextra -Werror -I. -c "$tmp/impl.c" -o "$tmp/i.o"
 compile "gcc c11 strict"        gcc   -std=c11 -Wall -Wextra -pedantic -Werror -I. -c "$tmp/impl.c" -o "$tmp/j.o"
 compile "tcc"                   tcc   -Wall -I. -c "$tmp/impl.c" -o "$tmp/k.o"

@@ -228,6 +228,108 @@ static dlf_tensor *ref_nll(dlf_tape *t, ref_case *c) { return dlf_nll_loss(t, c-
 static dlf_tensor *ref_cross_entropy(dlf_tape *t, ref_case *c) { return dlf_cross_entropy(t, c->in[0], c->in[1]); }
 static dlf_tensor *ref_bce_with_logits(dlf_tape *t, ref_case *c) { return dlf_bce_with_logits(t, c->in[0], c->in[1]); }
 
+/* ---- layers and losses parity: the general conv2d, pooling windows, adaptive pooling,
+   loss reductions, class weights and ignore_index ----------------------------------------- */
+
+static dlf_conv2d_cfg conv_cfg_of(ref_case *c)
+{
+    dlf_conv2d_cfg g;
+    memset(&g, 0, sizeof g);
+    g.sh = meta_int(c, "sh"); g.sw = meta_int(c, "sw");
+    g.ph = meta_int(c, "ph"); g.pw = meta_int(c, "pw");
+    g.dh = meta_int(c, "dh"); g.dw = meta_int(c, "dw");
+    g.groups = meta_int(c, "groups");
+    return g;
+}
+static dlf_tensor *ref_conv2d_ex(dlf_tape *t, ref_case *c)
+{
+    dlf_conv2d_cfg g = conv_cfg_of(c);
+    return dlf_conv2d_ex(t, c->in[0], c->in[1], bias_in(c, 2), &g);
+}
+static dlf_tensor *ref_conv2d_ex_naive(dlf_tape *t, ref_case *c)
+{
+    dlf_conv2d_cfg g = conv_cfg_of(c);
+    return dlf_conv2d_naive_ex(t, c->in[0], c->in[1], bias_in(c, 2), &g);
+}
+static dlf_tensor *ref_conv2d_ex_layer(dlf_tape *t, ref_case *c)
+{
+    dlf_layer l;
+    memset(&l, 0, sizeof l);
+    l.kind = DLF_LAYER_CONV2D;
+    l.weight = c->in[1];
+    l.bias = bias_in(c, 2);
+    l.conv = conv_cfg_of(c);
+    return dlf_layer_forward(t, &l, c->in[0]);
+}
+static dlf_pool_cfg pool_cfg_of(ref_case *c)
+{
+    dlf_pool_cfg p;
+    memset(&p, 0, sizeof p);
+    p.kh = meta_int(c, "kh"); p.kw = meta_int(c, "kw");
+    p.sh = meta_int(c, "sh"); p.sw = meta_int(c, "sw");
+    p.ph = meta_int(c, "ph"); p.pw = meta_int(c, "pw");
+    p.ceil_mode = meta_int(c, "ceil_mode");
+    p.exclude_pad = meta_int(c, "exclude_pad");
+    return p;
+}
+static dlf_tensor *ref_maxpool2d_ex(dlf_tape *t, ref_case *c)
+{
+    dlf_pool_cfg p = pool_cfg_of(c);
+    return dlf_maxpool2d_ex(t, c->in[0], &p);
+}
+static dlf_tensor *ref_avgpool2d_ex(dlf_tape *t, ref_case *c)
+{
+    dlf_pool_cfg p = pool_cfg_of(c);
+    return dlf_avgpool2d_ex(t, c->in[0], &p);
+}
+static dlf_tensor *ref_pool_ex_layer(dlf_tape *t, ref_case *c)
+{
+    dlf_pool_cfg p = pool_cfg_of(c);
+    dlf_layer l = dlf_layer_pool_ex(strcmp(c->op, "maxpool2d_ex") == 0 ? DLF_LAYER_MAXPOOL2D : DLF_LAYER_AVGPOOL2D, &p);
+    return dlf_layer_forward(t, &l, c->in[0]);
+}
+static dlf_tensor *ref_adaptive_avgpool2d(dlf_tape *t, ref_case *c)
+{
+    return dlf_adaptive_avgpool2d(t, c->in[0], meta_int(c, "P"), meta_int(c, "Q"));
+}
+static dlf_tensor *ref_adaptive_maxpool2d(dlf_tape *t, ref_case *c)
+{
+    return dlf_adaptive_maxpool2d(t, c->in[0], meta_int(c, "P"), meta_int(c, "Q"));
+}
+static dlf_tensor *ref_adaptive_pool_layer(dlf_tape *t, ref_case *c)
+{
+    dlf_layer l = dlf_layer_adaptive_pool(strcmp(c->op, "adaptive_maxpool2d") == 0 ? DLF_LAYER_ADAPTIVE_MAXPOOL2D
+                                          : DLF_LAYER_ADAPTIVE_AVGPOOL2D, meta_int(c, "P"), meta_int(c, "Q"));
+    return dlf_layer_forward(t, &l, c->in[0]);
+}
+/* metadata "loss" names the dlf function; "reduction" 0 mean, 1 sum, 2 none; NLL and
+   cross-entropy: "weight" 1 = in.2 the class weights, "use_ignore", "ignore_index" */
+static dlf_tensor *ref_loss_ex(dlf_tape *t, ref_case *c)
+{
+    const char *loss = meta_str(c, "loss");
+    dlf_loss_cfg cfg;
+    memset(&cfg, 0, sizeof cfg);
+    cfg.reduction = (dlf_reduction)meta_int(c, "reduction");
+    if (strcmp(loss, "mse") == 0) return dlf_mse_loss_ex(t, c->in[0], c->in[1], &cfg);
+    if (strcmp(loss, "l1") == 0) return dlf_l1_loss_ex(t, c->in[0], c->in[1], &cfg);
+    if (strcmp(loss, "bce_with_logits") == 0) return dlf_bce_with_logits_ex(t, c->in[0], c->in[1], &cfg);
+    if (strcmp(loss, "bce") == 0) return dlf_bce_loss_ex(t, c->in[0], c->in[1], &cfg);
+    cfg.weight = meta_int(c, "weight") && c->n_in > 2 ? c->in[2] : NULL;
+    cfg.use_ignore_index = meta_int(c, "use_ignore");
+    cfg.ignore_index = meta_int(c, "ignore_index");
+    if (strcmp(loss, "nll") == 0) return dlf_nll_loss_ex(t, c->in[0], c->in[1], &cfg);
+    if (strcmp(loss, "cross_entropy") == 0) return dlf_cross_entropy_ex(t, c->in[0], c->in[1], &cfg);
+    CHECK(0, "ref %s: unknown loss \"%s\"", c->name, loss);
+    return NULL;
+}
+/* The plain calls with the defaults, where the case has them: the same numbers. */
+static dlf_tensor *ref_loss_plain(dlf_tape *t, ref_case *c)
+{
+    const char *loss = meta_str(c, "loss");
+    if (strcmp(loss, "bce") == 0 && meta_int(c, "reduction") == 0) return dlf_bce_loss(t, c->in[0], c->in[1]);
+    return ref_loss_ex(t, c);
+}
+
 /* ---- stage 11: SGD -------------------------------------------------------------------
    param.<i> initial values; for step s: grad.<s>.<i> goes into p->grad, then after
    dlf_optim_step the parameter must equal param.<s>.<i>. */
@@ -428,6 +530,14 @@ static const struct { const char *op; const char *variant; ref_build_fn build; r
     {"embedding", "", ref_embedding, NULL},
     {"mse", "", ref_mse, NULL}, {"l1", "", ref_l1, NULL}, {"nll", "", ref_nll, NULL},
     {"cross_entropy", "", ref_cross_entropy, NULL}, {"bce_with_logits", "", ref_bce_with_logits, NULL},
+    {"conv2d_ex", "", ref_conv2d_ex, NULL}, {"conv2d_ex", "naive", ref_conv2d_ex_naive, NULL},
+    {"conv2d_ex", "layer", ref_conv2d_ex_layer, NULL},
+    {"maxpool2d_ex", "", ref_maxpool2d_ex, NULL}, {"maxpool2d_ex", "layer", ref_pool_ex_layer, NULL},
+    {"avgpool2d_ex", "", ref_avgpool2d_ex, NULL}, {"avgpool2d_ex", "layer", ref_pool_ex_layer, NULL},
+    {"adaptive_avgpool2d", "", ref_adaptive_avgpool2d, NULL}, {"adaptive_maxpool2d", "", ref_adaptive_maxpool2d, NULL},
+    {"adaptive_avgpool2d", "layer", ref_adaptive_pool_layer, NULL},
+    {"adaptive_maxpool2d", "layer", ref_adaptive_pool_layer, NULL},
+    {"loss_ex", "", ref_loss_ex, NULL}, {"loss_ex", "plain", ref_loss_plain, NULL},
     {"sgd", "", NULL, ref_sgd},
     {"one_cycle", "", NULL, ref_one_cycle},
     {"mnist_cnn", "", NULL, ref_mnist_cnn}, {"mnist_cnn_train", "", NULL, ref_mnist_cnn_train},

@@ -625,6 +625,142 @@ def _bce_with_logits():
 
 
 # ------------------------------------------------------------------------------------------
+# Layers and losses parity: large-logit precision, the general conv2d, pooling windows and
+# adaptive pooling, loss reductions, class weights, ignore_index and the plain BCE.
+
+@op("softmax_offset")
+def _softmax_offset():
+    # logits around 1e3 and 1e4: x - logsumexp(x) must not lose the digits m + log(sum) rounds away
+    for off in (1e3, 1e4):
+        for opname, fn in (("softmax", F.softmax), ("log_softmax", F.log_softmax)):
+            emit("%s_offset%s_4x10" % (opname, num(off)), opname, lambda x: fn(x, 1),
+                 lambda r: [off + 3 * r.n(4, 10)], meta={"axis": 1}, atol=2e-6, rtol=1e-5)
+        emit("cross_entropy_offset%s_6x10" % num(off), "cross_entropy", lambda x, y: F.cross_entropy(x, y.long()),
+             lambda r: [off + 3 * r.n(6, 10), r.ints(10, 6)], grads=[True, False], atol=2e-6, rtol=1e-5)
+
+
+CONV_EX = [  # N, C, H, W, K, kh, kw, (sh, sw), (ph, pw), (dh, dw), groups
+    (2, 3, 9, 8, 4, 3, 3, (2, 1), (1, 0), (1, 1), 1),     # stride (2,1), pad (1,0)
+    (1, 2, 10, 9, 3, 3, 3, (1, 1), (2, 2), (2, 2), 1),    # dilation 2
+    (2, 4, 7, 7, 6, 3, 3, (1, 1), (1, 1), (1, 1), 2),     # groups 2
+    (2, 4, 8, 8, 4, 3, 3, (2, 2), (1, 1), (1, 1), 4),     # depthwise
+    (1, 3, 7, 6, 2, 3, 1, (1, 1), (1, 0), (1, 1), 1),     # kernel 3x1
+    (1, 3, 6, 7, 4, 1, 3, (1, 2), (0, 1), (1, 1), 1),     # kernel 1x3, stride (1,2)
+    (2, 6, 9, 11, 6, 3, 5, (2, 3), (1, 2), (2, 1), 3),    # everything at once
+    (1, 4, 6, 6, 8, 1, 1, (1, 1), (0, 0), (1, 1), 2),     # 1x1, grouped
+    (1, 2, 12, 10, 4, 3, 3, (3, 2), (0, 1), (3, 2), 2),   # grouped, dilation (3,2)
+    (2, 3, 8, 8, 4, 3, 3, (1, 1), (1, 1), (1, 1), 1),     # the common case through conv2d_ex
+    (2, 8, 7, 7, 16, 3, 3, (2, 2), (1, 1), (1, 1), 8),    # depthwise multiplier 2
+]
+
+
+@op("conv2d_ex")
+def _conv2d_ex():
+    # in.0 x (N,C,H,W), in.1 weight (K,C/groups,kh,kw), in.2 bias (K,) when "bias" is 1
+    for i, (N, C, H, W, K, kh, kw, st, pd, dl, gr) in enumerate(CONV_EX):
+        for bias in ((1, 0) if i % 3 == 0 else (1,)):
+            def make(r):
+                xs = [r.n(N, C, H, W), r.n(K, C // gr, kh, kw) / (C // gr * kh * kw) ** 0.5]
+                return xs + [r.n(K)] if bias else xs
+            emit("conv2d_ex_%dx%dx%dx%d_k%dx%dx%d_s%dx%d_p%dx%d_d%dx%d_g%d%s" % (
+                     N, C, H, W, K, kh, kw, st[0], st[1], pd[0], pd[1], dl[0], dl[1], gr, "" if bias else "_nobias"),
+                 "conv2d_ex", lambda x, w, b=None: F.conv2d(x, w, b, stride=st, padding=pd, dilation=dl, groups=gr),
+                 make, meta={"sh": st[0], "sw": st[1], "ph": pd[0], "pw": pd[1], "dh": dl[0], "dw": dl[1],
+                             "groups": gr, "bias": bias}, atol=1e-4, rtol=1e-4)
+
+
+POOL_EX = [  # N, C, H, W, (kh, kw), (sh, sw), (ph, pw), ceil_mode
+    (1, 2, 7, 9, (3, 2), (2, 1), (1, 0), 0), (2, 1, 8, 7, (3, 3), (2, 2), (1, 1), 1),
+    (2, 2, 7, 7, (3, 3), (2, 2), (1, 1), 0), (1, 1, 5, 6, (2, 3), (2, 2), (1, 1), 1),
+    (1, 2, 6, 6, (3, 3), (3, 3), (0, 0), 1), (1, 1, 10, 9, (4, 2), (3, 2), (2, 1), 1),
+    (2, 3, 5, 8, (1, 3), (1, 3), (0, 1), 0)]
+
+
+@op("pool_ex")
+def _pool_ex():
+    for N, C, H, W, k, st, pd, cm in POOL_EX:
+        tag = "%dx%dx%dx%d_k%dx%d_s%dx%d_p%dx%d_c%d" % (N, C, H, W, k[0], k[1], st[0], st[1], pd[0], pd[1], cm)
+        meta = {"kh": k[0], "kw": k[1], "sh": st[0], "sw": st[1], "ph": pd[0], "pw": pd[1], "ceil_mode": cm}
+        emit("maxpool2d_ex_" + tag, "maxpool2d_ex", lambda x: F.max_pool2d(x, k, st, pd, ceil_mode=bool(cm)),
+             lambda r: [r.n(N, C, H, W)], meta=dict(meta, exclude_pad=0))
+        for ex in (0, 1):
+            emit("avgpool2d_ex_%s_x%d" % (tag, ex), "avgpool2d_ex",
+                 lambda x: F.avg_pool2d(x, k, st, pd, ceil_mode=bool(cm), count_include_pad=not ex),
+                 lambda r: [r.n(N, C, H, W)], meta=dict(meta, exclude_pad=ex), atol=1e-5)
+    # ties after a relu: the first maximum of the window gets the gradient
+    emit("maxpool2d_ex_relu_2x2x7x6_k3x2_s2x2_p1x1_c1", "maxpool2d_ex",
+         lambda x: F.max_pool2d(x, (3, 2), (2, 2), (1, 1), ceil_mode=True),
+         lambda r: [torch.relu(r.n(2, 2, 7, 6) - 0.8)],
+         meta={"kh": 3, "kw": 2, "sh": 2, "sw": 2, "ph": 1, "pw": 1, "ceil_mode": 1, "exclude_pad": 0})
+
+
+ADAPTIVE = [((2, 3, 7, 9), (3, 4)), ((1, 2, 5, 5), (2, 2)), ((1, 1, 4, 6), (4, 6)), ((1, 1, 3, 3), (5, 4)),
+            ((2, 2, 10, 7), (1, 1)), ((1, 2, 11, 13), (4, 5))]
+
+
+@op("adaptive_pool")
+def _adaptive_pool():
+    for s, (P, Q) in ADAPTIVE:
+        emit("adaptive_avgpool2d_%s_to_%dx%d" % (shp(s), P, Q), "adaptive_avgpool2d",
+             lambda x: F.adaptive_avg_pool2d(x, (P, Q)), lambda r: [r.n(*s)], meta={"P": P, "Q": Q}, atol=1e-5)
+        emit("adaptive_maxpool2d_%s_to_%dx%d" % (shp(s), P, Q), "adaptive_maxpool2d",
+             lambda x: F.adaptive_max_pool2d(x, (P, Q)), lambda r: [r.n(*s)], meta={"P": P, "Q": Q})
+
+
+REDUCTIONS = (("mean", 0), ("sum", 1), ("none", 2))
+
+
+@op("loss_ex")
+def _loss_ex():
+    # in.0 prediction, in.1 target; metadata "loss" picks the dlf function, "reduction" 0 mean 1 sum 2 none
+    elem = [("mse", F.mse_loss, lambda r, s: [r.n(*s), r.n(*s)]),
+            ("l1", F.l1_loss, lambda r, s: [r.n(*s) + 0.05, r.n(*s)]),
+            ("bce_with_logits", F.binary_cross_entropy_with_logits, lambda r, s: [3 * r.n(*s), r.u(0, 1, *s)]),
+            ("bce", F.binary_cross_entropy, lambda r, s: [torch.sigmoid(2 * r.n(*s)), r.u(0, 1, *s)])]
+    for loss, fn, make in elem:
+        for red, code in REDUCTIONS:
+            for s in [(4, 3), (7,)]:
+                emit("loss_ex_%s_%s_%s" % (loss, red, shp(s)), "loss_ex", lambda p, y: fn(p, y, reduction=red),
+                     lambda r: make(r, s), grads=[True, True],
+                     meta={"loss": loss, "reduction": code}, atol=1e-5)
+    # the plain BCE at p = 0 and 1 exactly: log clamped at -100, gradient (p - y) / 1e-12
+    emit("loss_ex_bce_edges_mean_6", "loss_ex", lambda p, y: F.binary_cross_entropy(p, y),
+         lambda r: [torch.tensor([0.0, 1.0, 0.0, 1.0, 0.5, 1e-30]), torch.tensor([0.3, 0.6, 0.0, 1.0, 1.0, 1.0])],
+         grads=[True, False], meta={"loss": "bce", "reduction": 0}, atol=1e-5)
+    # NLL and cross-entropy: in.2 the class weights (C,) when "weight" is 1; "use_ignore" with "ignore_index"
+    for loss in ("nll", "cross_entropy"):
+        for red, code in REDUCTIONS:
+            for weight in (0, 1):
+                for ign in (None, 2, -100):
+                    N, C = 7, 5
+
+                    def make(r):
+                        x = 3 * r.n(N, C)
+                        if loss == "nll":
+                            x = F.log_softmax(x, 1)
+                        y = r.ints(C, N)
+                        if ign is not None:
+                            y[1] = ign
+                            y[4] = ign
+                        return [x, y] + ([r.u(0.2, 2.0, C)] if weight else [])
+
+                    def fn(x, y, w=None):
+                        f = F.nll_loss if loss == "nll" else F.cross_entropy
+                        return f(x, y.long(), weight=w, reduction=red,
+                                 ignore_index=ign if ign is not None else -100)
+                    emit("loss_ex_%s_%s%s%s_%dx%d" % (loss, red, "_w" if weight else "",
+                                                      "" if ign is None else "_ign" + num(ign), N, C),
+                         "loss_ex", fn, make, grads=[True, False, False] if weight else [True, False],
+                         meta={"loss": loss, "reduction": code, "weight": weight, "use_ignore": int(ign is not None),
+                               "ignore_index": 0 if ign is None else ign}, atol=1e-5)
+    # every target ignored: the weighted mean is 0/0
+    emit("loss_ex_cross_entropy_sum_allign_3x4", "loss_ex",
+         lambda x, y: F.cross_entropy(x, y.long(), reduction="sum", ignore_index=1),
+         lambda r: [r.n(3, 4), torch.ones(3)], grads=[True, False],
+         meta={"loss": "cross_entropy", "reduction": 1, "weight": 0, "use_ignore": 1, "ignore_index": 1})
+
+
+# ------------------------------------------------------------------------------------------
 # Whole model: the course's MNIST CNN, names as in its state_dict.
 
 def mnist_cnn():
