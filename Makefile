@@ -41,8 +41,14 @@ TEST_BINS    := $(patsubst %.c,$(BUILD)/%,$(TESTS))
 # Build the library object, every lesson, example and test.
 all: $(BUILD)/dlf.o $(LESSON_BINS) $(EXAMPLE_BINS) $(TEST_BINS)
 
+# Each target's description is the last line of the comment right above it (a variable
+# assignment may sit between).
+# List the targets, one line each.
 help:
-	@grep -B1 -E '^[a-z-]+:' Makefile | grep -E '^#' | sed 's/^# //'
+	@echo "make TARGET, where TARGET is one of:"
+	@awk '/^#/ { d = substr($$0, 3); next } /^[A-Z_]+ *[?:+]?=/ { next } \
+	      /^[a-z][a-z-]*:/ && !/^[^:]*:=/ { if (d != "") printf "  %-13s %s\n", substr($$0, 1, index($$0, ":") - 1), d } \
+	      { d = "" }' $(firstword $(MAKEFILE_LIST))
 
 # dlf.c as a normal object file, for people who link a library instead of the header.
 $(BUILD)/dlf.o: dlf.c dlf.h
@@ -62,6 +68,7 @@ test: $(TEST_BINS) $(CUDA_TEST)
 lessons: $(LESSON_BINS)
 	@for l in $(LESSON_BINS); do echo "=== $$l"; ./$$l || exit 1; done
 
+# Build every lesson without running it.
 lessons-build: $(LESSON_BINS)
 
 # Build the example programs.
@@ -69,6 +76,7 @@ examples: $(EXAMPLE_BINS)
 
 # The main job for a newcomer: fetch MNIST if missing (sha256-verified), train the course's
 # CNN for 3 epochs, print its test accuracy and draw a few test digits beside its predictions.
+# Fetch MNIST, train the course's CNN for 3 epochs and show some test digits with their predictions.
 demo: $(BUILD)/examples/mnist_cnn
 	bash tools/fetch_data.sh --only mnist data
 	./$(BUILD)/examples/mnist_cnn --epochs 3 --show 6
@@ -82,6 +90,7 @@ data:
 # dlf writes its checkpoints to tests/ref/interop/ (tools/export_dlf.c), then PyTorch reads them
 # and writes every fixture, its answers to dlf's files included (tools/gen_reference.py);
 # then the schedulers' values (tools/gen_sched.py, tests/ref/sched/).
+# Regenerate the PyTorch reference fixtures in tests/ref/ (needs Debian's python3-torch).
 reference: $(BUILD)/tools/export_dlf
 	@mkdir -p tests/ref/interop
 	DLF_KERNEL=avx2-fma ./$(BUILD)/tools/export_dlf tests/ref/interop

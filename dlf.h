@@ -424,7 +424,7 @@ DLFDEF void dlf_tape_print(const dlf_tape *t);             /* one line per node 
 
 typedef dlf_tensor *(*dlf_graph_fn)(dlf_tape *t, dlf_tensor **inputs, void *user);
 
-typedef struct dlf_gradcheck_cfg {
+typedef struct dlf_gradcheck_cfg { /* zero (or negative) fields mean the defaults; cfg may be NULL */
     double eps;              /* step h (default 1e-2, in the float input's units) */
     double atol;             /* pass if |num - ana| <= atol + rtol*|num| (default 1e-3) */
     double rtol;             /* (default 1e-2) */
@@ -725,7 +725,7 @@ DLFDEF void dlf_init_torch_default(dlf_tensor *w, dlf_tensor *b, dlf_rng *r);
 typedef dlf_tensor *(*dlf_lsuv_fn)(dlf_tape *t, void *user);
     /* run the model forward on a fixed batch and return the output to normalize */
 
-typedef struct dlf_lsuv_cfg {
+typedef struct dlf_lsuv_cfg {  /* zero (or negative) fields mean the defaults; cfg may be NULL */
     float tol;               /* stop when |mean| and |std - 1| are below (default 1e-3) */
     int max_iter;            /* at most this many passes per phase, and rounds (default 10) */
     int verbose;             /* print mean and std after each layer */
@@ -892,12 +892,15 @@ typedef enum dlf_optim_kind {
     DLF_OPTIM_KIND_COUNT
 } dlf_optim_kind;
 
-/* The hyper-parameters of one parameter group. Zero fields get the kind's defaults
-   (PyTorch's) at create; dlf_optim_defaults shows them. The values in use live in
-   o->groups[g] and may be changed freely between steps (a schedule does; so does a
-   caller who wants a field that is really 0, such as beta1 = 0). */
+/* The hyper-parameters of one parameter group. Zero means default: a field left 0
+   (lr, alpha, beta1, beta2, eps) gets the kind's default (PyTorch's) at create, so
+   lr = 0 trains with 1e-3 (1e-2 for RMSProp and Adagrad), never with 0.
+   dlf_optim_defaults shows the values. The values in use live in o->groups[g] and
+   may be changed freely between steps (a schedule does): a field that must really be
+   0 (lr = 0, beta1 = 0) is set there after create, e.g.
+   dlf_optim_set_hyper(o, -1, DLF_HYPER_LR, 0.0f). The other fields' default is 0. */
 typedef struct dlf_optim_cfg {
-    float lr;                /* learning rate: 1e-3 (SGD, Adam, AdamW, LAMB), 1e-2 (RMSProp, Adagrad) */
+    float lr;                /* learning rate; 0: 1e-3 (SGD, Adam, AdamW, LAMB), 1e-2 (RMSProp, Adagrad) */
     float weight_decay;      /* wd (default 0 for every kind; PyTorch's AdamW uses 1e-2: pass it) */
     int decoupled_wd;        /* 1: p *= 1 - lr wd instead of g += wd p (AdamW always decouples) */
     float momentum;          /* mu of SGD and RMSProp (default 0) */
@@ -1097,7 +1100,7 @@ DLFDEF void dlf_dataset_fill(const dlf_dataset *d, const int *idx, int count, co
                                                                 x and y get shape[0] = count */
 DLFDEF void dlf_normalize_lut(float lut[256], float mean, float std); /* lut[v] = (v/255 - mean)/std */
 
-typedef struct dlf_mnist_cfg {
+typedef struct dlf_mnist_cfg {  /* zero fields mean the defaults; cfg may be NULL */
     int n_valid;             /* training items held out, from the end (default n/6: 10000 of 60000); < 0: none */
     const char *prefix;      /* file-name prefix (default ""; the test subset uses "mnist-sub-") */
     const char *test_split;  /* the test files' middle name (default "t10k"; the test subset uses "test") */
@@ -1117,7 +1120,7 @@ DLFDEF int  dlf_mnist_load(dlf_mnist *m, const char *dir, const dlf_mnist_cfg *c
 #endif
 DLFDEF void dlf_mnist_free(dlf_mnist *m);
 
-typedef struct dlf_loader_cfg {
+typedef struct dlf_loader_cfg {  /* zero fields mean the defaults (batch_size 0: 64; std 0: pixel/255); cfg may be NULL */
     int batch_size;          /* items per batch (default 64) */
     int shuffle;             /* 1: a new seeded permutation at each epoch start; 0: in order */
     int drop_last;           /* 1: skip the last batch when it is short */
@@ -1273,7 +1276,7 @@ DLFDEF void dlf_progress_start(dlf_progress *p, const char *label, int total, in
 DLFDEF void dlf_progress_step(dlf_progress *p, int items, float loss);
 DLFDEF void dlf_progress_end(dlf_progress *p, const char *extra);  /* the epoch's last line */
 
-typedef struct dlf_fit_cfg {
+typedef struct dlf_fit_cfg {  /* zero fields mean the defaults (lr 0: the groups' own lr); cfg may be NULL */
     int epochs;              /* default 1 */
     float lr;                /* peak learning rate of group 0 (default: its lr); other groups keep
                                 their ratio to group 0 (discriminative learning rates) */
@@ -1579,7 +1582,7 @@ DLFDEF void dlf_cb_mixup_init(dlf_cb_mixup *c, dlf_mixup *mix, uint64_t seed);
 //   lr_steep  where d loss / d log(lr) is most negative (the steepest descent)
 //   lr_min    the lr of the smallest loss, divided by 10
 // Only the train/eval switch and the finder run as callbacks during the sweep.
-typedef struct dlf_lr_find_cfg {
+typedef struct dlf_lr_find_cfg {  /* zero (or negative) fields mean the defaults; cfg may be NULL */
     double start_lr, end_lr; /* 1e-7, 10 */
     int num_it;              /* 100 */
     float stop_div;          /* 4 (0 < stop_div: stop when smooth loss > stop_div * min) */
@@ -1778,7 +1781,7 @@ DLFDEF int dlf_svg_schedule(const char *path, const char *title, const dlf_sched
 
 #define DLF_TELEMETRY_NAME 32
 
-typedef struct dlf_telemetry_cfg {
+typedef struct dlf_telemetry_cfg {  /* zero (or negative) fields mean the defaults; cfg may be NULL */
     int max_steps;           /* rows kept (default 1000) */
     int max_points;          /* recording points per step (default 16) */
     int bins;                /* histogram bins (default 40, the course's) */

@@ -36,6 +36,15 @@ static void section(const char *title)
     printf("\n---- %s\n", title);
 }
 
+/* Print a tensor under a label, once: "m (3, 3)" on one line, the values below.
+   (dlf_tensor_print(t, label) itself writes the label twice, "m(3, 3)" and then
+   "m [[...]]"; given "" it writes the shape line and the values only.) */
+static void print_tensor(const char *label, const dlf_tensor *t)
+{
+    printf("%s ", label);
+    dlf_tensor_print(t, "");
+}
+
 /* Print a tensor's shape and size without its values. */
 static void show_shape(const char *label, const dlf_tensor *t)
 {
@@ -56,8 +65,8 @@ static void creating_tensors(void)
     int col = 2;
     float m_12 = m->data[row * m->shape[1] + col];  /* row-major: (i, j) at i*cols + j */
     section("1. creating tensors");
-    dlf_tensor_print(m, "m");
-    dlf_tensor_print(a, "a");
+    print_tensor("m", m);
+    print_tensor("a", a);
     show_shape("m", m);
     printf("m[1][2] = m->data[1*3 + 2] = %.1f  (row-major: a row is contiguous)\n", m_12);
     dlf_tensor_free(a);
@@ -82,10 +91,10 @@ static void elementwise(dlf_tape *tape)
     dlf_tensor *sum_sq = dlf_sum_all(tape, m_squared);
     dlf_tensor *frobenius = dlf_sqrt(tape, sum_sq);
     section("2. elementwise ops");
-    dlf_tensor_print(a_plus_b, "a + b");
-    dlf_tensor_print(a_plus_1, "a + 1");
-    dlf_tensor_print(m_times_2, "m * 2");
-    dlf_tensor_print(frobenius, "sqrt((m*m).sum())");
+    print_tensor("a + b", a_plus_b);
+    print_tensor("a + 1", a_plus_1);
+    print_tensor("m * 2", m_times_2);
+    print_tensor("sqrt((m*m).sum())", frobenius);
     printf("(the Frobenius norm of m; the course gets 16.8819)\n");
     dlf_tensor_free(m);
     dlf_tensor_free(b);
@@ -102,8 +111,8 @@ static void views(dlf_tape *tape)
     dlf_fill_arange(m, 0.0f, 1.0f);
     view = dlf_reshape(tape, m, 3, view_shape);
     section("3. reshape is a view");
-    dlf_tensor_print(m, "m");
-    dlf_tensor_print(view, "view");
+    print_tensor("m", m);
+    print_tensor("view", view);
     printf("view->data == m->data: %s\n", view->data == m->data ? "yes, no copy" : "no");
     m->data[0] = 100.0f;
     printf("after m->data[0] = 100: view[0][0][0] = %.1f\n", view->data[0]);
@@ -132,14 +141,14 @@ static void broadcasting_vectors(dlf_tape *tape)
     ten->data[0] = 10.0f;
     m_plus_ten = dlf_add(tape, m, ten);
     section("4. broadcasting a vector over rows and columns");
-    dlf_tensor_print(c, "c");
+    print_tensor("c", c);
     show_shape("c[None]   (reshape)", c_row);
     show_shape("c[:,None] (reshape)", c_col);
-    dlf_tensor_print(m_plus_ten, "m + 10 (a scalar)");
-    dlf_tensor_print(m_plus_c, "m + c");
-    dlf_tensor_print(m_plus_row, "m + c[None]");
-    dlf_tensor_print(m_plus_col, "m + c[:,None]");
-    dlf_tensor_print(outer, "c[:,None] * c[None]");
+    print_tensor("m + 10 (a scalar)", m_plus_ten);
+    print_tensor("m + c", m_plus_c);
+    print_tensor("m + c[None]", m_plus_row);
+    print_tensor("m + c[:,None]", m_plus_col);
+    print_tensor("c[:,None] * c[None]", outer);
     printf("m + c and m + c[None] agree: c is added to every row.\n");
     printf("m + c[:,None] adds c[i] to row i: c runs down the columns.\n");
     dlf_tensor_free(ten);
@@ -185,13 +194,13 @@ static void reductions(dlf_tape *tape)
     dlf_tensor *max0 = dlf_max(tape, m, 0, 0);
     dlf_tensor *total = dlf_sum_all(tape, m);
     section("6. reductions");
-    dlf_tensor_print(m, "m");
-    dlf_tensor_print(sum0, "m.sum(0)");
-    dlf_tensor_print(sum1, "m.sum(1)");
-    dlf_tensor_print(sum1_keep, "m.sum(1, keepdim)");
-    dlf_tensor_print(centered, "m - m.mean(-1, keepdim)");
-    dlf_tensor_print(max0, "m.max(0)");
-    dlf_tensor_print(total, "m.sum()");
+    print_tensor("m", m);
+    print_tensor("m.sum(0)", sum0);
+    print_tensor("m.sum(1)", sum1);
+    print_tensor("m.sum(1, keepdim)", sum1_keep);
+    print_tensor("m - m.mean(-1, keepdim)", centered);
+    print_tensor("m.max(0)", max0);
+    print_tensor("m.sum()", total);
     printf("keepdim leaves the reduced axis as size 1, so the result broadcasts back\n");
     printf("against m: that is how each row was centred above.\n");
     dlf_tensor_free(m);

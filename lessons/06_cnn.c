@@ -23,7 +23,9 @@
    1000-image subset in tests/data and says so. It takes well under 30 seconds.
 
    In a debugger:   make debug && gdb build/debug/lessons/06_cnn
-     break layer_stats          `p mean`, `p std` for each layer as the batch flows down
+     break layer_stats          `p *x`: the activation; mean and std are where the results
+                                go (pointers, not yet written), so `finish`, then in forward
+                                `p m->mean[i]`, `p m->std[i]` (`p m->mean`: every layer so far)
      break dlf_init_kaiming_normal   `p *w` : the shape it reads fan_in from
      break dlf_general_relu     `p leak`, `p sub`, `p maxv`
    Variables to watch in main: `acc`, `loss_v`; in forward: `h` after each layer. */

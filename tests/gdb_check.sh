@@ -91,6 +91,14 @@ check "set dlf-edgeitems 1"                       'edge1' 'dlf_tensor (100,) [0.
 check "p/r bypasses the printers"                 'raw' 'shape = {2, 3, 1, 1}'
 check "frame line: tensor argument short, {...}"  'frame' 'dlf_tensor_free (t=0x'
 check "frame line: children elided"               'frame' 'requires_grad = {...})'
+# tools/gdbinit from another directory: it finds dlf_gdb.py next to itself
+mkdir -p "$tmp/elsewhere"
+repo=$PWD
+(cd "$tmp/elsewhere" && timeout 120 gdb -nx -batch -x "$(python3 -c 'import os, sys; print(os.path.relpath(sys.argv[1]))' "$repo/tools/gdbinit" 2>/dev/null || echo "$repo/tools/gdbinit")" \
+    -ex 'break dlf_gdb_stop_here' -ex run -ex up -ex 'echo @@elsewhere\n' -ex 'p *a' -ex kill \
+    ../gdb_fixture) >"$tmp/out2" 2>&1
+out=$(cat "$tmp/out" "$tmp/out2")
+check "gdb -x <relative path>/tools/gdbinit from another directory" 'elsewhere' '$1 = dlf_tensor "a" (2, 3) requires_grad'
 if grep -q 'Python Exception' "$tmp/out"; then
     failed=$((failed + 1)); echo "FAIL a printer raised:"; grep -A2 'Python Exception' "$tmp/out" | head -n 6
 else

@@ -46,6 +46,36 @@ compile "gcc c11 strict"        gcc   -std=c11 -Wall -Wextra -pedantic -Werror -
 compile "tcc"                   tcc   -Wall -I. -c "$tmp/impl.c" -o "$tmp/k.o"
 compile "-ffast-math with DLF_ALLOW_FAST_MATH" gcc $strict -ffast-math -DDLF_ALLOW_FAST_MATH -I. -c "$tmp/impl.c" -o "$tmp/l.o"
 
+# The README's example: its first C block compiles (C99, strict) and prints what its result
+# comment says; with the lines of its C++ block in place of the line that makes the parameters
+# from compound literals, it compiles with g++ -O2 and prints the same. (Not -Werror there: at -O1
+# and above g++ 12 warns about its own immintrin.h, _mm512_reduce_add_ps, in C++ only.)
+awk '/^```c$/ { n++; on = (n == 1); next } /^```/ { on = 0 } on' README.md > "$tmp/readme.c"
+awk '/^```cpp$/ { on = 1; next } /^```/ { on = 0 } on' README.md > "$tmp/readme_cpp_lines"
+awk -v f="$tmp/readme_cpp_lines" '/dlf_param_new\(.*\(int\[\]\)/ { while ((getline l < f) > 0) print "    " l; next } { print }' \
+    "$tmp/readme.c" > "$tmp/readme.cpp"
+want=$(grep -oE '/\* w = [^*]*\*/' "$tmp/readme.c" | sed -E 's|/\* (.*) \*/|\1|')
+if [ ! -s "$tmp/readme.c" ] || [ -z "$want" ]; then
+    failed=$((failed + 1)); echo "FAIL [readme] no C example with a '/* w = ... */' result comment found in README.md"
+elif ! gcc $strict -O2 -I. -o "$tmp/readme" "$tmp/readme.c" -lm 2>"$tmp/readme.err"; then
+    failed=$((failed + 1)); echo "FAIL [readme] the README's C example does not compile:"; head -n 10 "$tmp/readme.err"
+elif [ "$("$tmp/readme")" != "$want" ]; then
+    failed=$((failed + 1)); echo "FAIL [readme] the README's C example printed '$("$tmp/readme")', its comment says '$want'"
+else
+    passed=$((passed + 1))
+fi
+if ! command -v g++ >/dev/null 2>&1; then
+    skipped=$((skipped + 1)); echo "SKIP [readme] the C++ form: g++ is not installed"
+elif cmp -s "$tmp/readme.c" "$tmp/readme.cpp"; then
+    failed=$((failed + 1)); echo "FAIL [readme] the README's C++ lines found nothing to replace in its C example"
+elif ! g++ -x c++ -O2 -Wall -Wextra -I. -o "$tmp/readme_cpp" "$tmp/readme.cpp" 2>"$tmp/readme.err"; then
+    failed=$((failed + 1)); echo "FAIL [readme] the README's C++ form does not compile:"; head -n 10 "$tmp/readme.err"
+elif [ "$("$tmp/readme_cpp")" != "$want" ]; then
+    failed=$((failed + 1)); echo "FAIL [readme] the README's C++ form printed '$("$tmp/readme_cpp")', the comment says '$want'"
+else
+    passed=$((passed + 1))
+fi
+
 # -ffast-math silently breaks NaN checks, so the header refuses it with a message.
 if gcc -ffast-math -I. -c "$tmp/impl.c" -o "$tmp/m.o" 2>"$tmp/fm.err"; then
     failed=$((failed + 1)); echo "FAIL [compile] -ffast-math was accepted without DLF_ALLOW_FAST_MATH"
@@ -126,6 +156,9 @@ fi
 
 # The gdb pretty-printers (tools/dlf_gdb.py): checked in a real gdb session, or skipped.
 set -- "$@" tests/gdb_check.sh
+
+# docs/api.md lists every public function and type of dlf.h, and nothing that is gone.
+set -- "$@" tools/check_api.sh
 
 for t in "$@"; do
     case $t in /*) exe=$t ;; *) exe=./$t ;; esac
