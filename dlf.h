@@ -580,6 +580,8 @@ typedef struct dlf_layer {
     float sub;                /* GENERAL_RELU: subtracted after the leaky relu */
     float maxv;               /* GENERAL_RELU: clamp (<= 0: none) */
     struct dlf_seq *body;     /* RESIDUAL: the layers inside, owned; else NULL */
+    struct dlf_seq *shortcut; /* RESIDUAL: the path x takes to the sum (pool, 1x1 conv), owned;
+                                 NULL: the identity */
     dlf_bn_state bn;          /* BATCHNORM: running statistics (buffers, owned), momentum, eps */
     dlf_rbn_state rbn;        /* RUNNING_BATCHNORM: running sums (buffers, owned), momentum, eps */
     int groups;               /* GROUPNORM: channel groups */
@@ -665,6 +667,36 @@ DLFDEF dlf_layer dlf_layer_residual(dlf_seq *body);
     /* y = x + body(x); takes body's layers (body is left empty). Like a PyTorch module
        with `self.body = nn.Sequential(...)`, its parameters are named "<i>.body.<j>.weight".
        body must keep the shape: a mismatch is an error, never a silent broadcast. */
+DLFDEF dlf_layer dlf_layer_residual_ex(dlf_seq *body, dlf_seq *shortcut);
+    /* y = shortcut(x) + body(x) (shortcut NULL: x); takes both seqs' layers. The shortcut's
+       parameters are named "<i>.shortcut.<j>.weight" */
+
+/* ResNets (lesson 11; docs/layers.md). A ResBlock, as the course writes it:
+       body:     conv(ni -> nf, ks, stride 1) BatchNorm act  conv(nf -> nf, ks, stride) BatchNorm
+       shortcut: AvgPool2d(2, ceil_mode) when stride 2, then conv 1x1 (ni -> nf, bias) when ni != nf
+       then act(body(x) + shortcut(x))
+   dlf_resblock appends the residual layer and the activation to s. Convs have no bias (the
+   BatchNorm's shift does that job) and Kaiming-normal weights for the activation's leak;
+   zero_bn starts the body's last BatchNorm at weight 0, so the block starts as its shortcut. */
+typedef struct dlf_resnet_cfg {
+    int c_in;                /* input channels */
+    int n_classes;           /* outputs of the linear head */
+    int n_stages;            /* entries used in widths and depths (1 to 8) */
+    int widths[8];           /* output channels of each stage */
+    int depths[8];           /* ResBlocks in each stage (0 counts as 1); the first block of every
+                                stage after the first has stride 2 */
+    int stem;                /* 0: the first block takes c_in with a 5x5 kernel (the course's
+                                Fashion-MNIST ResNet); 1: the XResNet stem, conv layers to 32, 32,
+                                64 channels (the first stride 2) and a 3x3 stride-2 max pool */
+    float leak, sub;         /* the activation: GeneralRelu(leak, sub); both 0: ReLU */
+    int zero_bn;             /* 1: every block's last BatchNorm starts at weight 0 */
+    int head_bn;             /* 1: the head is Linear without bias, then BatchNorm1d (the course) */
+} dlf_resnet_cfg;
+DLFDEF int dlf_resblock(dlf_seq *s, int ni, int nf, int stride, int ks, float leak, float sub, int zero_bn,
+                        dlf_rng *r);   /* DLF_OK, DLF_ERR_NOMEM, DLF_ERR_ARG (stride not 1 or 2, ks even) */
+DLFDEF int dlf_resnet_build(dlf_seq *s, const dlf_resnet_cfg *cfg, dlf_rng *r);
+    /* s (empty, initialized) gets: stem or first block, the stages, global average pool, the
+       head. DLF_OK, DLF_ERR_NOMEM (s freed and empty) or DLF_ERR_ARG (bad cfg, with a message) */
 DLFDEF dlf_tensor *dlf_layer_forward(dlf_tape *t, const dlf_layer *l, dlf_tensor *x);
 DLFDEF void dlf_layer_free(dlf_layer *l);                /* frees every tensor it owns */
 DLFDEF int  dlf_layer_ok(const dlf_layer *l);            /* 0 when a constructor ran out of memory */
@@ -6068,11 +6100,31 @@ DLFDEF dlf_layer dlf_layer_adaptive_pool(dlf_layer_kind kind, int out_h, int out
 
 DLFDEF dlf_layer dlf_layer_residual(dlf_seq *body)
 {
+    return dlf_layer_residual_ex(body, NULL);
+}
+
+DLFDEF dlf_layer dlf_layer_residual_ex(dlf_seq *body, dlf_seq *shortcut)
+{
     dlf_layer l = dlf__layer_zero(DLF_LAYER_RESIDUAL);
+    if (!body) {
+        dlf__panic("dlf_layer_residual: body is NULL");
+        return l;
+    }
     l.body = (dlf_seq *)dlf__malloc(sizeof(dlf_seq), "a residual block");
-    if (!l.body) return l;
-    *l.body = *body;     /* the layers move into the block */
+    if (shortcut && l.body) {
+        l.shortcut = (dlf_seq *)dlf__malloc(sizeof(dlf_seq), "a residual block's shortcut");
+        if (!l.shortcut) {
+            DLF_FREE(l.body);
+            l.body = NULL;
+        }
+    }
+    if (!l.body) return l;   /* dlf_layer_ok says so; the caller still owns body and shortcut */
+    *l.body = *body;         /* the layers move into the block */
     dlf_seq_init(body);
+    if (shortcut) {
+        *l.shortcut = *shortcut;
+        dlf_seq_init(shortcut);
+    }
     return l;
 }
 
@@ -6230,6 +6282,11 @@ DLFDEF void dlf_layer_free(dlf_layer *l)
         dlf_seq_free(l->body);
         DLF_FREE(l->body);
     }
+    if (l->shortcut) {
+        dlf_seq_free(l->shortcut);
+        DLF_FREE(l->shortcut);
+    }
+    l->shortcut = NULL;
     memset(&l->bn, 0, sizeof l->bn);
     memset(&l->rbn, 0, sizeof l->rbn);
     l->weight = NULL;
@@ -6242,15 +6299,16 @@ DLFDEF void dlf_layer_free(dlf_layer *l)
    tape does this by itself: the add node sends g to both of its inputs. */
 static dlf_tensor *dlf__residual_forward(dlf_tape *t, const dlf_layer *l, dlf_tensor *x)
 {
-    dlf_tensor *h = dlf_seq_forward(t, l->body, x);
+    dlf_tensor *h = dlf_seq_forward(t, l->body, x), *id = l->shortcut ? dlf_seq_forward(t, l->shortcut, x) : x;
     char sx[64], sh[64];
-    if (!h) return NULL;
-    if (!dlf_same_shape(x, h)) {
-        dlf__panic("dlf residual: the body turns %s into %s; y = x + body(x) needs the same shape",
-                   dlf_shape_str(x, sx, sizeof sx), dlf_shape_str(h, sh, sizeof sh));
+    if (!h || !id) return NULL;
+    if (!dlf_same_shape(id, h)) {
+        dlf__panic("dlf residual: the body turns %s into %s but the %s gives %s; the sum needs one shape",
+                   dlf_shape_str(x, sx, sizeof sx), dlf_shape_str(h, sh, sizeof sh), l->shortcut ? "shortcut" : "identity",
+                   dlf_shape_str(id, sx, sizeof sx));
         return NULL;
     }
-    return dlf_add(t, x, h);
+    return dlf_add(t, id, h);
 }
 
 /* One layer's forward: a plain switch, so `step` in a debugger lands in the op. */
@@ -6346,6 +6404,7 @@ static int dlf__seq_set_trainable(dlf_seq *s, int n_layers, int on, int keep_bn)
         dlf_tensor *ts[2];
         int k;
         if (l->body) changed += dlf__seq_set_trainable(l->body, l->body->n, on, keep_bn);
+        if (l->shortcut) changed += dlf__seq_set_trainable(l->shortcut, l->shortcut->n, on, keep_bn);
         if (bn && keep_bn && !on) continue;
         ts[0] = l->weight;
         ts[1] = l->bias;
@@ -6375,6 +6434,114 @@ DLFDEF int dlf_seq_unfreeze(dlf_seq *s)
         return 0;
     }
     return dlf__seq_set_trainable(s, s->n, 1, 0);
+}
+
+// ResNets
+
+/* Add l to s, or free it: DLF_OK or DLF_ERR_NOMEM (a constructor or the seq ran out). */
+static int dlf__seq_take(dlf_seq *s, dlf_layer l)
+{
+    if (!dlf_layer_ok(&l) || dlf_seq_add(s, l) != DLF_OK) {
+        dlf_layer_free(&l);
+        return dlf__fail(DLF_ERR_NOMEM, "dlf ResNet: out of memory adding a layer");
+    }
+    return DLF_OK;
+}
+
+static dlf_layer dlf__act_layer(float leak, float sub)
+{
+    return leak == 0.0f && sub == 0.0f ? dlf_layer_simple(DLF_LAYER_RELU) : dlf_layer_general_relu(leak, sub, 0.0f);
+}
+
+/* conv (no bias, Kaiming normal for the leak) then BatchNorm, then the activation when act */
+static int dlf__conv_bn(dlf_seq *s, int ni, int nf, int ks, int stride, float leak, float sub, int act, int zero_bn,
+                        dlf_rng *r)
+{
+    dlf_layer c = dlf_layer_conv2d(ni, nf, ks, stride, ks / 2, 0, r), bn;
+    int rc;
+    if (c.weight) dlf_init_kaiming_normal(c.weight, r, leak, DLF_FAN_IN);
+    if ((rc = dlf__seq_take(s, c)) != DLF_OK) return rc;
+    bn = dlf_layer_batchnorm(nf);
+    if (zero_bn && bn.weight) dlf_fill(bn.weight, 0.0f);
+    if ((rc = dlf__seq_take(s, bn)) != DLF_OK) return rc;
+    return act ? dlf__seq_take(s, dlf__act_layer(leak, sub)) : DLF_OK;
+}
+
+DLFDEF int dlf_resblock(dlf_seq *s, int ni, int nf, int stride, int ks, float leak, float sub, int zero_bn, dlf_rng *r)
+{
+    dlf_seq body, sc;
+    int rc;
+    if (!s || !r) {
+        dlf__panic("dlf_resblock: %s is NULL", !s ? "s" : "r");
+        return DLF_ERR_ARG;
+    }
+    if (ni < 1 || nf < 1 || (stride != 1 && stride != 2) || ks < 1 || ks % 2 == 0)
+        return dlf__fail(DLF_ERR_ARG, "dlf_resblock: want channels >= 1, stride 1 or 2 and an odd kernel; got %d -> %d, "
+                         "stride %d, kernel %d", ni, nf, stride, ks);
+    dlf_seq_init(&body);
+    dlf_seq_init(&sc);
+    rc = dlf__conv_bn(&body, ni, nf, ks, 1, leak, sub, 1, 0, r);
+    if (rc == DLF_OK) rc = dlf__conv_bn(&body, nf, nf, ks, stride, leak, sub, 0, zero_bn, r);
+    if (rc == DLF_OK && stride == 2) {   /* the shortcut halves the size as the body does: 2x2 average */
+        dlf_pool_cfg pc;
+        memset(&pc, 0, sizeof pc);
+        pc.kh = pc.kw = 2;
+        pc.ceil_mode = 1;
+        rc = dlf__seq_take(&sc, dlf_layer_pool_ex(DLF_LAYER_AVGPOOL2D, &pc));
+    }
+    if (rc == DLF_OK && ni != nf) rc = dlf__seq_take(&sc, dlf_layer_conv2d(ni, nf, 1, 1, 0, 1, r));
+    if (rc == DLF_OK) {
+        dlf_layer l = dlf_layer_residual_ex(&body, sc.n ? &sc : NULL);
+        if (!dlf_layer_ok(&l)) rc = dlf__fail(DLF_ERR_NOMEM, "dlf_resblock: out of memory");
+        else if ((rc = dlf_seq_add(s, l)) != DLF_OK) dlf_layer_free(&l);
+    }
+    dlf_seq_free(&body);   /* empty when the residual took them */
+    dlf_seq_free(&sc);
+    return rc == DLF_OK ? dlf__seq_take(s, dlf__act_layer(leak, sub)) : rc;
+}
+
+DLFDEF int dlf_resnet_build(dlf_seq *s, const dlf_resnet_cfg *cfg, dlf_rng *r)
+{
+    int i, j, rc = DLF_OK, c;
+    if (!s || !cfg || !r) {
+        dlf__panic("dlf_resnet_build: %s is NULL", !s ? "s" : !cfg ? "cfg" : "r");
+        return DLF_ERR_ARG;
+    }
+    if (cfg->c_in < 1 || cfg->n_classes < 1 || cfg->n_stages < 1 || cfg->n_stages > 8)
+        return dlf__fail(DLF_ERR_ARG, "dlf_resnet_build: want c_in, n_classes >= 1 and 1 to 8 stages; got %d, %d, %d",
+                         cfg->c_in, cfg->n_classes, cfg->n_stages);
+    for (i = 0; i < cfg->n_stages; i++)
+        if (cfg->widths[i] < 1 || cfg->depths[i] < 0)
+            return dlf__fail(DLF_ERR_ARG, "dlf_resnet_build: stage %d has width %d and depth %d", i, cfg->widths[i],
+                             cfg->depths[i]);
+    c = cfg->c_in;
+    if (cfg->stem) {   /* XResNet: three conv layers, then a max pool */
+        static const int stem_w[3] = {32, 32, 64};
+        dlf_pool_cfg pc;
+        for (i = 0; i < 3 && rc == DLF_OK; i++) {
+            rc = dlf__conv_bn(s, c, stem_w[i], 3, i == 0 ? 2 : 1, cfg->leak, cfg->sub, 1, 0, r);
+            c = stem_w[i];
+        }
+        memset(&pc, 0, sizeof pc);
+        pc.kh = pc.kw = 3;
+        pc.sh = pc.sw = 2;
+        pc.ph = pc.pw = 1;
+        if (rc == DLF_OK) rc = dlf__seq_take(s, dlf_layer_pool_ex(DLF_LAYER_MAXPOOL2D, &pc));
+    }
+    for (i = 0; i < cfg->n_stages && rc == DLF_OK; i++) {
+        int depth = cfg->depths[i] > 0 ? cfg->depths[i] : 1;
+        for (j = 0; j < depth && rc == DLF_OK; j++) {
+            int first_conv = !cfg->stem && i == 0 && j == 0;   /* the course's 5x5 on the raw image */
+            rc = dlf_resblock(s, c, cfg->widths[i], i > 0 && j == 0 ? 2 : 1, first_conv ? 5 : 3, cfg->leak, cfg->sub,
+                              cfg->zero_bn, r);
+            c = cfg->widths[i];
+        }
+    }
+    if (rc == DLF_OK) rc = dlf__seq_take(s, dlf_layer_simple(DLF_LAYER_GLOBAL_AVGPOOL));
+    if (rc == DLF_OK) rc = dlf__seq_take(s, dlf_layer_linear(c, cfg->n_classes, !cfg->head_bn, r));
+    if (rc == DLF_OK && cfg->head_bn) rc = dlf__seq_take(s, dlf_layer_batchnorm(cfg->n_classes));
+    if (rc != DLF_OK) dlf_seq_free(s);
+    return rc;
 }
 
 /* Walk every named tensor of s in state_dict order, names prefixed (e.g. "3.body.");
@@ -6409,6 +6576,11 @@ static int dlf__seq_walk(const dlf_seq *s, const char *prefix, dlf_params *p, dl
             char inner[DLF_PARAM_NAME_MAX];
             snprintf(inner, sizeof inner, "%s%d.body.", prefix, i);
             n = dlf__seq_walk(l->body, inner, p, params, names, cap, n, rc);
+        }
+        if (l->shortcut) {
+            char inner[DLF_PARAM_NAME_MAX];
+            snprintf(inner, sizeof inner, "%s%d.shortcut.", prefix, i);
+            n = dlf__seq_walk(l->shortcut, inner, p, params, names, cap, n, rc);
         }
     }
     return n;
@@ -6549,7 +6721,9 @@ DLFDEF void dlf_seq_print(const dlf_seq *s)
         if (l->kind == DLF_LAYER_LEAKY_RELU || l->kind == DLF_LAYER_GENERAL_RELU)
             printf(" leak=%g", (double)l->leak);
         if (l->kind == DLF_LAYER_GENERAL_RELU) printf(" sub=%g maxv=%g", (double)l->sub, (double)l->maxv);
-        if (l->body) printf(" x + body(x), body: %d layers", l->body->n);
+        if (l->body && l->shortcut)
+            printf(" shortcut(x) + body(x), body: %d layers, shortcut: %d", l->body->n, l->shortcut->n);
+        else if (l->body) printf(" x + body(x), body: %d layers", l->body->n);
         if (l->kind == DLF_LAYER_BATCHNORM) printf(" eps=%g momentum=%g", (double)l->bn.eps, (double)l->bn.momentum);
         if (l->kind == DLF_LAYER_GROUPNORM) printf(" groups=%d", l->groups);
         if (l->kind == DLF_LAYER_DROPOUT || l->kind == DLF_LAYER_DROPOUT2D) printf(" p=%g", (double)l->p);
