@@ -6,6 +6,7 @@
 #include <stdlib.h>
 #ifdef _WIN32
 #include <direct.h>
+#include <process.h>
 #define TEST_MKDIR(path) _mkdir(path)
 #define TEST_RMDIR(path) _rmdir(path)  /* remove() does not remove directories on Windows */
 #else
@@ -196,6 +197,7 @@ static void test_files(void)
     dlf_named_tensor nt[1];
     dlf_safetensors st;
     const char *path = "build/test_ckpt.safetensors";
+    char blocker[128];
     int rc;
     GROUP("files");
     nt[0].name = "w";
@@ -205,12 +207,19 @@ static void test_files(void)
     CHECK(rc == DLF_OK, "save: %s", dlf_last_error());
     rc = dlf_safetensors_load(&st, "build/no/such/file.safetensors");
     CHECK(rc == DLF_ERR_IO && strstr(dlf_last_error(), "build/no/such/file.safetensors"), "missing file: %s", dlf_last_error());
-    /* a save that cannot complete leaves the old file as it was */
-    TEST_MKDIR("build/test_ckpt.safetensors.tmp");  /* the temp path is taken by a directory */
+    /* a save that cannot complete leaves the old file as it was: the lock file (POSIX)
+       or the first temporary name (Windows, no lock) is taken by a directory */
+#ifdef _WIN32
+    snprintf(blocker, sizeof blocker, "%s.%lu.0.tmp", path, (unsigned long)_getpid());
+#else
+    snprintf(blocker, sizeof blocker, "%s.lock", path);
+    remove(blocker);
+#endif
+    TEST_MKDIR(blocker);
     dlf_fill(a, 2.0f);
     rc = dlf_safetensors_save(path, nt, 1, NULL, 0);
     CHECK(rc == DLF_ERR_IO, "failed save reports DLF_ERR_IO (%d): %s", rc, dlf_last_error());
-    TEST_RMDIR("build/test_ckpt.safetensors.tmp");
+    TEST_RMDIR(blocker);
     rc = dlf_safetensors_load(&st, path);
     CHECK(rc == DLF_OK && st.tensors[0].data[0] == 1.0f, "old checkpoint intact after a failed save");
     if (rc == DLF_OK) dlf_safetensors_free(&st);
@@ -219,6 +228,9 @@ static void test_files(void)
     CHECK(rc == DLF_OK && st.tensors[0].data[0] == 2.0f, "a later save replaces it");
     if (rc == DLF_OK) dlf_safetensors_free(&st);
     remove(path);
+#ifndef _WIN32
+    remove("build/test_ckpt.safetensors.lock");
+#endif
     dlf_tensor_free(a);
 }
 
