@@ -1406,7 +1406,8 @@ DLFDEF int  dlf_lr_find_plot(const dlf_lr_find_result *res, const char *path, co
 //                 and optionally "__metadata__": {"key": "value", ...} (strings only)
 //   the rest      the data buffer; offsets are relative to its start, little-endian
 // The reader is strict: header length bounded and inside the file, valid JSON, no
-// duplicate names, offsets in bounds, not overlapping and covering the whole buffer,
+// duplicate names, valid UTF-8 (surrogate pairs in \u escapes joined, lone ones and
+// \u0000 refused), offsets in bounds, not overlapping and covering the whole buffer,
 // end - begin == product(shape) * dtype size. Any violation is an error code and a
 // message naming the file and the problem; no byte outside the buffer is ever read.
 // Everything is converted to float32 on load (F32, F16, BF16, F64 and the integer
@@ -9191,7 +9192,7 @@ static int dlf__hex(int c)
 }
 
 /* A JSON string into a new NUL-terminated buffer (UTF-8; \uXXXX escapes decoded,
-   surrogate pairs joined). Returns NULL on error. */
+   surrogate pairs joined, lone surrogates and \u0000 refused). Returns NULL on error. */
 static char *dlf__json_string(dlf__json *j)
 {
     const unsigned char *q;
@@ -9236,13 +9237,33 @@ static char *dlf__json_string(dlf__json *j)
                 dlf__json_err(j, "\\u0000 (NUL) is not allowed in a string");
                 return NULL;
             }
-            if (cp >= 0xD800 && cp <= 0xDFFF) {  /* UTF-16 surrogates: keep it simple, reject */
+            if (cp >= 0xDC00 && cp <= 0xDFFF) {  /* a low surrogate must follow a high one */
                 DLF_FREE(out);
-                dlf__json_err(j, "surrogate \\u escapes are not supported in names");
+                dlf__json_err(j, "lone low surrogate \\u escape (invalid UTF-16)");
                 return NULL;
             }
-            /* \uXXXX takes 6 bytes and encodes in at most 3: it fits */
-            if (cp < 0x80) {
+            if (cp >= 0xD800 && cp <= 0xDBFF) {  /* a high surrogate: joined with the low one after it */
+                unsigned lo = 0;
+                for (k = 0; k < 4 && j->end - j->p >= 6 && j->p[0] == '\\' && j->p[1] == 'u'; k++) {
+                    int h = dlf__hex(j->p[2 + k]);
+                    if (h < 0) break;
+                    lo = lo * 16 + (unsigned)h;
+                }
+                if (k < 4 || lo < 0xDC00 || lo > 0xDFFF) {
+                    DLF_FREE(out);
+                    dlf__json_err(j, "high surrogate \\u escape not followed by a low one (invalid UTF-16)");
+                    return NULL;
+                }
+                j->p += 6;
+                cp = 0x10000 + ((cp - 0xD800) << 10) + (lo - 0xDC00);
+            }
+            /* \uXXXX takes 6 bytes and encodes in at most 3, a pair takes 12 and encodes in 4: it fits */
+            if (cp >= 0x10000) {
+                *o++ = (char)(0xF0 | (cp >> 18));
+                *o++ = (char)(0x80 | ((cp >> 12) & 0x3F));
+                *o++ = (char)(0x80 | ((cp >> 6) & 0x3F));
+                *o++ = (char)(0x80 | (cp & 0x3F));
+            } else if (cp < 0x80) {
                 *o++ = (char)cp;
             } else if (cp < 0x800) {
                 *o++ = (char)(0xC0 | (cp >> 6));
@@ -9264,6 +9285,28 @@ static char *dlf__json_string(dlf__json *j)
     j->p++;  /* closing quote */
     *o = 0;
     return out;
+}
+
+/* The offset of the first byte of p[0..n) that is not part of valid UTF-8 (RFC 3629:
+   no overlong forms, no surrogates, nothing past U+10FFFF), or n when all is valid. */
+static size_t dlf__utf8_check(const unsigned char *p, size_t n)
+{
+    size_t i = 0;
+    while (i < n) {
+        unsigned c = p[i], cp, k, len;
+        if (c < 0x80) { i++; continue; }
+        len = c >= 0xC2 && c <= 0xDF ? 2 : c >= 0xE0 && c <= 0xEF ? 3 : c >= 0xF0 && c <= 0xF4 ? 4 : 0;
+        if (len == 0 || n - i < len) return i;
+        cp = c & (0x7Fu >> len);
+        for (k = 1; k < len; k++) {
+            if ((p[i + k] & 0xC0) != 0x80) return i;
+            cp = cp << 6 | (p[i + k] & 0x3Fu);
+        }
+        if ((len == 3 && (cp < 0x800 || (cp >= 0xD800 && cp <= 0xDFFF))) || (len == 4 && (cp < 0x10000 || cp > 0x10FFFF)))
+            return i;
+        i += len;
+    }
+    return n;
 }
 
 /* A non-negative JSON integer (shape dims and offsets); rejects signs, fractions,
@@ -9528,6 +9571,12 @@ DLFDEF int dlf_safetensors_parse(dlf_safetensors *st, const void *bytes, size_t 
                          what, (unsigned long long)hlen, len);
     if (hlen < 2) return dlf__fail(DLF_ERR_FORMAT, "%s: header of %llu bytes cannot hold a JSON object", what, (unsigned long long)hlen);
     data_len = len - 8 - hlen;
+    {   /* the header is UTF-8 JSON (the reference reader refuses anything else too) */
+        size_t bad = dlf__utf8_check(b + 8, (size_t)hlen);
+        if (bad != (size_t)hlen)
+            return dlf__fail(DLF_ERR_FORMAT, "%s: safetensors header, byte %zu: not valid UTF-8 (byte 0x%02x)",
+                             what, bad + 8, b[8 + bad]);
+    }
     j.start = j.p = b + 8;
     j.end = b + 8 + hlen;
     j.what = what;

@@ -350,6 +350,43 @@ static void test_strict(void)
     rc = parse_header("{\"caf\\u00e9\":{\"dtype\":\"F32\",\"shape\":[1],\"data_offsets\":[0,4]}}", 4, &st);
     CHECK(rc == DLF_OK && st.n == 1 && strcmp(st.tensors[0].name, "caf\xc3\xa9") == 0, "other escapes still decode: %s", dlf_last_error());
     if (rc == DLF_OK) dlf_safetensors_free(&st);
+    /* UTF-16 surrogate pairs (what Python's json.dumps writes for characters past U+FFFF)
+       decode to one 4-byte UTF-8 character; a raw UTF-8 name is kept as it is and written
+       back the same; lone surrogates and bytes that are not UTF-8 are refused (found by
+       fuzz/fuzz_safetensors_struct.c: an overlong "\xc0\x80", a hidden NUL, was accepted) */
+    rc = parse_header("{\"__metadata__\":{\"k\":\"\\ud83d\\ude00!\"},\"w\\uD83D\\uDE00\":{\"dtype\":\"F32\",\"shape\":[1],\"data_offsets\":[0,4]}}", 4, &st);
+    CHECK(rc == DLF_OK && strcmp(st.tensors[0].name, "w\xf0\x9f\x98\x80") == 0 &&
+          strcmp(dlf_safetensors_meta(&st, "k"), "\xf0\x9f\x98\x80!") == 0, "a surrogate pair decodes to U+1F600: %s", dlf_last_error());
+    if (rc == DLF_OK) {
+        dlf_named_tensor nt[1];
+        const char *meta[2];
+        unsigned char *bytes;
+        size_t len;
+        dlf_safetensors back;
+        dlf_tensor *t = dlf_tensor_new1(1);
+        nt[0].name = st.tensors[0].name;
+        nt[0].t = t;
+        meta[0] = "k"; meta[1] = st.meta_values[0];
+        rc = dlf_safetensors_serialize(nt, 1, meta, 1, &bytes, &len);
+        rc = rc == DLF_OK ? dlf_safetensors_parse(&back, bytes, len, "back") : rc;
+        CHECK(rc == DLF_OK && strcmp(back.tensors[0].name, st.tensors[0].name) == 0 &&
+              strcmp(back.meta_values[0], st.meta_values[0]) == 0, "and writes back as the same UTF-8: %s", dlf_last_error());
+        if (rc == DLF_OK) { dlf_safetensors_free(&back); DLF_FREE(bytes); }
+        dlf_tensor_free(t);
+        dlf_safetensors_free(&st);
+    }
+    rc = parse_header("{\"w\\ud83d\\u0041\":{\"dtype\":\"F32\",\"shape\":[1],\"data_offsets\":[0,4]}}", 4, &st);
+    CHECK(rc == DLF_ERR_FORMAT && strstr(dlf_last_error(), "surrogate"), "a high surrogate before a non-surrogate: %s", dlf_last_error());
+    rc = parse_header("{\"w\\ud83d\":{\"dtype\":\"F32\",\"shape\":[1],\"data_offsets\":[0,4]}}", 4, &st);
+    CHECK(rc == DLF_ERR_FORMAT && strstr(dlf_last_error(), "surrogate"), "a high surrogate at the end: %s", dlf_last_error());
+    rc = parse_header("{\"w\\ude00\":{\"dtype\":\"F32\",\"shape\":[1],\"data_offsets\":[0,4]}}", 4, &st);
+    CHECK(rc == DLF_ERR_FORMAT && strstr(dlf_last_error(), "lone low surrogate"), "a lone low surrogate: %s", dlf_last_error());
+    rc = parse_header("{\"\xc0\x80\":{\"dtype\":\"F32\",\"shape\":[1],\"data_offsets\":[0,4]}}", 4, &st);
+    CHECK(rc == DLF_ERR_FORMAT && strstr(dlf_last_error(), "not valid UTF-8") && strstr(dlf_last_error(), "byte 10"),
+          "an overlong NUL in a name: %s", dlf_last_error());
+    rc = parse_header("{\"caf\xc3\xa9\":{\"dtype\":\"F32\",\"shape\":[1],\"data_offsets\":[0,4]}}", 4, &st);
+    CHECK(rc == DLF_OK && strcmp(st.tensors[0].name, "caf\xc3\xa9") == 0, "raw UTF-8 loads: %s", dlf_last_error());
+    if (rc == DLF_OK) dlf_safetensors_free(&st);
 }
 
 int main(void)
