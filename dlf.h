@@ -1529,7 +1529,7 @@ DLFDEF int  dlf_ckpt_load_training(const char *path, const dlf_params *pl, dlf_o
 // log10 axis), axis labels, a title, a legend when there is more than one line, and an
 // optional vertical marker. Points that are NaN or infinite (or <= 0 on a log axis) are
 // skipped: the line breaks there. Text is XML-escaped. Files are written atomically
-// like checkpoints (path.tmp, then a rename), and a failure is an error code with a
+// like checkpoints (path.<pid>.<n>.tmp, then a rename), and a failure is an error code with a
 // message naming the path.
 
 typedef struct dlf_series {
@@ -9624,18 +9624,20 @@ DLFDEF int dlf_safetensors_parse(dlf_safetensors *st, const void *bytes, size_t 
         dlf__st_info *f = &info[k];
         dlf_st_tensor *t = &st->tensors[k];
         uint64_t elems = 1, want;
-        int d;
+        int d, big = 0;
         for (d = 0; d < f->ndim; d++) {  /* saturate instead of overflowing */
             uint64_t s = (uint64_t)f->shape[d];
             elems = (s && elems > UINT64_MAX / 16 / s) ? UINT64_MAX / 16 : elems * s;
+            big |= elems > 0x7fffffffull;  /* dlf_tensor_new refuses such a shape even when a later dim is 0 */
         }
         if (f->end < f->begin || f->end > data_len) {
             code = dlf__fail(DLF_ERR_FORMAT, "%s: tensor \"%.60s\" data_offsets [%llu, %llu] are outside the %llu-byte data buffer",
                              what, t->name, (unsigned long long)f->begin, (unsigned long long)f->end, (unsigned long long)data_len);
             goto fail_code;
         }
-        if (elems > 0x7fffffffull) {
-            code = dlf__fail(DLF_ERR_FORMAT, "%s: tensor \"%.60s\" has more than 2^31-1 elements", what, t->name);
+        if (big) {
+            code = dlf__fail(DLF_ERR_FORMAT, "%s: tensor \"%.60s\" has more than 2^31-1 elements%s", what, t->name,
+                             elems ? "" : " before its 0 dim (a dlf tensor cannot have that shape)");
             goto fail_code;
         }
         want = elems * (uint64_t)dlf__st_dtypes[f->dtype].bytes;
