@@ -10,12 +10,14 @@
    once, a waiting save always succeeds, a DLF_SAVE_NOWAIT save either succeeds or
    returns DLF_ERR_BUSY and leaves no trace, and no temporary file is left behind.
 
-   Killed saves: a child saves an 4 MB checkpoint and is SIGKILLed after a random
-   delay (half of the rounds with a second, unkilled saver racing it). The file must
+   Killed saves: a child saves a 4 MB checkpoint and is SIGKILLed after a random
+   delay, half the time anywhere in the save, half the time around the stretch that
+   holds the lock (half of the rounds with a second, unkilled saver racing it). The file must
    then load and equal, byte for byte, the previous good file or a complete new one
    (the last one renamed), and the next save must succeed (the kernel released the
-   dead saver's lock) and leave no temporary behind. POSIX only: elsewhere it reports
-   0 checks. */
+   dead saver's lock) and leave no temporary behind. Then the cleanup's naming rule,
+   the lock as another program sees it (flock on path.lock), and a write that fails.
+   POSIX only: elsewhere it reports 0 checks. */
 #if defined(__unix__) || defined(__APPLE__)
 #define _DEFAULT_SOURCE      /* fork, kill, usleep, mmap's MAP_ANONYMOUS, flock, setrlimit */
 #define _DARWIN_C_SOURCE
