@@ -194,15 +194,21 @@ $(BUILD)/bench/peak_rss: bench/peak_rss.c
 	@mkdir -p $(@D)
 	$(CC) $(CFLAGS) -o $@ $<
 
-# libFuzzer + ASan + UBSan on each file loader, FUZZ_SECONDS each (default 60), seeded from tests/corpus.
+# libFuzzer + ASan + UBSan on each file loader, FUZZ_SECONDS each (default 60), seeded from tests/corpus:
+# the byte-level safetensors and IDX targets, and the structure-aware safetensors one (its own
+# mutator edits the JSON header as JSON: fuzz/fuzz_safetensors_struct.c).
 FUZZ_SECONDS ?= 60
+FUZZ_TARGETS = safetensors:st idx:idx safetensors_struct:sts
 fuzz:
-	@mkdir -p $(BUILD)/fuzz/st $(BUILD)/fuzz/idx
-	clang -O1 -g -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=undefined -o $(BUILD)/fuzz/fuzz_safetensors fuzz/fuzz_safetensors.c -lm
-	clang -O1 -g -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=undefined -o $(BUILD)/fuzz/fuzz_idx fuzz/fuzz_idx.c -lm
+	@mkdir -p $(BUILD)/fuzz/st $(BUILD)/fuzz/idx $(BUILD)/fuzz/sts
+	@for t in $(FUZZ_TARGETS); do name=$${t%%:*}; \
+	    echo "clang -O1 -g -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=undefined -o $(BUILD)/fuzz/fuzz_$$name fuzz/fuzz_$$name.c -lm"; \
+	    clang -O1 -g -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=undefined -o $(BUILD)/fuzz/fuzz_$$name fuzz/fuzz_$$name.c -lm || exit 1; \
+	done
 	cp tests/corpus/*.safetensors $(BUILD)/fuzz/st/
+	cp tests/corpus/*.safetensors $(BUILD)/fuzz/sts/
 	cp tests/corpus/*idx* tests/data/mnist-sub-test-labels-idx1-ubyte $(BUILD)/fuzz/idx/
-	@for t in safetensors:st idx:idx; do \
+	@for t in $(FUZZ_TARGETS); do \
 	    name=$${t%%:*}; dir=$${t#*:}; log=$(BUILD)/fuzz/$$name.log; \
 	    echo "fuzz: $$name for $(FUZZ_SECONDS) s"; \
 	    ./$(BUILD)/fuzz/fuzz_$$name -max_total_time=$(FUZZ_SECONDS) -max_len=4096 -print_final_stats=1 \

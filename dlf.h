@@ -132,7 +132,8 @@ typedef enum dlf_result {
     DLF_ERR_IO = -2,       /* a file could not be opened, read or written */
     DLF_ERR_FORMAT = -3,   /* a file's bytes are not what its format says */
     DLF_ERR_ARG = -4,      /* an argument is out of range */
-    DLF_ERR_DEVICE = -5    /* a GPU, its driver or a call on it failed (stage 17, DLF_CUDA) */
+    DLF_ERR_BUSY = -5,     /* stage 15: another save to the same path holds its lock (DLF_SAVE_NOWAIT) */
+    DLF_ERR_DEVICE = -6    /* a GPU, its driver or a call on it failed (stage 17, DLF_CUDA) */
 } dlf_result;
 
 typedef struct dlf_tape dlf_tape;  /* stage 5: every op records onto a tape */
@@ -1639,7 +1640,8 @@ DLFDEF int  dlf_lr_find_plot(const dlf_lr_find_result *res, const char *path, co
 //                 and optionally "__metadata__": {"key": "value", ...} (strings only)
 //   the rest      the data buffer; offsets are relative to its start, little-endian
 // The reader is strict: header length bounded and inside the file, valid JSON, no
-// duplicate names, offsets in bounds, not overlapping and covering the whole buffer,
+// duplicate names, valid UTF-8 (surrogate pairs in \u escapes joined, lone ones and
+// \u0000 refused), offsets in bounds, not overlapping and covering the whole buffer,
 // end - begin == product(shape) * dtype size. Any violation is an error code and a
 // message naming the file and the problem; no byte outside the buffer is ever read.
 // Everything is converted to float32 on load (F32, F16, BF16, F64 and the integer
@@ -1678,9 +1680,18 @@ DLFDEF int  dlf_safetensors_serialize(const dlf_named_tensor *ts, int n, const c
                                       int n_meta, unsigned char **out, size_t *len);
 #ifndef DLF_NO_STDIO
 DLFDEF int  dlf_safetensors_load(dlf_safetensors *st, const char *path);
-/* Atomic: writes path.tmp, flushes it to disk, renames it over path. */
+/* Atomic and safe against concurrent saves to one path (docs/checkpoints.md, "Saving"):
+   under an advisory lock on path.lock (POSIX), remove the temporaries that killed or
+   failed saves of path left, write a new path.<pid>.<n>.tmp, fsync it, rename it over
+   path, fsync the directory. DLF_OK: path holds exactly the bytes of this call (until
+   the next save to it). A second save to the same path waits for the lock, or with
+   flags DLF_SAVE_NOWAIT returns DLF_ERR_BUSY at once. Elsewhere (Windows, other
+   systems) there is no lock and no cleanup; the unique temporary and the rename stay. */
+enum { DLF_SAVE_NOWAIT = 1 };
 DLFDEF int  dlf_safetensors_save(const char *path, const dlf_named_tensor *ts, int n,
-                                 const char *const *meta, int n_meta);
+                                 const char *const *meta, int n_meta);   /* flags 0: waits */
+DLFDEF int  dlf_safetensors_save_ex(const char *path, const dlf_named_tensor *ts, int n,
+                                    const char *const *meta, int n_meta, int flags);
 #endif
 
 // Checkpoints are safetensors files holding everything a run needs to continue
@@ -1721,7 +1732,8 @@ DLFDEF int  dlf_ckpt_set_meta(dlf_ckpt *c, const char *key, const char *value);
 DLFDEF int  dlf_ckpt_set_int(dlf_ckpt *c, const char *key, long long v);
 DLFDEF int  dlf_ckpt_set_float(dlf_ckpt *c, const char *key, double v);   /* exact (%a) */
 #ifndef DLF_NO_STDIO
-DLFDEF int  dlf_ckpt_save(const dlf_ckpt *c, const char *path);
+DLFDEF int  dlf_ckpt_save(const dlf_ckpt *c, const char *path);  /* dlf_safetensors_save's protocol */
+DLFDEF int  dlf_ckpt_save_ex(const dlf_ckpt *c, const char *path, int flags); /* DLF_SAVE_NOWAIT */
 DLFDEF int  dlf_ckpt_load(dlf_ckpt *c, const char *path);
 #endif
 DLFDEF int  dlf_ckpt_get_tensor(const dlf_ckpt *c, const char *name, dlf_tensor *dst); /* copy in; shapes must match */
@@ -1761,7 +1773,7 @@ DLFDEF int  dlf_ckpt_load_training(const char *path, const dlf_params *pl, dlf_o
 // log10 axis), axis labels, a title, a legend when there is more than one line, and an
 // optional vertical marker. Points that are NaN or infinite (or <= 0 on a log axis) are
 // skipped: the line breaks there. Text is XML-escaped. Files are written atomically
-// like checkpoints (path.tmp, then a rename), and a failure is an error code with a
+// like checkpoints (path.<pid>.<n>.tmp, then a rename), and a failure is an error code with a
 // message naming the path.
 
 typedef struct dlf_series {
@@ -11013,7 +11025,7 @@ static int dlf__hex(int c)
 }
 
 /* A JSON string into a new NUL-terminated buffer (UTF-8; \uXXXX escapes decoded,
-   surrogate pairs joined). Returns NULL on error. */
+   surrogate pairs joined, lone surrogates and \u0000 refused). Returns NULL on error. */
 static char *dlf__json_string(dlf__json *j)
 {
     const unsigned char *q;
@@ -11058,13 +11070,33 @@ static char *dlf__json_string(dlf__json *j)
                 dlf__json_err(j, "\\u0000 (NUL) is not allowed in a string");
                 return NULL;
             }
-            if (cp >= 0xD800 && cp <= 0xDFFF) {  /* UTF-16 surrogates: keep it simple, reject */
+            if (cp >= 0xDC00 && cp <= 0xDFFF) {  /* a low surrogate must follow a high one */
                 DLF_FREE(out);
-                dlf__json_err(j, "surrogate \\u escapes are not supported in names");
+                dlf__json_err(j, "lone low surrogate \\u escape (invalid UTF-16)");
                 return NULL;
             }
-            /* \uXXXX takes 6 bytes and encodes in at most 3: it fits */
-            if (cp < 0x80) {
+            if (cp >= 0xD800 && cp <= 0xDBFF) {  /* a high surrogate: joined with the low one after it */
+                unsigned lo = 0;
+                for (k = 0; k < 4 && j->end - j->p >= 6 && j->p[0] == '\\' && j->p[1] == 'u'; k++) {
+                    int h = dlf__hex(j->p[2 + k]);
+                    if (h < 0) break;
+                    lo = lo * 16 + (unsigned)h;
+                }
+                if (k < 4 || lo < 0xDC00 || lo > 0xDFFF) {
+                    DLF_FREE(out);
+                    dlf__json_err(j, "high surrogate \\u escape not followed by a low one (invalid UTF-16)");
+                    return NULL;
+                }
+                j->p += 6;
+                cp = 0x10000 + ((cp - 0xD800) << 10) + (lo - 0xDC00);
+            }
+            /* \uXXXX takes 6 bytes and encodes in at most 3, a pair takes 12 and encodes in 4: it fits */
+            if (cp >= 0x10000) {
+                *o++ = (char)(0xF0 | (cp >> 18));
+                *o++ = (char)(0x80 | ((cp >> 12) & 0x3F));
+                *o++ = (char)(0x80 | ((cp >> 6) & 0x3F));
+                *o++ = (char)(0x80 | (cp & 0x3F));
+            } else if (cp < 0x80) {
                 *o++ = (char)cp;
             } else if (cp < 0x800) {
                 *o++ = (char)(0xC0 | (cp >> 6));
@@ -11086,6 +11118,28 @@ static char *dlf__json_string(dlf__json *j)
     j->p++;  /* closing quote */
     *o = 0;
     return out;
+}
+
+/* The offset of the first byte of p[0..n) that is not part of valid UTF-8 (RFC 3629:
+   no overlong forms, no surrogates, nothing past U+10FFFF), or n when all is valid. */
+static size_t dlf__utf8_check(const unsigned char *p, size_t n)
+{
+    size_t i = 0;
+    while (i < n) {
+        unsigned c = p[i], cp, k, len;
+        if (c < 0x80) { i++; continue; }
+        len = c >= 0xC2 && c <= 0xDF ? 2 : c >= 0xE0 && c <= 0xEF ? 3 : c >= 0xF0 && c <= 0xF4 ? 4 : 0;
+        if (len == 0 || n - i < len) return i;
+        cp = c & (0x7Fu >> len);
+        for (k = 1; k < len; k++) {
+            if ((p[i + k] & 0xC0) != 0x80) return i;
+            cp = cp << 6 | (p[i + k] & 0x3Fu);
+        }
+        if ((len == 3 && (cp < 0x800 || (cp >= 0xD800 && cp <= 0xDFFF))) || (len == 4 && (cp < 0x10000 || cp > 0x10FFFF)))
+            return i;
+        i += len;
+    }
+    return n;
 }
 
 /* A non-negative JSON integer (shape dims and offsets); rejects signs, fractions,
@@ -11350,6 +11404,12 @@ DLFDEF int dlf_safetensors_parse(dlf_safetensors *st, const void *bytes, size_t 
                          what, (unsigned long long)hlen, len);
     if (hlen < 2) return dlf__fail(DLF_ERR_FORMAT, "%s: header of %llu bytes cannot hold a JSON object", what, (unsigned long long)hlen);
     data_len = len - 8 - hlen;
+    {   /* the header is UTF-8 JSON (the reference reader refuses anything else too) */
+        size_t bad = dlf__utf8_check(b + 8, (size_t)hlen);
+        if (bad != (size_t)hlen)
+            return dlf__fail(DLF_ERR_FORMAT, "%s: safetensors header, byte %zu: not valid UTF-8 (byte 0x%02x)",
+                             what, bad + 8, b[8 + bad]);
+    }
     j.start = j.p = b + 8;
     j.end = b + 8 + hlen;
     j.what = what;
@@ -11397,18 +11457,20 @@ DLFDEF int dlf_safetensors_parse(dlf_safetensors *st, const void *bytes, size_t 
         dlf__st_info *f = &info[k];
         dlf_st_tensor *t = &st->tensors[k];
         uint64_t elems = 1, want;
-        int d;
+        int d, big = 0;
         for (d = 0; d < f->ndim; d++) {  /* saturate instead of overflowing */
             uint64_t s = (uint64_t)f->shape[d];
             elems = (s && elems > UINT64_MAX / 16 / s) ? UINT64_MAX / 16 : elems * s;
+            big |= elems > 0x7fffffffull;  /* dlf_tensor_new refuses such a shape even when a later dim is 0 */
         }
         if (f->end < f->begin || f->end > data_len) {
             code = dlf__fail(DLF_ERR_FORMAT, "%s: tensor \"%.60s\" data_offsets [%llu, %llu] are outside the %llu-byte data buffer",
                              what, t->name, (unsigned long long)f->begin, (unsigned long long)f->end, (unsigned long long)data_len);
             goto fail_code;
         }
-        if (elems > 0x7fffffffull) {
-            code = dlf__fail(DLF_ERR_FORMAT, "%s: tensor \"%.60s\" has more than 2^31-1 elements", what, t->name);
+        if (big) {
+            code = dlf__fail(DLF_ERR_FORMAT, "%s: tensor \"%.60s\" has more than 2^31-1 elements%s", what, t->name,
+                             elems ? "" : " before its 0 dim (a dlf tensor cannot have that shape)");
             goto fail_code;
         }
         want = elems * (uint64_t)dlf__st_dtypes[f->dtype].bytes;
@@ -11601,24 +11663,200 @@ DLFDEF int dlf_safetensors_load(dlf_safetensors *st, const char *path)
     return code;
 }
 
-/* Write bytes to path atomically: a crash at any moment leaves either the old file
-   or the complete new one. Write path.tmp, flush the C buffer, fsync the file to the
-   disk (POSIX; _commit on Windows), close, then rename over path (atomic on POSIX
-   filesystems; MoveFileEx with REPLACE_EXISTING on Windows). */
-static int dlf__write_atomic(const char *path, const unsigned char *bytes, size_t len)
+/* Saving a file (docs/checkpoints.md, "Saving"). On POSIX systems, with DLF__SAVE_LOCK
+   (checkpoints):
+     1. open path.lock (created once, never removed: removing a lock file lets two
+        savers lock two different files) and flock it, waiting unless DLF_SAVE_NOWAIT;
+        the lock is on its own file because a rename replaces path's inode, so a lock
+        on path would not be seen by the next saver;
+     2. remove every temporary of path in its directory: path.<digits>.<digits>.tmp
+        and the path.tmp of older versions. A temporary is only ever created under the
+        lock, so while we hold it any other one belongs to a save that was killed or
+        failed to clean up;
+     3. create path.<pid>.<n>.tmp with O_CREAT|O_EXCL (n counts up past a name in use),
+        write the bytes, fsync, close;
+     4. rename it over path (atomic), then fsync the directory so the rename is on the
+        disk too;
+     5. close path.lock, which releases the lock (the kernel releases it as well when
+        the process dies, so a killed saver never blocks the next one).
+   A failure before step 4 removes the temporary and leaves path as it was. Without
+   DLF__SAVE_LOCK (pictures) steps 1, 2 and 5 are skipped. Where flock is not
+   supported by the filesystem the save goes on unlocked and removes no temporaries.
+   Windows and other systems: a unique temporary name (pid or time, and n), flushed
+   (_commit on Windows), closed and moved over path (MoveFileEx with REPLACE_EXISTING
+   on Windows, rename elsewhere); no lock, no cleanup, no directory sync.
+   DLF_SAVE_HOOK(event, path), when defined before the implementation, is called at
+   each step ("locked", "written", "renamed", "unlocking"); tests use it to see the
+   order in which concurrent saves held the lock. */
+#ifndef DLF_SAVE_HOOK
+#define DLF_SAVE_HOOK(event, path) ((void)0)
+#endif
+#define DLF__SAVE_LOCK 0x100   /* internal flag: take path.lock, clean stale temporaries */
+#define DLF__PATH_MAX 4096
+
+#if defined(DLF__HAVE_FSYNC)
+#include <errno.h>
+#include <fcntl.h>
+#include <unistd.h>
+#include <dirent.h>
+#include <sys/types.h>
+#include <sys/stat.h>
+#include <sys/file.h>
+#ifndef LOCK_EX  /* hidden on some systems under a strict _POSIX_C_SOURCE; same values on all */
+#define LOCK_EX 2
+#define LOCK_NB 4
+extern int flock(int fd, int operation);
+#endif
+
+/* 1 if name (a directory entry) is a temporary of base: base.tmp or base.<d>.<d>.tmp */
+static int dlf__is_tmp_of(const char *name, const char *base)
 {
-    char tmp[1024];
-    FILE *f;
+    size_t bl = strlen(base);
+    const char *p;
+    int group;
+    if (strncmp(name, base, bl) != 0 || name[bl] != '.') return 0;
+    p = name + bl + 1;
+    if (strcmp(p, "tmp") == 0) return 1;
+    for (group = 0; group < 2; group++) {
+        if (*p < '0' || *p > '9') return 0;
+        while (*p >= '0' && *p <= '9') p++;
+        if (*p++ != '.') return 0;
+    }
+    return strcmp(p, "tmp") == 0;
+}
+
+/* Remove the regular files in dir that are temporaries of base (we hold the lock). */
+static void dlf__remove_stale_tmps(const char *dir, const char *base)
+{
+    char full[DLF__PATH_MAX + 256];
+    struct dirent *e;
+    struct stat sb;
+    DIR *d = opendir(dir);
+    if (!d) return;
+    while ((e = readdir(d)) != NULL) {
+        if (!dlf__is_tmp_of(e->d_name, base)) continue;
+        if (strlen(dir) + strlen(e->d_name) + 2 > sizeof full) continue;
+        snprintf(full, sizeof full, "%s/%s", dir, e->d_name);
+        if (stat(full, &sb) == 0 && S_ISREG(sb.st_mode)) unlink(full);  /* unlink: never a directory */
+    }
+    closedir(d);
+}
+
+static int dlf__save_file(const char *path, const unsigned char *bytes, size_t len, int flags)
+{
+    char tmp[DLF__PATH_MAX + 64], lockp[DLF__PATH_MAX + 8], dir[DLF__PATH_MAX];
+    const char *slash = strrchr(path, '/'), *base = slash ? slash + 1 : path;
+    size_t plen = strlen(path), off = 0;
+    int lfd = -1, fd = -1, ok = 1, err, r;
+    unsigned long k;
+    if (plen == 0 || plen >= DLF__PATH_MAX || *base == 0)
+        return dlf__fail(DLF_ERR_ARG, "\"%s\": not a file path (empty, too long or ending in /)", path);
+    if (!slash) strcpy(dir, ".");
+    else if (slash == path) strcpy(dir, "/");
+    else { memcpy(dir, path, (size_t)(slash - path)); dir[slash - path] = 0; }
+    if (flags & DLF__SAVE_LOCK) {
+        snprintf(lockp, sizeof lockp, "%s.lock", path);
+        lfd = open(lockp, O_RDWR | O_CREAT, 0666);
+        if (lfd < 0)
+            return dlf__fail(DLF_ERR_IO, "%s: cannot open the lock file %s (%s); %s is unchanged",
+                             path, lockp, strerror(errno), path);
+        fcntl(lfd, F_SETFD, FD_CLOEXEC);
+        while ((r = flock(lfd, LOCK_EX | ((flags & DLF_SAVE_NOWAIT) ? LOCK_NB : 0))) != 0 && errno == EINTR) {}
+        if (r != 0) {
+            err = errno;
+            close(lfd);
+            lfd = -1;
+            if (err == EWOULDBLOCK || err == EAGAIN)
+                return dlf__fail(DLF_ERR_BUSY, "%s: another save to this path holds %s; not waiting "
+                                 "(DLF_SAVE_NOWAIT); %s is unchanged", path, lockp, path);
+            if (err != ENOLCK && err != EINVAL && err != ENOSYS && err != EOPNOTSUPP)
+                return dlf__fail(DLF_ERR_IO, "%s: cannot lock %s (%s); %s is unchanged",
+                                 path, lockp, strerror(err), path);
+            /* the filesystem has no locks: save unlocked, remove no temporaries */
+        } else {
+            DLF_SAVE_HOOK("locked", path);
+            dlf__remove_stale_tmps(dir, base);
+        }
+    }
+    for (k = 0;; k++) {
+        snprintf(tmp, sizeof tmp, "%s.%ld.%lu.tmp", path, (long)getpid(), k);
+        fd = open(tmp, O_WRONLY | O_CREAT | O_EXCL, 0666);
+        if (fd >= 0 || errno != EEXIST || k >= 1000) break;
+    }
+    if (fd < 0) {
+        err = errno;
+        if (lfd >= 0) close(lfd);
+        return dlf__fail(DLF_ERR_IO, "%s: cannot create %s (%s); %s is unchanged", path, tmp, strerror(err), path);
+    }
+    fcntl(fd, F_SETFD, FD_CLOEXEC);
+    err = 0;
+    while (off < len) {
+        size_t chunk = len - off < ((size_t)1 << 30) ? len - off : ((size_t)1 << 30);
+        ssize_t w = write(fd, bytes + off, chunk);
+        if (w < 0 && errno == EINTR) continue;
+        if (w <= 0) { err = w < 0 ? errno : EIO; ok = 0; break; }
+        off += (size_t)w;
+    }
+    if (ok && fsync(fd) != 0) { err = errno; ok = 0; }
+    if (close(fd) != 0 && ok) { err = errno; ok = 0; }
+    if (!ok) {
+        unlink(tmp);
+        if (lfd >= 0) close(lfd);
+        return dlf__fail(DLF_ERR_IO, "%s: writing %s failed (%s); %s is unchanged", path, tmp, strerror(err), path);
+    }
+    DLF_SAVE_HOOK("written", path);
+    if (rename(tmp, path) != 0) {
+        err = errno;
+        unlink(tmp);
+        if (lfd >= 0) close(lfd);
+        return dlf__fail(DLF_ERR_IO, "%s: cannot rename %s into place (%s); %s is unchanged",
+                         path, tmp, strerror(err), path);
+    }
+    DLF_SAVE_HOOK("renamed", path);
+    /* The rename is in the directory: sync it, or a power cut may bring the old name back.
+       Some filesystems cannot sync a directory (EINVAL); that is no error. */
+    err = 0;
+    if ((fd = open(dir, O_RDONLY)) >= 0) {
+        if (fsync(fd) != 0 && errno != EINVAL && errno != EROFS) err = errno;
+        close(fd);
+    }
+    if (lfd >= 0) {
+        DLF_SAVE_HOOK("unlocking", path);
+        close(lfd);
+    }
+    if (err)
+        return dlf__fail(DLF_ERR_IO, "%s: saved, but syncing its directory %s failed (%s): the new file "
+                         "is in place but may not survive a power loss", path, dir, strerror(err));
+    return DLF_OK;
+}
+#else
+/* Windows and other systems: a unique temporary name, no lock (see above). */
+#ifdef _WIN32
+#include <process.h>
+#define DLF__SAVE_ID() ((unsigned long)_getpid())
+#else
+#include <time.h>
+#define DLF__SAVE_ID() ((unsigned long)time(NULL))
+#endif
+static int dlf__save_file(const char *path, const unsigned char *bytes, size_t len, int flags)
+{
+    char tmp[DLF__PATH_MAX + 64];
+    FILE *f = NULL;
+    unsigned long k;
     int ok;
-    if (strlen(path) + 5 > sizeof tmp) return dlf__fail(DLF_ERR_ARG, "%s: path too long", path);
-    snprintf(tmp, sizeof tmp, "%s.tmp", path);
+    (void)flags;
+    if (strlen(path) == 0 || strlen(path) >= DLF__PATH_MAX)
+        return dlf__fail(DLF_ERR_ARG, "\"%s\": not a file path (empty or too long)", path);
+    for (k = 0; k < 1000; k++) {  /* skip names in use (C99 has no exclusive create) */
+        snprintf(tmp, sizeof tmp, "%s.%lu.%lu.tmp", path, DLF__SAVE_ID(), k);
+        if ((f = fopen(tmp, "rb")) == NULL) break;
+        fclose(f);
+    }
     f = fopen(tmp, "wb");
     if (!f) return dlf__fail(DLF_ERR_IO, "%s: cannot open for writing", tmp);
     ok = fwrite(bytes, 1, len, f) == len;
     ok = fflush(f) == 0 && ok;
-#if defined(DLF__HAVE_FSYNC)
-    ok = fsync(fileno(f)) == 0 && ok;
-#elif defined(_WIN32)
+#if defined(_WIN32)
     ok = _commit(_fileno(f)) == 0 && ok;
 #endif
     ok = fclose(f) == 0 && ok;
@@ -11626,6 +11864,7 @@ static int dlf__write_atomic(const char *path, const unsigned char *bytes, size_
         remove(tmp);
         return dlf__fail(DLF_ERR_IO, "%s: write failed (disk full?); %s is unchanged", tmp, path);
     }
+    DLF_SAVE_HOOK("written", path);
 #ifdef _WIN32  /* replace path if it exists; return once the move is on the disk */
     if (!MoveFileExA(tmp, path, DLF__MOVEFILE_REPLACE_EXISTING | DLF__MOVEFILE_WRITE_THROUGH)) {
 #else
@@ -11634,19 +11873,39 @@ static int dlf__write_atomic(const char *path, const unsigned char *bytes, size_
         remove(tmp);
         return dlf__fail(DLF_ERR_IO, "%s: cannot rename the temporary file into place", path);
     }
+    DLF_SAVE_HOOK("renamed", path);
     return DLF_OK;
+}
+#endif
+
+/* Pictures: a unique temporary and a rename, no lock. */
+static int dlf__write_atomic(const char *path, const unsigned char *bytes, size_t len)
+{
+    return dlf__save_file(path, bytes, len, 0);
+}
+
+DLFDEF int dlf_safetensors_save_ex(const char *path, const dlf_named_tensor *ts, int n,
+                                   const char *const *meta, int n_meta, int flags)
+{
+    unsigned char *bytes;
+    size_t len;
+    int code;
+    if (!path) { dlf__panic("dlf_safetensors_save: path is NULL"); return DLF_ERR_ARG; }
+    if (flags & ~DLF_SAVE_NOWAIT) {
+        dlf__panic("dlf_safetensors_save: flags %d has bits other than DLF_SAVE_NOWAIT", flags);
+        return DLF_ERR_ARG;
+    }
+    code = dlf_safetensors_serialize(ts, n, meta, n_meta, &bytes, &len);
+    if (code != DLF_OK) return code;
+    code = dlf__save_file(path, bytes, len, flags | DLF__SAVE_LOCK);
+    DLF_FREE(bytes);
+    return code;
 }
 
 DLFDEF int dlf_safetensors_save(const char *path, const dlf_named_tensor *ts, int n,
                                 const char *const *meta, int n_meta)
 {
-    unsigned char *bytes;
-    size_t len;
-    int code = dlf_safetensors_serialize(ts, n, meta, n_meta, &bytes, &len);
-    if (code != DLF_OK) return code;
-    code = dlf__write_atomic(path, bytes, len);
-    DLF_FREE(bytes);
-    return code;
+    return dlf_safetensors_save_ex(path, ts, n, meta, n_meta, 0);
 }
 #endif
 
@@ -11839,9 +12098,15 @@ DLFDEF int dlf_ckpt_add_loader(dlf_ckpt *c, const char *key, const dlf_loader *l
 }
 
 #ifndef DLF_NO_STDIO
+DLFDEF int dlf_ckpt_save_ex(const dlf_ckpt *c, const char *path, int flags)
+{
+    if (!c) { dlf__panic("dlf_ckpt_save: c is NULL"); return DLF_ERR_ARG; }
+    return dlf_safetensors_save_ex(path, c->items, c->n_items, (const char *const *)c->meta, c->n_meta, flags);
+}
+
 DLFDEF int dlf_ckpt_save(const dlf_ckpt *c, const char *path)
 {
-    return dlf_safetensors_save(path, c->items, c->n_items, (const char *const *)c->meta, c->n_meta);
+    return dlf_ckpt_save_ex(c, path, 0);
 }
 
 DLFDEF int dlf_ckpt_load(dlf_ckpt *c, const char *path)

@@ -6,6 +6,7 @@
 #include <stdlib.h>
 #ifdef _WIN32
 #include <direct.h>
+#include <process.h>
 #define TEST_MKDIR(path) _mkdir(path)
 #define TEST_RMDIR(path) _rmdir(path)  /* remove() does not remove directories on Windows */
 #else
@@ -196,6 +197,7 @@ static void test_files(void)
     dlf_named_tensor nt[1];
     dlf_safetensors st;
     const char *path = "build/test_ckpt.safetensors";
+    char blocker[128];
     int rc;
     GROUP("files");
     nt[0].name = "w";
@@ -205,12 +207,19 @@ static void test_files(void)
     CHECK(rc == DLF_OK, "save: %s", dlf_last_error());
     rc = dlf_safetensors_load(&st, "build/no/such/file.safetensors");
     CHECK(rc == DLF_ERR_IO && strstr(dlf_last_error(), "build/no/such/file.safetensors"), "missing file: %s", dlf_last_error());
-    /* a save that cannot complete leaves the old file as it was */
-    TEST_MKDIR("build/test_ckpt.safetensors.tmp");  /* the temp path is taken by a directory */
+    /* a save that cannot complete leaves the old file as it was: the lock file (POSIX)
+       or the first temporary name (Windows, no lock) is taken by a directory */
+#ifdef _WIN32
+    snprintf(blocker, sizeof blocker, "%s.%lu.0.tmp", path, (unsigned long)_getpid());
+#else
+    snprintf(blocker, sizeof blocker, "%s.lock", path);
+    remove(blocker);
+#endif
+    TEST_MKDIR(blocker);
     dlf_fill(a, 2.0f);
     rc = dlf_safetensors_save(path, nt, 1, NULL, 0);
     CHECK(rc == DLF_ERR_IO, "failed save reports DLF_ERR_IO (%d): %s", rc, dlf_last_error());
-    TEST_RMDIR("build/test_ckpt.safetensors.tmp");
+    TEST_RMDIR(blocker);
     rc = dlf_safetensors_load(&st, path);
     CHECK(rc == DLF_OK && st.tensors[0].data[0] == 1.0f, "old checkpoint intact after a failed save");
     if (rc == DLF_OK) dlf_safetensors_free(&st);
@@ -219,6 +228,9 @@ static void test_files(void)
     CHECK(rc == DLF_OK && st.tensors[0].data[0] == 2.0f, "a later save replaces it");
     if (rc == DLF_OK) dlf_safetensors_free(&st);
     remove(path);
+#ifndef _WIN32
+    remove("build/test_ckpt.safetensors.lock");
+#endif
     dlf_tensor_free(a);
 }
 
@@ -337,6 +349,43 @@ static void test_strict(void)
     CHECK(rc == DLF_ERR_FORMAT && strstr(dlf_last_error(), "NUL"), "\\u0000 in metadata refused: %s", dlf_last_error());
     rc = parse_header("{\"caf\\u00e9\":{\"dtype\":\"F32\",\"shape\":[1],\"data_offsets\":[0,4]}}", 4, &st);
     CHECK(rc == DLF_OK && st.n == 1 && strcmp(st.tensors[0].name, "caf\xc3\xa9") == 0, "other escapes still decode: %s", dlf_last_error());
+    if (rc == DLF_OK) dlf_safetensors_free(&st);
+    /* UTF-16 surrogate pairs (what Python's json.dumps writes for characters past U+FFFF)
+       decode to one 4-byte UTF-8 character; a raw UTF-8 name is kept as it is and written
+       back the same; lone surrogates and bytes that are not UTF-8 are refused (found by
+       fuzz/fuzz_safetensors_struct.c: an overlong "\xc0\x80", a hidden NUL, was accepted) */
+    rc = parse_header("{\"__metadata__\":{\"k\":\"\\ud83d\\ude00!\"},\"w\\uD83D\\uDE00\":{\"dtype\":\"F32\",\"shape\":[1],\"data_offsets\":[0,4]}}", 4, &st);
+    CHECK(rc == DLF_OK && strcmp(st.tensors[0].name, "w\xf0\x9f\x98\x80") == 0 &&
+          strcmp(dlf_safetensors_meta(&st, "k"), "\xf0\x9f\x98\x80!") == 0, "a surrogate pair decodes to U+1F600: %s", dlf_last_error());
+    if (rc == DLF_OK) {
+        dlf_named_tensor nt[1];
+        const char *meta[2];
+        unsigned char *bytes;
+        size_t len;
+        dlf_safetensors back;
+        dlf_tensor *t = dlf_tensor_new1(1);
+        nt[0].name = st.tensors[0].name;
+        nt[0].t = t;
+        meta[0] = "k"; meta[1] = st.meta_values[0];
+        rc = dlf_safetensors_serialize(nt, 1, meta, 1, &bytes, &len);
+        rc = rc == DLF_OK ? dlf_safetensors_parse(&back, bytes, len, "back") : rc;
+        CHECK(rc == DLF_OK && strcmp(back.tensors[0].name, st.tensors[0].name) == 0 &&
+              strcmp(back.meta_values[0], st.meta_values[0]) == 0, "and writes back as the same UTF-8: %s", dlf_last_error());
+        if (rc == DLF_OK) { dlf_safetensors_free(&back); DLF_FREE(bytes); }
+        dlf_tensor_free(t);
+        dlf_safetensors_free(&st);
+    }
+    rc = parse_header("{\"w\\ud83d\\u0041\":{\"dtype\":\"F32\",\"shape\":[1],\"data_offsets\":[0,4]}}", 4, &st);
+    CHECK(rc == DLF_ERR_FORMAT && strstr(dlf_last_error(), "surrogate"), "a high surrogate before a non-surrogate: %s", dlf_last_error());
+    rc = parse_header("{\"w\\ud83d\":{\"dtype\":\"F32\",\"shape\":[1],\"data_offsets\":[0,4]}}", 4, &st);
+    CHECK(rc == DLF_ERR_FORMAT && strstr(dlf_last_error(), "surrogate"), "a high surrogate at the end: %s", dlf_last_error());
+    rc = parse_header("{\"w\\ude00\":{\"dtype\":\"F32\",\"shape\":[1],\"data_offsets\":[0,4]}}", 4, &st);
+    CHECK(rc == DLF_ERR_FORMAT && strstr(dlf_last_error(), "lone low surrogate"), "a lone low surrogate: %s", dlf_last_error());
+    rc = parse_header("{\"\xc0\x80\":{\"dtype\":\"F32\",\"shape\":[1],\"data_offsets\":[0,4]}}", 4, &st);
+    CHECK(rc == DLF_ERR_FORMAT && strstr(dlf_last_error(), "not valid UTF-8") && strstr(dlf_last_error(), "byte 10"),
+          "an overlong NUL in a name: %s", dlf_last_error());
+    rc = parse_header("{\"caf\xc3\xa9\":{\"dtype\":\"F32\",\"shape\":[1],\"data_offsets\":[0,4]}}", 4, &st);
+    CHECK(rc == DLF_OK && strcmp(st.tensors[0].name, "caf\xc3\xa9") == 0, "raw UTF-8 loads: %s", dlf_last_error());
     if (rc == DLF_OK) dlf_safetensors_free(&st);
 }
 
