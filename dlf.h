@@ -952,6 +952,16 @@ DLFDEF dlf_schedule dlf_sched_with_shape(dlf_schedule s, dlf_shape from, dlf_sha
 // A loader walks a dataset in batches: a seeded shuffle at each epoch start
 // (dlf_rng_permutation), drop_last, and a preallocated float batch (N,1,rows,cols)
 // plus labels (N) as floats, so a training step allocates nothing.
+//
+// General datasets (docs/data.md): the inputs are either bytes (N, C, H, W) (images
+// with C channels, pixel/255 before normalization) or floats (N, C, H, W) or (N, F)
+// (a table: `table` = 1, its F features in `channels`, rows = cols = 1), and the
+// labels either class ids (uint8 `labels` from IDX files, or int32 `ids`) or float
+// targets (N, T) (regression, several outputs). The loader normalizes per channel
+// (per feature for a table), x = (v - mean[c]) / std[c] with v = pixel/255 or the
+// float, then calls the config's transform hook on the batch (augmentation). The
+// batch is x (N, C, H, W) or (N, F), y (N) class ids as floats or (N, T) targets.
+// A CSV reader (dlf_csv_parse, dlf_csv_load) turns a numeric table into a dataset.
 
 #define DLF_IDX_LABELS 0x00000801u  /* magic of a label file: unsigned bytes, 1 dim */
 #define DLF_IDX_IMAGES 0x00000803u  /* magic of an image file: unsigned bytes, 3 dims */
@@ -970,12 +980,19 @@ DLFDEF int  dlf_idx_load(const char *path, dlf_idx *out);  /* DLF_OK or DLF_ERR_
 DLFDEF void dlf_idx_free(dlf_idx *x);
 
 typedef struct dlf_dataset {
-    uint8_t *images;         /* (n, rows, cols) pixels 0..255 */
-    uint8_t *labels;         /* (n) class ids */
+    uint8_t *images;         /* (n, channels, rows, cols) pixels 0..255; NULL when `features` */
+    uint8_t *labels;         /* (n) class ids 0..255; NULL when `ids` or `targets` */
     int n;                   /* items */
-    int rows, cols;          /* image size (28, 28 for MNIST) */
-    int n_classes;           /* 1 + the largest label */
-    int owns;                /* 1: dlf_dataset_free frees images and labels; 0: a view */
+    int rows, cols;          /* image size (28, 28 for MNIST); 1, 1 for a table */
+    int n_classes;           /* 1 + the largest class id; 0 for float targets */
+    int owns;                /* 1: dlf_dataset_free frees the buffers; 0: a view */
+    /* general datasets; all 0 / NULL is the single-channel IDX kind above */
+    int channels;            /* channels per item (0 means 1); a table's features */
+    int table;               /* 1: items are vectors of `channels` features, batches (N, channels) */
+    float *features;         /* (n, channels, rows, cols) floats, instead of images */
+    int32_t *ids;            /* (n) class ids 0..n_classes-1, instead of labels */
+    float *targets;          /* (n, n_targets) float targets, instead of class ids */
+    int n_targets;           /* floats per target (0 with class ids) */
 } dlf_dataset;
 
 DLFDEF int  dlf_dataset_from_idx(dlf_dataset *d, dlf_idx *images, dlf_idx *labels, const char *name); /* takes both buffers */
@@ -986,6 +1003,52 @@ DLFDEF void dlf_dataset_fill(const dlf_dataset *d, const int *idx, int count, co
                              dlf_tensor *x, dlf_tensor *y);  /* x[i] = lut[pixels of idx[i]], y[i] = label;
                                                                 x and y get shape[0] = count */
 DLFDEF void dlf_normalize_lut(float lut[256], float mean, float std); /* lut[v] = (v/255 - mean)/std */
+
+/* General datasets. Both constructors copy their inputs; the dataset owns the copies.
+   y holds class ids as floats (N) when n_classes > 0 (each an integer in
+   [0, n_classes)), or float targets (N) or (N, T) when n_classes == 0.
+   DLF_OK or DLF_ERR_NOMEM; wrong shapes or ids panic. */
+DLFDEF int  dlf_dataset_from_tensor(dlf_dataset *d, const dlf_tensor *x, const dlf_tensor *y, int n_classes);
+    /* x (N, F): a table; x (N, C, H, W): float images */
+DLFDEF int  dlf_dataset_from_images(dlf_dataset *d, const uint8_t *pixels, int n, int channels, int rows,
+                                    int cols, const dlf_tensor *y, int n_classes); /* pixels (n, C, H, W) */
+DLFDEF int  dlf_dataset_channels(const dlf_dataset *d);   /* channels per item (a table's features) */
+DLFDEF int  dlf_dataset_item_size(const dlf_dataset *d);  /* floats per item: channels * rows * cols */
+DLFDEF int  dlf_dataset_subset(const dlf_dataset *d, const int *idx, int count, dlf_dataset *out);
+    /* a copy of items idx[0..count), in that order; DLF_OK or DLF_ERR_NOMEM */
+DLFDEF int  dlf_dataset_split(const dlf_dataset *d, double test_frac, uint64_t seed, dlf_dataset *train,
+                              dlf_dataset *test);
+    /* a seeded random split (copies): test gets ceil(test_frac * n) items (scikit-learn's
+       train_test_split count), train the rest; DLF_OK or DLF_ERR_NOMEM */
+DLFDEF void dlf_dataset_channel_stats(const dlf_dataset *d, float *mean, float *std);
+    /* (channels) each channel's (a table: each feature's) mean and population std over all
+       items and positions, of pixel/255 for bytes, of the value for floats */
+
+/* A numeric CSV table (docs/data.md): fields separated by `delim`, one row per line
+   ("\n" or "\r\n"), every row with the same number of fields, every field a decimal
+   number ([+-]digits[.digits][(e|E)[+-]digits], spaces around it allowed). NaN, inf,
+   empty fields, hex and anything else are errors naming the file, line and column.
+   One column is the label; the others become the features of a table dataset. */
+typedef struct dlf_csv_cfg {
+    int header;              /* 0: detect (a first row with a field that is not a number is a
+                                header), 1: the first row is a header, -1: no header */
+    int skip_lines;          /* lines skipped before the header or the first row */
+    int label_col;           /* the label's column, 0-based; negative counts from the end (-1: last) */
+    int regression;          /* 1: the label is a float target (n_targets 1); 0: a class id, an
+                                integer in [0, 2^24) */
+    char delim;              /* field separator (default ',') */
+} dlf_csv_cfg;
+
+DLFDEF int  dlf_csv_parse(const char *text, size_t len, const char *name, const dlf_csv_cfg *cfg,
+                          dlf_dataset *out);  /* DLF_OK, DLF_ERR_FORMAT (bad table) or DLF_ERR_NOMEM */
+#ifndef DLF_NO_STDIO
+DLFDEF int  dlf_csv_load(const char *path, const dlf_csv_cfg *cfg, dlf_dataset *out);
+    /* DLF_OK or DLF_ERR_IO / _FORMAT / _NOMEM; messages name path, line and column */
+#endif
+
+/* Called on every batch after it is filled and normalized: x and y may be changed in
+   place (same shapes), e.g. augmentation with the program's own rng in user. */
+typedef void (*dlf_transform_fn)(dlf_tensor *x, dlf_tensor *y, void *user);
 
 typedef struct dlf_mnist_cfg {
     int n_valid;             /* training items held out, from the end (default n/6: 10000 of 60000); < 0: none */
@@ -1012,7 +1075,13 @@ typedef struct dlf_loader_cfg {
     int shuffle;             /* 1: a new seeded permutation at each epoch start; 0: in order */
     int drop_last;           /* 1: skip the last batch when it is short */
     uint64_t seed;           /* shuffle seed; same seed, same order of every epoch */
-    float mean, std;         /* normalization (std 0: mean 0, std 1, i.e. pixel/255) */
+    float mean, std;         /* normalization of every channel (std 0: mean 0, std 1, i.e. pixel/255
+                                for bytes, the value itself for floats) */
+    const float *ch_mean;    /* (channels) per-channel (a table: per-feature) means; with ch_std they
+                                replace mean and std; copied. NULL: mean and std above */
+    const float *ch_std;     /* (channels) per-channel stds (a std <= 0 counts as 1) */
+    dlf_transform_fn transform; /* NULL, or called on each batch after normalization */
+    void *transform_user;    /* its user pointer */
 } dlf_loader_cfg;
 
 typedef struct dlf_loader {
@@ -1023,14 +1092,22 @@ typedef struct dlf_loader {
     int epoch;               /* epochs started so far */
     int n_batches;           /* batches per epoch */
     dlf_rng rng;             /* shuffle state, seeded once from cfg.seed */
-    dlf_tensor *x;           /* (batch_size, 1, rows, cols) the current batch; shape[0] shrinks for a short one */
-    dlf_tensor *y;           /* (batch_size) its labels as floats */
-    float lut[256];          /* normalized value of each pixel byte */
+    dlf_tensor *x;           /* (batch_size, C, rows, cols) or (batch_size, F) the current batch;
+                                shape[0] shrinks for a short one */
+    dlf_tensor *y;           /* (batch_size) its class ids as floats, or (batch_size, T) targets */
+    float lut[256];          /* normalized value of each pixel byte (channel 0) */
+    int channels;            /* channels per item (a table's features) */
+    float *norm_mean;        /* (channels) the normalization in use, x = (v - mean) / std with */
+    float *norm_std;         /* (channels)   v = pixel/255 for bytes; mean 0, std 1 when none */
+    float *luts;             /* (channels * 256) byte datasets: each channel's table; else NULL */
 } dlf_loader;
 
 DLFDEF dlf_loader *dlf_loader_create(const dlf_dataset *ds, const dlf_loader_cfg *cfg); /* NULL on OOM */
 DLFDEF void dlf_loader_free(dlf_loader *l);
 DLFDEF int  dlf_loader_next(dlf_loader *l);  /* fills l->x, l->y; items in the batch, 0 at the end of an epoch */
+DLFDEF void dlf_normalize(dlf_tensor *x, const float *mean, const float *std, int channels);
+    /* in place, x (N, C, ...) or (N, F): x = (x - mean[c]) / std[c] along dim 1 (a std <= 0
+       counts as 1); the loader's normalization, for inputs prepared outside a loader */
 /* The usual three: a shuffled training loader (seeded) and in-order valid and test
    loaders with a larger batch, all normalized with the training set's mean and std.
    Any output may be NULL (not wanted). DLF_OK, or DLF_ERR_NOMEM with all freed. */
@@ -7369,21 +7446,44 @@ DLFDEF void dlf_dataset_free(dlf_dataset *d)
     if (d->owns) {
         if (d->images) DLF_FREE(d->images);
         if (d->labels) DLF_FREE(d->labels);
+        if (d->features) DLF_FREE(d->features);
+        if (d->ids) DLF_FREE(d->ids);
+        if (d->targets) DLF_FREE(d->targets);
     }
     memset(d, 0, sizeof *d);
 }
 
+DLFDEF int dlf_dataset_channels(const dlf_dataset *d)
+{
+    if (!d) { dlf__panic("dlf_dataset_channels: d is NULL"); return 0; }
+    return d->channels > 0 ? d->channels : 1;
+}
+
+DLFDEF int dlf_dataset_item_size(const dlf_dataset *d)
+{
+    if (!d) { dlf__panic("dlf_dataset_item_size: d is NULL"); return 0; }
+    return dlf_dataset_channels(d) * d->rows * d->cols;
+}
+
+/* floats per label: 1 for a class id, n_targets for float targets */
+static int dlf__label_size(const dlf_dataset *d) { return d->targets ? d->n_targets : 1; }
+
 DLFDEF dlf_dataset dlf_dataset_view(const dlf_dataset *d, int start, int count)
 {
     dlf_dataset v;
+    size_t per;
     memset(&v, 0, sizeof v);
     if (start < 0 || count < 0 || start > d->n - count) {
         dlf__panic("dlf_dataset_view: items [%d, %d) are outside the dataset's %d", start, start + count, d->n);
         return v;
     }
+    per = (size_t)dlf_dataset_item_size(d);
     v = *d;
-    v.images = d->images + (size_t)start * d->rows * d->cols;
-    v.labels = d->labels + start;
+    if (d->images) v.images = d->images + (size_t)start * per;
+    if (d->features) v.features = d->features + (size_t)start * per;
+    if (d->labels) v.labels = d->labels + start;
+    if (d->ids) v.ids = d->ids + start;
+    if (d->targets) v.targets = d->targets + (size_t)start * d->n_targets;
     v.n = count;
     v.owns = 0;
     return v;
@@ -7393,9 +7493,18 @@ DLFDEF dlf_dataset dlf_dataset_view(const dlf_dataset *d, int start, int count)
    std = sqrt(sum(v^2) / (255^2 N) - mean^2). The sums are exact integers. */
 DLFDEF void dlf_dataset_stats(const dlf_dataset *d, float *mean, float *std)
 {
-    size_t i, n = (size_t)d->n * d->rows * d->cols;
+    size_t i, n = (size_t)d->n * dlf_dataset_item_size(d);
     uint64_t s = 0, s2 = 0;
     double m, var;
+    if (d->features) {   /* floats: two passes, mean then the squared deviations */
+        double sum = 0.0, sq = 0.0;
+        for (i = 0; i < n; i++) sum += d->features[i];
+        m = n ? sum / (double)n : 0.0;
+        for (i = 0; i < n; i++) sq += ((double)d->features[i] - m) * ((double)d->features[i] - m);
+        *mean = (float)m;
+        *std = n ? (float)sqrt(sq / (double)n) : 0.0f;
+        return;
+    }
     for (i = 0; i < n; i++) {
         uint64_t v = d->images[i];
         s += v;
@@ -7415,33 +7524,487 @@ DLFDEF void dlf_normalize_lut(float lut[256], float mean, float std)
     for (v = 0; v < 256; v++) lut[v] = ((float)v / 255.0f - mean) / std;
 }
 
-DLFDEF void dlf_dataset_fill(const dlf_dataset *d, const int *idx, int count, const float *lut,
-                             dlf_tensor *x, dlf_tensor *y)
+/* The batch of items idx[0..count): x[i] = normalized item idx[i], y[i] its label.
+   Bytes go through the per-channel tables luts + c * lut_stride (lut_stride 0: one
+   table for every channel); floats become (v - mean[c]) / std[c] (mean NULL: v). */
+static void dlf__fill_batch(const dlf_dataset *d, const int *idx, int count, const float *luts, int lut_stride,
+                            const float *mean, const float *std, dlf_tensor *x, dlf_tensor *y, const char *fn)
 {
-    int per = d->rows * d->cols, i, j;
+    int C = dlf_dataset_channels(d), hw = d->rows * d->cols, per = C * hw, T = dlf__label_size(d), i, c, j;
     char sx[64], sy[64];
-    if (count < 0 || x->size < count * per || y->size < count) {
-        dlf__panic("dlf_dataset_fill: %d items of %dx%d do not fit x %s and y %s", count, d->rows, d->cols,
+    if (count < 0 || x->size < count * per || y->size < count * T) {
+        dlf__panic("%s: %d items of %dx%dx%d do not fit x %s and y %s", fn, count, C, d->rows, d->cols,
                    dlf_shape_str(x, sx, sizeof sx), dlf_shape_str(y, sy, sizeof sy));
+        return;
+    }
+    if (!d->images && !d->features && d->n > 0) {
+        dlf__panic("%s: the dataset has neither images nor features", fn);
         return;
     }
     for (i = 0; i < count; i++) {
         int item = idx[i];
-        const uint8_t *src;
         float *dst = x->data + (size_t)i * per;
         if (item < 0 || item >= d->n) {
-            dlf__panic("dlf_dataset_fill: index %d (position %d) is outside the dataset's %d items", item, i, d->n);
+            dlf__panic("%s: index %d (position %d) is outside the dataset's %d items", fn, item, i, d->n);
             return;
         }
-        src = d->images + (size_t)item * per;
-        for (j = 0; j < per; j++) dst[j] = lut[src[j]];
-        y->data[i] = (float)d->labels[item];
+        if (d->images) {
+            const uint8_t *src = d->images + (size_t)item * per;
+            for (c = 0; c < C; c++) {
+                const float *lut = luts + (size_t)c * lut_stride;
+                for (j = 0; j < hw; j++) dst[c * hw + j] = lut[src[c * hw + j]];
+            }
+        } else {
+            const float *src = d->features + (size_t)item * per;
+            if (!mean) memcpy(dst, src, (size_t)per * sizeof(float));
+            else
+                for (c = 0; c < C; c++)
+                    for (j = 0; j < hw; j++) dst[c * hw + j] = (src[c * hw + j] - mean[c]) / std[c];
+        }
+        if (d->targets) memcpy(y->data + (size_t)i * T, d->targets + (size_t)item * T, (size_t)T * sizeof(float));
+        else y->data[i] = d->ids ? (float)d->ids[item] : (float)d->labels[item];
     }
     x->shape[0] = count;
     x->size = count * per;
     y->shape[0] = count;
-    y->size = count;
+    y->size = count * T;
+    dlf__written(x);
+    dlf__written(y);
 }
+
+/* The one-table form: every channel of a byte image through lut; floats copied. */
+DLFDEF void dlf_dataset_fill(const dlf_dataset *d, const int *idx, int count, const float *lut,
+                             dlf_tensor *x, dlf_tensor *y)
+{
+    dlf__fill_batch(d, idx, count, lut, 0, NULL, NULL, x, y, "dlf_dataset_fill");
+}
+
+/* ---------------------------------------------------------------- general datasets */
+
+/* Labels from y: class ids (N) as floats when n_classes > 0, else float targets (N) or
+   (N, T). Allocates d->ids or d->targets. */
+static int dlf__dataset_labels(dlf_dataset *d, const dlf_tensor *y, int N, int n_classes, const char *fn)
+{
+    int i;
+    char sy[64];
+    if (n_classes < 0) { dlf__panic("%s: n_classes %d is negative", fn, n_classes); return DLF_ERR_ARG; }
+    if (n_classes > 0) {
+        if (y->size != N || y->ndim > 2 || (y->ndim == 2 && y->shape[1] != 1)) {
+            dlf__panic("%s: class ids y %s do not match %d items (want (%d))", fn, dlf_shape_str(y, sy, sizeof sy),
+                       N, N);
+            return DLF_ERR_ARG;
+        }
+        for (i = 0; i < N; i++) {
+            float v = y->data[i];
+            if (!(v >= 0.0f && v < (float)n_classes) || v != (float)(int)v) {
+                dlf__panic("%s: y[%d] = %g is not a class id in [0, %d)", fn, i, (double)v, n_classes);
+                return DLF_ERR_ARG;
+            }
+        }
+        d->ids = (int32_t *)dlf__malloc((size_t)(N ? N : 1) * sizeof(int32_t), "dataset class ids");
+        if (!d->ids) return DLF_ERR_NOMEM;
+        for (i = 0; i < N; i++) d->ids[i] = (int32_t)y->data[i];
+        d->n_classes = n_classes;
+        return DLF_OK;
+    }
+    if (y->ndim < 1 || y->ndim > 2 || y->shape[0] != N) {
+        dlf__panic("%s: targets y %s do not match %d items (want (%d) or (%d, T))", fn,
+                   dlf_shape_str(y, sy, sizeof sy), N, N, N);
+        return DLF_ERR_ARG;
+    }
+    d->n_targets = y->ndim == 2 ? y->shape[1] : 1;
+    d->targets = (float *)dlf__malloc((size_t)(y->size ? y->size : 1) * sizeof(float), "dataset targets");
+    if (!d->targets) return DLF_ERR_NOMEM;
+    memcpy(d->targets, y->data, (size_t)y->size * sizeof(float));
+    return DLF_OK;
+}
+
+DLFDEF int dlf_dataset_from_tensor(dlf_dataset *d, const dlf_tensor *x, const dlf_tensor *y, int n_classes)
+{
+    int rc;
+    char sx[64];
+    if (!d) { dlf__panic("dlf_dataset_from_tensor: d is NULL"); return DLF_ERR_ARG; }
+    memset(d, 0, sizeof *d);
+    if (!x) { dlf__panic("dlf_dataset_from_tensor: x is NULL"); return DLF_ERR_ARG; }
+    if (!y) { dlf__panic("dlf_dataset_from_tensor: y is NULL"); return DLF_ERR_ARG; }
+    if (x->ndim != 2 && x->ndim != 4) {
+        dlf__panic("dlf_dataset_from_tensor: x %s must be (N, F) or (N, C, H, W)", dlf_shape_str(x, sx, sizeof sx));
+        return DLF_ERR_ARG;
+    }
+    d->n = x->shape[0];
+    d->channels = x->shape[1];
+    d->table = x->ndim == 2;
+    d->rows = x->ndim == 4 ? x->shape[2] : 1;
+    d->cols = x->ndim == 4 ? x->shape[3] : 1;
+    d->owns = 1;
+    rc = dlf__dataset_labels(d, y, d->n, n_classes, "dlf_dataset_from_tensor");
+    if (rc != DLF_OK) { dlf_dataset_free(d); return rc; }
+    d->features = (float *)dlf__malloc((size_t)(x->size ? x->size : 1) * sizeof(float), "dataset features");
+    if (!d->features) { dlf_dataset_free(d); return DLF_ERR_NOMEM; }
+    memcpy(d->features, x->data, (size_t)x->size * sizeof(float));
+    return DLF_OK;
+}
+
+DLFDEF int dlf_dataset_from_images(dlf_dataset *d, const uint8_t *pixels, int n, int channels, int rows,
+                                   int cols, const dlf_tensor *y, int n_classes)
+{
+    size_t bytes;
+    int rc;
+    if (!d) { dlf__panic("dlf_dataset_from_images: d is NULL"); return DLF_ERR_ARG; }
+    memset(d, 0, sizeof *d);
+    if (!pixels) { dlf__panic("dlf_dataset_from_images: pixels is NULL"); return DLF_ERR_ARG; }
+    if (!y) { dlf__panic("dlf_dataset_from_images: y is NULL"); return DLF_ERR_ARG; }
+    if (n < 0 || channels <= 0 || rows <= 0 || cols <= 0 || (double)n * channels * rows * cols > (double)INT_MAX) {
+        dlf__panic("dlf_dataset_from_images: bad size n %d, channels %d, rows %d, cols %d", n, channels, rows, cols);
+        return DLF_ERR_ARG;
+    }
+    d->n = n;
+    d->channels = channels;
+    d->rows = rows;
+    d->cols = cols;
+    d->owns = 1;
+    rc = dlf__dataset_labels(d, y, n, n_classes, "dlf_dataset_from_images");
+    if (rc != DLF_OK) { dlf_dataset_free(d); return rc; }
+    bytes = (size_t)n * channels * rows * cols;
+    d->images = (uint8_t *)dlf__malloc(bytes ? bytes : 1, "dataset images");
+    if (!d->images) { dlf_dataset_free(d); return DLF_ERR_NOMEM; }
+    memcpy(d->images, pixels, bytes);
+    return DLF_OK;
+}
+
+DLFDEF int dlf_dataset_subset(const dlf_dataset *d, const int *idx, int count, dlf_dataset *out)
+{
+    size_t per, T;
+    int i;
+    if (!out) { dlf__panic("dlf_dataset_subset: out is NULL"); return DLF_ERR_ARG; }
+    memset(out, 0, sizeof *out);
+    if (!d) { dlf__panic("dlf_dataset_subset: d is NULL"); return DLF_ERR_ARG; }
+    if (!idx && count > 0) { dlf__panic("dlf_dataset_subset: idx is NULL"); return DLF_ERR_ARG; }
+    if (count < 0) { dlf__panic("dlf_dataset_subset: count %d is negative", count); return DLF_ERR_ARG; }
+    for (i = 0; i < count; i++)
+        if (idx[i] < 0 || idx[i] >= d->n) {
+            dlf__panic("dlf_dataset_subset: idx[%d] = %d is outside the dataset's %d items", i, idx[i], d->n);
+            return DLF_ERR_ARG;
+        }
+    per = (size_t)dlf_dataset_item_size(d);
+    T = (size_t)dlf__label_size(d);
+    *out = *d;
+    out->n = count;
+    out->owns = 1;
+    out->images = NULL; out->features = NULL; out->labels = NULL; out->ids = NULL; out->targets = NULL;
+    if (d->images && !(out->images = (uint8_t *)dlf__malloc(per * count + 1, "dataset images"))) goto oom;
+    if (d->features && !(out->features = (float *)dlf__malloc((per * count + 1) * sizeof(float), "dataset features")))
+        goto oom;
+    if (d->labels && !(out->labels = (uint8_t *)dlf__malloc((size_t)count + 1, "dataset labels"))) goto oom;
+    if (d->ids && !(out->ids = (int32_t *)dlf__malloc(((size_t)count + 1) * sizeof(int32_t), "dataset class ids")))
+        goto oom;
+    if (d->targets && !(out->targets = (float *)dlf__malloc((T * count + 1) * sizeof(float), "dataset targets")))
+        goto oom;
+    for (i = 0; i < count; i++) {
+        size_t k = (size_t)idx[i];
+        if (d->images) memcpy(out->images + i * per, d->images + k * per, per);
+        if (d->features) memcpy(out->features + i * per, d->features + k * per, per * sizeof(float));
+        if (d->labels) out->labels[i] = d->labels[k];
+        if (d->ids) out->ids[i] = d->ids[k];
+        if (d->targets) memcpy(out->targets + i * T, d->targets + k * T, T * sizeof(float));
+    }
+    return DLF_OK;
+oom:
+    dlf_dataset_free(out);
+    return DLF_ERR_NOMEM;
+}
+
+DLFDEF int dlf_dataset_split(const dlf_dataset *d, double test_frac, uint64_t seed, dlf_dataset *train,
+                             dlf_dataset *test)
+{
+    dlf_rng rng;
+    int *perm, n_test, rc;
+    if (!train) { dlf__panic("dlf_dataset_split: train is NULL"); return DLF_ERR_ARG; }
+    if (!test) { dlf__panic("dlf_dataset_split: test is NULL"); return DLF_ERR_ARG; }
+    memset(train, 0, sizeof *train);
+    memset(test, 0, sizeof *test);
+    if (!d) { dlf__panic("dlf_dataset_split: d is NULL"); return DLF_ERR_ARG; }
+    if (!(test_frac >= 0.0 && test_frac <= 1.0)) {
+        dlf__panic("dlf_dataset_split: test_frac %g is not in [0, 1]", test_frac);
+        return DLF_ERR_ARG;
+    }
+    n_test = (int)ceil(test_frac * (double)d->n);
+    perm = (int *)dlf__malloc((size_t)(d->n ? d->n : 1) * sizeof(int), "split permutation");
+    if (!perm) return DLF_ERR_NOMEM;
+    dlf_rng_seed(&rng, seed);
+    dlf_rng_permutation(&rng, perm, d->n);
+    rc = dlf_dataset_subset(d, perm, n_test, test);
+    if (rc == DLF_OK) rc = dlf_dataset_subset(d, perm + n_test, d->n - n_test, train);
+    DLF_FREE(perm);
+    if (rc != DLF_OK) { dlf_dataset_free(train); dlf_dataset_free(test); }
+    return rc;
+}
+
+/* Bytes: exact integer sums per channel, as dlf_dataset_stats. Floats: per channel,
+   the mean, then the mean squared deviation from it (two passes, in double). */
+DLFDEF void dlf_dataset_channel_stats(const dlf_dataset *d, float *mean, float *std)
+{
+    int C, hw, i, c, j;
+    if (!d) { dlf__panic("dlf_dataset_channel_stats: d is NULL"); return; }
+    if (!mean) { dlf__panic("dlf_dataset_channel_stats: mean is NULL"); return; }
+    if (!std) { dlf__panic("dlf_dataset_channel_stats: std is NULL"); return; }
+    C = dlf_dataset_channels(d);
+    hw = d->rows * d->cols;
+    for (c = 0; c < C; c++) {
+        double cnt = (double)d->n * hw, m = 0.0, var = 0.0;
+        if (cnt == 0.0) { mean[c] = 0.0f; std[c] = 0.0f; continue; }
+        if (d->images) {
+            uint64_t s = 0, s2 = 0;
+            for (i = 0; i < d->n; i++) {
+                const uint8_t *p = d->images + ((size_t)i * C + c) * hw;
+                for (j = 0; j < hw; j++) { s += p[j]; s2 += (uint64_t)p[j] * p[j]; }
+            }
+            m = (double)s / (255.0 * cnt);
+            var = (double)s2 / (255.0 * 255.0 * cnt) - m * m;
+        } else if (d->features) {
+            double sum = 0.0, sq = 0.0;
+            for (i = 0; i < d->n; i++) {
+                const float *p = d->features + ((size_t)i * C + c) * hw;
+                for (j = 0; j < hw; j++) sum += p[j];
+            }
+            m = sum / cnt;
+            for (i = 0; i < d->n; i++) {
+                const float *p = d->features + ((size_t)i * C + c) * hw;
+                for (j = 0; j < hw; j++) sq += ((double)p[j] - m) * ((double)p[j] - m);
+            }
+            var = sq / cnt;
+        }
+        mean[c] = (float)m;
+        std[c] = (float)sqrt(var > 0.0 ? var : 0.0);
+    }
+}
+
+/* ---------------------------------------------------------------- CSV */
+
+/* One field [s, e) after trimming spaces and tabs: 1 and *v when it is a decimal
+   number, [+-]digits[.digits][(e|E)[+-]digits] with at least one digit before the
+   exponent; 0 when it is not (NaN, inf, hex, text, empty); 2 when it is a number out
+   of float range. */
+static int dlf__csv_number(const char *s, const char *e, double *v)
+{
+    char buf[128], *end;
+    const char *p;
+    int digits = 0;
+    double x;
+    while (s < e && (*s == ' ' || *s == '\t')) s++;
+    while (e > s && (e[-1] == ' ' || e[-1] == '\t')) e--;
+    p = s;
+    if (p < e && (*p == '+' || *p == '-')) p++;
+    while (p < e && *p >= '0' && *p <= '9') { p++; digits++; }
+    if (p < e && *p == '.') {
+        p++;
+        while (p < e && *p >= '0' && *p <= '9') { p++; digits++; }
+    }
+    if (!digits) return 0;
+    if (p < e && (*p == 'e' || *p == 'E')) {
+        int ed = 0;
+        p++;
+        if (p < e && (*p == '+' || *p == '-')) p++;
+        while (p < e && *p >= '0' && *p <= '9') { p++; ed++; }
+        if (!ed) return 0;
+    }
+    if (p != e || (size_t)(e - s) >= sizeof buf) return 0;
+    memcpy(buf, s, (size_t)(e - s));
+    buf[e - s] = 0;
+    x = strtod(buf, &end);
+    if (!(x >= -3.4028234663852886e38 && x <= 3.4028234663852886e38)) return 2;
+    *v = x;
+    return 1;
+}
+
+/* The field text for a message: at most 24 characters. */
+static void dlf__csv_show(const char *s, const char *e, char *out, size_t cap)
+{
+    size_t n = (size_t)(e - s);
+    if (n > 24) n = 24;
+    if (n >= cap) n = cap - 1;
+    memcpy(out, s, n);
+    out[n] = 0;
+}
+
+/* The line starting at p: its end (without "\r") in *le, the next line's start returned. */
+static const char *dlf__csv_line(const char *p, const char *end, const char **le)
+{
+    const char *q = p;
+    while (q < end && *q != '\n') q++;
+    *le = q > p && q[-1] == '\r' ? q - 1 : q;
+    return q < end ? q + 1 : end;
+}
+
+static int dlf__csv_count_fields(const char *s, const char *e, char delim)
+{
+    int n = 1;
+    for (; s < e; s++) n += *s == delim;
+    return n;
+}
+
+DLFDEF int dlf_csv_parse(const char *text, size_t len, const char *name, const dlf_csv_cfg *cfg_in,
+                         dlf_dataset *out)
+{
+    dlf_csv_cfg cfg;
+    const char *p, *end, *ls, *le, *next;
+    size_t max_rows = 1, k;
+    float *feat = NULL, *lab = NULL;
+    int line = 0, ncols = 0, label, rows = 0, header, col, rc = DLF_OK, top = -1, first;
+    char show[32];
+    if (!out) { dlf__panic("dlf_csv_parse: out is NULL"); return DLF_ERR_ARG; }
+    memset(out, 0, sizeof *out);
+    if (!text && len > 0) { dlf__panic("dlf_csv_parse: text is NULL"); return DLF_ERR_ARG; }
+    memset(&cfg, 0, sizeof cfg);
+    if (cfg_in) cfg = *cfg_in;
+    if (!cfg.delim) cfg.delim = ',';
+    if (!name) name = "(memory)";
+    p = text;
+    end = text + len;
+    for (; line < cfg.skip_lines && p < end; line++) p = dlf__csv_line(p, end, &le);
+    /* the first line that holds anything */
+    if (p >= end)
+        return dlf__fail(DLF_ERR_FORMAT, "%s: empty file: no rows%s", name, cfg.skip_lines ? " after the skipped lines" : "");
+    ls = p;
+    next = dlf__csv_line(p, end, &le);
+    first = ++line;
+    if (le == ls)
+        return dlf__fail(DLF_ERR_FORMAT, "%s: line %d is empty, expected the %s", name, line,
+                         cfg.header > 0 ? "header" : "first row");
+    ncols = dlf__csv_count_fields(ls, le, cfg.delim);
+    header = cfg.header > 0;
+    if (cfg.header == 0) {   /* detect: a field that is not a number makes a header */
+        const char *f = ls;
+        for (col = 0; col < ncols && !header; col++) {
+            const char *fe = f;
+            double v;
+            while (fe < le && *fe != cfg.delim) fe++;
+            if (dlf__csv_number(f, fe, &v) == 0) header = 1;
+            f = fe + 1;
+        }
+    }
+    if (ncols < 2)
+        return dlf__fail(DLF_ERR_FORMAT, "%s: line %d has %d column; a table needs a label and at least one feature",
+                         name, line, ncols);
+    label = cfg.label_col < 0 ? ncols + cfg.label_col : cfg.label_col;
+    if (label < 0 || label >= ncols)
+        return dlf__fail(DLF_ERR_ARG, "%s: label column %d is outside the table's %d columns", name, cfg.label_col, ncols);
+    if (header) p = next;
+    else line--;   /* the first line is a row: read it again below */
+    for (k = (size_t)(p - text); k < len; k++) max_rows += text[k] == '\n';
+    feat = (float *)dlf__malloc(max_rows * (size_t)(ncols - 1) * sizeof(float), "CSV features");
+    lab = (float *)dlf__malloc(max_rows * sizeof(float), "CSV labels");
+    if (!feat || !lab) { rc = DLF_ERR_NOMEM; goto done; }
+    while (p < end) {
+        const char *f, *q;
+        float *row = feat + (size_t)rows * (ncols - 1);
+        int nf, j = 0;
+        ls = p;
+        p = dlf__csv_line(p, end, &le);
+        line++;
+        if (le == ls) {   /* an empty line: only at the end of the file */
+            for (q = p; q < end && (*q == '\n' || *q == '\r' || *q == ' ' || *q == '\t'); q++) {}
+            if (q == end) break;
+            rc = dlf__fail(DLF_ERR_FORMAT, "%s: line %d is empty (an empty line inside the table)", name, line);
+            goto done;
+        }
+        nf = dlf__csv_count_fields(ls, le, cfg.delim);
+        if (nf != ncols) {
+            rc = dlf__fail(DLF_ERR_FORMAT, "%s: line %d has %d columns, expected %d (as line %d)", name, line, nf,
+                           ncols, first);
+            goto done;
+        }
+        f = ls;
+        for (col = 0; col < ncols; col++) {
+            const char *fe = f;
+            double v = 0.0;
+            int r;
+            while (fe < le && *fe != cfg.delim) fe++;
+            r = dlf__csv_number(f, fe, &v);
+            dlf__csv_show(f, fe, show, sizeof show);
+            if (r != 1) {
+                if (r == 2)
+                    rc = dlf__fail(DLF_ERR_FORMAT, "%s: line %d, column %d: \"%s\" is out of float range", name,
+                                   line, col + 1, show);
+                else if (show[0] == 0 || strspn(show, " \t") == strlen(show))
+                    rc = dlf__fail(DLF_ERR_FORMAT, "%s: line %d, column %d: an empty field, expected a number", name,
+                                   line, col + 1);
+                else
+                    rc = dlf__fail(DLF_ERR_FORMAT, "%s: line %d, column %d: \"%s\" is not a number (decimal "
+                                   "digits only; no NaN or inf)", name, line, col + 1, show);
+                goto done;
+            }
+            if (col == label) {
+                if (!cfg.regression && (v < 0.0 || v >= 16777216.0 || v != floor(v))) {
+                    rc = dlf__fail(DLF_ERR_FORMAT, "%s: line %d, column %d: label \"%s\" is not a class id (an "
+                                   "integer in [0, 2^24)); set regression for float targets", name, line, col + 1, show);
+                    goto done;
+                }
+                lab[rows] = (float)v;
+                if (!cfg.regression && (int)v > top) top = (int)v;
+            } else {
+                row[j++] = (float)v;
+            }
+            f = fe + 1;
+        }
+        rows++;
+    }
+    if (rows == 0) {
+        rc = dlf__fail(DLF_ERR_FORMAT, "%s: no data rows after the header (line %d)", name, line);
+        goto done;
+    }
+    out->n = rows;
+    out->channels = ncols - 1;
+    out->table = 1;
+    out->rows = out->cols = 1;
+    out->owns = 1;
+    out->features = feat;
+    feat = NULL;
+    if (cfg.regression) {
+        out->targets = lab;
+        out->n_targets = 1;
+        lab = NULL;
+    } else {
+        out->ids = (int32_t *)dlf__malloc((size_t)rows * sizeof(int32_t), "CSV class ids");
+        if (!out->ids) { dlf_dataset_free(out); rc = DLF_ERR_NOMEM; goto done; }
+        for (col = 0; col < rows; col++) out->ids[col] = (int32_t)lab[col];
+        out->n_classes = top + 1;
+    }
+done:
+    if (feat) DLF_FREE(feat);
+    if (lab) DLF_FREE(lab);
+    return rc;
+}
+
+#ifndef DLF_NO_STDIO
+DLFDEF int dlf_csv_load(const char *path, const dlf_csv_cfg *cfg, dlf_dataset *out)
+{
+    FILE *f;
+    long total;
+    char *buf;
+    int rc;
+    if (!out) { dlf__panic("dlf_csv_load: out is NULL"); return DLF_ERR_ARG; }
+    memset(out, 0, sizeof *out);
+    if (!path) { dlf__panic("dlf_csv_load: path is NULL"); return DLF_ERR_ARG; }
+    f = fopen(path, "rb");
+    if (!f) return dlf__fail(DLF_ERR_IO, "%s: cannot open: %s", path, strerror(errno));
+    if (fseek(f, 0, SEEK_END) != 0 || (total = ftell(f)) < 0 || fseek(f, 0, SEEK_SET) != 0) {
+        fclose(f);
+        return dlf__fail(DLF_ERR_IO, "%s: cannot find the file's size (not a regular file?)", path);
+    }
+    buf = (char *)dlf__malloc((size_t)total + 1, "CSV text");
+    if (!buf) { fclose(f); return DLF_ERR_NOMEM; }
+    if (fread(buf, 1, (size_t)total, f) != (size_t)total) {
+        fclose(f);
+        DLF_FREE(buf);
+        return dlf__fail(DLF_ERR_IO, "%s: short read of %ld bytes", path, total);
+    }
+    fclose(f);
+    rc = dlf_csv_parse(buf, (size_t)total, path, cfg, out);
+    DLF_FREE(buf);
+    return rc;
+}
+#endif
 
 #ifndef DLF_NO_STDIO
 static int dlf__load_pair(dlf_dataset *d, const char *dir, const char *prefix, const char *split)
@@ -7505,7 +8068,8 @@ DLFDEF void dlf_mnist_free(dlf_mnist *m)
 DLFDEF dlf_loader *dlf_loader_create(const dlf_dataset *ds, const dlf_loader_cfg *cfg_in)
 {
     dlf_loader *l;
-    int bs;
+    int bs, C, c, v;
+    if (!ds) { dlf__panic("dlf_loader_create: ds is NULL"); return NULL; }
     l = (dlf_loader *)dlf__malloc(sizeof *l, "a data loader");
     if (!l) return NULL;
     memset(l, 0, sizeof *l);
@@ -7517,17 +8081,49 @@ DLFDEF dlf_loader *dlf_loader_create(const dlf_dataset *ds, const dlf_loader_cfg
         DLF_FREE(l);
         return NULL;
     }
+    if (!l->cfg.ch_mean != !l->cfg.ch_std) {
+        dlf__panic("dlf_loader_create: ch_mean and ch_std go together (ch_mean %s, ch_std %s)",
+                   l->cfg.ch_mean ? "set" : "NULL", l->cfg.ch_std ? "set" : "NULL");
+        DLF_FREE(l);
+        return NULL;
+    }
+    if (ds->targets && ds->n_targets <= 0) {
+        dlf__panic("dlf_loader_create: the dataset has targets but n_targets is %d", ds->n_targets);
+        DLF_FREE(l);
+        return NULL;
+    }
+    C = dlf_dataset_channels(ds);
     l->ds = ds;
+    l->channels = C;
     l->n_batches = l->cfg.drop_last ? ds->n / bs : (ds->n + bs - 1) / bs;
     dlf_rng_seed(&l->rng, l->cfg.seed);
-    dlf_normalize_lut(l->lut, l->cfg.mean, l->cfg.std);
-    l->order = (int *)dlf__malloc((size_t)ds->n * sizeof(int), "loader order");
-    l->x = dlf_tensor_new4(bs, 1, ds->rows, ds->cols);
-    l->y = dlf_tensor_new1(bs);
-    if (!l->order || !l->x || !l->y) {
+    l->order = (int *)dlf__malloc((size_t)(ds->n ? ds->n : 1) * sizeof(int), "loader order");
+    l->norm_mean = (float *)dlf__malloc((size_t)C * sizeof(float), "loader normalization");
+    l->norm_std = (float *)dlf__malloc((size_t)C * sizeof(float), "loader normalization");
+    if (!ds->features) l->luts = (float *)dlf__malloc((size_t)C * 256 * sizeof(float), "loader tables");
+    l->x = ds->table ? dlf_tensor_new2(bs, C) : dlf_tensor_new4(bs, C, ds->rows, ds->cols);
+    l->y = ds->targets ? dlf_tensor_new2(bs, ds->n_targets) : dlf_tensor_new1(bs);
+    if (!l->order || !l->norm_mean || !l->norm_std || (!ds->features && !l->luts) || !l->x || !l->y) {
         dlf_loader_free(l);
         return NULL;
     }
+    for (c = 0; c < C; c++) {
+        if (l->cfg.ch_mean) {
+            l->norm_mean[c] = l->cfg.ch_mean[c];
+            l->norm_std[c] = l->cfg.ch_std[c] > 0.0f ? l->cfg.ch_std[c] : 1.0f;
+        } else if (l->cfg.std > 0.0f) {
+            l->norm_mean[c] = l->cfg.mean;
+            l->norm_std[c] = l->cfg.std;
+        } else {
+            l->norm_mean[c] = 0.0f;
+            l->norm_std[c] = 1.0f;
+        }
+        if (l->luts)   /* the same float expression as dlf_normalize_lut */
+            for (v = 0; v < 256; v++)
+                l->luts[c * 256 + v] = ((float)v / 255.0f - l->norm_mean[c]) / l->norm_std[c];
+    }
+    if (l->luts) memcpy(l->lut, l->luts, sizeof l->lut);
+    else dlf_normalize_lut(l->lut, l->norm_mean[0], l->norm_std[0]);
     return l;
 }
 
@@ -7535,6 +8131,9 @@ DLFDEF void dlf_loader_free(dlf_loader *l)
 {
     if (!l) return;
     if (l->order) DLF_FREE(l->order);
+    if (l->norm_mean) DLF_FREE(l->norm_mean);
+    if (l->norm_std) DLF_FREE(l->norm_std);
+    if (l->luts) DLF_FREE(l->luts);
     dlf_tensor_free(l->x);
     dlf_tensor_free(l->y);
     DLF_FREE(l);
@@ -7556,12 +8155,39 @@ DLFDEF int dlf_loader_next(dlf_loader *l)
         return 0;
     }
     l->x->shape[0] = bs;                  /* back to full capacity before filling */
-    l->x->size = bs * l->ds->rows * l->ds->cols;
+    l->x->size = bs * dlf_dataset_item_size(l->ds);
     l->y->shape[0] = bs;
-    l->y->size = bs;
-    dlf_dataset_fill(l->ds, l->order + l->pos, count, l->lut, l->x, l->y);
+    l->y->size = bs * dlf__label_size(l->ds);
+    dlf__fill_batch(l->ds, l->order + l->pos, count, l->luts, 256, l->norm_mean, l->norm_std, l->x, l->y,
+                    "dlf_loader_next");
+    if (l->cfg.transform) {
+        l->cfg.transform(l->x, l->y, l->cfg.transform_user);
+        dlf__written(l->x);
+        dlf__written(l->y);
+    }
     l->pos += count;
     return count;
+}
+
+DLFDEF void dlf_normalize(dlf_tensor *x, const float *mean, const float *std, int channels)
+{
+    int N, inner, i, c, j;
+    char sx[64];
+    if (!x) { dlf__panic("dlf_normalize: x is NULL"); return; }
+    if (!mean) { dlf__panic("dlf_normalize: mean is NULL"); return; }
+    if (!std) { dlf__panic("dlf_normalize: std is NULL"); return; }
+    if (x->ndim < 2 || x->shape[1] != channels) {
+        dlf__panic("dlf_normalize: x %s does not have %d channels in dim 1", dlf_shape_str(x, sx, sizeof sx), channels);
+        return;
+    }
+    N = x->shape[0];
+    inner = N > 0 && channels > 0 ? x->size / (N * channels) : 0;
+    for (i = 0; i < N; i++)
+        for (c = 0; c < channels; c++) {
+            float *p = x->data + ((size_t)i * channels + c) * inner, s = std[c] > 0.0f ? std[c] : 1.0f;
+            for (j = 0; j < inner; j++) p[j] = (p[j] - mean[c]) / s;
+        }
+    dlf__written(x);
 }
 
 DLFDEF int dlf_mnist_loaders(const dlf_mnist *m, int batch_size, int eval_batch_size, uint64_t seed,
