@@ -1137,8 +1137,14 @@ DLFDEF void dlf_loader_state_free(dlf_loader_state *s);
 // (a log file, CI) it prints one line per epoch. Then the Learner (below): the same
 // loop with events that callbacks extend; dlf_fit is a thin wrapper over it.
 
-typedef dlf_tensor *(*dlf_model_fn)(dlf_tape *t, dlf_tensor *x, void *model); /* x (N,1,H,W) -> logits (N,C) */
+typedef dlf_tensor *(*dlf_model_fn)(dlf_tape *t, dlf_tensor *x, void *model);
+    /* a loader's batch x ((N,C,H,W) or (N,F)) -> logits (N,C) or outputs (N,T) */
 typedef dlf_tensor *(*dlf_loss_fn)(dlf_tape *t, dlf_tensor *logits, dlf_tensor *target); /* -> scalar */
+
+/* The loss a dataset's labels call for: dlf_cross_entropy for class ids, dlf_mse_loss
+   for float targets. dlf_fit, dlf_learner_fit and dlf_learner_validate use it when
+   their loss function is NULL. */
+DLFDEF dlf_loss_fn dlf_default_loss(const dlf_dataset *d);
 
 typedef enum dlf_sched {
     DLF_SCHED_CONSTANT = 0,  /* lr all the way */
@@ -1187,8 +1193,23 @@ typedef struct dlf_fit_report {
 
 /* One pass over l from its start in eval mode with no tape recording (both restored
    after); returns the accuracy (argmax == label) and stores the mean cross-entropy
-   in *mean_loss (may be NULL). */
+   in *mean_loss (may be NULL). For float targets it returns 0 and *mean_loss is the
+   mean squared error over every output (dlf_mse_loss's). */
 DLFDEF float dlf_evaluate(dlf_tape *t, dlf_model_fn model, void *m, dlf_loader *l, float *mean_loss);
+
+/* Inference, in eval mode with no tape recording (both restored after). What comes out
+   of the model (N, C): its logits; their probabilities (softmax over C, or the sigmoid
+   when C is 1: one binary logit); or the class (argmax, first on ties; for C = 1,
+   logit > 0), as floats. */
+typedef enum dlf_pred_kind { DLF_PRED_LOGITS = 0, DLF_PRED_PROBS, DLF_PRED_CLASS } dlf_pred_kind;
+DLFDEF int dlf_predict(dlf_tape *t, dlf_model_fn model, void *m, dlf_tensor *x, dlf_pred_kind kind, dlf_tensor *out);
+    /* x one batch (normalized as in training); out (N, C) for logits and probabilities,
+       (N) for classes. DLF_OK, or the model's error when it returns NULL */
+DLFDEF int dlf_predict_loader(dlf_tape *t, dlf_model_fn model, void *m, dlf_loader *l, dlf_pred_kind kind,
+                              float *out, size_t cap, int *n_items);
+    /* one pass over l from its start: row i of out (C floats, or 1 for classes) is the
+       i-th item the loader gives (the dataset's order when it does not shuffle); cap is
+       out's length in floats (too small panics); *n_items (may be NULL) the items done */
 /* cfg->epochs epochs over train (from the start of an epoch) in training mode, each
    group's lr set every step from the schedule and restored at the end, one progress
    line per epoch with the validation loss and accuracy when valid is not NULL.
@@ -1196,7 +1217,10 @@ DLFDEF float dlf_evaluate(dlf_tape *t, dlf_model_fn model, void *m, dlf_loader *
 DLFDEF int   dlf_fit(dlf_tape *t, dlf_model_fn model, void *m, dlf_loss_fn loss, dlf_optim *opt,
                      dlf_loader *train, dlf_loader *valid, const dlf_fit_cfg *cfg, dlf_fit_report *rep);
     /* a thin wrapper over the Learner below: the lr schedule and the progress lines
-       are two callbacks; the validation loss is loss's (cross-entropy before 0.3) */
+       are two callbacks; the validation loss is loss's (cross-entropy before 0.3).
+       loss NULL: dlf_default_loss of train's dataset. The accuracy metric (valid_acc)
+       only with class ids; with float targets valid_acc is 0. rep is zeroed first,
+       so it holds zeros (or the partial run) when the fit fails */
 
 // The Learner (lessons 04, 05b and 09b; docs/learner.md): the training loop of the
 // course's notebooks 04 and 05b, which callbacks extend. Its fit is, per epoch,
@@ -1282,7 +1306,8 @@ struct dlf_learner {
     dlf_tape *tape;
     dlf_model_fn model;
     void *m;                 /* passed to model */
-    dlf_loss_fn loss_fn;
+    dlf_loss_fn loss_fn;     /* NULL: chosen by the batch's labels, cross-entropy for class ids
+                                y (N), MSE for float targets y (N, T) (dlf_default_loss) */
     dlf_optim *opt;
     dlf_loader *train, *valid;   /* valid may be NULL: no validation */
     const dlf_params *params;    /* weights and buffers by name, for checkpoints, save-best and
@@ -1576,6 +1601,19 @@ DLFDEF int  dlf_ckpt_get_loader(const dlf_ckpt *c, const char *key, dlf_loader *
 DLFDEF const char *dlf_ckpt_get_meta(const dlf_ckpt *c, const char *key);         /* NULL if absent */
 DLFDEF int  dlf_ckpt_get_int(const dlf_ckpt *c, const char *key, long long *v);
 DLFDEF int  dlf_ckpt_get_float(const dlf_ckpt *c, const char *key, double *v);
+/* The input normalization, so that another program prepares its inputs as training
+   did: x = (v / divisor - mean[c]) / std[c] per channel (a table: per feature), v the
+   raw value (a pixel byte: divisor 255; a float: divisor 1). Stored as metadata
+   "norm.<key>.mean" and "norm.<key>.std" (n comma-separated %a floats, exact) and
+   "norm.<key>.divisor"; the Learner's run state holds its training loader's as "input". */
+DLFDEF int  dlf_ckpt_add_norm(dlf_ckpt *c, const char *key, const float *mean, const float *std, int n,
+                              float divisor);  /* DLF_OK or DLF_ERR_NOMEM */
+DLFDEF int  dlf_ckpt_add_loader_norm(dlf_ckpt *c, const char *key, const dlf_loader *l);
+    /* l's norm_mean and norm_std, divisor 255 for byte images, 1 for floats */
+DLFDEF int  dlf_ckpt_get_norm(const dlf_ckpt *c, const char *key, float *mean, float *std, int cap, int *n,
+                              float *divisor);
+    /* up to cap values each; *n the count, divisor may be NULL. DLF_OK, DLF_ERR_FORMAT
+       (absent or malformed) or DLF_ERR_ARG (more than cap values) */
 #ifndef DLF_NO_STDIO
 /* The common case in one call each: every entry of pl (parameters and buffers) by
    name plus, when opt is not NULL, the optimizer state (each parameter under the name
@@ -8343,10 +8381,19 @@ DLFDEF void dlf_progress_end(dlf_progress *p, const char *extra)
 
 /* No tape recording. Per item, from the logits z (C): loss = logsumexp(z) - z_y,
    in double with the max subtracted; correct when argmax z == y. */
+DLFDEF dlf_loss_fn dlf_default_loss(const dlf_dataset *d)
+{
+    if (!d) { dlf__panic("dlf_default_loss: d is NULL"); return NULL; }
+    return d->targets ? dlf_mse_loss : dlf_cross_entropy;
+}
+
+/* Float targets: the squared error summed over every output of every item, divided by
+   their count at the end (dlf_mse_loss over the whole set). */
 DLFDEF float dlf_evaluate(dlf_tape *t, dlf_model_fn model, void *m, dlf_loader *l, float *mean_loss)
 {
     int prev = dlf_tape_set_grad(t, 0), prev_training = dlf_tape_set_training(t, 0), n, i, j;
-    long seen = 0, correct = 0;
+    int regression = l->ds->targets != NULL;
+    long seen = 0, correct = 0, outputs = 0;
     double loss = 0.0;
     l->pos = 0;
     while ((n = dlf_loader_next(l)) > 0) {
@@ -8354,6 +8401,21 @@ DLFDEF float dlf_evaluate(dlf_tape *t, dlf_model_fn model, void *m, dlf_loader *
         dlf_tape_reset(t);
         z = model(t, l->x, m);
         if (!z) break;
+        if (regression) {
+            char sz[64], sy[64];
+            if (z->size != l->y->size) {
+                dlf__panic("dlf_evaluate: the model's outputs %s do not match the targets %s",
+                           dlf_shape_str(z, sz, sizeof sz), dlf_shape_str(l->y, sy, sizeof sy));
+                break;
+            }
+            for (i = 0; i < z->size; i++) {
+                double d = (double)z->data[i] - (double)l->y->data[i];
+                loss += d * d;
+            }
+            outputs += z->size;
+            seen += n;
+            continue;
+        }
         for (i = 0; i < n; i++) {
             int C = z->size / n, label = (int)l->y->data[i], best = 0;
             const float *z_i = z->data + (size_t)i * C;
@@ -8374,8 +8436,129 @@ DLFDEF float dlf_evaluate(dlf_tape *t, dlf_model_fn model, void *m, dlf_loader *
     dlf_tape_reset(t);
     dlf_tape_set_grad(t, prev);
     dlf_tape_set_training(t, prev_training);
+    if (regression) {
+        if (mean_loss) *mean_loss = outputs ? (float)(loss / (double)outputs) : 0.0f;
+        return 0.0f;
+    }
     if (mean_loss) *mean_loss = seen ? (float)(loss / (double)seen) : 0.0f;
     return seen ? (float)correct / (float)seen : 0.0f;
+}
+
+/* Row z (C) of the model's output into dst: as it is, its softmax (in double with the
+   max subtracted) or sigmoid, or its argmax. */
+static void dlf__pred_row(const float *z, int C, dlf_pred_kind kind, float *dst)
+{
+    int j, best = 0;
+    double mx, s = 0.0;
+    if (kind == DLF_PRED_LOGITS) { memcpy(dst, z, (size_t)C * sizeof(float)); return; }
+    if (C == 1) {   /* one binary logit */
+        if (kind == DLF_PRED_CLASS) dst[0] = z[0] > 0.0f ? 1.0f : 0.0f;
+        else dst[0] = (float)(1.0 / (1.0 + exp(-(double)z[0])));
+        return;
+    }
+    for (j = 1; j < C; j++)
+        if (z[j] > z[best]) best = j;
+    if (kind == DLF_PRED_CLASS) { dst[0] = (float)best; return; }
+    mx = z[best];
+    for (j = 0; j < C; j++) s += exp((double)z[j] - mx);
+    for (j = 0; j < C; j++) dst[j] = (float)(exp((double)z[j] - mx) / s);
+}
+
+/* The model on x with no recording in eval mode; *z its output (N, C), valid until
+   the next tape reset. */
+static int dlf__pred_forward(dlf_tape *t, dlf_model_fn model, void *m, dlf_tensor *x, dlf_tensor **z,
+                             const char *fn)
+{
+    char sx[64];
+    dlf_tape_reset(t);
+    *z = model(t, x, m);
+    if (!*z) return dlf__fail(DLF_ERR_ARG, "%s: the model returned NULL", fn);
+    if ((*z)->ndim < 1 || (*z)->shape[0] != x->shape[0] || (*z)->size % (x->shape[0] ? x->shape[0] : 1) != 0) {
+        dlf__panic("%s: the model's output %s does not have one row per input item (%d)", fn,
+                   dlf_shape_str(*z, sx, sizeof sx), x->shape[0]);
+        return DLF_ERR_ARG;
+    }
+    return DLF_OK;
+}
+
+DLFDEF int dlf_predict(dlf_tape *t, dlf_model_fn model, void *m, dlf_tensor *x, dlf_pred_kind kind, dlf_tensor *out)
+{
+    int prev, prev_training, rc, N, C, i;
+    dlf_tensor *z = NULL;
+    char so[64], sz[64];
+    if (!t) { dlf__panic("dlf_predict: t is NULL"); return DLF_ERR_ARG; }
+    if (!model) { dlf__panic("dlf_predict: model is NULL"); return DLF_ERR_ARG; }
+    if (!x) { dlf__panic("dlf_predict: x is NULL"); return DLF_ERR_ARG; }
+    if (!out) { dlf__panic("dlf_predict: out is NULL"); return DLF_ERR_ARG; }
+    if (kind != DLF_PRED_LOGITS && kind != DLF_PRED_PROBS && kind != DLF_PRED_CLASS) {
+        dlf__panic("dlf_predict: kind %d is not a dlf_pred_kind", (int)kind);
+        return DLF_ERR_ARG;
+    }
+    prev = dlf_tape_set_grad(t, 0);
+    prev_training = dlf_tape_set_training(t, 0);
+    rc = dlf__pred_forward(t, model, m, x, &z, "dlf_predict");
+    if (rc == DLF_OK) {
+        N = x->shape[0];
+        C = N ? z->size / N : 0;
+        if (kind == DLF_PRED_CLASS ? out->size != N : (out->size != z->size || out->ndim != z->ndim ||
+                                                        out->shape[0] != N)) {
+            dlf__panic("dlf_predict: out %s does not fit the %s of the model's output %s",
+                       dlf_shape_str(out, so, sizeof so), kind == DLF_PRED_CLASS ? "classes" : "rows",
+                       dlf_shape_str(z, sz, sizeof sz));
+            rc = DLF_ERR_ARG;
+        } else {
+            for (i = 0; i < N; i++)
+                dlf__pred_row(z->data + (size_t)i * C, C, kind, out->data + (size_t)i * (kind == DLF_PRED_CLASS ? 1 : C));
+            dlf__written(out);
+        }
+    }
+    dlf_tape_reset(t);
+    dlf_tape_set_grad(t, prev);
+    dlf_tape_set_training(t, prev_training);
+    return rc;
+}
+
+DLFDEF int dlf_predict_loader(dlf_tape *t, dlf_model_fn model, void *m, dlf_loader *l, dlf_pred_kind kind,
+                              float *out, size_t cap, int *n_items)
+{
+    int prev, prev_training, rc = DLF_OK, n, i, C;
+    size_t used = 0;
+    long done = 0;
+    if (n_items) *n_items = 0;
+    if (!t) { dlf__panic("dlf_predict_loader: t is NULL"); return DLF_ERR_ARG; }
+    if (!model) { dlf__panic("dlf_predict_loader: model is NULL"); return DLF_ERR_ARG; }
+    if (!l) { dlf__panic("dlf_predict_loader: l is NULL"); return DLF_ERR_ARG; }
+    if (!out) { dlf__panic("dlf_predict_loader: out is NULL"); return DLF_ERR_ARG; }
+    if (kind != DLF_PRED_LOGITS && kind != DLF_PRED_PROBS && kind != DLF_PRED_CLASS) {
+        dlf__panic("dlf_predict_loader: kind %d is not a dlf_pred_kind", (int)kind);
+        return DLF_ERR_ARG;
+    }
+    prev = dlf_tape_set_grad(t, 0);
+    prev_training = dlf_tape_set_training(t, 0);
+    l->pos = 0;
+    while ((n = dlf_loader_next(l)) > 0) {
+        dlf_tensor *z;
+        size_t per;
+        rc = dlf__pred_forward(t, model, m, l->x, &z, "dlf_predict_loader");
+        if (rc != DLF_OK) { l->pos = 0; break; }
+        C = z->size / n;
+        per = kind == DLF_PRED_CLASS ? 1 : (size_t)C;
+        if (used + (size_t)n * per > cap) {
+            dlf__panic("dlf_predict_loader: out holds %zu floats, the predictions need more than %zu (%ld items "
+                       "done, %d more of %zu each)", cap, used + (size_t)n * per, done, n, per);
+            rc = DLF_ERR_ARG;
+            l->pos = 0;
+            break;
+        }
+        for (i = 0; i < n; i++) dlf__pred_row(z->data + (size_t)i * C, C, kind, out + used + (size_t)i * per);
+        used += (size_t)n * per;
+        done += n;
+    }
+    dlf_tape_reset(t);
+    dlf_tape_set_grad(t, prev);
+    dlf_tape_set_training(t, prev_training);
+    if (n_items) *n_items = (int)done;
+    return rc;
 }
 
 /* ---------------------------------------------------------------- the Learner */
@@ -8526,7 +8709,8 @@ static int dlf__one_batch(dlf_learner *l)
         goto done;
     }
     if ((rc = dlf__event(l, DLF_EV_AFTER_PRED)) != DLF_CB_OK) goto done;
-    l->loss = l->loss_fn(l->tape, l->pred, l->yb);
+    l->loss = l->loss_fn ? l->loss_fn(l->tape, l->pred, l->yb)
+                         : (l->yb->ndim >= 2 ? dlf_mse_loss : dlf_cross_entropy)(l->tape, l->pred, l->yb);
     if (!l->loss) {
         rc = dlf__learner_abort(l, dlf__fail(DLF_ERR_ARG, "learner: the loss function returned NULL at step %ld", l->step));
         goto done;
@@ -8813,6 +8997,7 @@ DLFDEF int dlf_learner_add_state(dlf_learner *l, dlf_ckpt *c)
             rc = dlf__ck_setf(c, prefix, dlf_hyper_name((dlf_hyper)h), dlf_optim_get_hyper(l->opt, g, (dlf_hyper)h));
         }
     if (rc == DLF_OK) rc = dlf_ckpt_add_loader(c, "train", l->train);
+    if (rc == DLF_OK) rc = dlf_ckpt_add_loader_norm(c, "input", l->train);  /* for inference elsewhere */
     if (rc == DLF_OK) rc = dlf_ckpt_add_rng(c, "tape", &l->tape->rng);
     /* at after_epoch the epoch is over: the run continues with the next one */
     if (rc == DLF_OK) rc = dlf__ck_seti(c, "learner.", "epochs", l->epochs);
@@ -9715,8 +9900,10 @@ static int dlf__fit_cb_on(dlf_callback *cb, dlf_learner *l, dlf_event ev)
         break;
     case DLF_EV_AFTER_EPOCH:
         extra[0] = 0;
-        if (l->validated)
+        if (l->validated && l->n_metrics > 0)
             snprintf(extra, sizeof extra, "| valid_loss %.4f valid_acc %.4f", l->valid_loss, l->metric_values[0]);
+        else if (l->validated)
+            snprintf(extra, sizeof extra, "| valid_loss %.4f", l->valid_loss);
         dlf_progress_end(&f->prog, extra);
         break;
     default:
@@ -9731,6 +9918,7 @@ DLFDEF int dlf_fit(dlf_tape *t, dlf_model_fn model, void *m, dlf_loss_fn loss_fn
     dlf_learner l;
     dlf__fit_cb f;
     int g, rc;
+    if (rep) memset(rep, 0, sizeof *rep);
     memset(&f, 0, sizeof f);
     if (cfg_in) f.cfg = *cfg_in;
     if (f.cfg.epochs <= 0) f.cfg.epochs = 1;
@@ -9741,7 +9929,8 @@ DLFDEF int dlf_fit(dlf_tape *t, dlf_model_fn model, void *m, dlf_loss_fn loss_fn
     f.cb.on = dlf__fit_cb_on;
     dlf_learner_init(&l, t, model, m, loss_fn, opt, train, valid);
     l.fixed_threads = f.cfg.fixed_threads;
-    dlf_learner_add_metric(&l, "accuracy", dlf_metric_accuracy);
+    if (!loss_fn) l.loss_fn = dlf_default_loss(train->ds);
+    if (!train->ds->targets) dlf_learner_add_metric(&l, "accuracy", dlf_metric_accuracy);
     dlf_learner_add_cb(&l, &f.cb);
     rc = dlf_learner_fit(&l, f.cfg.epochs);
     for (g = 0; g < opt->n_groups; g++) opt->groups[g].lr = f.base[g];  /* a second fit starts where this one did */
@@ -9749,7 +9938,7 @@ DLFDEF int dlf_fit(dlf_tape *t, dlf_model_fn model, void *m, dlf_loss_fn loss_fn
         memset(rep, 0, sizeof *rep);
         rep->train_loss = l.tl_batches ? (float)(l.tl_batch_sum / l.tl_batches) : 0.0f;
         rep->valid_loss = l.validated ? l.valid_loss : 0.0f;
-        rep->valid_acc = l.validated ? l.metric_values[0] : 0.0f;
+        rep->valid_acc = l.validated && l.n_metrics > 0 ? l.metric_values[0] : 0.0f;
         rep->train_seconds = l.train_seconds;
         rep->steps = (int)l.step;
     }
@@ -10666,6 +10855,93 @@ DLFDEF int dlf_ckpt_get_float(const dlf_ckpt *c, const char *key, double *v)
     if (!s) return dlf__fail(DLF_ERR_FORMAT, "checkpoint: no metadata \"%s\"", key);
     *v = strtod(s, &end);
     if (end == s || *end) return dlf__fail(DLF_ERR_FORMAT, "checkpoint: metadata \"%s\" = \"%s\" is not a number", key, s);
+    return DLF_OK;
+}
+
+/* "v0,v1,..." in %a, exact */
+static int dlf__ckpt_set_list(dlf_ckpt *c, const char *key, const float *v, int n)
+{
+    size_t cap = (size_t)n * 32 + 1, used = 0;
+    char *s = (char *)dlf__malloc(cap, "checkpoint metadata");
+    int i, rc;
+    if (!s) return DLF_ERR_NOMEM;
+    s[0] = 0;
+    for (i = 0; i < n; i++) {
+        int w = snprintf(s + used, cap - used, "%s%a", i ? "," : "", (double)v[i]);
+        if (w < 0 || (size_t)w >= cap - used) { DLF_FREE(s); return dlf__fail(DLF_ERR_ARG, "checkpoint: %s too long", key); }
+        used += (size_t)w;
+    }
+    rc = dlf_ckpt_set_meta(c, key, s);
+    DLF_FREE(s);
+    return rc;
+}
+
+static int dlf__ckpt_get_list(const dlf_ckpt *c, const char *key, float *v, int cap, int *n)
+{
+    const char *s = dlf_ckpt_get_meta(c, key), *p;
+    char *end;
+    int k = 0;
+    if (!s) return dlf__fail(DLF_ERR_FORMAT, "checkpoint: no metadata \"%s\"", key);
+    for (p = s; *p; p = end + (*end == ',')) {
+        double x = strtod(p, &end);
+        if (end == p || (*end != ',' && *end != 0) || (*end == ',' && end[1] == 0))
+            return dlf__fail(DLF_ERR_FORMAT, "checkpoint: metadata \"%s\" is not a list of numbers at value %d", key, k);
+        if (k >= cap)
+            return dlf__fail(DLF_ERR_ARG, "checkpoint: \"%s\" holds more than the %d values the caller has room for",
+                             key, cap);
+        v[k++] = (float)x;
+    }
+    *n = k;
+    return DLF_OK;
+}
+
+DLFDEF int dlf_ckpt_add_norm(dlf_ckpt *c, const char *key, const float *mean, const float *std, int n, float divisor)
+{
+    char k[160];
+    int rc;
+    if (!c) { dlf__panic("dlf_ckpt_add_norm: c is NULL"); return DLF_ERR_ARG; }
+    if (!key) { dlf__panic("dlf_ckpt_add_norm: key is NULL"); return DLF_ERR_ARG; }
+    if (!mean) { dlf__panic("dlf_ckpt_add_norm: mean is NULL"); return DLF_ERR_ARG; }
+    if (!std) { dlf__panic("dlf_ckpt_add_norm: std is NULL"); return DLF_ERR_ARG; }
+    if (n <= 0) { dlf__panic("dlf_ckpt_add_norm: n %d is not positive", n); return DLF_ERR_ARG; }
+    snprintf(k, sizeof k, "norm.%s.mean", key);
+    if ((rc = dlf__ckpt_set_list(c, k, mean, n)) != DLF_OK) return rc;
+    snprintf(k, sizeof k, "norm.%s.std", key);
+    if ((rc = dlf__ckpt_set_list(c, k, std, n)) != DLF_OK) return rc;
+    snprintf(k, sizeof k, "norm.%s.divisor", key);
+    return dlf_ckpt_set_float(c, k, divisor);
+}
+
+DLFDEF int dlf_ckpt_add_loader_norm(dlf_ckpt *c, const char *key, const dlf_loader *l)
+{
+    if (!l) { dlf__panic("dlf_ckpt_add_loader_norm: l is NULL"); return DLF_ERR_ARG; }
+    return dlf_ckpt_add_norm(c, key, l->norm_mean, l->norm_std, l->channels, l->ds->features ? 1.0f : 255.0f);
+}
+
+DLFDEF int dlf_ckpt_get_norm(const dlf_ckpt *c, const char *key, float *mean, float *std, int cap, int *n,
+                             float *divisor)
+{
+    char k[160];
+    int rc, n_mean = 0, n_std = 0;
+    double dv;
+    if (!c) { dlf__panic("dlf_ckpt_get_norm: c is NULL"); return DLF_ERR_ARG; }
+    if (!key) { dlf__panic("dlf_ckpt_get_norm: key is NULL"); return DLF_ERR_ARG; }
+    if (!mean) { dlf__panic("dlf_ckpt_get_norm: mean is NULL"); return DLF_ERR_ARG; }
+    if (!std) { dlf__panic("dlf_ckpt_get_norm: std is NULL"); return DLF_ERR_ARG; }
+    if (!n) { dlf__panic("dlf_ckpt_get_norm: n is NULL"); return DLF_ERR_ARG; }
+    *n = 0;
+    snprintf(k, sizeof k, "norm.%s.mean", key);
+    if ((rc = dlf__ckpt_get_list(c, k, mean, cap, &n_mean)) != DLF_OK) return rc;
+    snprintf(k, sizeof k, "norm.%s.std", key);
+    if ((rc = dlf__ckpt_get_list(c, k, std, cap, &n_std)) != DLF_OK) return rc;
+    if (n_mean != n_std)
+        return dlf__fail(DLF_ERR_FORMAT, "checkpoint: norm.%s has %d means but %d stds", key, n_mean, n_std);
+    snprintf(k, sizeof k, "norm.%s.divisor", key);
+    if ((rc = dlf_ckpt_get_float(c, k, &dv)) != DLF_OK) return rc;
+    if (!(dv > 0.0))
+        return dlf__fail(DLF_ERR_FORMAT, "checkpoint: norm.%s.divisor %g is not positive", key, dv);
+    if (divisor) *divisor = (float)dv;
+    *n = n_mean;
     return DLF_OK;
 }
 
