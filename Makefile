@@ -58,7 +58,7 @@ demo: $(BUILD)/examples/mnist_cnn
 	bash tools/fetch_data.sh --only mnist data
 	./$(BUILD)/examples/mnist_cnn --epochs 3 --show 6
 
-# Fetch MNIST and Fashion-MNIST into data/ and verify their sha256.
+# Fetch MNIST, Fashion-MNIST and the breast-cancer table (data/tabular/) into data/ and verify their sha256.
 data:
 	bash tools/fetch_data.sh data
 
