@@ -36,7 +36,7 @@
                            parameter groups, weight decay two ways, gradient clipping
        stage12_schedules   schedule shapes, combined phases, one-cycle (lr and momentum),
                            SGDR, warm-up
-       stage13_data        IDX files, datasets, MNIST, seeded loaders
+       stage13_data        IDX files, datasets (tables, images), CSV, MNIST, seeded loaders
        stage14_learner     progress display, evaluate, the Learner and its callbacks
                            (recorder, scheduler, progress table, early stopping,
                            save-best, clipping, autosave), resumable runs, LR finder
@@ -7639,7 +7639,7 @@ static int dlf__dataset_labels(dlf_dataset *d, const dlf_tensor *y, int N, int n
                 return DLF_ERR_ARG;
             }
         }
-        d->ids = (int32_t *)dlf__malloc((size_t)(N ? N : 1) * sizeof(int32_t), "dataset class ids");
+        d->ids = (int32_t *)dlf__malloc((size_t)(N > 0 ? N : 1) * sizeof(int32_t), "dataset class ids");
         if (!d->ids) return DLF_ERR_NOMEM;
         for (i = 0; i < N; i++) d->ids[i] = (int32_t)y->data[i];
         d->n_classes = n_classes;
@@ -7651,7 +7651,7 @@ static int dlf__dataset_labels(dlf_dataset *d, const dlf_tensor *y, int N, int n
         return DLF_ERR_ARG;
     }
     d->n_targets = y->ndim == 2 ? y->shape[1] : 1;
-    d->targets = (float *)dlf__malloc((size_t)(y->size ? y->size : 1) * sizeof(float), "dataset targets");
+    d->targets = (float *)dlf__malloc((size_t)(y->size > 0 ? y->size : 1) * sizeof(float), "dataset targets");
     if (!d->targets) return DLF_ERR_NOMEM;
     memcpy(d->targets, y->data, (size_t)y->size * sizeof(float));
     return DLF_OK;
@@ -7677,7 +7677,7 @@ DLFDEF int dlf_dataset_from_tensor(dlf_dataset *d, const dlf_tensor *x, const dl
     d->owns = 1;
     rc = dlf__dataset_labels(d, y, d->n, n_classes, "dlf_dataset_from_tensor");
     if (rc != DLF_OK) { dlf_dataset_free(d); return rc; }
-    d->features = (float *)dlf__malloc((size_t)(x->size ? x->size : 1) * sizeof(float), "dataset features");
+    d->features = (float *)dlf__malloc((size_t)(x->size > 0 ? x->size : 1) * sizeof(float), "dataset features");
     if (!d->features) { dlf_dataset_free(d); return DLF_ERR_NOMEM; }
     memcpy(d->features, x->data, (size_t)x->size * sizeof(float));
     return DLF_OK;
@@ -7767,7 +7767,7 @@ DLFDEF int dlf_dataset_split(const dlf_dataset *d, double test_frac, uint64_t se
         return DLF_ERR_ARG;
     }
     n_test = (int)ceil(test_frac * (double)d->n);
-    perm = (int *)dlf__malloc((size_t)(d->n ? d->n : 1) * sizeof(int), "split permutation");
+    perm = (int *)dlf__malloc((size_t)(d->n > 0 ? d->n : 1) * sizeof(int), "split permutation");
     if (!perm) return DLF_ERR_NOMEM;
     dlf_rng_seed(&rng, seed);
     dlf_rng_permutation(&rng, perm, d->n);
@@ -8135,7 +8135,7 @@ DLFDEF dlf_loader *dlf_loader_create(const dlf_dataset *ds, const dlf_loader_cfg
     l->channels = C;
     l->n_batches = l->cfg.drop_last ? ds->n / bs : (ds->n + bs - 1) / bs;
     dlf_rng_seed(&l->rng, l->cfg.seed);
-    l->order = (int *)dlf__malloc((size_t)(ds->n ? ds->n : 1) * sizeof(int), "loader order");
+    l->order = (int *)dlf__malloc((size_t)(ds->n > 0 ? ds->n : 1) * sizeof(int), "loader order");
     l->norm_mean = (float *)dlf__malloc((size_t)C * sizeof(float), "loader normalization");
     l->norm_std = (float *)dlf__malloc((size_t)C * sizeof(float), "loader normalization");
     if (!ds->features) l->luts = (float *)dlf__malloc((size_t)C * 256 * sizeof(float), "loader tables");
