@@ -144,12 +144,14 @@ $(BUILD)/bench/peak_rss: bench/peak_rss.c
 # libFuzzer + ASan + UBSan on each file loader, FUZZ_SECONDS each (default 60), seeded from tests/corpus.
 FUZZ_SECONDS ?= 60
 fuzz:
-	@mkdir -p $(BUILD)/fuzz/st $(BUILD)/fuzz/idx
+	@mkdir -p $(BUILD)/fuzz/st $(BUILD)/fuzz/idx $(BUILD)/fuzz/csv
 	clang -O1 -g -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=undefined -o $(BUILD)/fuzz/fuzz_safetensors fuzz/fuzz_safetensors.c -lm
 	clang -O1 -g -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=undefined -o $(BUILD)/fuzz/fuzz_idx fuzz/fuzz_idx.c -lm
+	clang -O1 -g -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=undefined -o $(BUILD)/fuzz/fuzz_csv fuzz/fuzz_csv.c -lm
 	cp tests/corpus/*.safetensors $(BUILD)/fuzz/st/
 	cp tests/corpus/*idx* tests/data/mnist-sub-test-labels-idx1-ubyte $(BUILD)/fuzz/idx/
-	@for t in safetensors:st idx:idx; do \
+	cp tests/corpus/csv-seed-* $(BUILD)/fuzz/csv/
+	@for t in safetensors:st idx:idx csv:csv; do \
 	    name=$${t%%:*}; dir=$${t#*:}; log=$(BUILD)/fuzz/$$name.log; \
 	    echo "fuzz: $$name for $(FUZZ_SECONDS) s"; \
 	    ./$(BUILD)/fuzz/fuzz_$$name -max_total_time=$(FUZZ_SECONDS) -max_len=4096 -print_final_stats=1 \

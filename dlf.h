@@ -7930,6 +7930,9 @@ DLFDEF int dlf_csv_parse(const char *text, size_t len, const char *name, const d
     if (header) p = next;
     else line--;   /* the first line is a row: read it again below */
     for (k = (size_t)(p - text); k < len; k++) max_rows += text[k] == '\n';
+    /* a row of ncols fields takes at least ncols bytes (its separators and line end),
+       so the allocation stays linear in the file's size whatever the first row says */
+    if (max_rows > (len - (size_t)(p - text)) / (size_t)ncols + 1) max_rows = (len - (size_t)(p - text)) / (size_t)ncols + 1;
     feat = (float *)dlf__malloc(max_rows * (size_t)(ncols - 1) * sizeof(float), "CSV features");
     lab = (float *)dlf__malloc(max_rows * sizeof(float), "CSV labels");
     if (!feat || !lab) { rc = DLF_ERR_NOMEM; goto done; }
@@ -7948,8 +7951,12 @@ DLFDEF int dlf_csv_parse(const char *text, size_t len, const char *name, const d
         }
         nf = dlf__csv_count_fields(ls, le, cfg.delim);
         if (nf != ncols) {
-            rc = dlf__fail(DLF_ERR_FORMAT, "%s: line %d has %d columns, expected %d (as line %d)", name, line, nf,
-                           ncols, first);
+            rc = dlf__fail(DLF_ERR_FORMAT, "%s: line %d has %d column%s, expected %d (as line %d)", name, line, nf,
+                           nf == 1 ? "" : "s", ncols, first);
+            goto done;
+        }
+        if ((size_t)rows >= max_rows) {   /* cannot happen (see max_rows); a guard, not a path */
+            rc = dlf__fail(DLF_ERR_FORMAT, "%s: line %d: more rows than the file's size allows", name, line);
             goto done;
         }
         f = ls;
