@@ -8115,6 +8115,15 @@ DLFDEF dlf_loader *dlf_loader_create(const dlf_dataset *ds, const dlf_loader_cfg
     dlf_loader *l;
     int bs, C, c, v;
     if (!ds) { dlf__panic("dlf_loader_create: ds is NULL"); return NULL; }
+    if (cfg_in && !cfg_in->ch_mean != !cfg_in->ch_std) {   /* checked before allocating: a panic handler may not return */
+        dlf__panic("dlf_loader_create: ch_mean and ch_std go together (ch_mean %s, ch_std %s)",
+                   cfg_in->ch_mean ? "set" : "NULL", cfg_in->ch_std ? "set" : "NULL");
+        return NULL;
+    }
+    if (ds->targets && ds->n_targets <= 0) {
+        dlf__panic("dlf_loader_create: the dataset has targets but n_targets is %d", ds->n_targets);
+        return NULL;
+    }
     l = (dlf_loader *)dlf__malloc(sizeof *l, "a data loader");
     if (!l) return NULL;
     memset(l, 0, sizeof *l);
@@ -8123,17 +8132,6 @@ DLFDEF dlf_loader *dlf_loader_create(const dlf_dataset *ds, const dlf_loader_cfg
     bs = l->cfg.batch_size;
     if (bs < 0) {
         dlf__panic("dlf_loader_create: batch_size %d is negative", bs);
-        DLF_FREE(l);
-        return NULL;
-    }
-    if (!l->cfg.ch_mean != !l->cfg.ch_std) {
-        dlf__panic("dlf_loader_create: ch_mean and ch_std go together (ch_mean %s, ch_std %s)",
-                   l->cfg.ch_mean ? "set" : "NULL", l->cfg.ch_std ? "set" : "NULL");
-        DLF_FREE(l);
-        return NULL;
-    }
-    if (ds->targets && ds->n_targets <= 0) {
-        dlf__panic("dlf_loader_create: the dataset has targets but n_targets is %d", ds->n_targets);
         DLF_FREE(l);
         return NULL;
     }

@@ -206,11 +206,11 @@ static void test_loader_general(void)
         CHECK(nb == 2 && tot == 8, "drop_last epoch %d: %d batches, %d items", e, nb, tot);
     }
     dlf_loader_free(a);
+    dlf_dataset_free(&d);
+    dlf_dataset_free(&dc);
     EXPECT_PANIC(dlf_dataset_from_tensor(&dc, x, y, 3), "class ids");
     cls->data[3] = 1.5f;
     EXPECT_PANIC(dlf_dataset_from_tensor(&dc, x, cls, 4), "not a class id");
-    dlf_dataset_free(&d);
-    dlf_dataset_free(&dc);
     dlf_tensor_free(x);
     dlf_tensor_free(y);
     dlf_tensor_free(cls);
