@@ -1030,8 +1030,9 @@ DLFDEF void dlf_dataset_channel_stats(const dlf_dataset *d, float *mean, float *
    empty fields, hex and anything else are errors naming the file, line and column.
    One column is the label; the others become the features of a table dataset. */
 typedef struct dlf_csv_cfg {
-    int header;              /* 0: detect (a first row with a field that is not a number is a
-                                header), 1: the first row is a header, -1: no header */
+    int header;              /* 0: detect (a first row with no number in it is a header, one of
+                                numbers only a row, a mix an error), 1: the first row is a header,
+                                -1: no header */
     int skip_lines;          /* lines skipped before the header or the first row */
     int label_col;           /* the label's column, 0-based; negative counts from the end (-1: last) */
     int regression;          /* 1: the label is a float target (n_targets 1); 0: a class id, an
@@ -1142,8 +1143,9 @@ typedef dlf_tensor *(*dlf_model_fn)(dlf_tape *t, dlf_tensor *x, void *model);
 typedef dlf_tensor *(*dlf_loss_fn)(dlf_tape *t, dlf_tensor *logits, dlf_tensor *target); /* -> scalar */
 
 /* The loss a dataset's labels call for: dlf_cross_entropy for class ids, dlf_mse_loss
-   for float targets. dlf_fit, dlf_learner_fit and dlf_learner_validate use it when
-   their loss function is NULL. */
+   for float targets. dlf_fit, dlf_learner_fit and dlf_learner_validate make the same
+   choice when their loss function is NULL, by each batch's labels: y (N) class ids,
+   y (N, T) float targets. */
 DLFDEF dlf_loss_fn dlf_default_loss(const dlf_dataset *d);
 
 typedef enum dlf_sched {
@@ -1204,7 +1206,7 @@ DLFDEF float dlf_evaluate(dlf_tape *t, dlf_model_fn model, void *m, dlf_loader *
 typedef enum dlf_pred_kind { DLF_PRED_LOGITS = 0, DLF_PRED_PROBS, DLF_PRED_CLASS } dlf_pred_kind;
 DLFDEF int dlf_predict(dlf_tape *t, dlf_model_fn model, void *m, dlf_tensor *x, dlf_pred_kind kind, dlf_tensor *out);
     /* x one batch (normalized as in training); out (N, C) for logits and probabilities,
-       (N) for classes. DLF_OK, or the model's error when it returns NULL */
+       (N) for classes. DLF_OK, or DLF_ERR_ARG when the model returns NULL */
 DLFDEF int dlf_predict_loader(dlf_tape *t, dlf_model_fn model, void *m, dlf_loader *l, dlf_pred_kind kind,
                               float *out, size_t cap, int *n_items);
     /* one pass over l from its start: row i of out (C floats, or 1 for classes) is the
@@ -7575,8 +7577,9 @@ static void dlf__fill_batch(const dlf_dataset *d, const int *idx, int count, con
                    dlf_shape_str(x, sx, sizeof sx), dlf_shape_str(y, sy, sizeof sy));
         return;
     }
-    if (!d->images && !d->features && d->n > 0) {
-        dlf__panic("%s: the dataset has neither images nor features", fn);
+    if (d->n > 0 && ((!d->images && !d->features) || (!d->labels && !d->ids && !d->targets))) {
+        dlf__panic("%s: the dataset has no %s", fn, !d->images && !d->features ? "images or features" :
+                   "labels, ids or targets");
         return;
     }
     for (i = 0; i < count; i++) {
@@ -7911,14 +7914,22 @@ DLFDEF int dlf_csv_parse(const char *text, size_t len, const char *name, const d
                          cfg.header > 0 ? "header" : "first row");
     ncols = dlf__csv_count_fields(ls, le, cfg.delim);
     header = cfg.header > 0;
-    if (cfg.header == 0) {   /* detect: a field that is not a number makes a header */
-        const char *f = ls;
-        for (col = 0; col < ncols && !header; col++) {
+    if (cfg.header == 0) {   /* detect: no field a number, a header; every field, a row; a mix, an error */
+        const char *f = ls, *bad = NULL, *bad_end = NULL;
+        int numbers = 0, bad_col = 0;
+        for (col = 0; col < ncols; col++) {
             const char *fe = f;
             double v;
             while (fe < le && *fe != cfg.delim) fe++;
-            if (dlf__csv_number(f, fe, &v) == 0) header = 1;
+            if (dlf__csv_number(f, fe, &v) != 0) numbers++;
+            else if (!bad) { bad = f; bad_end = fe; bad_col = col + 1; }
             f = fe + 1;
+        }
+        header = numbers == 0;
+        if (numbers > 0 && bad) {
+            dlf__csv_show(bad, bad_end, show, sizeof show);
+            return dlf__fail(DLF_ERR_FORMAT, "%s: line %d mixes numbers and text (column %d: \"%s\"), so it is "
+                             "neither a header nor a row; say which (header 1 or -1) or fix it", name, line, bad_col, show);
         }
     }
     if (ncols < 2)

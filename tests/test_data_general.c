@@ -623,6 +623,10 @@ static void test_csv(void)
     cc.header = 0;
     cc.skip_lines = 1;
     csv_bad("skip-all.csv", "only,this\n", &cc, DLF_ERR_FORMAT, "empty file", NULL);
+    cc.skip_lines = 0;
+    csv_bad("mixed-first-line.csv", "569,30,malignant,benign\n1,2,3,0\n", &cc, DLF_ERR_FORMAT,
+            "line 1 mixes numbers and text", "column 3: \"malignant\"");
+    csv_bad("nan-first-row.csv", "nan,2,0\n1,2,0\n", &cc, DLF_ERR_FORMAT, "line 1 mixes", "column 1");
     snprintf(path, sizeof path, "%s.tmp-does-not-exist.csv", tmp_prefix);
     CHECK(dlf_csv_load(path, &cc, &d) == DLF_ERR_IO && strstr(dlf_last_error(), path), "missing file: %s",
           dlf_last_error());
