@@ -504,6 +504,57 @@ static void test_fit_paths(void)
     dlf_tensor_free(yi);
 }
 
+/* Training steps allocate nothing: a fit of 4 epochs makes as many allocations as a
+   fit of 1 (its setup), for a table with float targets (MSE) and one with classes. */
+static void test_fit_allocs(void)
+{
+    dlf_tensor *x = dlf_tensor_new2(TN, TF), *cls = dlf_tensor_new1(TN), *tgt = dlf_tensor_new2(TN, 2);
+    dlf_dataset d[2];
+    int k;
+    GROUP("fit: no allocation per step");
+    make_table(x, cls, tgt, 12);
+    dlf_dataset_from_tensor(&d[0], x, cls, 2);
+    dlf_dataset_from_tensor(&d[1], x, tgt, 0);
+    for (k = 0; k < 2; k++) {
+        long counts[2];
+        int e;
+        dlf_loader_cfg cfg;
+        dlf_loader *tr, *va;
+        dlf_fit_cfg fc;
+        dlf_tape tape;
+        net n;
+        net_build(&n, 0, TF, 8, 2, 1, 0.01f);
+        dlf_tape_init(&tape);
+        memset(&cfg, 0, sizeof cfg);
+        cfg.batch_size = 16;
+        cfg.shuffle = 1;
+        tr = dlf_loader_create(&d[k], &cfg);
+        va = dlf_loader_create(&d[k], &cfg);
+        memset(&fc, 0, sizeof fc);
+        fc.quiet = 1;
+        fc.fixed_threads = 1;
+        fc.epochs = 1;
+        dlf_fit(&tape, net_forward, &n, NULL, n.opt, tr, va, &fc, NULL);   /* warms the tape's arena */
+        for (e = 0; e < 2; e++) {
+            long before = th_allocs;
+            fc.epochs = e == 0 ? 1 : 4;
+            CHECK(dlf_fit(&tape, net_forward, &n, NULL, n.opt, tr, va, &fc, NULL) == DLF_OK, "fit");
+            counts[e] = th_allocs - before;
+        }
+        CHECK(counts[0] == counts[1], "%s: a 1-epoch fit allocates %ld times, a 4-epoch fit %ld",
+              k ? "targets" : "classes", counts[0], counts[1]);
+        dlf_loader_free(tr);
+        dlf_loader_free(va);
+        dlf_tape_destroy(&tape);
+        net_free(&n);
+    }
+    dlf_dataset_free(&d[0]);
+    dlf_dataset_free(&d[1]);
+    dlf_tensor_free(x);
+    dlf_tensor_free(cls);
+    dlf_tensor_free(tgt);
+}
+
 /* dlf_fit's report is set even when the fit stops on an error. */
 static void test_fit_report_on_error(void)
 {
@@ -842,6 +893,7 @@ int main(int argc, char **argv)
     test_split();
     test_csv();
     test_fit_paths();
+    test_fit_allocs();
     test_fit_report_on_error();
     test_predict();
     test_norm_ckpt();
