@@ -81,7 +81,7 @@ demo: $(BUILD)/examples/mnist_cnn
 	bash tools/fetch_data.sh --only mnist data
 	./$(BUILD)/examples/mnist_cnn --epochs 3 --show 6
 
-# Fetch MNIST and Fashion-MNIST into data/ and verify their sha256.
+# Fetch MNIST, Fashion-MNIST and the breast-cancer table (data/tabular/) into data/ and verify their sha256.
 data:
 	bash tools/fetch_data.sh data
 
@@ -196,11 +196,11 @@ $(BUILD)/bench/peak_rss: bench/peak_rss.c
 
 # libFuzzer + ASan + UBSan on each file loader, FUZZ_SECONDS each (default 60), seeded from tests/corpus:
 # the byte-level safetensors and IDX targets, and the structure-aware safetensors one (its own
-# mutator edits the JSON header as JSON: fuzz/fuzz_safetensors_struct.c).
+# mutator edits the JSON header as JSON: fuzz/fuzz_safetensors_struct.c), and the CSV reader.
 FUZZ_SECONDS ?= 60
-FUZZ_TARGETS = safetensors:st idx:idx safetensors_struct:sts
+FUZZ_TARGETS = safetensors:st idx:idx safetensors_struct:sts csv:csv
 fuzz:
-	@mkdir -p $(BUILD)/fuzz/st $(BUILD)/fuzz/idx $(BUILD)/fuzz/sts
+	@mkdir -p $(BUILD)/fuzz/st $(BUILD)/fuzz/idx $(BUILD)/fuzz/sts $(BUILD)/fuzz/csv
 	@for t in $(FUZZ_TARGETS); do name=$${t%%:*}; \
 	    echo "clang -O1 -g -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=undefined -o $(BUILD)/fuzz/fuzz_$$name fuzz/fuzz_$$name.c -lm"; \
 	    clang -O1 -g -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=undefined -o $(BUILD)/fuzz/fuzz_$$name fuzz/fuzz_$$name.c -lm || exit 1; \
@@ -208,6 +208,7 @@ fuzz:
 	cp tests/corpus/*.safetensors $(BUILD)/fuzz/st/
 	cp tests/corpus/*.safetensors $(BUILD)/fuzz/sts/
 	cp tests/corpus/*idx* tests/data/mnist-sub-test-labels-idx1-ubyte $(BUILD)/fuzz/idx/
+	cp tests/corpus/csv-seed-* $(BUILD)/fuzz/csv/
 	@for t in $(FUZZ_TARGETS); do \
 	    name=$${t%%:*}; dir=$${t#*:}; log=$(BUILD)/fuzz/$$name.log; \
 	    echo "fuzz: $$name for $(FUZZ_SECONDS) s"; \

@@ -38,7 +38,7 @@
                            parameter groups, weight decay two ways, gradient clipping
        stage12_schedules   schedule shapes, combined phases, one-cycle (lr and momentum),
                            SGDR, warm-up
-       stage13_data        IDX files, datasets, MNIST, seeded loaders
+       stage13_data        IDX files, datasets (tables, images), CSV, MNIST, seeded loaders
        stage14_learner     progress display, evaluate, the Learner and its callbacks
                            (recorder, scheduler, progress table, early stopping,
                            save-best, clipping, autosave), resumable runs, LR finder
@@ -1098,6 +1098,16 @@ DLFDEF dlf_schedule dlf_sched_with_shape(dlf_schedule s, dlf_shape from, dlf_sha
 // A loader walks a dataset in batches: a seeded shuffle at each epoch start
 // (dlf_rng_permutation), drop_last, and a preallocated float batch (N,1,rows,cols)
 // plus labels (N) as floats, so a training step allocates nothing.
+//
+// General datasets (docs/data.md): the inputs are either bytes (N, C, H, W) (images
+// with C channels, pixel/255 before normalization) or floats (N, C, H, W) or (N, F)
+// (a table: `table` = 1, its F features in `channels`, rows = cols = 1), and the
+// labels either class ids (uint8 `labels` from IDX files, or int32 `ids`) or float
+// targets (N, T) (regression, several outputs). The loader normalizes per channel
+// (per feature for a table), x = (v - mean[c]) / std[c] with v = pixel/255 or the
+// float, then calls the config's transform hook on the batch (augmentation). The
+// batch is x (N, C, H, W) or (N, F), y (N) class ids as floats or (N, T) targets.
+// A CSV reader (dlf_csv_parse, dlf_csv_load) turns a numeric table into a dataset.
 
 #define DLF_IDX_LABELS 0x00000801u  /* magic of a label file: unsigned bytes, 1 dim */
 #define DLF_IDX_IMAGES 0x00000803u  /* magic of an image file: unsigned bytes, 3 dims */
@@ -1116,12 +1126,19 @@ DLFDEF int  dlf_idx_load(const char *path, dlf_idx *out);  /* DLF_OK or DLF_ERR_
 DLFDEF void dlf_idx_free(dlf_idx *x);
 
 typedef struct dlf_dataset {
-    uint8_t *images;         /* (n, rows, cols) pixels 0..255 */
-    uint8_t *labels;         /* (n) class ids */
+    uint8_t *images;         /* (n, channels, rows, cols) pixels 0..255; NULL when `features` */
+    uint8_t *labels;         /* (n) class ids 0..255; NULL when `ids` or `targets` */
     int n;                   /* items */
-    int rows, cols;          /* image size (28, 28 for MNIST) */
-    int n_classes;           /* 1 + the largest label */
-    int owns;                /* 1: dlf_dataset_free frees images and labels; 0: a view */
+    int rows, cols;          /* image size (28, 28 for MNIST); 1, 1 for a table */
+    int n_classes;           /* 1 + the largest class id; 0 for float targets */
+    int owns;                /* 1: dlf_dataset_free frees the buffers; 0: a view */
+    /* general datasets; all 0 / NULL is the single-channel IDX kind above */
+    int channels;            /* channels per item (0 means 1); a table's features */
+    int table;               /* 1: items are vectors of `channels` features, batches (N, channels) */
+    float *features;         /* (n, channels, rows, cols) floats, instead of images */
+    int32_t *ids;            /* (n) class ids 0..n_classes-1, instead of labels */
+    float *targets;          /* (n, n_targets) float targets, instead of class ids */
+    int n_targets;           /* floats per target (0 with class ids) */
 } dlf_dataset;
 
 DLFDEF int  dlf_dataset_from_idx(dlf_dataset *d, dlf_idx *images, dlf_idx *labels, const char *name); /* takes both buffers */
@@ -1132,6 +1149,53 @@ DLFDEF void dlf_dataset_fill(const dlf_dataset *d, const int *idx, int count, co
                              dlf_tensor *x, dlf_tensor *y);  /* x[i] = lut[pixels of idx[i]], y[i] = label;
                                                                 x and y get shape[0] = count */
 DLFDEF void dlf_normalize_lut(float lut[256], float mean, float std); /* lut[v] = (v/255 - mean)/std */
+
+/* General datasets. Both constructors copy their inputs; the dataset owns the copies.
+   y holds class ids as floats (N) when n_classes > 0 (each an integer in
+   [0, n_classes)), or float targets (N) or (N, T) when n_classes == 0.
+   DLF_OK or DLF_ERR_NOMEM; wrong shapes or ids panic. */
+DLFDEF int  dlf_dataset_from_tensor(dlf_dataset *d, const dlf_tensor *x, const dlf_tensor *y, int n_classes);
+    /* x (N, F): a table; x (N, C, H, W): float images */
+DLFDEF int  dlf_dataset_from_images(dlf_dataset *d, const uint8_t *pixels, int n, int channels, int rows,
+                                    int cols, const dlf_tensor *y, int n_classes); /* pixels (n, C, H, W) */
+DLFDEF int  dlf_dataset_channels(const dlf_dataset *d);   /* channels per item (a table's features) */
+DLFDEF int  dlf_dataset_item_size(const dlf_dataset *d);  /* floats per item: channels * rows * cols */
+DLFDEF int  dlf_dataset_subset(const dlf_dataset *d, const int *idx, int count, dlf_dataset *out);
+    /* a copy of items idx[0..count), in that order; DLF_OK or DLF_ERR_NOMEM */
+DLFDEF int  dlf_dataset_split(const dlf_dataset *d, double test_frac, uint64_t seed, dlf_dataset *train,
+                              dlf_dataset *test);
+    /* a seeded random split (copies): test gets ceil(test_frac * n) items (scikit-learn's
+       train_test_split count), train the rest; DLF_OK or DLF_ERR_NOMEM */
+DLFDEF void dlf_dataset_channel_stats(const dlf_dataset *d, float *mean, float *std);
+    /* (channels) each channel's (a table: each feature's) mean and population std over all
+       items and positions, of pixel/255 for bytes, of the value for floats */
+
+/* A numeric CSV table (docs/data.md): fields separated by `delim`, one row per line
+   ("\n" or "\r\n"), every row with the same number of fields, every field a decimal
+   number ([+-]digits[.digits][(e|E)[+-]digits], spaces around it allowed). NaN, inf,
+   empty fields, hex and anything else are errors naming the file, line and column.
+   One column is the label; the others become the features of a table dataset. */
+typedef struct dlf_csv_cfg {
+    int header;              /* 0: detect (a first row with no number in it is a header, one of
+                                numbers only a row, a mix an error), 1: the first row is a header,
+                                -1: no header */
+    int skip_lines;          /* lines skipped before the header or the first row */
+    int label_col;           /* the label's column, 0-based; negative counts from the end (-1: last) */
+    int regression;          /* 1: the label is a float target (n_targets 1); 0: a class id, an
+                                integer in [0, 2^24) */
+    char delim;              /* field separator (default ',') */
+} dlf_csv_cfg;
+
+DLFDEF int  dlf_csv_parse(const char *text, size_t len, const char *name, const dlf_csv_cfg *cfg,
+                          dlf_dataset *out);  /* DLF_OK, DLF_ERR_FORMAT (bad table) or DLF_ERR_NOMEM */
+#ifndef DLF_NO_STDIO
+DLFDEF int  dlf_csv_load(const char *path, const dlf_csv_cfg *cfg, dlf_dataset *out);
+    /* DLF_OK or DLF_ERR_IO / _FORMAT / _NOMEM; messages name path, line and column */
+#endif
+
+/* Called on every batch after it is filled and normalized: x and y may be changed in
+   place (same shapes), e.g. augmentation with the program's own rng in user. */
+typedef void (*dlf_transform_fn)(dlf_tensor *x, dlf_tensor *y, void *user);
 
 typedef struct dlf_mnist_cfg {  /* zero fields mean the defaults; cfg may be NULL */
     int n_valid;             /* training items held out, from the end (default n/6: 10000 of 60000); < 0: none */
@@ -1158,7 +1222,13 @@ typedef struct dlf_loader_cfg {  /* zero fields mean the defaults (batch_size 0:
     int shuffle;             /* 1: a new seeded permutation at each epoch start; 0: in order */
     int drop_last;           /* 1: skip the last batch when it is short */
     uint64_t seed;           /* shuffle seed; same seed, same order of every epoch */
-    float mean, std;         /* normalization (std 0: mean 0, std 1, i.e. pixel/255) */
+    float mean, std;         /* normalization of every channel (std 0: mean 0, std 1, i.e. pixel/255
+                                for bytes, the value itself for floats) */
+    const float *ch_mean;    /* (channels) per-channel (a table: per-feature) means; with ch_std they
+                                replace mean and std; copied. NULL: mean and std above */
+    const float *ch_std;     /* (channels) per-channel stds (a std <= 0 counts as 1) */
+    dlf_transform_fn transform; /* NULL, or called on each batch after normalization */
+    void *transform_user;    /* its user pointer */
 } dlf_loader_cfg;
 
 typedef struct dlf_loader {
@@ -1169,14 +1239,22 @@ typedef struct dlf_loader {
     int epoch;               /* epochs started so far */
     int n_batches;           /* batches per epoch */
     dlf_rng rng;             /* shuffle state, seeded once from cfg.seed */
-    dlf_tensor *x;           /* (batch_size, 1, rows, cols) the current batch; shape[0] shrinks for a short one */
-    dlf_tensor *y;           /* (batch_size) its labels as floats */
-    float lut[256];          /* normalized value of each pixel byte */
+    dlf_tensor *x;           /* (batch_size, C, rows, cols) or (batch_size, F) the current batch;
+                                shape[0] shrinks for a short one */
+    dlf_tensor *y;           /* (batch_size) its class ids as floats, or (batch_size, T) targets */
+    float lut[256];          /* normalized value of each pixel byte (channel 0) */
+    int channels;            /* channels per item (a table's features) */
+    float *norm_mean;        /* (channels) the normalization in use, x = (v - mean) / std with */
+    float *norm_std;         /* (channels)   v = pixel/255 for bytes; mean 0, std 1 when none */
+    float *luts;             /* (channels * 256) byte datasets: each channel's table; else NULL */
 } dlf_loader;
 
 DLFDEF dlf_loader *dlf_loader_create(const dlf_dataset *ds, const dlf_loader_cfg *cfg); /* NULL on OOM */
 DLFDEF void dlf_loader_free(dlf_loader *l);
 DLFDEF int  dlf_loader_next(dlf_loader *l);  /* fills l->x, l->y; items in the batch, 0 at the end of an epoch */
+DLFDEF void dlf_normalize(dlf_tensor *x, const float *mean, const float *std, int channels);
+    /* in place, x (N, C, ...) or (N, F): x = (x - mean[c]) / std[c] along dim 1 (a std <= 0
+       counts as 1); the loader's normalization, for inputs prepared outside a loader */
 /* The usual three: a shuffled training loader (seeded) and in-order valid and test
    loaders with a larger batch, all normalized with the training set's mean and std.
    Any output may be NULL (not wanted). DLF_OK, or DLF_ERR_NOMEM with all freed. */
@@ -1280,8 +1358,15 @@ DLFDEF dlf_tensor *dlf_mixup_loss(dlf_tape *t, const dlf_mixup *m, dlf_tensor *l
 // (a log file, CI) it prints one line per epoch. Then the Learner (below): the same
 // loop with events that callbacks extend; dlf_fit is a thin wrapper over it.
 
-typedef dlf_tensor *(*dlf_model_fn)(dlf_tape *t, dlf_tensor *x, void *model); /* x (N,1,H,W) -> logits (N,C) */
+typedef dlf_tensor *(*dlf_model_fn)(dlf_tape *t, dlf_tensor *x, void *model);
+    /* a loader's batch x ((N,C,H,W) or (N,F)) -> logits (N,C) or outputs (N,T) */
 typedef dlf_tensor *(*dlf_loss_fn)(dlf_tape *t, dlf_tensor *logits, dlf_tensor *target); /* -> scalar */
+
+/* The loss a dataset's labels call for: dlf_cross_entropy for class ids, dlf_mse_loss
+   for float targets. dlf_fit, dlf_learner_fit and dlf_learner_validate make the same
+   choice when their loss function is NULL, by each batch's labels: y (N) class ids,
+   y (N, T) float targets. */
+DLFDEF dlf_loss_fn dlf_default_loss(const dlf_dataset *d);
 
 typedef enum dlf_sched {
     DLF_SCHED_CONSTANT = 0,  /* lr all the way */
@@ -1330,8 +1415,23 @@ typedef struct dlf_fit_report {
 
 /* One pass over l from its start in eval mode with no tape recording (both restored
    after); returns the accuracy (argmax == label) and stores the mean cross-entropy
-   in *mean_loss (may be NULL). */
+   in *mean_loss (may be NULL). For float targets it returns 0 and *mean_loss is the
+   mean squared error over every output (dlf_mse_loss's). */
 DLFDEF float dlf_evaluate(dlf_tape *t, dlf_model_fn model, void *m, dlf_loader *l, float *mean_loss);
+
+/* Inference, in eval mode with no tape recording (both restored after). What comes out
+   of the model (N, C): its logits; their probabilities (softmax over C, or the sigmoid
+   when C is 1: one binary logit); or the class (argmax, first on ties; for C = 1,
+   logit > 0), as floats. */
+typedef enum dlf_pred_kind { DLF_PRED_LOGITS = 0, DLF_PRED_PROBS, DLF_PRED_CLASS } dlf_pred_kind;
+DLFDEF int dlf_predict(dlf_tape *t, dlf_model_fn model, void *m, dlf_tensor *x, dlf_pred_kind kind, dlf_tensor *out);
+    /* x one batch (normalized as in training); out (N, C) for logits and probabilities,
+       (N) for classes. DLF_OK, or DLF_ERR_ARG when the model returns NULL */
+DLFDEF int dlf_predict_loader(dlf_tape *t, dlf_model_fn model, void *m, dlf_loader *l, dlf_pred_kind kind,
+                              float *out, size_t cap, int *n_items);
+    /* one pass over l from its start: row i of out (C floats, or 1 for classes) is the
+       i-th item the loader gives (the dataset's order when it does not shuffle); cap is
+       out's length in floats (too small panics); *n_items (may be NULL) the items done */
 /* cfg->epochs epochs over train (from the start of an epoch) in training mode, each
    group's lr set every step from the schedule and restored at the end, one progress
    line per epoch with the validation loss and accuracy when valid is not NULL.
@@ -1339,7 +1439,10 @@ DLFDEF float dlf_evaluate(dlf_tape *t, dlf_model_fn model, void *m, dlf_loader *
 DLFDEF int   dlf_fit(dlf_tape *t, dlf_model_fn model, void *m, dlf_loss_fn loss, dlf_optim *opt,
                      dlf_loader *train, dlf_loader *valid, const dlf_fit_cfg *cfg, dlf_fit_report *rep);
     /* a thin wrapper over the Learner below: the lr schedule and the progress lines
-       are two callbacks; the validation loss is loss's (cross-entropy before 0.3) */
+       are two callbacks; the validation loss is loss's (cross-entropy before 0.3).
+       loss NULL: dlf_default_loss of train's dataset. The accuracy metric (valid_acc)
+       only with class ids; with float targets valid_acc is 0. rep is zeroed first,
+       so it holds zeros (or the partial run) when the fit fails */
 
 // The Learner (lessons 04, 05b and 09b; docs/learner.md): the training loop of the
 // course's notebooks 04 and 05b, which callbacks extend. Its fit is, per epoch,
@@ -1425,7 +1528,8 @@ struct dlf_learner {
     dlf_tape *tape;
     dlf_model_fn model;
     void *m;                 /* passed to model */
-    dlf_loss_fn loss_fn;
+    dlf_loss_fn loss_fn;     /* NULL: chosen by the batch's labels, cross-entropy for class ids
+                                y (N), MSE for float targets y (N, T) (dlf_default_loss) */
     dlf_optim *opt;
     dlf_loader *train, *valid;   /* valid may be NULL: no validation */
     const dlf_params *params;    /* weights and buffers by name, for checkpoints, save-best and
@@ -1755,6 +1859,19 @@ DLFDEF int  dlf_ckpt_get_loader(const dlf_ckpt *c, const char *key, dlf_loader *
 DLFDEF const char *dlf_ckpt_get_meta(const dlf_ckpt *c, const char *key);         /* NULL if absent */
 DLFDEF int  dlf_ckpt_get_int(const dlf_ckpt *c, const char *key, long long *v);
 DLFDEF int  dlf_ckpt_get_float(const dlf_ckpt *c, const char *key, double *v);
+/* The input normalization, so that another program prepares its inputs as training
+   did: x = (v / divisor - mean[c]) / std[c] per channel (a table: per feature), v the
+   raw value (a pixel byte: divisor 255; a float: divisor 1). Stored as metadata
+   "norm.<key>.mean" and "norm.<key>.std" (n comma-separated %a floats, exact) and
+   "norm.<key>.divisor"; the Learner's run state holds its training loader's as "input". */
+DLFDEF int  dlf_ckpt_add_norm(dlf_ckpt *c, const char *key, const float *mean, const float *std, int n,
+                              float divisor);  /* DLF_OK or DLF_ERR_NOMEM */
+DLFDEF int  dlf_ckpt_add_loader_norm(dlf_ckpt *c, const char *key, const dlf_loader *l);
+    /* l's norm_mean and norm_std, divisor 255 for byte images, 1 for floats */
+DLFDEF int  dlf_ckpt_get_norm(const dlf_ckpt *c, const char *key, float *mean, float *std, int cap, int *n,
+                              float *divisor);
+    /* up to cap values each; *n the count, divisor may be NULL. DLF_OK, DLF_ERR_FORMAT
+       (absent or malformed) or DLF_ERR_ARG (more than cap values) */
 #ifndef DLF_NO_STDIO
 /* The common case in one call each: every entry of pl (parameters and buffers) by
    name plus, when opt is not NULL, the optimizer state (each parameter under the name
@@ -8723,21 +8840,44 @@ DLFDEF void dlf_dataset_free(dlf_dataset *d)
     if (d->owns) {
         if (d->images) DLF_FREE(d->images);
         if (d->labels) DLF_FREE(d->labels);
+        if (d->features) DLF_FREE(d->features);
+        if (d->ids) DLF_FREE(d->ids);
+        if (d->targets) DLF_FREE(d->targets);
     }
     memset(d, 0, sizeof *d);
 }
 
+DLFDEF int dlf_dataset_channels(const dlf_dataset *d)
+{
+    if (!d) { dlf__panic("dlf_dataset_channels: d is NULL"); return 0; }
+    return d->channels > 0 ? d->channels : 1;
+}
+
+DLFDEF int dlf_dataset_item_size(const dlf_dataset *d)
+{
+    if (!d) { dlf__panic("dlf_dataset_item_size: d is NULL"); return 0; }
+    return dlf_dataset_channels(d) * d->rows * d->cols;
+}
+
+/* floats per label: 1 for a class id, n_targets for float targets */
+static int dlf__label_size(const dlf_dataset *d) { return d->targets ? d->n_targets : 1; }
+
 DLFDEF dlf_dataset dlf_dataset_view(const dlf_dataset *d, int start, int count)
 {
     dlf_dataset v;
+    size_t per;
     memset(&v, 0, sizeof v);
     if (start < 0 || count < 0 || start > d->n - count) {
         dlf__panic("dlf_dataset_view: items [%d, %d) are outside the dataset's %d", start, start + count, d->n);
         return v;
     }
+    per = (size_t)dlf_dataset_item_size(d);
     v = *d;
-    v.images = d->images + (size_t)start * d->rows * d->cols;
-    v.labels = d->labels + start;
+    if (d->images) v.images = d->images + (size_t)start * per;
+    if (d->features) v.features = d->features + (size_t)start * per;
+    if (d->labels) v.labels = d->labels + start;
+    if (d->ids) v.ids = d->ids + start;
+    if (d->targets) v.targets = d->targets + (size_t)start * d->n_targets;
     v.n = count;
     v.owns = 0;
     return v;
@@ -8747,9 +8887,18 @@ DLFDEF dlf_dataset dlf_dataset_view(const dlf_dataset *d, int start, int count)
    std = sqrt(sum(v^2) / (255^2 N) - mean^2). The sums are exact integers. */
 DLFDEF void dlf_dataset_stats(const dlf_dataset *d, float *mean, float *std)
 {
-    size_t i, n = (size_t)d->n * d->rows * d->cols;
+    size_t i, n = (size_t)d->n * dlf_dataset_item_size(d);
     uint64_t s = 0, s2 = 0;
     double m, var;
+    if (d->features) {   /* floats: two passes, mean then the squared deviations */
+        double sum = 0.0, sq = 0.0;
+        for (i = 0; i < n; i++) sum += d->features[i];
+        m = n ? sum / (double)n : 0.0;
+        for (i = 0; i < n; i++) sq += ((double)d->features[i] - m) * ((double)d->features[i] - m);
+        *mean = (float)m;
+        *std = n ? (float)sqrt(sq / (double)n) : 0.0f;
+        return;
+    }
     for (i = 0; i < n; i++) {
         uint64_t v = d->images[i];
         s += v;
@@ -8769,33 +8918,503 @@ DLFDEF void dlf_normalize_lut(float lut[256], float mean, float std)
     for (v = 0; v < 256; v++) lut[v] = ((float)v / 255.0f - mean) / std;
 }
 
-DLFDEF void dlf_dataset_fill(const dlf_dataset *d, const int *idx, int count, const float *lut,
-                             dlf_tensor *x, dlf_tensor *y)
+/* The batch of items idx[0..count): x[i] = normalized item idx[i], y[i] its label.
+   Bytes go through the per-channel tables luts + c * lut_stride (lut_stride 0: one
+   table for every channel); floats become (v - mean[c]) / std[c] (mean NULL: v). */
+static void dlf__fill_batch(const dlf_dataset *d, const int *idx, int count, const float *luts, int lut_stride,
+                            const float *mean, const float *std, dlf_tensor *x, dlf_tensor *y, const char *fn)
 {
-    int per = d->rows * d->cols, i, j;
+    int C = dlf_dataset_channels(d), hw = d->rows * d->cols, per = C * hw, T = dlf__label_size(d), i, c, j;
     char sx[64], sy[64];
-    if (count < 0 || x->size < count * per || y->size < count) {
-        dlf__panic("dlf_dataset_fill: %d items of %dx%d do not fit x %s and y %s", count, d->rows, d->cols,
+    if (count < 0 || x->size < count * per || y->size < count * T) {
+        dlf__panic("%s: %d items of %dx%dx%d do not fit x %s and y %s", fn, count, C, d->rows, d->cols,
                    dlf_shape_str(x, sx, sizeof sx), dlf_shape_str(y, sy, sizeof sy));
+        return;
+    }
+    if (d->n > 0 && ((!d->images && !d->features) || (!d->labels && !d->ids && !d->targets))) {
+        dlf__panic("%s: the dataset has no %s", fn, !d->images && !d->features ? "images or features" :
+                   "labels, ids or targets");
         return;
     }
     for (i = 0; i < count; i++) {
         int item = idx[i];
-        const uint8_t *src;
         float *dst = x->data + (size_t)i * per;
         if (item < 0 || item >= d->n) {
-            dlf__panic("dlf_dataset_fill: index %d (position %d) is outside the dataset's %d items", item, i, d->n);
+            dlf__panic("%s: index %d (position %d) is outside the dataset's %d items", fn, item, i, d->n);
             return;
         }
-        src = d->images + (size_t)item * per;
-        for (j = 0; j < per; j++) dst[j] = lut[src[j]];
-        y->data[i] = (float)d->labels[item];
+        if (d->images) {
+            const uint8_t *src = d->images + (size_t)item * per;
+            for (c = 0; c < C; c++) {
+                const float *lut = luts + (size_t)c * lut_stride;
+                for (j = 0; j < hw; j++) dst[c * hw + j] = lut[src[c * hw + j]];
+            }
+        } else {
+            const float *src = d->features + (size_t)item * per;
+            if (!mean) memcpy(dst, src, (size_t)per * sizeof(float));
+            else
+                for (c = 0; c < C; c++)
+                    for (j = 0; j < hw; j++) dst[c * hw + j] = (src[c * hw + j] - mean[c]) / std[c];
+        }
+        if (d->targets) memcpy(y->data + (size_t)i * T, d->targets + (size_t)item * T, (size_t)T * sizeof(float));
+        else y->data[i] = d->ids ? (float)d->ids[item] : (float)d->labels[item];
     }
     x->shape[0] = count;
     x->size = count * per;
     y->shape[0] = count;
-    y->size = count;
+    y->size = count * T;
+    dlf__written(x);
+    dlf__written(y);
 }
+
+/* The one-table form: every channel of a byte image through lut; floats copied. */
+DLFDEF void dlf_dataset_fill(const dlf_dataset *d, const int *idx, int count, const float *lut,
+                             dlf_tensor *x, dlf_tensor *y)
+{
+    dlf__fill_batch(d, idx, count, lut, 0, NULL, NULL, x, y, "dlf_dataset_fill");
+}
+
+/* ---------------------------------------------------------------- general datasets */
+
+/* Labels from y: class ids (N) as floats when n_classes > 0, else float targets (N) or
+   (N, T). Allocates d->ids or d->targets. */
+static int dlf__dataset_labels(dlf_dataset *d, const dlf_tensor *y, int N, int n_classes, const char *fn)
+{
+    int i;
+    char sy[64];
+    if (n_classes < 0) { dlf__panic("%s: n_classes %d is negative", fn, n_classes); return DLF_ERR_ARG; }
+    if (n_classes > 0) {
+        if (y->size != N || y->ndim > 2 || (y->ndim == 2 && y->shape[1] != 1)) {
+            dlf__panic("%s: class ids y %s do not match %d items (want (%d))", fn, dlf_shape_str(y, sy, sizeof sy),
+                       N, N);
+            return DLF_ERR_ARG;
+        }
+        for (i = 0; i < N; i++) {
+            float v = y->data[i];
+            if (!(v >= 0.0f && v < (float)n_classes) || v != (float)(int)v) {
+                dlf__panic("%s: y[%d] = %g is not a class id in [0, %d)", fn, i, (double)v, n_classes);
+                return DLF_ERR_ARG;
+            }
+        }
+        d->ids = (int32_t *)dlf__malloc((size_t)(N > 0 ? N : 1) * sizeof(int32_t), "dataset class ids");
+        if (!d->ids) return DLF_ERR_NOMEM;
+        for (i = 0; i < N; i++) d->ids[i] = (int32_t)y->data[i];
+        d->n_classes = n_classes;
+        return DLF_OK;
+    }
+    if (y->ndim < 1 || y->ndim > 2 || y->shape[0] != N) {
+        dlf__panic("%s: targets y %s do not match %d items (want (%d) or (%d, T))", fn,
+                   dlf_shape_str(y, sy, sizeof sy), N, N, N);
+        return DLF_ERR_ARG;
+    }
+    d->n_targets = y->ndim == 2 ? y->shape[1] : 1;
+    d->targets = (float *)dlf__malloc((size_t)(y->size > 0 ? y->size : 1) * sizeof(float), "dataset targets");
+    if (!d->targets) return DLF_ERR_NOMEM;
+    memcpy(d->targets, y->data, (size_t)y->size * sizeof(float));
+    return DLF_OK;
+}
+
+DLFDEF int dlf_dataset_from_tensor(dlf_dataset *d, const dlf_tensor *x, const dlf_tensor *y, int n_classes)
+{
+    int rc;
+    char sx[64];
+    if (!d) { dlf__panic("dlf_dataset_from_tensor: d is NULL"); return DLF_ERR_ARG; }
+    memset(d, 0, sizeof *d);
+    if (!x) { dlf__panic("dlf_dataset_from_tensor: x is NULL"); return DLF_ERR_ARG; }
+    if (!y) { dlf__panic("dlf_dataset_from_tensor: y is NULL"); return DLF_ERR_ARG; }
+    if (x->ndim != 2 && x->ndim != 4) {
+        dlf__panic("dlf_dataset_from_tensor: x %s must be (N, F) or (N, C, H, W)", dlf_shape_str(x, sx, sizeof sx));
+        return DLF_ERR_ARG;
+    }
+    d->n = x->shape[0];
+    d->channels = x->shape[1];
+    d->table = x->ndim == 2;
+    d->rows = x->ndim == 4 ? x->shape[2] : 1;
+    d->cols = x->ndim == 4 ? x->shape[3] : 1;
+    d->owns = 1;
+    rc = dlf__dataset_labels(d, y, d->n, n_classes, "dlf_dataset_from_tensor");
+    if (rc != DLF_OK) { dlf_dataset_free(d); return rc; }
+    d->features = (float *)dlf__malloc((size_t)(x->size > 0 ? x->size : 1) * sizeof(float), "dataset features");
+    if (!d->features) { dlf_dataset_free(d); return DLF_ERR_NOMEM; }
+    memcpy(d->features, x->data, (size_t)x->size * sizeof(float));
+    return DLF_OK;
+}
+
+DLFDEF int dlf_dataset_from_images(dlf_dataset *d, const uint8_t *pixels, int n, int channels, int rows,
+                                   int cols, const dlf_tensor *y, int n_classes)
+{
+    size_t bytes;
+    int rc;
+    if (!d) { dlf__panic("dlf_dataset_from_images: d is NULL"); return DLF_ERR_ARG; }
+    memset(d, 0, sizeof *d);
+    if (!pixels) { dlf__panic("dlf_dataset_from_images: pixels is NULL"); return DLF_ERR_ARG; }
+    if (!y) { dlf__panic("dlf_dataset_from_images: y is NULL"); return DLF_ERR_ARG; }
+    if (n < 0 || channels <= 0 || rows <= 0 || cols <= 0 || (double)n * channels * rows * cols > (double)INT_MAX) {
+        dlf__panic("dlf_dataset_from_images: bad size n %d, channels %d, rows %d, cols %d", n, channels, rows, cols);
+        return DLF_ERR_ARG;
+    }
+    d->n = n;
+    d->channels = channels;
+    d->rows = rows;
+    d->cols = cols;
+    d->owns = 1;
+    rc = dlf__dataset_labels(d, y, n, n_classes, "dlf_dataset_from_images");
+    if (rc != DLF_OK) { dlf_dataset_free(d); return rc; }
+    bytes = (size_t)n * channels * rows * cols;
+    d->images = (uint8_t *)dlf__malloc(bytes ? bytes : 1, "dataset images");
+    if (!d->images) { dlf_dataset_free(d); return DLF_ERR_NOMEM; }
+    memcpy(d->images, pixels, bytes);
+    return DLF_OK;
+}
+
+DLFDEF int dlf_dataset_subset(const dlf_dataset *d, const int *idx, int count, dlf_dataset *out)
+{
+    size_t per, T;
+    int i;
+    if (!out) { dlf__panic("dlf_dataset_subset: out is NULL"); return DLF_ERR_ARG; }
+    memset(out, 0, sizeof *out);
+    if (!d) { dlf__panic("dlf_dataset_subset: d is NULL"); return DLF_ERR_ARG; }
+    if (!idx && count > 0) { dlf__panic("dlf_dataset_subset: idx is NULL"); return DLF_ERR_ARG; }
+    if (count < 0) { dlf__panic("dlf_dataset_subset: count %d is negative", count); return DLF_ERR_ARG; }
+    for (i = 0; i < count; i++)
+        if (idx[i] < 0 || idx[i] >= d->n) {
+            dlf__panic("dlf_dataset_subset: idx[%d] = %d is outside the dataset's %d items", i, idx[i], d->n);
+            return DLF_ERR_ARG;
+        }
+    per = (size_t)dlf_dataset_item_size(d);
+    T = (size_t)dlf__label_size(d);
+    *out = *d;
+    out->n = count;
+    out->owns = 1;
+    out->images = NULL; out->features = NULL; out->labels = NULL; out->ids = NULL; out->targets = NULL;
+    if (d->images && !(out->images = (uint8_t *)dlf__malloc(per * count + 1, "dataset images"))) goto oom;
+    if (d->features && !(out->features = (float *)dlf__malloc((per * count + 1) * sizeof(float), "dataset features")))
+        goto oom;
+    if (d->labels && !(out->labels = (uint8_t *)dlf__malloc((size_t)count + 1, "dataset labels"))) goto oom;
+    if (d->ids && !(out->ids = (int32_t *)dlf__malloc(((size_t)count + 1) * sizeof(int32_t), "dataset class ids")))
+        goto oom;
+    if (d->targets && !(out->targets = (float *)dlf__malloc((T * count + 1) * sizeof(float), "dataset targets")))
+        goto oom;
+    for (i = 0; i < count; i++) {
+        size_t k = (size_t)idx[i];
+        if (d->images) memcpy(out->images + i * per, d->images + k * per, per);
+        if (d->features) memcpy(out->features + i * per, d->features + k * per, per * sizeof(float));
+        if (d->labels) out->labels[i] = d->labels[k];
+        if (d->ids) out->ids[i] = d->ids[k];
+        if (d->targets) memcpy(out->targets + i * T, d->targets + k * T, T * sizeof(float));
+    }
+    return DLF_OK;
+oom:
+    dlf_dataset_free(out);
+    return DLF_ERR_NOMEM;
+}
+
+DLFDEF int dlf_dataset_split(const dlf_dataset *d, double test_frac, uint64_t seed, dlf_dataset *train,
+                             dlf_dataset *test)
+{
+    dlf_rng rng;
+    int *perm, n_test, rc;
+    if (!train) { dlf__panic("dlf_dataset_split: train is NULL"); return DLF_ERR_ARG; }
+    if (!test) { dlf__panic("dlf_dataset_split: test is NULL"); return DLF_ERR_ARG; }
+    memset(train, 0, sizeof *train);
+    memset(test, 0, sizeof *test);
+    if (!d) { dlf__panic("dlf_dataset_split: d is NULL"); return DLF_ERR_ARG; }
+    if (!(test_frac >= 0.0 && test_frac <= 1.0)) {
+        dlf__panic("dlf_dataset_split: test_frac %g is not in [0, 1]", test_frac);
+        return DLF_ERR_ARG;
+    }
+    n_test = (int)ceil(test_frac * (double)d->n);
+    perm = (int *)dlf__malloc((size_t)(d->n > 0 ? d->n : 1) * sizeof(int), "split permutation");
+    if (!perm) return DLF_ERR_NOMEM;
+    dlf_rng_seed(&rng, seed);
+    dlf_rng_permutation(&rng, perm, d->n);
+    rc = dlf_dataset_subset(d, perm, n_test, test);
+    if (rc == DLF_OK) rc = dlf_dataset_subset(d, perm + n_test, d->n - n_test, train);
+    DLF_FREE(perm);
+    if (rc != DLF_OK) { dlf_dataset_free(train); dlf_dataset_free(test); }
+    return rc;
+}
+
+/* Bytes: exact integer sums per channel, as dlf_dataset_stats. Floats: per channel,
+   the mean, then the mean squared deviation from it (two passes, in double). */
+DLFDEF void dlf_dataset_channel_stats(const dlf_dataset *d, float *mean, float *std)
+{
+    int C, hw, i, c, j;
+    if (!d) { dlf__panic("dlf_dataset_channel_stats: d is NULL"); return; }
+    if (!mean) { dlf__panic("dlf_dataset_channel_stats: mean is NULL"); return; }
+    if (!std) { dlf__panic("dlf_dataset_channel_stats: std is NULL"); return; }
+    C = dlf_dataset_channels(d);
+    hw = d->rows * d->cols;
+    for (c = 0; c < C; c++) {
+        double cnt = (double)d->n * hw, m = 0.0, var = 0.0;
+        if (cnt == 0.0) { mean[c] = 0.0f; std[c] = 0.0f; continue; }
+        if (d->images) {
+            uint64_t s = 0, s2 = 0;
+            for (i = 0; i < d->n; i++) {
+                const uint8_t *p = d->images + ((size_t)i * C + c) * hw;
+                for (j = 0; j < hw; j++) { s += p[j]; s2 += (uint64_t)p[j] * p[j]; }
+            }
+            m = (double)s / (255.0 * cnt);
+            var = (double)s2 / (255.0 * 255.0 * cnt) - m * m;
+        } else if (d->features) {
+            double sum = 0.0, sq = 0.0;
+            for (i = 0; i < d->n; i++) {
+                const float *p = d->features + ((size_t)i * C + c) * hw;
+                for (j = 0; j < hw; j++) sum += p[j];
+            }
+            m = sum / cnt;
+            for (i = 0; i < d->n; i++) {
+                const float *p = d->features + ((size_t)i * C + c) * hw;
+                for (j = 0; j < hw; j++) sq += ((double)p[j] - m) * ((double)p[j] - m);
+            }
+            var = sq / cnt;
+        }
+        mean[c] = (float)m;
+        std[c] = (float)sqrt(var > 0.0 ? var : 0.0);
+    }
+}
+
+/* ---------------------------------------------------------------- CSV */
+
+/* One field [s, e) after trimming spaces and tabs: 1 and *v when it is a decimal
+   number, [+-]digits[.digits][(e|E)[+-]digits] with at least one digit before the
+   exponent; 0 when it is not (NaN, inf, hex, text, empty); 2 when it is a number out
+   of float range. */
+static int dlf__csv_number(const char *s, const char *e, double *v)
+{
+    char buf[128], *end;
+    const char *p;
+    int digits = 0;
+    double x;
+    while (s < e && (*s == ' ' || *s == '\t')) s++;
+    while (e > s && (e[-1] == ' ' || e[-1] == '\t')) e--;
+    p = s;
+    if (p < e && (*p == '+' || *p == '-')) p++;
+    while (p < e && *p >= '0' && *p <= '9') { p++; digits++; }
+    if (p < e && *p == '.') {
+        p++;
+        while (p < e && *p >= '0' && *p <= '9') { p++; digits++; }
+    }
+    if (!digits) return 0;
+    if (p < e && (*p == 'e' || *p == 'E')) {
+        int ed = 0;
+        p++;
+        if (p < e && (*p == '+' || *p == '-')) p++;
+        while (p < e && *p >= '0' && *p <= '9') { p++; ed++; }
+        if (!ed) return 0;
+    }
+    if (p != e || (size_t)(e - s) >= sizeof buf) return 0;
+    memcpy(buf, s, (size_t)(e - s));
+    buf[e - s] = 0;
+    x = strtod(buf, &end);
+    if (!(x >= -3.4028234663852886e38 && x <= 3.4028234663852886e38)) return 2;
+    *v = x;
+    return 1;
+}
+
+/* The field text for a message: at most 24 characters. */
+static void dlf__csv_show(const char *s, const char *e, char *out, size_t cap)
+{
+    size_t n = (size_t)(e - s);
+    if (n > 24) n = 24;
+    if (n >= cap) n = cap - 1;
+    memcpy(out, s, n);
+    out[n] = 0;
+}
+
+/* The line starting at p: its end (without "\r") in *le, the next line's start returned. */
+static const char *dlf__csv_line(const char *p, const char *end, const char **le)
+{
+    const char *q = p;
+    while (q < end && *q != '\n') q++;
+    *le = q > p && q[-1] == '\r' ? q - 1 : q;
+    return q < end ? q + 1 : end;
+}
+
+static int dlf__csv_count_fields(const char *s, const char *e, char delim)
+{
+    int n = 1;
+    for (; s < e; s++) n += *s == delim;
+    return n;
+}
+
+DLFDEF int dlf_csv_parse(const char *text, size_t len, const char *name, const dlf_csv_cfg *cfg_in,
+                         dlf_dataset *out)
+{
+    dlf_csv_cfg cfg;
+    const char *p, *end, *ls, *le, *next;
+    size_t max_rows = 1, k;
+    float *feat = NULL, *lab = NULL;
+    int line = 0, ncols = 0, label, rows = 0, header, col, rc = DLF_OK, top = -1, first;
+    char show[32];
+    if (!out) { dlf__panic("dlf_csv_parse: out is NULL"); return DLF_ERR_ARG; }
+    memset(out, 0, sizeof *out);
+    if (!text && len > 0) { dlf__panic("dlf_csv_parse: text is NULL"); return DLF_ERR_ARG; }
+    memset(&cfg, 0, sizeof cfg);
+    if (cfg_in) cfg = *cfg_in;
+    if (!cfg.delim) cfg.delim = ',';
+    if (!name) name = "(memory)";
+    p = text;
+    end = text + len;
+    for (; line < cfg.skip_lines && p < end; line++) p = dlf__csv_line(p, end, &le);
+    /* the first line that holds anything */
+    if (p >= end)
+        return dlf__fail(DLF_ERR_FORMAT, "%s: empty file: no rows%s", name, cfg.skip_lines ? " after the skipped lines" : "");
+    ls = p;
+    next = dlf__csv_line(p, end, &le);
+    first = ++line;
+    if (le == ls)
+        return dlf__fail(DLF_ERR_FORMAT, "%s: line %d is empty, expected the %s", name, line,
+                         cfg.header > 0 ? "header" : "first row");
+    ncols = dlf__csv_count_fields(ls, le, cfg.delim);
+    header = cfg.header > 0;
+    if (cfg.header == 0) {   /* detect: no field a number, a header; every field, a row; a mix, an error */
+        const char *f = ls, *bad = NULL, *bad_end = NULL;
+        int numbers = 0, bad_col = 0;
+        for (col = 0; col < ncols; col++) {
+            const char *fe = f;
+            double v;
+            while (fe < le && *fe != cfg.delim) fe++;
+            if (dlf__csv_number(f, fe, &v) != 0) numbers++;
+            else if (!bad) { bad = f; bad_end = fe; bad_col = col + 1; }
+            f = fe + 1;
+        }
+        header = numbers == 0;
+        if (numbers > 0 && bad) {
+            dlf__csv_show(bad, bad_end, show, sizeof show);
+            return dlf__fail(DLF_ERR_FORMAT, "%s: line %d mixes numbers and text (column %d: \"%s\"), so it is "
+                             "neither a header nor a row; say which (header 1 or -1) or fix it", name, line, bad_col, show);
+        }
+    }
+    if (ncols < 2)
+        return dlf__fail(DLF_ERR_FORMAT, "%s: line %d has %d column; a table needs a label and at least one feature",
+                         name, line, ncols);
+    label = cfg.label_col < 0 ? ncols + cfg.label_col : cfg.label_col;
+    if (label < 0 || label >= ncols)
+        return dlf__fail(DLF_ERR_ARG, "%s: label column %d is outside the table's %d columns", name, cfg.label_col, ncols);
+    if (header) p = next;
+    else line--;   /* the first line is a row: read it again below */
+    for (k = (size_t)(p - text); k < len; k++) max_rows += text[k] == '\n';
+    /* a row of ncols fields takes at least ncols bytes (its separators and line end),
+       so the allocation stays linear in the file's size whatever the first row says */
+    if (max_rows > (len - (size_t)(p - text)) / (size_t)ncols + 1) max_rows = (len - (size_t)(p - text)) / (size_t)ncols + 1;
+    feat = (float *)dlf__malloc(max_rows * (size_t)(ncols - 1) * sizeof(float), "CSV features");
+    lab = (float *)dlf__malloc(max_rows * sizeof(float), "CSV labels");
+    if (!feat || !lab) { rc = DLF_ERR_NOMEM; goto done; }
+    while (p < end) {
+        const char *f, *q;
+        float *row = feat + (size_t)rows * (ncols - 1);
+        int nf, j = 0;
+        ls = p;
+        p = dlf__csv_line(p, end, &le);
+        line++;
+        if (le == ls) {   /* an empty line: only at the end of the file */
+            for (q = p; q < end && (*q == '\n' || *q == '\r' || *q == ' ' || *q == '\t'); q++) {}
+            if (q == end) break;
+            rc = dlf__fail(DLF_ERR_FORMAT, "%s: line %d is empty (an empty line inside the table)", name, line);
+            goto done;
+        }
+        nf = dlf__csv_count_fields(ls, le, cfg.delim);
+        if (nf != ncols) {
+            rc = dlf__fail(DLF_ERR_FORMAT, "%s: line %d has %d column%s, expected %d (as line %d)", name, line, nf,
+                           nf == 1 ? "" : "s", ncols, first);
+            goto done;
+        }
+        if ((size_t)rows >= max_rows) {   /* cannot happen (see max_rows); a guard, not a path */
+            rc = dlf__fail(DLF_ERR_FORMAT, "%s: line %d: more rows than the file's size allows", name, line);
+            goto done;
+        }
+        f = ls;
+        for (col = 0; col < ncols; col++) {
+            const char *fe = f;
+            double v = 0.0;
+            int r;
+            while (fe < le && *fe != cfg.delim) fe++;
+            r = dlf__csv_number(f, fe, &v);
+            dlf__csv_show(f, fe, show, sizeof show);
+            if (r != 1) {
+                if (r == 2)
+                    rc = dlf__fail(DLF_ERR_FORMAT, "%s: line %d, column %d: \"%s\" is out of float range", name,
+                                   line, col + 1, show);
+                else if (show[0] == 0 || strspn(show, " \t") == strlen(show))
+                    rc = dlf__fail(DLF_ERR_FORMAT, "%s: line %d, column %d: an empty field, expected a number", name,
+                                   line, col + 1);
+                else
+                    rc = dlf__fail(DLF_ERR_FORMAT, "%s: line %d, column %d: \"%s\" is not a number (decimal "
+                                   "digits only; no NaN or inf)", name, line, col + 1, show);
+                goto done;
+            }
+            if (col == label) {
+                if (!cfg.regression && (v < 0.0 || v >= 16777216.0 || v != floor(v))) {
+                    rc = dlf__fail(DLF_ERR_FORMAT, "%s: line %d, column %d: label \"%s\" is not a class id (an "
+                                   "integer in [0, 2^24)); set regression for float targets", name, line, col + 1, show);
+                    goto done;
+                }
+                lab[rows] = (float)v;
+                if (!cfg.regression && (int)v > top) top = (int)v;
+            } else {
+                row[j++] = (float)v;
+            }
+            f = fe + 1;
+        }
+        rows++;
+    }
+    if (rows == 0) {
+        rc = dlf__fail(DLF_ERR_FORMAT, "%s: no data rows after the header (line %d)", name, line);
+        goto done;
+    }
+    out->n = rows;
+    out->channels = ncols - 1;
+    out->table = 1;
+    out->rows = out->cols = 1;
+    out->owns = 1;
+    out->features = feat;
+    feat = NULL;
+    if (cfg.regression) {
+        out->targets = lab;
+        out->n_targets = 1;
+        lab = NULL;
+    } else {
+        out->ids = (int32_t *)dlf__malloc((size_t)rows * sizeof(int32_t), "CSV class ids");
+        if (!out->ids) { dlf_dataset_free(out); rc = DLF_ERR_NOMEM; goto done; }
+        for (col = 0; col < rows; col++) out->ids[col] = (int32_t)lab[col];
+        out->n_classes = top + 1;
+    }
+done:
+    if (feat) DLF_FREE(feat);
+    if (lab) DLF_FREE(lab);
+    return rc;
+}
+
+#ifndef DLF_NO_STDIO
+DLFDEF int dlf_csv_load(const char *path, const dlf_csv_cfg *cfg, dlf_dataset *out)
+{
+    FILE *f;
+    long total;
+    char *buf;
+    int rc;
+    if (!out) { dlf__panic("dlf_csv_load: out is NULL"); return DLF_ERR_ARG; }
+    memset(out, 0, sizeof *out);
+    if (!path) { dlf__panic("dlf_csv_load: path is NULL"); return DLF_ERR_ARG; }
+    f = fopen(path, "rb");
+    if (!f) return dlf__fail(DLF_ERR_IO, "%s: cannot open: %s", path, strerror(errno));
+    if (fseek(f, 0, SEEK_END) != 0 || (total = ftell(f)) < 0 || fseek(f, 0, SEEK_SET) != 0) {
+        fclose(f);
+        return dlf__fail(DLF_ERR_IO, "%s: cannot find the file's size (not a regular file?)", path);
+    }
+    buf = (char *)dlf__malloc((size_t)total + 1, "CSV text");
+    if (!buf) { fclose(f); return DLF_ERR_NOMEM; }
+    if (fread(buf, 1, (size_t)total, f) != (size_t)total) {
+        fclose(f);
+        DLF_FREE(buf);
+        return dlf__fail(DLF_ERR_IO, "%s: short read of %ld bytes", path, total);
+    }
+    fclose(f);
+    rc = dlf_csv_parse(buf, (size_t)total, path, cfg, out);
+    DLF_FREE(buf);
+    return rc;
+}
+#endif
 
 #ifndef DLF_NO_STDIO
 static int dlf__load_pair(dlf_dataset *d, const char *dir, const char *prefix, const char *split)
@@ -8859,7 +9478,17 @@ DLFDEF void dlf_mnist_free(dlf_mnist *m)
 DLFDEF dlf_loader *dlf_loader_create(const dlf_dataset *ds, const dlf_loader_cfg *cfg_in)
 {
     dlf_loader *l;
-    int bs;
+    int bs, C, c, v;
+    if (!ds) { dlf__panic("dlf_loader_create: ds is NULL"); return NULL; }
+    if (cfg_in && !cfg_in->ch_mean != !cfg_in->ch_std) {   /* checked before allocating: a panic handler may not return */
+        dlf__panic("dlf_loader_create: ch_mean and ch_std go together (ch_mean %s, ch_std %s)",
+                   cfg_in->ch_mean ? "set" : "NULL", cfg_in->ch_std ? "set" : "NULL");
+        return NULL;
+    }
+    if (ds->targets && ds->n_targets <= 0) {
+        dlf__panic("dlf_loader_create: the dataset has targets but n_targets is %d", ds->n_targets);
+        return NULL;
+    }
     l = (dlf_loader *)dlf__malloc(sizeof *l, "a data loader");
     if (!l) return NULL;
     memset(l, 0, sizeof *l);
@@ -8871,17 +9500,38 @@ DLFDEF dlf_loader *dlf_loader_create(const dlf_dataset *ds, const dlf_loader_cfg
         DLF_FREE(l);
         return NULL;
     }
+    C = dlf_dataset_channels(ds);
     l->ds = ds;
+    l->channels = C;
     l->n_batches = l->cfg.drop_last ? ds->n / bs : (ds->n + bs - 1) / bs;
     dlf_rng_seed(&l->rng, l->cfg.seed);
-    dlf_normalize_lut(l->lut, l->cfg.mean, l->cfg.std);
-    l->order = (int *)dlf__malloc((size_t)ds->n * sizeof(int), "loader order");
-    l->x = dlf_tensor_new4(bs, 1, ds->rows, ds->cols);
-    l->y = dlf_tensor_new1(bs);
-    if (!l->order || !l->x || !l->y) {
+    l->order = (int *)dlf__malloc((size_t)(ds->n > 0 ? ds->n : 1) * sizeof(int), "loader order");
+    l->norm_mean = (float *)dlf__malloc((size_t)C * sizeof(float), "loader normalization");
+    l->norm_std = (float *)dlf__malloc((size_t)C * sizeof(float), "loader normalization");
+    if (!ds->features) l->luts = (float *)dlf__malloc((size_t)C * 256 * sizeof(float), "loader tables");
+    l->x = ds->table ? dlf_tensor_new2(bs, C) : dlf_tensor_new4(bs, C, ds->rows, ds->cols);
+    l->y = ds->targets ? dlf_tensor_new2(bs, ds->n_targets) : dlf_tensor_new1(bs);
+    if (!l->order || !l->norm_mean || !l->norm_std || (!ds->features && !l->luts) || !l->x || !l->y) {
         dlf_loader_free(l);
         return NULL;
     }
+    for (c = 0; c < C; c++) {
+        if (l->cfg.ch_mean) {
+            l->norm_mean[c] = l->cfg.ch_mean[c];
+            l->norm_std[c] = l->cfg.ch_std[c] > 0.0f ? l->cfg.ch_std[c] : 1.0f;
+        } else if (l->cfg.std > 0.0f) {
+            l->norm_mean[c] = l->cfg.mean;
+            l->norm_std[c] = l->cfg.std;
+        } else {
+            l->norm_mean[c] = 0.0f;
+            l->norm_std[c] = 1.0f;
+        }
+        if (l->luts)   /* the same float expression as dlf_normalize_lut */
+            for (v = 0; v < 256; v++)
+                l->luts[c * 256 + v] = ((float)v / 255.0f - l->norm_mean[c]) / l->norm_std[c];
+    }
+    if (l->luts) memcpy(l->lut, l->luts, sizeof l->lut);
+    else dlf_normalize_lut(l->lut, l->norm_mean[0], l->norm_std[0]);
     return l;
 }
 
@@ -8889,6 +9539,9 @@ DLFDEF void dlf_loader_free(dlf_loader *l)
 {
     if (!l) return;
     if (l->order) DLF_FREE(l->order);
+    if (l->norm_mean) DLF_FREE(l->norm_mean);
+    if (l->norm_std) DLF_FREE(l->norm_std);
+    if (l->luts) DLF_FREE(l->luts);
     dlf_tensor_free(l->x);
     dlf_tensor_free(l->y);
     DLF_FREE(l);
@@ -8910,12 +9563,39 @@ DLFDEF int dlf_loader_next(dlf_loader *l)
         return 0;
     }
     l->x->shape[0] = bs;                  /* back to full capacity before filling */
-    l->x->size = bs * l->ds->rows * l->ds->cols;
+    l->x->size = bs * dlf_dataset_item_size(l->ds);
     l->y->shape[0] = bs;
-    l->y->size = bs;
-    dlf_dataset_fill(l->ds, l->order + l->pos, count, l->lut, l->x, l->y);
+    l->y->size = bs * dlf__label_size(l->ds);
+    dlf__fill_batch(l->ds, l->order + l->pos, count, l->luts, 256, l->norm_mean, l->norm_std, l->x, l->y,
+                    "dlf_loader_next");
+    if (l->cfg.transform) {
+        l->cfg.transform(l->x, l->y, l->cfg.transform_user);
+        dlf__written(l->x);
+        dlf__written(l->y);
+    }
     l->pos += count;
     return count;
+}
+
+DLFDEF void dlf_normalize(dlf_tensor *x, const float *mean, const float *std, int channels)
+{
+    int N, inner, i, c, j;
+    char sx[64];
+    if (!x) { dlf__panic("dlf_normalize: x is NULL"); return; }
+    if (!mean) { dlf__panic("dlf_normalize: mean is NULL"); return; }
+    if (!std) { dlf__panic("dlf_normalize: std is NULL"); return; }
+    if (x->ndim < 2 || x->shape[1] != channels) {
+        dlf__panic("dlf_normalize: x %s does not have %d channels in dim 1", dlf_shape_str(x, sx, sizeof sx), channels);
+        return;
+    }
+    N = x->shape[0];
+    inner = N > 0 && channels > 0 ? x->size / (N * channels) : 0;
+    for (i = 0; i < N; i++)
+        for (c = 0; c < channels; c++) {
+            float *p = x->data + ((size_t)i * channels + c) * inner, s = std[c] > 0.0f ? std[c] : 1.0f;
+            for (j = 0; j < inner; j++) p[j] = (p[j] - mean[c]) / s;
+        }
+    dlf__written(x);
 }
 
 DLFDEF int dlf_mnist_loaders(const dlf_mnist *m, int batch_size, int eval_batch_size, uint64_t seed,
@@ -9469,10 +10149,19 @@ DLFDEF void dlf_progress_end(dlf_progress *p, const char *extra)
 
 /* No tape recording. Per item, from the logits z (C): loss = logsumexp(z) - z_y,
    in double with the max subtracted; correct when argmax z == y. */
+DLFDEF dlf_loss_fn dlf_default_loss(const dlf_dataset *d)
+{
+    if (!d) { dlf__panic("dlf_default_loss: d is NULL"); return NULL; }
+    return d->targets ? dlf_mse_loss : dlf_cross_entropy;
+}
+
+/* Float targets: the squared error summed over every output of every item, divided by
+   their count at the end (dlf_mse_loss over the whole set). */
 DLFDEF float dlf_evaluate(dlf_tape *t, dlf_model_fn model, void *m, dlf_loader *l, float *mean_loss)
 {
     int prev = dlf_tape_set_grad(t, 0), prev_training = dlf_tape_set_training(t, 0), n, i, j;
-    long seen = 0, correct = 0;
+    int regression = l->ds->targets != NULL;
+    long seen = 0, correct = 0, outputs = 0;
     double loss = 0.0;
     l->pos = 0;
     while ((n = dlf_loader_next(l)) > 0) {
@@ -9480,6 +10169,21 @@ DLFDEF float dlf_evaluate(dlf_tape *t, dlf_model_fn model, void *m, dlf_loader *
         dlf_tape_reset(t);
         z = model(t, l->x, m);
         if (!z) break;
+        if (regression) {
+            char sz[64], sy[64];
+            if (z->size != l->y->size) {
+                dlf__panic("dlf_evaluate: the model's outputs %s do not match the targets %s",
+                           dlf_shape_str(z, sz, sizeof sz), dlf_shape_str(l->y, sy, sizeof sy));
+                break;
+            }
+            for (i = 0; i < z->size; i++) {
+                double d = (double)z->data[i] - (double)l->y->data[i];
+                loss += d * d;
+            }
+            outputs += z->size;
+            seen += n;
+            continue;
+        }
         for (i = 0; i < n; i++) {
             int C = z->size / n, label = (int)l->y->data[i], best = 0;
             const float *z_i = z->data + (size_t)i * C;
@@ -9500,8 +10204,129 @@ DLFDEF float dlf_evaluate(dlf_tape *t, dlf_model_fn model, void *m, dlf_loader *
     dlf_tape_reset(t);
     dlf_tape_set_grad(t, prev);
     dlf_tape_set_training(t, prev_training);
+    if (regression) {
+        if (mean_loss) *mean_loss = outputs ? (float)(loss / (double)outputs) : 0.0f;
+        return 0.0f;
+    }
     if (mean_loss) *mean_loss = seen ? (float)(loss / (double)seen) : 0.0f;
     return seen ? (float)correct / (float)seen : 0.0f;
+}
+
+/* Row z (C) of the model's output into dst: as it is, its softmax (in double with the
+   max subtracted) or sigmoid, or its argmax. */
+static void dlf__pred_row(const float *z, int C, dlf_pred_kind kind, float *dst)
+{
+    int j, best = 0;
+    double mx, s = 0.0;
+    if (kind == DLF_PRED_LOGITS) { memcpy(dst, z, (size_t)C * sizeof(float)); return; }
+    if (C == 1) {   /* one binary logit */
+        if (kind == DLF_PRED_CLASS) dst[0] = z[0] > 0.0f ? 1.0f : 0.0f;
+        else dst[0] = (float)(1.0 / (1.0 + exp(-(double)z[0])));
+        return;
+    }
+    for (j = 1; j < C; j++)
+        if (z[j] > z[best]) best = j;
+    if (kind == DLF_PRED_CLASS) { dst[0] = (float)best; return; }
+    mx = z[best];
+    for (j = 0; j < C; j++) s += exp((double)z[j] - mx);
+    for (j = 0; j < C; j++) dst[j] = (float)(exp((double)z[j] - mx) / s);
+}
+
+/* The model on x with no recording in eval mode; *z its output (N, C), valid until
+   the next tape reset. */
+static int dlf__pred_forward(dlf_tape *t, dlf_model_fn model, void *m, dlf_tensor *x, dlf_tensor **z,
+                             const char *fn)
+{
+    char sx[64];
+    dlf_tape_reset(t);
+    *z = model(t, x, m);
+    if (!*z) return dlf__fail(DLF_ERR_ARG, "%s: the model returned NULL", fn);
+    if ((*z)->ndim < 1 || (*z)->shape[0] != x->shape[0] || (*z)->size % (x->shape[0] ? x->shape[0] : 1) != 0) {
+        dlf__panic("%s: the model's output %s does not have one row per input item (%d)", fn,
+                   dlf_shape_str(*z, sx, sizeof sx), x->shape[0]);
+        return DLF_ERR_ARG;
+    }
+    return DLF_OK;
+}
+
+DLFDEF int dlf_predict(dlf_tape *t, dlf_model_fn model, void *m, dlf_tensor *x, dlf_pred_kind kind, dlf_tensor *out)
+{
+    int prev, prev_training, rc, N, C, i;
+    dlf_tensor *z = NULL;
+    char so[64], sz[64];
+    if (!t) { dlf__panic("dlf_predict: t is NULL"); return DLF_ERR_ARG; }
+    if (!model) { dlf__panic("dlf_predict: model is NULL"); return DLF_ERR_ARG; }
+    if (!x) { dlf__panic("dlf_predict: x is NULL"); return DLF_ERR_ARG; }
+    if (!out) { dlf__panic("dlf_predict: out is NULL"); return DLF_ERR_ARG; }
+    if (kind != DLF_PRED_LOGITS && kind != DLF_PRED_PROBS && kind != DLF_PRED_CLASS) {
+        dlf__panic("dlf_predict: kind %d is not a dlf_pred_kind", (int)kind);
+        return DLF_ERR_ARG;
+    }
+    prev = dlf_tape_set_grad(t, 0);
+    prev_training = dlf_tape_set_training(t, 0);
+    rc = dlf__pred_forward(t, model, m, x, &z, "dlf_predict");
+    if (rc == DLF_OK) {
+        N = x->shape[0];
+        C = N ? z->size / N : 0;
+        if (kind == DLF_PRED_CLASS ? out->size != N : (out->size != z->size || out->ndim != z->ndim ||
+                                                        out->shape[0] != N)) {
+            dlf__panic("dlf_predict: out %s does not fit the %s of the model's output %s",
+                       dlf_shape_str(out, so, sizeof so), kind == DLF_PRED_CLASS ? "classes" : "rows",
+                       dlf_shape_str(z, sz, sizeof sz));
+            rc = DLF_ERR_ARG;
+        } else {
+            for (i = 0; i < N; i++)
+                dlf__pred_row(z->data + (size_t)i * C, C, kind, out->data + (size_t)i * (kind == DLF_PRED_CLASS ? 1 : C));
+            dlf__written(out);
+        }
+    }
+    dlf_tape_reset(t);
+    dlf_tape_set_grad(t, prev);
+    dlf_tape_set_training(t, prev_training);
+    return rc;
+}
+
+DLFDEF int dlf_predict_loader(dlf_tape *t, dlf_model_fn model, void *m, dlf_loader *l, dlf_pred_kind kind,
+                              float *out, size_t cap, int *n_items)
+{
+    int prev, prev_training, rc = DLF_OK, n, i, C;
+    size_t used = 0;
+    long done = 0;
+    if (n_items) *n_items = 0;
+    if (!t) { dlf__panic("dlf_predict_loader: t is NULL"); return DLF_ERR_ARG; }
+    if (!model) { dlf__panic("dlf_predict_loader: model is NULL"); return DLF_ERR_ARG; }
+    if (!l) { dlf__panic("dlf_predict_loader: l is NULL"); return DLF_ERR_ARG; }
+    if (!out) { dlf__panic("dlf_predict_loader: out is NULL"); return DLF_ERR_ARG; }
+    if (kind != DLF_PRED_LOGITS && kind != DLF_PRED_PROBS && kind != DLF_PRED_CLASS) {
+        dlf__panic("dlf_predict_loader: kind %d is not a dlf_pred_kind", (int)kind);
+        return DLF_ERR_ARG;
+    }
+    prev = dlf_tape_set_grad(t, 0);
+    prev_training = dlf_tape_set_training(t, 0);
+    l->pos = 0;
+    while ((n = dlf_loader_next(l)) > 0) {
+        dlf_tensor *z;
+        size_t per;
+        rc = dlf__pred_forward(t, model, m, l->x, &z, "dlf_predict_loader");
+        if (rc != DLF_OK) { l->pos = 0; break; }
+        C = z->size / n;
+        per = kind == DLF_PRED_CLASS ? 1 : (size_t)C;
+        if (used + (size_t)n * per > cap) {
+            dlf__panic("dlf_predict_loader: out holds %zu floats, the predictions need more than %zu (%ld items "
+                       "done, %d more of %zu each)", cap, used + (size_t)n * per, done, n, per);
+            rc = DLF_ERR_ARG;
+            l->pos = 0;
+            break;
+        }
+        for (i = 0; i < n; i++) dlf__pred_row(z->data + (size_t)i * C, C, kind, out + used + (size_t)i * per);
+        used += (size_t)n * per;
+        done += n;
+    }
+    dlf_tape_reset(t);
+    dlf_tape_set_grad(t, prev);
+    dlf_tape_set_training(t, prev_training);
+    if (n_items) *n_items = (int)done;
+    return rc;
 }
 
 /* ---------------------------------------------------------------- the Learner */
@@ -9652,7 +10477,8 @@ static int dlf__one_batch(dlf_learner *l)
         goto done;
     }
     if ((rc = dlf__event(l, DLF_EV_AFTER_PRED)) != DLF_CB_OK) goto done;
-    l->loss = l->loss_fn(l->tape, l->pred, l->yb);
+    l->loss = l->loss_fn ? l->loss_fn(l->tape, l->pred, l->yb)
+                         : (l->yb->ndim >= 2 ? dlf_mse_loss : dlf_cross_entropy)(l->tape, l->pred, l->yb);
     if (!l->loss) {
         rc = dlf__learner_abort(l, dlf__fail(DLF_ERR_ARG, "learner: the loss function returned NULL at step %ld", l->step));
         goto done;
@@ -9939,6 +10765,7 @@ DLFDEF int dlf_learner_add_state(dlf_learner *l, dlf_ckpt *c)
             rc = dlf__ck_setf(c, prefix, dlf_hyper_name((dlf_hyper)h), dlf_optim_get_hyper(l->opt, g, (dlf_hyper)h));
         }
     if (rc == DLF_OK) rc = dlf_ckpt_add_loader(c, "train", l->train);
+    if (rc == DLF_OK) rc = dlf_ckpt_add_loader_norm(c, "input", l->train);  /* for inference elsewhere */
     if (rc == DLF_OK) rc = dlf_ckpt_add_rng(c, "tape", &l->tape->rng);
     /* at after_epoch the epoch is over: the run continues with the next one */
     if (rc == DLF_OK) rc = dlf__ck_seti(c, "learner.", "epochs", l->epochs);
@@ -10934,8 +11761,10 @@ static int dlf__fit_cb_on(dlf_callback *cb, dlf_learner *l, dlf_event ev)
         break;
     case DLF_EV_AFTER_EPOCH:
         extra[0] = 0;
-        if (l->validated)
+        if (l->validated && l->n_metrics > 0)
             snprintf(extra, sizeof extra, "| valid_loss %.4f valid_acc %.4f", l->valid_loss, l->metric_values[0]);
+        else if (l->validated)
+            snprintf(extra, sizeof extra, "| valid_loss %.4f", l->valid_loss);
         dlf_progress_end(&f->prog, extra);
         break;
     default:
@@ -10950,6 +11779,7 @@ DLFDEF int dlf_fit(dlf_tape *t, dlf_model_fn model, void *m, dlf_loss_fn loss_fn
     dlf_learner l;
     dlf__fit_cb f;
     int g, rc;
+    if (rep) memset(rep, 0, sizeof *rep);
     memset(&f, 0, sizeof f);
     if (cfg_in) f.cfg = *cfg_in;
     if (f.cfg.epochs <= 0) f.cfg.epochs = 1;
@@ -10960,7 +11790,8 @@ DLFDEF int dlf_fit(dlf_tape *t, dlf_model_fn model, void *m, dlf_loss_fn loss_fn
     f.cb.on = dlf__fit_cb_on;
     dlf_learner_init(&l, t, model, m, loss_fn, opt, train, valid);
     l.fixed_threads = f.cfg.fixed_threads;
-    dlf_learner_add_metric(&l, "accuracy", dlf_metric_accuracy);
+    if (!loss_fn) l.loss_fn = dlf_default_loss(train->ds);
+    if (!train->ds->targets) dlf_learner_add_metric(&l, "accuracy", dlf_metric_accuracy);
     dlf_learner_add_cb(&l, &f.cb);
     rc = dlf_learner_fit(&l, f.cfg.epochs);
     for (g = 0; g < opt->n_groups; g++) opt->groups[g].lr = f.base[g];  /* a second fit starts where this one did */
@@ -10968,7 +11799,7 @@ DLFDEF int dlf_fit(dlf_tape *t, dlf_model_fn model, void *m, dlf_loss_fn loss_fn
         memset(rep, 0, sizeof *rep);
         rep->train_loss = l.tl_batches ? (float)(l.tl_batch_sum / l.tl_batches) : 0.0f;
         rep->valid_loss = l.validated ? l.valid_loss : 0.0f;
-        rep->valid_acc = l.validated ? l.metric_values[0] : 0.0f;
+        rep->valid_acc = l.validated && l.n_metrics > 0 ? l.metric_values[0] : 0.0f;
         rep->train_seconds = l.train_seconds;
         rep->steps = (int)l.step;
     }
@@ -12138,6 +12969,93 @@ DLFDEF int dlf_ckpt_get_float(const dlf_ckpt *c, const char *key, double *v)
     if (!s) return dlf__fail(DLF_ERR_FORMAT, "checkpoint: no metadata \"%s\"", key);
     *v = strtod(s, &end);
     if (end == s || *end) return dlf__fail(DLF_ERR_FORMAT, "checkpoint: metadata \"%s\" = \"%s\" is not a number", key, s);
+    return DLF_OK;
+}
+
+/* "v0,v1,..." in %a, exact */
+static int dlf__ckpt_set_list(dlf_ckpt *c, const char *key, const float *v, int n)
+{
+    size_t cap = (size_t)n * 32 + 1, used = 0;
+    char *s = (char *)dlf__malloc(cap, "checkpoint metadata");
+    int i, rc;
+    if (!s) return DLF_ERR_NOMEM;
+    s[0] = 0;
+    for (i = 0; i < n; i++) {
+        int w = snprintf(s + used, cap - used, "%s%a", i ? "," : "", (double)v[i]);
+        if (w < 0 || (size_t)w >= cap - used) { DLF_FREE(s); return dlf__fail(DLF_ERR_ARG, "checkpoint: %s too long", key); }
+        used += (size_t)w;
+    }
+    rc = dlf_ckpt_set_meta(c, key, s);
+    DLF_FREE(s);
+    return rc;
+}
+
+static int dlf__ckpt_get_list(const dlf_ckpt *c, const char *key, float *v, int cap, int *n)
+{
+    const char *s = dlf_ckpt_get_meta(c, key), *p;
+    char *end;
+    int k = 0;
+    if (!s) return dlf__fail(DLF_ERR_FORMAT, "checkpoint: no metadata \"%s\"", key);
+    for (p = s; *p; p = end + (*end == ',')) {
+        double x = strtod(p, &end);
+        if (end == p || (*end != ',' && *end != 0) || (*end == ',' && end[1] == 0))
+            return dlf__fail(DLF_ERR_FORMAT, "checkpoint: metadata \"%s\" is not a list of numbers at value %d", key, k);
+        if (k >= cap)
+            return dlf__fail(DLF_ERR_ARG, "checkpoint: \"%s\" holds more than the %d values the caller has room for",
+                             key, cap);
+        v[k++] = (float)x;
+    }
+    *n = k;
+    return DLF_OK;
+}
+
+DLFDEF int dlf_ckpt_add_norm(dlf_ckpt *c, const char *key, const float *mean, const float *std, int n, float divisor)
+{
+    char k[160];
+    int rc;
+    if (!c) { dlf__panic("dlf_ckpt_add_norm: c is NULL"); return DLF_ERR_ARG; }
+    if (!key) { dlf__panic("dlf_ckpt_add_norm: key is NULL"); return DLF_ERR_ARG; }
+    if (!mean) { dlf__panic("dlf_ckpt_add_norm: mean is NULL"); return DLF_ERR_ARG; }
+    if (!std) { dlf__panic("dlf_ckpt_add_norm: std is NULL"); return DLF_ERR_ARG; }
+    if (n <= 0) { dlf__panic("dlf_ckpt_add_norm: n %d is not positive", n); return DLF_ERR_ARG; }
+    snprintf(k, sizeof k, "norm.%s.mean", key);
+    if ((rc = dlf__ckpt_set_list(c, k, mean, n)) != DLF_OK) return rc;
+    snprintf(k, sizeof k, "norm.%s.std", key);
+    if ((rc = dlf__ckpt_set_list(c, k, std, n)) != DLF_OK) return rc;
+    snprintf(k, sizeof k, "norm.%s.divisor", key);
+    return dlf_ckpt_set_float(c, k, divisor);
+}
+
+DLFDEF int dlf_ckpt_add_loader_norm(dlf_ckpt *c, const char *key, const dlf_loader *l)
+{
+    if (!l) { dlf__panic("dlf_ckpt_add_loader_norm: l is NULL"); return DLF_ERR_ARG; }
+    return dlf_ckpt_add_norm(c, key, l->norm_mean, l->norm_std, l->channels, l->ds->features ? 1.0f : 255.0f);
+}
+
+DLFDEF int dlf_ckpt_get_norm(const dlf_ckpt *c, const char *key, float *mean, float *std, int cap, int *n,
+                             float *divisor)
+{
+    char k[160];
+    int rc, n_mean = 0, n_std = 0;
+    double dv;
+    if (!c) { dlf__panic("dlf_ckpt_get_norm: c is NULL"); return DLF_ERR_ARG; }
+    if (!key) { dlf__panic("dlf_ckpt_get_norm: key is NULL"); return DLF_ERR_ARG; }
+    if (!mean) { dlf__panic("dlf_ckpt_get_norm: mean is NULL"); return DLF_ERR_ARG; }
+    if (!std) { dlf__panic("dlf_ckpt_get_norm: std is NULL"); return DLF_ERR_ARG; }
+    if (!n) { dlf__panic("dlf_ckpt_get_norm: n is NULL"); return DLF_ERR_ARG; }
+    *n = 0;
+    snprintf(k, sizeof k, "norm.%s.mean", key);
+    if ((rc = dlf__ckpt_get_list(c, k, mean, cap, &n_mean)) != DLF_OK) return rc;
+    snprintf(k, sizeof k, "norm.%s.std", key);
+    if ((rc = dlf__ckpt_get_list(c, k, std, cap, &n_std)) != DLF_OK) return rc;
+    if (n_mean != n_std)
+        return dlf__fail(DLF_ERR_FORMAT, "checkpoint: norm.%s has %d means but %d stds", key, n_mean, n_std);
+    snprintf(k, sizeof k, "norm.%s.divisor", key);
+    if ((rc = dlf_ckpt_get_float(c, k, &dv)) != DLF_OK) return rc;
+    if (!(dv > 0.0))
+        return dlf__fail(DLF_ERR_FORMAT, "checkpoint: norm.%s.divisor %g is not positive", key, dv);
+    if (divisor) *divisor = (float)dv;
+    *n = n_mean;
     return DLF_OK;
 }
 

