@@ -844,7 +844,8 @@ DLFDEF dlf_optim *dlf_optim_create_groups(dlf_optim_kind kind, const dlf_params 
     /* the trainable tensors of pl (buffers skipped), each in group pl->items[i].group,
        with groups[g] its hyper-parameters; names kept for checkpoints */
 DLFDEF void dlf_optim_free(dlf_optim *o);
-DLFDEF void dlf_optim_step(dlf_optim *o);        /* one update of every parameter with a grad */
+DLFDEF int  dlf_optim_step(dlf_optim *o);        /* one update of every parameter with a grad; DLF_OK
+                                                    (it allocates nothing), DLF_ERR_ARG when o is NULL */
 DLFDEF void dlf_optim_zero_grad(dlf_optim *o);   /* every parameter's grad = 0 */
 DLFDEF float dlf_clip_grad_norm(dlf_tensor **params, int n, float max_norm);
     /* clip_grad_norm_: total = sqrt(sum of every grad^2); when total > max_norm, every
@@ -1122,7 +1123,8 @@ typedef struct dlf_fit_report {
 
 /* One pass over l from its start in eval mode with no tape recording (both restored
    after); returns the accuracy (argmax == label) and stores the mean cross-entropy
-   in *mean_loss (may be NULL). */
+   in *mean_loss (may be NULL); both NaN when the model returned NULL (out of memory:
+   dlf_last_error) or a label is out of range. */
 DLFDEF float dlf_evaluate(dlf_tape *t, dlf_model_fn model, void *m, dlf_loader *l, float *mean_loss);
 /* cfg->epochs epochs over train (from the start of an epoch) in training mode, each
    group's lr set every step from the schedule and restored at the end, one progress
@@ -7171,9 +7173,9 @@ static void dlf__lamb_update(const dlf_optim_cfg *c, float *p, const float *grad
     }
 }
 
-DLFDEF void dlf_optim_step(dlf_optim *o)
+DLFDEF int dlf_optim_step(dlf_optim *o)
 {
-    DLF__NOT_NULL(o, );
+    DLF__NOT_NULL(o, DLF_ERR_ARG);
     int k;
     for (k = 0; k < o->n_params; k++) {
         dlf_optim_param *q = &o->params[k];
@@ -7210,6 +7212,7 @@ DLFDEF void dlf_optim_step(dlf_optim *o)
         }
     }
     o->steps++;
+    return DLF_OK;
 }
 
 DLFDEF void dlf_optim_zero_grad(dlf_optim *o)
@@ -8091,18 +8094,20 @@ DLFDEF float dlf_evaluate(dlf_tape *t, dlf_model_fn model, void *m, dlf_loader *
     int prev = dlf_tape_set_grad(t, 0), prev_training = dlf_tape_set_training(t, 0), n, i, j;
     long seen = 0, correct = 0;
     double loss = 0.0;
+    int failed = 0;
     l->pos = 0;
-    while ((n = dlf_loader_next(l)) > 0) {
+    while (!failed && (n = dlf_loader_next(l)) > 0) {
         dlf_tensor *z;
         dlf_tape_reset(t);
         z = model(t, l->x, m);
-        if (!z) break;
+        if (!z) { failed = 1; break; }   /* out of memory, or a panic whose handler returned */
         for (i = 0; i < n; i++) {
             int C = z->size / n, label = (int)l->y->data[i], best = 0;
             const float *z_i = z->data + (size_t)i * C;
             double mx, s = 0.0;
             if (label < 0 || label >= C) {
                 dlf__panic("dlf_evaluate: label %d of batch item %d is outside the model's %d classes", label, i, C);
+                failed = 1;
                 break;
             }
             for (j = 1; j < C; j++)
@@ -8117,6 +8122,10 @@ DLFDEF float dlf_evaluate(dlf_tape *t, dlf_model_fn model, void *m, dlf_loader *
     dlf_tape_reset(t);
     dlf_tape_set_grad(t, prev);
     dlf_tape_set_training(t, prev_training);
+    if (failed) {
+        if (mean_loss) *mean_loss = NAN;
+        return NAN;
+    }
     if (mean_loss) *mean_loss = seen ? (float)(loss / (double)seen) : 0.0f;
     return seen ? (float)correct / (float)seen : 0.0f;
 }
@@ -8271,14 +8280,16 @@ static int dlf__one_batch(dlf_learner *l)
     l->pred = l->loss = NULL;
     if ((rc = dlf__event(l, DLF_EV_BEGIN_BATCH)) != DLF_CB_OK) goto done;
     l->pred = l->model(l->tape, l->xb, l->m);
-    if (!l->pred) {
-        rc = dlf__learner_abort(l, dlf__fail(DLF_ERR_ARG, "learner: the model returned NULL at step %ld", l->step));
+    if (!l->pred) {   /* the tape's error (out of memory ...) keeps its own message */
+        rc = dlf__learner_abort(l, l->tape->error ? l->tape->error :
+                                dlf__fail(DLF_ERR_ARG, "learner: the model returned NULL at step %ld", l->step));
         goto done;
     }
     if ((rc = dlf__event(l, DLF_EV_AFTER_PRED)) != DLF_CB_OK) goto done;
     l->loss = l->loss_fn(l->tape, l->pred, l->yb);
     if (!l->loss) {
-        rc = dlf__learner_abort(l, dlf__fail(DLF_ERR_ARG, "learner: the loss function returned NULL at step %ld", l->step));
+        rc = dlf__learner_abort(l, l->tape->error ? l->tape->error :
+                                dlf__fail(DLF_ERR_ARG, "learner: the loss function returned NULL at step %ld", l->step));
         goto done;
     }
     l->loss_value = l->loss->data[0];
@@ -8298,8 +8309,12 @@ static int dlf__one_batch(dlf_learner *l)
         for (k = 0; k < l->n_metrics; k++) l->vm_sum[k] += (double)l->metrics[k].fn(l->pred, l->yb) * l->bs;
     }
     if ((rc = dlf__event(l, DLF_EV_AFTER_LOSS)) != DLF_CB_OK || !l->in_train) goto done;
-    dlf_backward(l->tape, l->loss);
     backward_ran = 1;
+    if ((r2 = dlf_backward(l->tape, l->loss)) != DLF_OK) {   /* no step: the weights stay as they were */
+        dlf_optim_zero_grad(l->opt);   /* a walk stopped halfway leaves part of the gradients */
+        rc = dlf__learner_abort(l, r2);
+        goto done;
+    }
     if ((rc = dlf__event(l, DLF_EV_AFTER_BACKWARD)) != DLF_CB_OK) goto done;
     if (l->check_finite && dlf__learner_nonfinite(l, 1, &k, &r2)) {
         char buf[32];
@@ -8310,7 +8325,10 @@ static int dlf__one_batch(dlf_learner *l)
                                              l->loss_value));
         goto done;
     }
-    dlf_optim_step(l->opt);
+    if ((r2 = dlf_optim_step(l->opt)) != DLF_OK) {
+        rc = dlf__learner_abort(l, r2);
+        goto done;
+    }
     if (l->check_finite && dlf__learner_nonfinite(l, 0, &k, &r2)) {
         char buf[32];
         rc = dlf__learner_abort(l, dlf__fail(DLF_ERR_ARG, "learner: %s became %s at index %d in the step at step %ld "
@@ -10100,7 +10118,7 @@ DLFDEF int dlf_safetensors_serialize(const dlf_named_tensor *ts, int n, const ch
         offset += (uint64_t)t->size * 4;
     }
     dlf__buf_str(&h, "}");
-    while ((8 + h.len) % 8) dlf__buf_str(&h, " ");  /* pad: data starts 8-byte aligned */
+    while (!h.oom && (8 + h.len) % 8) dlf__buf_str(&h, " ");  /* pad: data starts 8-byte aligned */
     if (h.oom) {
         if (h.p) DLF_FREE(h.p);
         return dlf__fail(DLF_ERR_NOMEM, "dlf_safetensors_serialize: out of memory");
