@@ -1129,7 +1129,9 @@ DLFDEF float dlf_evaluate(dlf_tape *t, dlf_model_fn model, void *m, dlf_loader *
 /* cfg->epochs epochs over train (from the start of an epoch) in training mode, each
    group's lr set every step from the schedule and restored at the end, one progress
    line per epoch with the validation loss and accuracy when valid is not NULL.
-   DLF_OK, or DLF_ERR_ARG when the loss turns NaN/inf. */
+   DLF_OK, or the first failing step's code with the weights as before that step:
+   DLF_ERR_NOMEM (out of memory on the tape), DLF_ERR_ARG (the model or loss returned
+   NULL, or the loss turned NaN/inf), or a callback's or file's code. */
 DLFDEF int   dlf_fit(dlf_tape *t, dlf_model_fn model, void *m, dlf_loss_fn loss, dlf_optim *opt,
                      dlf_loader *train, dlf_loader *valid, const dlf_fit_cfg *cfg, dlf_fit_report *rep);
     /* a thin wrapper over the Learner below: the lr schedule and the progress lines
@@ -8162,9 +8164,9 @@ static int dlf__cb_train_eval(dlf_callback *cb, dlf_learner *l, dlf_event ev)
 DLFDEF void dlf_learner_init(dlf_learner *l, dlf_tape *t, dlf_model_fn model, void *m, dlf_loss_fn loss,
                              dlf_optim *opt, dlf_loader *train, dlf_loader *valid)
 {
-    DLF__NOT_NULL(l, ); DLF__NOT_NULL(t, ); DLF__NOT_NULL(model, ); DLF__NOT_NULL(loss, );
-    DLF__NOT_NULL(opt, ); DLF__NOT_NULL(train, );
-    memset(l, 0, sizeof *l);
+    DLF__NOT_NULL(l, );
+    memset(l, 0, sizeof *l);   /* first: a learner refused here is refused again by dlf_learner_fit */
+    DLF__NOT_NULL(t, ); DLF__NOT_NULL(model, ); DLF__NOT_NULL(loss, ); DLF__NOT_NULL(opt, ); DLF__NOT_NULL(train, );
     l->tape = t;
     l->model = model;
     l->m = m;
@@ -8417,7 +8419,8 @@ DLFDEF int dlf_learner_validate(dlf_learner *l, dlf_loader *dl, float *loss, flo
 
 DLFDEF int dlf_learner_fit(dlf_learner *l, int epochs)
 {
-    DLF__NOT_NULL(l, DLF_ERR_ARG);
+    DLF__NOT_NULL(l, DLF_ERR_ARG); DLF__NOT_NULL(l->tape, DLF_ERR_ARG); DLF__NOT_NULL(l->model, DLF_ERR_ARG);
+    DLF__NOT_NULL(l->loss_fn, DLF_ERR_ARG); DLF__NOT_NULL(l->opt, DLF_ERR_ARG); DLF__NOT_NULL(l->train, DLF_ERR_ARG);
     int rc, prev_grad, mid;
     double t0;
     if (l->resume) {
@@ -10556,7 +10559,7 @@ DLFDEF int dlf_ckpt_get_optim(const dlf_ckpt *c, dlf_optim *o, const char *const
             for (k = 0; k < DLF_OPTIM_MAX_STATE; k++) {
                 int d, same;
                 sv[k] = NULL;
-                if (!q->state[k]) continue;
+                if (!q->state[k] || !dlf_optim_state_name(o->kind, k)) continue;
                 snprintf(key, sizeof key, "optim.%s.%s", dlf_optim_state_name(o->kind, k), nm);
                 sv[k] = dlf_safetensors_find(&c->file, key);
                 if (!sv[k]) continue;

@@ -428,6 +428,12 @@ static void test_null_args(void)
     EXPECT_PANIC(dlf_seq_forward(&t, NULL, a), "dlf_seq_forward: s is NULL");
     EXPECT_PANIC(dlf_fit(&t, NULL, NULL, dlf_cross_entropy, NULL, NULL, NULL, NULL, NULL), "dlf_fit: model is NULL");
     EXPECT_PANIC(dlf_ckpt_save(NULL, "x"), "dlf_ckpt_save: c is NULL");
+    {
+        dlf_learner ln;
+        EXPECT_PANIC(dlf_learner_init(&ln, &t, NULL, NULL, dlf_cross_entropy, NULL, NULL, NULL),
+                     "dlf_learner_init: model is NULL");
+        EXPECT_PANIC(dlf_learner_fit(&ln, 1), "dlf_learner_fit: l->tape is NULL");
+    }
 #ifndef DLF_NO_STDIO
     {
         dlf_idx x;
@@ -494,6 +500,13 @@ static void test_returning_handler(void)
     CHECK(dlf_relu(&t, a) == NULL && ret_panics == 2, "a marked tape: every op returns NULL quietly");
     dlf_tape_reset(&t);
     CHECK(dlf_relu(&t, a) != NULL, "after a reset the tape works again");
+    {   /* a learner refused at init is refused again at fit, never run half-made */
+        dlf_learner ln;
+        ret_panics = 0;
+        dlf_learner_init(&ln, &t, NULL, NULL, dlf_cross_entropy, NULL, NULL, NULL);
+        CHECK(dlf_learner_fit(&ln, 1) == DLF_ERR_ARG && ret_panics == 2, "dlf_learner_fit refuses it (%d panics)",
+              ret_panics);
+    }
     /* dlf_fit: an error code, and the weights as before the failed step */
     {
         bad_model b;
