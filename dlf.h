@@ -5821,12 +5821,8 @@ DLFDEF void dlf_params_init(dlf_params *p)
 
 DLFDEF int dlf_params_add(dlf_params *p, dlf_tensor *t, const char *name, int is_buffer)
 {
-    DLF__NOT_NULL(p, DLF_ERR_ARG);
     dlf_param *it;
-    if (!t || !name) {
-        dlf__panic("dlf_params_add: tensor %p or name %p is NULL", (void *)t, (const void *)name);
-        return DLF_ERR_ARG;
-    }
+    DLF__NOT_NULL(p, DLF_ERR_ARG); DLF__NOT_NULL(t, DLF_ERR_ARG); DLF__NOT_NULL(name, DLF_ERR_ARG);
     if (strlen(name) >= DLF_PARAM_NAME_MAX)
         return dlf__fail(DLF_ERR_ARG, "dlf_params_add: name \"%s\" is longer than %d characters", name, DLF_PARAM_NAME_MAX - 1);
     if (dlf_params_find(p, name))
@@ -6695,7 +6691,6 @@ DLFDEF dlf_tensor *dlf_layernorm(dlf_tape *t, dlf_tensor *x, int d, dlf_tensor *
     int shape[2];
     char s[64];
     dlf_tensor *x2, *y2;
-    if (!x) { dlf__panic("dlf_layernorm: x is NULL"); return NULL; }
     if (d <= 0 || x->size % d != 0) {
         dlf__panic("dlf_layernorm: cannot normalize x %s over its last %d values", dlf_shape_str(x, s, sizeof s), d);
         return NULL;
@@ -6875,7 +6870,6 @@ DLFDEF dlf_tensor *dlf_dropout_mask(dlf_tape *t, dlf_tensor *x, const dlf_tensor
     float scale;
     int i, inner;
     char s1[64], s2[64];
-    if (!x || !keep) { dlf__panic("dlf_dropout_mask: x or keep is NULL"); return NULL; }
     if (keep->size <= 0 || x->size % keep->size != 0 || !(p >= 0.0f && p < 1.0f)) {
         dlf__panic("dlf_dropout_mask: keep %s does not fit x %s (or p = %g is not in [0, 1))",
                    dlf_shape_str(keep, s1, sizeof s1), dlf_shape_str(x, s2, sizeof s2), (double)p);
@@ -7631,7 +7625,7 @@ static int dlf__idx_header(const uint8_t *head, uint64_t total, const char *name
 
 DLFDEF int dlf_idx_parse(const void *bytes, size_t n_bytes, const char *name, dlf_idx *out)
 {
-    DLF__NOT_NULL(out, DLF_ERR_ARG);
+    DLF__NOT_NULL(bytes, DLF_ERR_ARG); DLF__NOT_NULL(out, DLF_ERR_ARG);
     const uint8_t *b = (const uint8_t *)bytes;
     size_t off = 0;
     int rc = dlf__idx_header(b, (uint64_t)n_bytes, name ? name : "(memory)", out, &off);
@@ -9923,7 +9917,7 @@ static int dlf__st_check_layout(dlf_safetensors *st, const dlf__st_info *info, u
 
 DLFDEF int dlf_safetensors_parse(dlf_safetensors *st, const void *bytes, size_t len, const char *what)
 {
-    DLF__NOT_NULL(st, DLF_ERR_ARG);
+    DLF__NOT_NULL(st, DLF_ERR_ARG); DLF__NOT_NULL(bytes, DLF_ERR_ARG);
     const unsigned char *b = (const unsigned char *)bytes;
     uint64_t hlen = 0, data_len;
     dlf__json j;

@@ -567,6 +567,100 @@ static void test_returning_handler(void)
     th_init();
 }
 
+/* One NULL argument per call, across the stages, with a handler that returns: exactly one
+   message naming the argument, and NULL, an error code, NaN or nothing back; never a crash. */
+static void test_null_sweep(void)
+{
+    dlf_tape t;
+    dlf_rng r;
+    dlf_tensor *a = dlf_param_new(2, (const int[]){2, 3});
+    dlf_ckpt c;
+    dlf_seq sq;
+    dlf_params pl;
+    dlf_optim_cfg oc;
+    dlf_optim *o;
+    dlf_schedule sc = dlf_sched_const(0.1);
+    dlf_dataset ds;
+    float mean, std;
+    GROUP("null sweep, returning handler");
+    dlf_set_panic_handler(returning_handler, NULL);
+    dlf_tape_init(&t);
+    dlf_rng_seed(&r, 1);
+    dlf_ckpt_init(&c);
+    dlf_seq_init(&sq);
+    dlf_params_init(&pl);
+    memset(&oc, 0, sizeof oc);
+    o = dlf_optim_create(DLF_OPTIM_SGD, &a, 1, &oc);
+    memset(&ds, 0, sizeof ds);
+#define NULL_CALL(ok_expr, arg) do {                                                              \
+        int p0_ = ret_panics, ok_;                                                                \
+        dlf_tape_reset(&t);                                                                       \
+        ret_msg[0] = 0;                                                                           \
+        ok_ = (ok_expr);                                                                          \
+        CHECK(ok_ && ret_panics == p0_ + 1 && strstr(ret_msg, arg " is NULL"),                    \
+              "%s: ok %d, %d panics, \"%s\"", #ok_expr, ok_, ret_panics - p0_, ret_msg);         \
+    } while (0)
+    NULL_CALL((dlf_tensor_copy(a, NULL), 1), "src");
+    NULL_CALL((dlf_fill_normal(a, NULL, 0.0f, 1.0f), 1), "r");
+    NULL_CALL(dlf_same_shape(NULL, a) == 0, "a");
+    NULL_CALL(dlf_tensor_rand(2, (const int[]){2, 2}, NULL) == NULL, "r");
+    NULL_CALL(dlf_sub(&t, NULL, a) == NULL, "a");
+    NULL_CALL(dlf_mul_scalar(&t, NULL, 2.0f) == NULL, "a");
+    NULL_CALL(dlf_sum(&t, NULL, 0, 0) == NULL, "a");
+    NULL_CALL(dlf_reshape(&t, NULL, 1, (const int[]){6}) == NULL, "a");
+    NULL_CALL(dlf_matmul(&t, a, NULL) == NULL, "b");
+    NULL_CALL(dlf_softmax(&t, NULL, -1) == NULL, "x");
+    NULL_CALL(dlf_leaky_relu(&t, NULL, 0.1f) == NULL, "x");
+    NULL_CALL(dlf_maxpool2d(&t, NULL, 2, 2, 0) == NULL, "x");
+    NULL_CALL(dlf_conv2d(&t, NULL, a, NULL, 1, 0) == NULL, "x");
+    NULL_CALL(dlf_embedding(&t, a, NULL) == NULL, "w");
+    NULL_CALL(dlf_cross_entropy(&t, a, NULL) == NULL, "target");
+    NULL_CALL(dlf_nll_loss(&t, NULL, a) == NULL, "logp");
+    NULL_CALL(dlf_mse_loss(&t, a, NULL) == NULL, "target");
+    NULL_CALL(dlf_groupnorm(&t, NULL, 1, NULL, NULL, 1e-5f) == NULL, "x");
+    NULL_CALL(dlf_layernorm(&t, NULL, 3, NULL, NULL, 1e-5f) == NULL, "x");
+    NULL_CALL(dlf_dropout(&t, NULL, 0.5f) == NULL, "x");
+    NULL_CALL(dlf_seq_forward(&t, &sq, NULL) == NULL, "x");
+    NULL_CALL(dlf_layer_forward(&t, NULL, a) == NULL, "l");
+    NULL_CALL(dlf_tape_tensor(NULL, 1, (const int[]){2}) == NULL, "t");
+    NULL_CALL(dlf_backward_seed(&t, NULL, NULL) == DLF_ERR_ARG, "out");
+    NULL_CALL(dlf_seq_add(NULL, dlf_layer_simple(DLF_LAYER_RELU)) == DLF_ERR_ARG, "s");
+    NULL_CALL(dlf_params_add(&pl, a, NULL, 0) == DLF_ERR_ARG, "name");
+    NULL_CALL((dlf_init_kaiming_normal(a, NULL, 0.0f, DLF_FAN_IN), 1), "r");
+    NULL_CALL(dlf_optim_create_groups(DLF_OPTIM_SGD, NULL, &oc, 1) == NULL, "pl");
+    NULL_CALL(isnan(dlf_clip_grad_norm(NULL, 1, 1.0f)), "params");
+    NULL_CALL(isnan(dlf_optim_get_hyper(NULL, 0, DLF_HYPER_LR)), "o");
+    NULL_CALL((dlf_optim_zero_grad(NULL), 1), "o");
+    NULL_CALL(isnan(dlf_schedule_at(NULL, 0, 10)), "s");
+    NULL_CALL(dlf_cb_sched_add(NULL, DLF_HYPER_LR, 0, sc) == DLF_ERR_ARG, "s");
+    NULL_CALL(dlf_loader_create(NULL, NULL) == NULL, "ds");
+    NULL_CALL(dlf_loader_next(NULL) == 0, "l");
+    NULL_CALL((dlf_dataset_stats(&ds, NULL, &std), 1), "mean");
+    NULL_CALL((dlf_dataset_stats(&ds, &mean, NULL), 1), "std");
+    NULL_CALL(dlf_idx_parse(NULL, 4, "x", NULL) == DLF_ERR_ARG, "bytes");
+    NULL_CALL(dlf_ckpt_add_tensor(&c, NULL, a) == DLF_ERR_ARG, "name");
+    NULL_CALL(dlf_ckpt_get_meta(&c, NULL) == NULL, "key");
+    NULL_CALL(dlf_ckpt_add_optim(&c, NULL, NULL) == DLF_ERR_ARG, "o");
+    NULL_CALL(dlf_safetensors_find(NULL, "x") == NULL, "st");
+    NULL_CALL(isnan(dlf_evaluate(&t, NULL, NULL, NULL, NULL)), "model");
+    NULL_CALL(dlf_learner_add_cb(NULL, NULL) == DLF_ERR_ARG, "l");
+    NULL_CALL((dlf_telemetry_attach(NULL, NULL), 1), "t");
+    NULL_CALL((dlf_rng_permutation(&r, NULL, 3), 1), "out");
+#ifndef DLF_NO_STDIO
+    NULL_CALL(dlf_safetensors_load(NULL, "x") == DLF_ERR_ARG, "st");
+    NULL_CALL(dlf_svg_lines(NULL, NULL, NULL, 0) == DLF_ERR_ARG, "path");
+    NULL_CALL(dlf_ckpt_load(&c, NULL) == DLF_ERR_ARG, "path");
+#endif
+#undef NULL_CALL
+    dlf_optim_free(o);
+    dlf_params_free(&pl);
+    dlf_seq_free(&sq);
+    dlf_ckpt_free(&c);
+    dlf_tensor_free(a);
+    dlf_tape_destroy(&t);
+    th_init();
+}
+
 /* ------------------------------------------------------------ B: out of memory on the tape */
 
 static void test_tape_nomem(void)
@@ -633,6 +727,7 @@ int main(int argc, char **argv)
     pick_ckpt_path();
     if (want(argc, argv, "null")) test_null_args();
     if (want(argc, argv, "handler")) test_returning_handler();
+    if (want(argc, argv, "null sweep")) test_null_sweep();
     if (want(argc, argv, "tape")) test_tape_nomem();
     if (want(argc, argv, "build")) inject("build", sc_build);
     if (want(argc, argv, "step")) inject("step", sc_step);
