@@ -3,7 +3,8 @@
 
    The allocator below counts dlf's allocations (DLF_MALLOC, DLF_REALLOC) and fails
    the k-th one. Each scenario (build a model, train two steps, load the IDX files,
-   save and load a checkpoint, dlf_fit and the Learner for one epoch) runs once with
+   save and load a checkpoint, dlf_fit and the Learner for one epoch, a Learner's run
+   saved, loaded into another and given to the LR finder) runs once with
    no failure, which gives the reference result and the number of allocations N, then
    once for every k in 1..N. For each k it must
      - end with an error code and a message in dlf_last_error(), or with exactly the
@@ -347,6 +348,65 @@ static int sc_fit_common(result *res, int learner)
 
 static int sc_fit(result *res) { return sc_fit_common(res, 0); }
 static int sc_learner(result *res) { return sc_fit_common(res, 1); }
+
+/* The Learner's run saved and loaded into another (dlf_learner_save / _load), then the
+   LR finder on it. */
+static int sc_resume(result *res)
+{
+    model m, m2;
+    dlf_dataset d, tr;
+    dlf_loader *ltr = NULL;
+    dlf_loader_cfg lc;
+    dlf_tape t;
+    int rc, rc2, rc_d;
+    dlf_tape_init(&t);
+    rc = model_build(&m, 8, DLF_OPTIM_ADAM);
+    rc2 = model_build(&m2, 9, DLF_OPTIM_ADAM);
+    rc_d = small_dataset(&d);
+    if (rc == DLF_OK) rc = rc2;
+    if (rc == DLF_OK) rc = rc_d;
+    if (rc == DLF_OK) {
+        tr = dlf_dataset_view(&d, 0, 32);
+        memset(&lc, 0, sizeof lc);
+        lc.batch_size = 8;
+        lc.shuffle = 1;
+        lc.seed = 11;
+        ltr = dlf_loader_create(&tr, &lc);
+        if (!ltr) rc = DLF_ERR_NOMEM;
+    }
+    if (rc == DLF_OK) {
+        dlf_learner l, l2;
+        dlf_lr_find_cfg fc;
+        dlf_lr_find_result fr;
+        memset(&fr, 0, sizeof fr);
+        dlf_learner_init(&l, &t, model_fwd, &m, dlf_cross_entropy, m.opt, ltr, NULL);
+        l.fixed_threads = 1;
+        l.params = &m.pl;
+        dlf_learner_init(&l2, &t, model_fwd, &m2, dlf_cross_entropy, m2.opt, ltr, NULL);
+        l2.fixed_threads = 1;
+        l2.params = &m2.pl;
+        rc = dlf_learner_fit(&l, 1);
+        if (rc == DLF_OK) rc = dlf_learner_save(&l, CKPT_PATH);
+        if (rc == DLF_OK) rc = dlf_learner_load(&l2, CKPT_PATH);
+        if (rc == DLF_OK) put_params(res, &m2.pl);
+        memset(&fc, 0, sizeof fc);
+        fc.num_it = 4;
+        if (rc == DLF_OK) rc = dlf_lr_find(&l2, &fc, &fr);
+        if (rc == DLF_OK) {
+            put(res, fr.losses, fr.n);
+            put_params(res, &m2.pl);   /* the finder puts the weights back */
+        }
+        dlf_lr_find_free(&fr);
+        dlf_learner_free(&l);
+        dlf_learner_free(&l2);
+    }
+    dlf_loader_free(ltr);
+    dlf_dataset_free(&d);
+    dlf_tape_destroy(&t);
+    model_free(&m);
+    model_free(&m2);
+    return rc;
+}
 
 /* Fail each allocation of fn in turn. */
 static void inject(const char *name, int (*fn)(result *))
@@ -735,6 +795,7 @@ int main(int argc, char **argv)
     if (want(argc, argv, "ckpt")) inject("ckpt", sc_ckpt);
     if (want(argc, argv, "fit")) inject("fit", sc_fit);
     if (want(argc, argv, "learner")) inject("learner", sc_learner);
+    if (want(argc, argv, "resume")) inject("resume", sc_resume);
     remove(CKPT_PATH);
     TEST_MAIN_END();
 }
