@@ -8086,6 +8086,7 @@ DLFDEF void dlf_progress_end(dlf_progress *p, const char *extra)
    in double with the max subtracted; correct when argmax z == y. */
 DLFDEF float dlf_evaluate(dlf_tape *t, dlf_model_fn model, void *m, dlf_loader *l, float *mean_loss)
 {
+    if (mean_loss) *mean_loss = NAN;   /* until there is one */
     DLF__NOT_NULL(t, NAN); DLF__NOT_NULL(model, NAN); DLF__NOT_NULL(l, NAN);
     int prev = dlf_tape_set_grad(t, 0), prev_training = dlf_tape_set_training(t, 0), n, i, j;
     long seen = 0, correct = 0;

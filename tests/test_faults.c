@@ -4,7 +4,8 @@
    The allocator below counts dlf's allocations (DLF_MALLOC, DLF_REALLOC) and fails
    the k-th one. Each scenario (build a model, train two steps, load the IDX files,
    save and load a checkpoint, dlf_fit and the Learner for one epoch, a Learner's run
-   saved, loaded into another and given to the LR finder) runs once with
+   saved, loaded into another and given to the LR finder, activation telemetry and
+   its pictures) runs once with
    no failure, which gives the reference result and the number of allocations N, then
    once for every k in 1..N. For each k it must
      - end with an error code and a message in dlf_last_error(), or with exactly the
@@ -251,7 +252,7 @@ static int sc_idx(result *res)
 
 /* On a tmpfs where there is one: the atomic save's fsync is slow on a disk, and it runs
    once per failure point. */
-static char ckpt_path[256];
+static char ckpt_path[256], svg_path[300];
 static void pick_ckpt_path(void)
 {
     FILE *f;
@@ -260,6 +261,7 @@ static void pick_ckpt_path(void)
     f = fopen(ckpt_path, "wb");
     if (f) fclose(f);
     else snprintf(ckpt_path, sizeof ckpt_path, "build/test_faults.safetensors");
+    snprintf(svg_path, sizeof svg_path, "%s.svg", ckpt_path);
 }
 #define CKPT_PATH ckpt_path
 static int sc_ckpt(result *res)
@@ -405,6 +407,42 @@ static int sc_resume(result *res)
     dlf_tape_destroy(&t);
     model_free(&m);
     model_free(&m2);
+    return rc;
+}
+
+/* Pictures: activation telemetry over two training steps, its three plots, and the
+   recorder's loss plot after a Learner epoch, as SVG files. */
+static int sc_pictures(result *res)
+{
+    model m;
+    dlf_tape t;
+    dlf_tensor *x = NULL, *y = NULL;
+    dlf_telemetry_cfg tc;
+    dlf_telemetry *tl;
+    int rc;
+    dlf_tape_init(&t);
+    memset(&tc, 0, sizeof tc);
+    tc.max_steps = 4;
+    tc.bins = 8;
+    tl = dlf_telemetry_create(&tc);
+    rc = model_build(&m, 10, DLF_OPTIM_SGD);
+    if (rc == DLF_OK && !tl) rc = DLF_ERR_NOMEM;
+    if (rc == DLF_OK) rc = make_batch(&x, &y);
+    if (rc == DLF_OK) {
+        dlf_telemetry_attach(&t, tl);
+        rc = train_steps(&m, &t, x, y, 2);
+        dlf_telemetry_attach(&t, NULL);
+    }
+    if (rc == DLF_OK) rc = dlf_telemetry_plot_stats(tl, svg_path, "stats");
+    if (rc == DLF_OK) rc = dlf_telemetry_plot_near_zero(tl, svg_path, "near zero");
+    if (rc == DLF_OK) rc = dlf_telemetry_plot_hist(tl, svg_path, "hist");
+    if (rc == DLF_OK) put(res, dlf_telemetry_hist(tl, 1, 0), tc.bins);
+    if (rc == DLF_OK) put_params(res, &m.pl);
+    dlf_telemetry_free(tl);
+    dlf_tensor_free(x);
+    dlf_tensor_free(y);
+    dlf_tape_destroy(&t);
+    model_free(&m);
     return rc;
 }
 
@@ -796,6 +834,8 @@ int main(int argc, char **argv)
     if (want(argc, argv, "fit")) inject("fit", sc_fit);
     if (want(argc, argv, "learner")) inject("learner", sc_learner);
     if (want(argc, argv, "resume")) inject("resume", sc_resume);
+    if (want(argc, argv, "pictures")) inject("pictures", sc_pictures);
     remove(CKPT_PATH);
+    remove(svg_path);
     TEST_MAIN_END();
 }
