@@ -5,15 +5,14 @@
    the k-th one. Each scenario (build a model, train two steps, load the IDX files,
    save and load a checkpoint, dlf_fit and the Learner for one epoch, a Learner's run
    saved, loaded into another and given to the LR finder, activation telemetry and
-   its pictures) runs once with
-   no failure, which gives the reference result and the number of allocations N, then
-   once for every k in 1..N. For each k it must
+   its pictures) runs once with no failure, which gives the reference result and the
+   number of allocations N, then once for every k in 1..N. For each k it must
      - end with an error code and a message in dlf_last_error(), or with exactly the
        reference result (weights compared bit for bit), never a false DLF_OK;
      - never panic (out of memory is not a programmer error) and never crash;
      - free everything: the allocator counts live blocks, which must be 0 after the
        scenario (make asan's leak checker sees the same from outside).
-   The scenarios are small, so all of it takes well under a second. */
+   The scenarios are small: all of it takes about a second (a few under ASan). */
 #include <stdlib.h>
 #include <stdint.h>
 #include <time.h>
