@@ -11178,7 +11178,7 @@ DLFDEF int dlf_svg_lines_grid(const char *path, const char *title, const dlf_plo
 
 DLFDEF int dlf_svg_lines(const char *path, const dlf_plot_cfg *cfg, const dlf_series *s, int n_series)
 {
-    DLF__NOT_NULL(path, DLF_ERR_ARG); DLF__NOT_NULL(cfg, DLF_ERR_ARG);
+    DLF__NOT_NULL(path, DLF_ERR_ARG);   /* cfg NULL: the defaults */
     dlf__sb b;
     if (n_series < 0 || (n_series > 0 && !s)) return dlf__fail(DLF_ERR_ARG, "%s: bad series list", path);
     dlf__svg_begin(&b, DLF__PANEL_W, DLF__PANEL_H);
