@@ -123,8 +123,12 @@ extern "C" {
 //    and leave a message in dlf_last_error();
 //  * programmer errors (shape mismatch, bad axis) call the panic handler with a
 //    message that names the op and the shapes. The default handler prints it and
-//    calls abort(); tests install one that longjmps out. If a handler returns,
-//    the op returns NULL.
+//    calls abort(); tests install one that longjmps out. A NULL pointer argument is
+//    one too: "<function>: <argument> is NULL".
+// If a handler returns, the function returns NULL, DLF_ERR_ARG, or nothing (void),
+// never a half-made result. An op that fails (out of memory, or a panic whose handler
+// returned) marks its tape (dlf_tape_error); until dlf_tape_reset every op on that tape
+// returns NULL without a new message, and dlf_backward returns the tape's error.
 
 typedef enum dlf_result {
     DLF_OK = 0,
@@ -395,6 +399,9 @@ struct dlf_tape {
     int anomaly;             /* 1: dlf_backward checks every recorded output and every gradient
                                 for NaN and infinity and names the op that made the first one
                                 (as torch.autograd.detect_anomaly); 0 (default): one test, free */
+    int error;               /* DLF_OK, or the first failure since the last reset: DLF_ERR_NOMEM
+                                (an op ran out of memory), DLF_ERR_ARG (an op was given NULL, or
+                                its panic handler returned). Sticky: every op then returns NULL */
 };
 
 DLFDEF int  dlf_tape_init(dlf_tape *t);            /* DLF_OK; grad enabled */
@@ -405,9 +412,14 @@ DLFDEF int  dlf_tape_set_training(dlf_tape *t, int training); /* train (1) / eva
 DLFDEF void dlf_tape_seed(dlf_tape *t, uint64_t seed);   /* reseed the tape's rng (dropout masks) */
 DLFDEF int  dlf_tape_set_anomaly(dlf_tape *t, int on);   /* anomaly mode on (1) / off (0); returns previous.
                                                             A NaN or inf then panics, naming the op */
+DLFDEF int  dlf_tape_error(const dlf_tape *t);     /* DLF_OK, or the first failure since the last reset
+                                                      (DLF_ERR_NOMEM, DLF_ERR_ARG); dlf_last_error says more */
 DLFDEF dlf_tensor *dlf_tape_tensor(dlf_tape *t, int ndim, const int *shape); /* arena, zeros */
-DLFDEF void dlf_backward(dlf_tape *t, dlf_tensor *loss);  /* loss must have size 1 */
-DLFDEF void dlf_backward_seed(dlf_tape *t, dlf_tensor *out, const float *seed); /* d?/dout */
+DLFDEF int  dlf_backward(dlf_tape *t, dlf_tensor *loss);  /* loss must have size 1. DLF_OK, or the
+                                                            tape's error (a failed forward: nothing is
+                                                            walked), DLF_ERR_NOMEM (gradients) */
+DLFDEF int  dlf_backward_seed(dlf_tape *t, dlf_tensor *out, const float *seed); /* d?/dout (seed NULL:
+                                                            ones); returns as dlf_backward */
 DLFDEF void dlf_zero_grad(dlf_tensor *t);                  /* grad = 0 (if any) */
 DLFDEF void dlf_zero_grads(dlf_tensor **ts, int n);
 DLFDEF const char *dlf_op_name(dlf_op op);
@@ -978,7 +990,8 @@ DLFDEF dlf_optim *dlf_optim_create_groups(dlf_optim_kind kind, const dlf_params 
     /* the trainable tensors of pl (buffers skipped), each in group pl->items[i].group,
        with groups[g] its hyper-parameters; names kept for checkpoints */
 DLFDEF void dlf_optim_free(dlf_optim *o);
-DLFDEF void dlf_optim_step(dlf_optim *o);        /* one update of every parameter with a grad */
+DLFDEF int  dlf_optim_step(dlf_optim *o);        /* one update of every parameter with a grad; DLF_OK
+                                                    (it allocates nothing), DLF_ERR_ARG when o is NULL */
 DLFDEF void dlf_optim_zero_grad(dlf_optim *o);   /* every parameter's grad = 0 */
 DLFDEF float dlf_clip_grad_norm(dlf_tensor **params, int n, float max_norm);
     /* clip_grad_norm_: total = sqrt(sum of every grad^2); when total > max_norm, every
@@ -1416,7 +1429,8 @@ typedef struct dlf_fit_report {
 /* One pass over l from its start in eval mode with no tape recording (both restored
    after); returns the accuracy (argmax == label) and stores the mean cross-entropy
    in *mean_loss (may be NULL). For float targets it returns 0 and *mean_loss is the
-   mean squared error over every output (dlf_mse_loss's). */
+   mean squared error over every output (dlf_mse_loss's); both NaN when the model returned NULL (out of
+   memory: dlf_last_error) or a label is out of range. */
 DLFDEF float dlf_evaluate(dlf_tape *t, dlf_model_fn model, void *m, dlf_loader *l, float *mean_loss);
 
 /* Inference, in eval mode with no tape recording (both restored after). What comes out
@@ -1435,7 +1449,9 @@ DLFDEF int dlf_predict_loader(dlf_tape *t, dlf_model_fn model, void *m, dlf_load
 /* cfg->epochs epochs over train (from the start of an epoch) in training mode, each
    group's lr set every step from the schedule and restored at the end, one progress
    line per epoch with the validation loss and accuracy when valid is not NULL.
-   DLF_OK, or DLF_ERR_ARG when the loss turns NaN/inf. */
+   DLF_OK, or the first failing step's code with the weights as before that step:
+   DLF_ERR_NOMEM (out of memory on the tape), DLF_ERR_ARG (the model or loss returned
+   NULL, or the loss turned NaN/inf), or a callback's or file's code. */
 DLFDEF int   dlf_fit(dlf_tape *t, dlf_model_fn model, void *m, dlf_loss_fn loss, dlf_optim *opt,
                      dlf_loader *train, dlf_loader *valid, const dlf_fit_cfg *cfg, dlf_fit_report *rep);
     /* a thin wrapper over the Learner below: the lr schedule and the progress lines
@@ -2221,6 +2237,31 @@ static void *dlf__malloc(size_t n, const char *what)
     return p;
 }
 
+/* The argument checks at the top of every public function. A NULL pointer is a
+   programmer error; the message names the function and the argument. If the panic
+   handler returns, the function returns `ret`: NULL, DLF_ERR_ARG, or nothing (void). */
+#define DLF__NOT_NULL(x, ret) do {                                              \
+        if (!(x)) { dlf__panic("%s: %s is NULL", __func__, #x); return ret; }   \
+    } while (0)
+
+/* An op's first line: its tape must be given, must have no pending error (an earlier op
+   failed: this one returns NULL quietly, the first failure was reported), and has room
+   for the op's nodes (so recording never fails halfway through an op). */
+static int dlf__tape_ready(dlf_tape *t);   /* stage 5 */
+#define DLF__OP(t) do {                                                         \
+        DLF__NOT_NULL(t, NULL);                                                 \
+        if (!dlf__tape_ready(t)) return NULL;                                   \
+    } while (0)
+
+/* An op's tensor input: NULL is a programmer error (with no pending error on the tape,
+   which DLF__OP has checked); the tape is marked so that later ops stay quiet. */
+#define DLF__INPUT(t, x) do {                                                   \
+        if (!(x)) {                                                             \
+            (t)->error = DLF_ERR_ARG;                                           \
+            dlf__panic("%s: %s is NULL", __func__, #x);                         \
+            return NULL;                                                        \
+        } } while (0)
+
 DLFDEF void dlf_set_threads(int n)
 {
 #ifdef _OPENMP
@@ -2253,6 +2294,7 @@ static float dlf__median(const float *v, int n)   /* n <= DLF_GOV_TRIAL: inserti
 
 DLFDEF void dlf_threadgov_init(dlf_threadgov *g)
 {
+    DLF__NOT_NULL(g, );
     memset(g, 0, sizeof *g);
     g->hi = dlf_get_threads();
     g->lo = g->hi / 2 > 0 ? g->hi / 2 : 1;
@@ -2263,6 +2305,7 @@ DLFDEF void dlf_threadgov_init(dlf_threadgov *g)
 
 DLFDEF int dlf_threadgov_step(dlf_threadgov *g, double seconds)
 {
+    DLF__NOT_NULL(g, 1);
     g->steps++;
     switch (g->state) {
     case 0:
@@ -2322,6 +2365,7 @@ static DLF__WRAPS uint64_t dlf__splitmix64(uint64_t *x)
 
 DLFDEF void dlf_rng_seed(dlf_rng *r, uint64_t seed)
 {
+    DLF__NOT_NULL(r, );
     uint64_t x = seed;
     uint64_t a = dlf__splitmix64(&x);
     uint64_t b = dlf__splitmix64(&x);
@@ -2339,6 +2383,7 @@ static DLF__WRAPS uint32_t dlf__rotl(uint32_t x, int k) { return (x << k) | (x >
 /* xoshiro128**: result = rotl(s1 * 5, 7) * 9, then the xor-shift state update. */
 DLFDEF DLF__WRAPS uint32_t dlf_rng_u32(dlf_rng *r)
 {
+    DLF__NOT_NULL(r, 0);
     uint32_t *s = r->s;
     uint32_t result = dlf__rotl(s[1] * 5, 7) * 9;
     uint32_t t = s[1] << 9;
@@ -2354,6 +2399,7 @@ DLFDEF DLF__WRAPS uint32_t dlf_rng_u32(dlf_rng *r)
 /* Lemire's multiply-shift with rejection: uniform on [0, n) with no modulo bias. */
 DLFDEF uint32_t dlf_rng_below(dlf_rng *r, uint32_t n)
 {
+    DLF__NOT_NULL(r, 0);
     uint64_t m;
     uint32_t low, threshold;
     if (n == 0) return 0;
@@ -2372,6 +2418,7 @@ DLFDEF uint32_t dlf_rng_below(dlf_rng *r, uint32_t n)
 /* The top 24 bits make a float in [0, 1) with every value equally spaced. */
 DLFDEF float dlf_rng_uniform(dlf_rng *r)
 {
+    DLF__NOT_NULL(r, 0.0f);
     return (float)(dlf_rng_u32(r) >> 8) * (1.0f / 16777216.0f);
 }
 
@@ -2379,6 +2426,7 @@ DLFDEF float dlf_rng_uniform(dlf_rng *r)
    z1 = r sin(2 pi u2) are two independent N(0,1). The second is kept for the next call. */
 DLFDEF float dlf_rng_normal(dlf_rng *r)
 {
+    DLF__NOT_NULL(r, 0.0f);
     double u1, u2, radius, angle;
     if (r->has_spare) {
         r->has_spare = 0;
@@ -2431,6 +2479,7 @@ DLFDEF float dlf_rng_beta(dlf_rng *r, float a, float b)
 /* Fisher-Yates: walk down from the end, swap each slot with a random earlier one. */
 DLFDEF void dlf_rng_permutation(dlf_rng *r, int *out, int n)
 {
+    DLF__NOT_NULL(r, ); DLF__NOT_NULL(out, );
     int i;
     for (i = 0; i < n; i++) out[i] = i;
     for (i = n - 1; i > 0; i--) {
@@ -2445,6 +2494,7 @@ DLFDEF void dlf_rng_permutation(dlf_rng *r, int *out, int n)
 
 DLFDEF char *dlf_shape_str(const dlf_tensor *t, char *buf, size_t n)
 {
+    DLF__NOT_NULL(buf, NULL);
     size_t len = 0;
     int i;
     if (n == 0) return buf;
@@ -2467,6 +2517,10 @@ static int dlf__check_shape(const char *op, int ndim, const int *shape, int *siz
     int i;
     if (ndim < 0 || ndim > DLF_MAX_DIMS) {
         dlf__panic("%s: ndim %d is outside 0..%d", op, ndim, DLF_MAX_DIMS);
+        return 0;
+    }
+    if (ndim > 0 && !shape) {   /* a scalar (ndim 0) may pass NULL */
+        dlf__panic("%s: shape is NULL", op);
         return 0;
     }
     for (i = 0; i < ndim; i++) {
@@ -2553,6 +2607,7 @@ DLFDEF dlf_tensor *dlf_tensor_ones(int ndim, const int *shape)
 
 DLFDEF dlf_tensor *dlf_tensor_rand(int ndim, const int *shape, dlf_rng *r)
 {
+    DLF__NOT_NULL(r, NULL);
     dlf_tensor *t = dlf_tensor_new(ndim, shape);
     if (t) dlf_fill_uniform(t, r, 0.0f, 1.0f);
     return t;
@@ -2560,6 +2615,7 @@ DLFDEF dlf_tensor *dlf_tensor_rand(int ndim, const int *shape, dlf_rng *r)
 
 DLFDEF dlf_tensor *dlf_tensor_randn(int ndim, const int *shape, dlf_rng *r)
 {
+    DLF__NOT_NULL(r, NULL);
     dlf_tensor *t = dlf_tensor_new(ndim, shape);
     if (t) dlf_fill_normal(t, r, 0.0f, 1.0f);
     return t;
@@ -2586,6 +2642,7 @@ DLFDEF void dlf_tensor_free(dlf_tensor *t)
 
 DLFDEF int dlf_tensor_requires_grad(dlf_tensor *t)
 {
+    DLF__NOT_NULL(t, DLF_ERR_ARG);
     t->requires_grad = 1;
     if (t->grad || !(t->flags & DLF_TENSOR_HEAP)) return DLF_OK;
     t->grad = (float *)dlf__malloc((size_t)t->size * sizeof(float), "a gradient");
@@ -2606,6 +2663,7 @@ DLFDEF dlf_tensor *dlf_param_new(int ndim, const int *shape)
 
 DLFDEF void dlf_fill(dlf_tensor *t, float value)
 {
+    DLF__NOT_NULL(t, );
     int i;
     for (i = 0; i < t->size; i++) t->data[i] = value;
     dlf__written(t);
@@ -2613,6 +2671,7 @@ DLFDEF void dlf_fill(dlf_tensor *t, float value)
 
 DLFDEF void dlf_fill_uniform(dlf_tensor *t, dlf_rng *r, float lo, float hi)
 {
+    DLF__NOT_NULL(t, ); DLF__NOT_NULL(r, );
     int i;
     for (i = 0; i < t->size; i++) t->data[i] = lo + (hi - lo) * dlf_rng_uniform(r);
     dlf__written(t);
@@ -2620,6 +2679,7 @@ DLFDEF void dlf_fill_uniform(dlf_tensor *t, dlf_rng *r, float lo, float hi)
 
 DLFDEF void dlf_fill_normal(dlf_tensor *t, dlf_rng *r, float mean, float std)
 {
+    DLF__NOT_NULL(t, ); DLF__NOT_NULL(r, );
     int i;
     for (i = 0; i < t->size; i++) t->data[i] = mean + std * dlf_rng_normal(r);
     dlf__written(t);
@@ -2627,6 +2687,7 @@ DLFDEF void dlf_fill_normal(dlf_tensor *t, dlf_rng *r, float mean, float std)
 
 DLFDEF void dlf_fill_arange(dlf_tensor *t, float start, float step)
 {
+    DLF__NOT_NULL(t, );
     int i;
     for (i = 0; i < t->size; i++) t->data[i] = start + (float)i * step;
     dlf__written(t);
@@ -2634,6 +2695,7 @@ DLFDEF void dlf_fill_arange(dlf_tensor *t, float start, float step)
 
 DLFDEF int dlf_same_shape(const dlf_tensor *a, const dlf_tensor *b)
 {
+    DLF__NOT_NULL(a, 0); DLF__NOT_NULL(b, 0);
     int i;
     if (a->ndim != b->ndim) return 0;
     for (i = 0; i < a->ndim; i++)
@@ -2643,6 +2705,7 @@ DLFDEF int dlf_same_shape(const dlf_tensor *a, const dlf_tensor *b)
 
 DLFDEF void dlf_tensor_copy(dlf_tensor *dst, const dlf_tensor *src)
 {
+    DLF__NOT_NULL(dst, ); DLF__NOT_NULL(src, );
     if (dst->size != src->size) {
         char sa[64], sb[64];
         dlf__panic("dlf_tensor_copy: dst %s and src %s differ in size",
@@ -2656,6 +2719,7 @@ DLFDEF void dlf_tensor_copy(dlf_tensor *dst, const dlf_tensor *src)
 /* Largest |a - b| over all elements; NaN anywhere makes it NaN (so tests notice). */
 DLFDEF float dlf_max_abs_diff_n(const float *a, const float *b, int n)
 {
+    DLF__NOT_NULL(a, NAN); DLF__NOT_NULL(b, NAN);
     float m = 0.0f;
     int i;
     for (i = 0; i < n; i++) {
@@ -2668,6 +2732,7 @@ DLFDEF float dlf_max_abs_diff_n(const float *a, const float *b, int n)
 
 DLFDEF float dlf_max_abs_diff(const dlf_tensor *a, const dlf_tensor *b)
 {
+    DLF__NOT_NULL(a, NAN); DLF__NOT_NULL(b, NAN);
     if (a->size != b->size) {
         char sa[64], sb[64];
         dlf__panic("dlf_max_abs_diff: shapes %s and %s differ",
@@ -2680,6 +2745,7 @@ DLFDEF float dlf_max_abs_diff(const dlf_tensor *a, const dlf_tensor *b)
 /* NumPy's rule: |a - b| <= atol + rtol * |b| for every element (b is the reference). */
 DLFDEF int dlf_allclose(const dlf_tensor *a, const dlf_tensor *b, float atol, float rtol)
 {
+    DLF__NOT_NULL(a, 0); DLF__NOT_NULL(b, 0);
     int i;
     if (!dlf_same_shape(a, b)) return 0;
     for (i = 0; i < a->size; i++) {
@@ -2718,6 +2784,7 @@ static void dlf__print_dim(const dlf_tensor *t, int dim, int offset, int indent,
 
 DLFDEF void dlf_tensor_print(const dlf_tensor *t, const char *label)
 {
+    DLF__NOT_NULL(t, );
     char s[64];
     const char *name = label ? label : (t->name ? t->name : "tensor");
     int indent = (int)strlen(name) + 1;
@@ -2834,10 +2901,26 @@ static dlf_tensor *dlf__binary(dlf_tape *t, dlf_op op, dlf_tensor *a, dlf_tensor
     return out;
 }
 
-DLFDEF dlf_tensor *dlf_add(dlf_tape *t, dlf_tensor *a, dlf_tensor *b) { return dlf__binary(t, DLF_OP_ADD, a, b); }
-DLFDEF dlf_tensor *dlf_sub(dlf_tape *t, dlf_tensor *a, dlf_tensor *b) { return dlf__binary(t, DLF_OP_SUB, a, b); }
-DLFDEF dlf_tensor *dlf_mul(dlf_tape *t, dlf_tensor *a, dlf_tensor *b) { return dlf__binary(t, DLF_OP_MUL, a, b); }
-DLFDEF dlf_tensor *dlf_div(dlf_tape *t, dlf_tensor *a, dlf_tensor *b) { return dlf__binary(t, DLF_OP_DIV, a, b); }
+DLFDEF dlf_tensor *dlf_add(dlf_tape *t, dlf_tensor *a, dlf_tensor *b)
+{
+    DLF__OP(t); DLF__INPUT(t, a); DLF__INPUT(t, b);
+    return dlf__binary(t, DLF_OP_ADD, a, b);
+}
+DLFDEF dlf_tensor *dlf_sub(dlf_tape *t, dlf_tensor *a, dlf_tensor *b)
+{
+    DLF__OP(t); DLF__INPUT(t, a); DLF__INPUT(t, b);
+    return dlf__binary(t, DLF_OP_SUB, a, b);
+}
+DLFDEF dlf_tensor *dlf_mul(dlf_tape *t, dlf_tensor *a, dlf_tensor *b)
+{
+    DLF__OP(t); DLF__INPUT(t, a); DLF__INPUT(t, b);
+    return dlf__binary(t, DLF_OP_MUL, a, b);
+}
+DLFDEF dlf_tensor *dlf_div(dlf_tape *t, dlf_tensor *a, dlf_tensor *b)
+{
+    DLF__OP(t); DLF__INPUT(t, a); DLF__INPUT(t, b);
+    return dlf__binary(t, DLF_OP_DIV, a, b);
+}
 
 /* Backward of the binary ops. In the forward pass this was o = a (op) b, with a and b
    stretched by broadcasting. The chain rule gives, per output element, with g = dL/do:
@@ -2965,18 +3048,66 @@ static void dlf__unary_backward(dlf_tape *t, dlf_node *nd)
     }
 }
 
-DLFDEF dlf_tensor *dlf_add_scalar(dlf_tape *t, dlf_tensor *a, float s) { return dlf__unary(t, DLF_OP_ADD_SCALAR, a, s); }
-DLFDEF dlf_tensor *dlf_mul_scalar(dlf_tape *t, dlf_tensor *a, float s) { return dlf__unary(t, DLF_OP_MUL_SCALAR, a, s); }
-DLFDEF dlf_tensor *dlf_pow_scalar(dlf_tape *t, dlf_tensor *a, float p) { return dlf__unary(t, DLF_OP_POW_SCALAR, a, p); }
-DLFDEF dlf_tensor *dlf_neg(dlf_tape *t, dlf_tensor *a) { return dlf__unary(t, DLF_OP_NEG, a, 0.0f); }
-DLFDEF dlf_tensor *dlf_exp(dlf_tape *t, dlf_tensor *a) { return dlf__unary(t, DLF_OP_EXP, a, 0.0f); }
-DLFDEF dlf_tensor *dlf_log(dlf_tape *t, dlf_tensor *a) { return dlf__unary(t, DLF_OP_LOG, a, 0.0f); }
-DLFDEF dlf_tensor *dlf_sqrt(dlf_tape *t, dlf_tensor *a) { return dlf__unary(t, DLF_OP_SQRT, a, 0.0f); }
-DLFDEF dlf_tensor *dlf_square(dlf_tape *t, dlf_tensor *a) { return dlf__unary(t, DLF_OP_SQUARE, a, 0.0f); }
-DLFDEF dlf_tensor *dlf_abs(dlf_tape *t, dlf_tensor *a) { return dlf__unary(t, DLF_OP_ABS, a, 0.0f); }
-DLFDEF dlf_tensor *dlf_relu(dlf_tape *t, dlf_tensor *a) { return dlf__unary(t, DLF_OP_RELU, a, 0.0f); }
-DLFDEF dlf_tensor *dlf_sigmoid(dlf_tape *t, dlf_tensor *a) { return dlf__unary(t, DLF_OP_SIGMOID, a, 0.0f); }
-DLFDEF dlf_tensor *dlf_tanh(dlf_tape *t, dlf_tensor *a) { return dlf__unary(t, DLF_OP_TANH, a, 0.0f); }
+DLFDEF dlf_tensor *dlf_add_scalar(dlf_tape *t, dlf_tensor *a, float s)
+{
+    DLF__OP(t); DLF__INPUT(t, a);
+    return dlf__unary(t, DLF_OP_ADD_SCALAR, a, s);
+}
+DLFDEF dlf_tensor *dlf_mul_scalar(dlf_tape *t, dlf_tensor *a, float s)
+{
+    DLF__OP(t); DLF__INPUT(t, a);
+    return dlf__unary(t, DLF_OP_MUL_SCALAR, a, s);
+}
+DLFDEF dlf_tensor *dlf_pow_scalar(dlf_tape *t, dlf_tensor *a, float p)
+{
+    DLF__OP(t); DLF__INPUT(t, a);
+    return dlf__unary(t, DLF_OP_POW_SCALAR, a, p);
+}
+DLFDEF dlf_tensor *dlf_neg(dlf_tape *t, dlf_tensor *a)
+{
+    DLF__OP(t); DLF__INPUT(t, a);
+    return dlf__unary(t, DLF_OP_NEG, a, 0.0f);
+}
+DLFDEF dlf_tensor *dlf_exp(dlf_tape *t, dlf_tensor *a)
+{
+    DLF__OP(t); DLF__INPUT(t, a);
+    return dlf__unary(t, DLF_OP_EXP, a, 0.0f);
+}
+DLFDEF dlf_tensor *dlf_log(dlf_tape *t, dlf_tensor *a)
+{
+    DLF__OP(t); DLF__INPUT(t, a);
+    return dlf__unary(t, DLF_OP_LOG, a, 0.0f);
+}
+DLFDEF dlf_tensor *dlf_sqrt(dlf_tape *t, dlf_tensor *a)
+{
+    DLF__OP(t); DLF__INPUT(t, a);
+    return dlf__unary(t, DLF_OP_SQRT, a, 0.0f);
+}
+DLFDEF dlf_tensor *dlf_square(dlf_tape *t, dlf_tensor *a)
+{
+    DLF__OP(t); DLF__INPUT(t, a);
+    return dlf__unary(t, DLF_OP_SQUARE, a, 0.0f);
+}
+DLFDEF dlf_tensor *dlf_abs(dlf_tape *t, dlf_tensor *a)
+{
+    DLF__OP(t); DLF__INPUT(t, a);
+    return dlf__unary(t, DLF_OP_ABS, a, 0.0f);
+}
+DLFDEF dlf_tensor *dlf_relu(dlf_tape *t, dlf_tensor *a)
+{
+    DLF__OP(t); DLF__INPUT(t, a);
+    return dlf__unary(t, DLF_OP_RELU, a, 0.0f);
+}
+DLFDEF dlf_tensor *dlf_sigmoid(dlf_tape *t, dlf_tensor *a)
+{
+    DLF__OP(t); DLF__INPUT(t, a);
+    return dlf__unary(t, DLF_OP_SIGMOID, a, 0.0f);
+}
+DLFDEF dlf_tensor *dlf_tanh(dlf_tape *t, dlf_tensor *a)
+{
+    DLF__OP(t); DLF__INPUT(t, a);
+    return dlf__unary(t, DLF_OP_TANH, a, 0.0f);
+}
 
 /* Reductions view the input as (outer, n, inner) around the reduced axis:
      a (2,3,4), axis 1  ->  outer 2, n 3, inner 4;  out[o][i] = reduce_k a[o][k][i].
@@ -3113,17 +3244,46 @@ static void dlf__reduce_backward(dlf_tape *t, dlf_node *nd)
     }
 }
 
-DLFDEF dlf_tensor *dlf_sum(dlf_tape *t, dlf_tensor *a, int axis, int keepdim) { return dlf__reduce(t, DLF_OP_SUM, a, axis, keepdim, 0, "dlf_sum", 0); }
-DLFDEF dlf_tensor *dlf_mean(dlf_tape *t, dlf_tensor *a, int axis, int keepdim) { return dlf__reduce(t, DLF_OP_MEAN, a, axis, keepdim, 0, "dlf_mean", 0); }
-DLFDEF dlf_tensor *dlf_max(dlf_tape *t, dlf_tensor *a, int axis, int keepdim) { return dlf__reduce(t, DLF_OP_MAX, a, axis, keepdim, 0, "dlf_max", 0); }
-DLFDEF dlf_tensor *dlf_argmax(dlf_tape *t, dlf_tensor *a, int axis, int keepdim) { return dlf__reduce(t, DLF_OP_MAX, a, axis, keepdim, 0, "dlf_argmax", 1); }
-DLFDEF dlf_tensor *dlf_var(dlf_tape *t, dlf_tensor *a, int axis, int keepdim, int correction) { return dlf__reduce(t, DLF_OP_VAR, a, axis, keepdim, correction, "dlf_var", 0); }
-DLFDEF dlf_tensor *dlf_sum_all(dlf_tape *t, dlf_tensor *a) { return dlf__reduce(t, DLF_OP_SUM, a, 127, 0, 0, "dlf_sum_all", 0); }
-DLFDEF dlf_tensor *dlf_mean_all(dlf_tape *t, dlf_tensor *a) { return dlf__reduce(t, DLF_OP_MEAN, a, 127, 0, 0, "dlf_mean_all", 0); }
+DLFDEF dlf_tensor *dlf_sum(dlf_tape *t, dlf_tensor *a, int axis, int keepdim)
+{
+    DLF__OP(t); DLF__INPUT(t, a);
+    return dlf__reduce(t, DLF_OP_SUM, a, axis, keepdim, 0, "dlf_sum", 0);
+}
+DLFDEF dlf_tensor *dlf_mean(dlf_tape *t, dlf_tensor *a, int axis, int keepdim)
+{
+    DLF__OP(t); DLF__INPUT(t, a);
+    return dlf__reduce(t, DLF_OP_MEAN, a, axis, keepdim, 0, "dlf_mean", 0);
+}
+DLFDEF dlf_tensor *dlf_max(dlf_tape *t, dlf_tensor *a, int axis, int keepdim)
+{
+    DLF__OP(t); DLF__INPUT(t, a);
+    return dlf__reduce(t, DLF_OP_MAX, a, axis, keepdim, 0, "dlf_max", 0);
+}
+DLFDEF dlf_tensor *dlf_argmax(dlf_tape *t, dlf_tensor *a, int axis, int keepdim)
+{
+    DLF__OP(t); DLF__INPUT(t, a);
+    return dlf__reduce(t, DLF_OP_MAX, a, axis, keepdim, 0, "dlf_argmax", 1);
+}
+DLFDEF dlf_tensor *dlf_var(dlf_tape *t, dlf_tensor *a, int axis, int keepdim, int correction)
+{
+    DLF__OP(t); DLF__INPUT(t, a);
+    return dlf__reduce(t, DLF_OP_VAR, a, axis, keepdim, correction, "dlf_var", 0);
+}
+DLFDEF dlf_tensor *dlf_sum_all(dlf_tape *t, dlf_tensor *a)
+{
+    DLF__OP(t); DLF__INPUT(t, a);
+    return dlf__reduce(t, DLF_OP_SUM, a, 127, 0, 0, "dlf_sum_all", 0);
+}
+DLFDEF dlf_tensor *dlf_mean_all(dlf_tape *t, dlf_tensor *a)
+{
+    DLF__OP(t); DLF__INPUT(t, a);
+    return dlf__reduce(t, DLF_OP_MEAN, a, 127, 0, 0, "dlf_mean_all", 0);
+}
 
 /* Reshape is a view: a new header over the same data. One dim may be -1 (inferred). */
 DLFDEF dlf_tensor *dlf_reshape(dlf_tape *t, dlf_tensor *a, int ndim, const int *shape)
 {
+    DLF__OP(t); DLF__INPUT(t, a);
     int s[4], i, infer = -1, known = 1, size;
     char sa[64];
     dlf_tensor *out;
@@ -3171,6 +3331,7 @@ static void dlf__reshape_backward(dlf_tape *t, dlf_node *nd)
 
 DLFDEF dlf_tensor *dlf_clone(dlf_tape *t, const dlf_tensor *a)
 {
+    DLF__OP(t); DLF__INPUT(t, a);
     dlf_tensor *out = dlf__out(t, a->ndim, a->shape);
     if (out) memcpy(out->data, a->data, (size_t)a->size * sizeof(float));
     return out;
@@ -3190,6 +3351,10 @@ DLFDEF dlf_tensor *dlf_clone(dlf_tape *t, const dlf_tensor *a)
 DLFDEF void dlf_gemm_naive(int ta, int tb, int M, int N, int K, const float *A,
                            const float *B, float *C, int acc)
 {
+    if (M > 0 && N > 0) {   /* an empty product may pass NULL buffers */
+        DLF__NOT_NULL(C, );
+        if (K > 0) { DLF__NOT_NULL(A, ); DLF__NOT_NULL(B, ); }
+    }
     int i, j, k;
     for (i = 0; i < M; i++) {
         for (j = 0; j < N; j++) {
@@ -3205,6 +3370,10 @@ DLFDEF void dlf_gemm_naive(int ta, int tb, int M, int N, int K, const float *A,
 DLFDEF void dlf_gemm_ikj(int ta, int tb, int M, int N, int K, const float *A,
                          const float *B, float *C, int acc)
 {
+    if (M > 0 && N > 0) {   /* an empty product may pass NULL buffers */
+        DLF__NOT_NULL(C, );
+        if (K > 0) { DLF__NOT_NULL(A, ); DLF__NOT_NULL(B, ); }
+    }
     int i, j, k;
     if (!acc) memset(C, 0, (size_t)M * N * sizeof(float));
     for (i = 0; i < M; i++) {
@@ -3226,6 +3395,10 @@ DLFDEF void dlf_gemm_ikj(int ta, int tb, int M, int N, int K, const float *A,
 DLFDEF void dlf_gemm_blocked(int ta, int tb, int M, int N, int K, const float *A,
                              const float *B, float *C, int acc)
 {
+    if (M > 0 && N > 0) {   /* an empty product may pass NULL buffers */
+        DLF__NOT_NULL(C, );
+        if (K > 0) { DLF__NOT_NULL(A, ); DLF__NOT_NULL(B, ); }
+    }
     enum { BI = 64, BK = 256, BJ = 256 };
     int i0, k0, j0, i, k, j;
     if (!acc) memset(C, 0, (size_t)M * N * sizeof(float));
@@ -3509,6 +3682,7 @@ DLFDEF const char *dlf_kernel_name(void) { return dlf__kernel_names[dlf__kernel(
 
 DLFDEF int dlf_kernel_available(const char *name)
 {
+    DLF__NOT_NULL(name, 0);
     int k = dlf__kernel_index(name);
     return k >= 0 && dlf__kernel_runs(k);
 }
@@ -3710,6 +3884,10 @@ DLFDEF size_t dlf_gemm_fast_scratch(int M, int N, int K)
 DLFDEF void dlf_gemm_fast(int ta, int tb, int M, int N, int K, const float *A,
                           const float *B, float *C, int acc, float *work)
 {
+    if (M > 0 && N > 0) {   /* an empty product may pass NULL buffers */
+        DLF__NOT_NULL(C, );
+        if (K > 0) { DLF__NOT_NULL(A, ); DLF__NOT_NULL(B, ); }
+    }
     float *own = NULL, *packed_b, *packed_a_all;
     int nt, jc, pc, kern = dlf__kernel();
     if (M <= 0 || N <= 0) return;
@@ -3793,6 +3971,10 @@ DLFDEF void dlf_gemm_fast(int ta, int tb, int M, int N, int K, const float *A,
 DLFDEF void dlf_gemm(int ta, int tb, int M, int N, int K, const float *A,
                      const float *B, float *C, int acc, float *work)
 {
+    if (M > 0 && N > 0) {   /* an empty product may pass NULL buffers */
+        DLF__NOT_NULL(C, );
+        if (K > 0) { DLF__NOT_NULL(A, ); DLF__NOT_NULL(B, ); }
+    }
     dlf_gemm_fast(ta, tb, M, N, K, A, B, C, acc, work);
 }
 
@@ -3894,6 +4076,10 @@ static void dlf__dot_block(int kern, int M, int N, int K, const float *A, const 
 
 DLFDEF void dlf_gemm_dot(int M, int N, int K, const float *A, const float *B, float *C, int acc)
 {
+    if (M > 0 && N > 0) {   /* an empty product may pass NULL buffers */
+        DLF__NOT_NULL(C, );
+        if (K > 0) { DLF__NOT_NULL(A, ); DLF__NOT_NULL(B, ); }
+    }
     int n_jb = (N + DLF__DOT_NR - 1) / DLF__DOT_NR, nt, parts, part, kern = dlf__kernel();
     if (M <= 0 || N <= 0) return;
     if (!acc) memset(C, 0, (size_t)M * N * sizeof(float));
@@ -3922,7 +4108,11 @@ DLFDEF dlf_tensor *dlf_matmul_ex(dlf_tape *t, dlf_tensor *a, dlf_tensor *b, int 
     int M, K, Kb, N, shape[2];
     dlf_tensor *out;
     dlf_node *nd;
+    float *work;
     char sa[64], sb[64];
+    DLF__OP(t);
+    DLF__INPUT(t, a);
+    DLF__INPUT(t, b);
     if (a->ndim != 2 || b->ndim != 2) {
         dlf__panic("dlf_matmul: both inputs must be 2-D, got %s and %s",
                    dlf_shape_str(a, sa, sizeof sa), dlf_shape_str(b, sb, sizeof sb));
@@ -3947,8 +4137,11 @@ DLFDEF dlf_tensor *dlf_matmul_ex(dlf_tape *t, dlf_tensor *a, dlf_tensor *b, int 
         if (dlf_cuda_matmul(t->cuda, ta, tb, a, b, out->data, 0) != DLF_OK) return NULL;
     } else
 #endif
-    dlf_gemm(ta, tb, M, N, K, a->data, b->data, out->data, 0,
-             dlf__tape_scratch(t, dlf_gemm_fast_scratch(M, N, K)));
+    {
+        work = dlf__tape_scratch(t, dlf_gemm_fast_scratch(M, N, K));
+        if (!work) return NULL;    /* out of memory: the tape has the error */
+        dlf_gemm(ta, tb, M, N, K, a->data, b->data, out->data, 0, work);
+    }
     nd = dlf__record(t, DLF_OP_MATMUL, out, a, b);
     if (nd) {
         nd->iarg[0] = ta;
@@ -3959,6 +4152,7 @@ DLFDEF dlf_tensor *dlf_matmul_ex(dlf_tape *t, dlf_tensor *a, dlf_tensor *b, int 
 
 DLFDEF dlf_tensor *dlf_matmul(dlf_tape *t, dlf_tensor *a, dlf_tensor *b)
 {
+    DLF__OP(t); DLF__INPUT(t, a); DLF__INPUT(t, b);
     return dlf_matmul_ex(t, a, b, 0, 0);
 }
 
@@ -3994,18 +4188,22 @@ static void dlf__matmul_backward(dlf_tape *t, dlf_node *nd)
     if (ga) {
         if (!ta) {   /* dA (M,K) = G (M,N) op(B)^T: B^T (N,K) is B (K,N) transposed, or B itself when tb */
             float *w = dlf__tape_scratch(t, dlf_gemm_fast_scratch(M, K, N));
+            if (!w) return;   /* the walk reports the tape's error */
             dlf_gemm(0, !tb, M, K, N, G, b->data, ga, 1, w);
         } else {     /* dA (K,M) = op(B) (K,N) G^T (N,M) */
             float *w = dlf__tape_scratch(t, dlf_gemm_fast_scratch(K, M, N));
+            if (!w) return;   /* the walk reports the tape's error */
             dlf_gemm(tb, 1, K, M, N, b->data, G, ga, 1, w);
         }
     }
     if (gb) {
         if (!tb) {   /* dB (K,N) = op(A)^T (K,M) G (M,N) */
             float *w = dlf__tape_scratch(t, dlf_gemm_fast_scratch(K, N, M));
+            if (!w) return;   /* the walk reports the tape's error */
             dlf_gemm(!ta, 0, K, N, M, a->data, G, gb, 1, w);
         } else {     /* dB (N,K) = G^T (N,M) op(A) (M,K) */
             float *w = dlf__tape_scratch(t, dlf_gemm_fast_scratch(N, K, M));
+            if (!w) return;   /* the walk reports the tape's error */
             dlf_gemm(1, ta, N, K, M, G, a->data, gb, 1, w);
         }
     }
@@ -4024,6 +4222,19 @@ struct dlf__chunk {
     char *mem;           /* 64-byte aligned start of the usable bytes */
 };
 
+/* An op failed: the first failure since the last reset is kept on the tape (sticky), its
+   message in dlf_last_error(). Returns code. */
+static int dlf__tape_fail(dlf_tape *t, int code, const char *fmt, ...)
+{
+    va_list ap;
+    if (t->error) return code;    /* the first failure is the one to report */
+    t->error = code;
+    va_start(ap, fmt);
+    vsnprintf(dlf__error_buf, sizeof dlf__error_buf, fmt, ap);
+    va_end(ap);
+    return code;
+}
+
 static void *dlf__arena_alloc(dlf_tape *t, size_t bytes)
 {
     dlf__chunk *c = t->cur;
@@ -4035,9 +4246,9 @@ static void *dlf__arena_alloc(dlf_tape *t, size_t bytes)
     }
     if (!c) {
         size_t cap = bytes > t->chunk_bytes ? bytes : t->chunk_bytes;
-        char *block = (char *)dlf__malloc(sizeof(dlf__chunk) + 64 + cap, "the tape arena");
-        if (!block) {
-            dlf__panic("dlf tape: out of memory growing the arena by %zu bytes", cap);
+        char *block = (char *)DLF_MALLOC(sizeof(dlf__chunk) + 64 + cap);
+        if (!block) {   /* not a programmer error: the op returns NULL, the tape keeps the code */
+            dlf__tape_fail(t, DLF_ERR_NOMEM, "dlf tape: out of memory growing the arena by %zu bytes", cap);
             return NULL;
         }
         c = (dlf__chunk *)block;
@@ -4082,6 +4293,7 @@ static dlf_tensor *dlf__out(dlf_tape *t, int ndim, const int *shape)
 
 DLFDEF dlf_tensor *dlf_tape_tensor(dlf_tape *t, int ndim, const int *shape)
 {
+    DLF__OP(t);
     dlf_tensor *x = dlf__out(t, ndim, shape);
     if (x) memset(x->data, 0, (size_t)x->size * sizeof(float));
     return x;
@@ -4107,11 +4319,12 @@ static dlf_node *dlf__record3(dlf_tape *t, dlf_op op, dlf_tensor *out, dlf_tenso
     dlf_node *nd;
     if (!t->grad_enabled) return NULL;
     if (!(a && a->requires_grad) && !(b && b->requires_grad) && !(c && c->requires_grad)) return NULL;
-    if (t->n_nodes == t->cap_nodes) {
+    if (t->n_nodes == t->cap_nodes) {   /* DLF__OP made room: reached only by a caller that did not */
         int cap = t->cap_nodes ? 2 * t->cap_nodes : 256;
         dlf_node *nodes = (dlf_node *)DLF_REALLOC(t->nodes, (size_t)cap * sizeof(dlf_node));
         if (!nodes) {
-            dlf__panic("dlf tape: out of memory recording node %d (%s)", t->n_nodes, dlf_op_name(op));
+            dlf__tape_fail(t, DLF_ERR_NOMEM, "dlf tape: out of memory recording node %d (%s)", t->n_nodes,
+                           dlf_op_name(op));
             return NULL;
         }
         t->nodes = nodes;
@@ -4139,8 +4352,8 @@ static float *dlf__tape_scratch(dlf_tape *t, size_t floats)
 {
     if (floats > t->scratch_floats) {
         float *s = (float *)DLF_REALLOC(t->scratch, floats * sizeof(float));
-        if (!s) {
-            dlf__panic("dlf tape: out of memory for %zu floats of matmul workspace", floats);
+        if (!s) {   /* the caller returns NULL (a forward) or stops (a backward: the walk reports it) */
+            dlf__tape_fail(t, DLF_ERR_NOMEM, "dlf tape: out of memory for %zu floats of matmul workspace", floats);
             return NULL;
         }
         t->scratch = s;
@@ -4149,8 +4362,33 @@ static float *dlf__tape_scratch(dlf_tape *t, size_t floats)
     return t->scratch;
 }
 
+/* Room for two more nodes (an op records at most two: a layer's own and its bias's) when
+   grad is on; 0 when the tape has a pending error or the node list cannot grow. */
+static int dlf__tape_ready(dlf_tape *t)
+{
+    if (t->error) return 0;
+    if (t->grad_enabled && t->n_nodes + 2 > t->cap_nodes) {
+        int cap = t->cap_nodes ? 2 * t->cap_nodes : 256;
+        dlf_node *nodes = (dlf_node *)DLF_REALLOC(t->nodes, (size_t)cap * sizeof(dlf_node));
+        if (!nodes) {
+            dlf__tape_fail(t, DLF_ERR_NOMEM, "dlf tape: out of memory growing the node list to %d nodes", cap);
+            return 0;
+        }
+        t->nodes = nodes;
+        t->cap_nodes = cap;
+    }
+    return 1;
+}
+
+DLFDEF int dlf_tape_error(const dlf_tape *t)
+{
+    DLF__NOT_NULL(t, DLF_ERR_ARG);
+    return t->error;
+}
+
 DLFDEF int dlf_tape_init(dlf_tape *t)
 {
+    DLF__NOT_NULL(t, DLF_ERR_ARG);
     memset(t, 0, sizeof *t);
     t->chunk_bytes = (size_t)1 << 20;
     t->grad_enabled = 1;
@@ -4161,6 +4399,7 @@ DLFDEF int dlf_tape_init(dlf_tape *t)
 
 DLFDEF void dlf_tape_destroy(dlf_tape *t)
 {
+    DLF__NOT_NULL(t, );
     dlf__chunk *c = t->first;
     while (c) {
         dlf__chunk *next = c->next;
@@ -4174,17 +4413,20 @@ DLFDEF void dlf_tape_destroy(dlf_tape *t)
 
 DLFDEF void dlf_tape_reset(dlf_tape *t)
 {
+    DLF__NOT_NULL(t, );
     dlf__chunk *c;
     for (c = t->first; c; c = c->next) c->used = 0;
     t->cur = t->first;
     t->used_bytes = 0;
     t->n_nodes = 0;
     t->walked = 0;
+    t->error = DLF_OK;
     if (t->telemetry) t->telemetry->open = 0;  /* the next record starts a new step */
 }
 
 DLFDEF int dlf_tape_set_grad(dlf_tape *t, int enabled)
 {
+    DLF__NOT_NULL(t, 0);
     int prev = t->grad_enabled;
     t->grad_enabled = enabled;
     return prev;
@@ -4192,12 +4434,17 @@ DLFDEF int dlf_tape_set_grad(dlf_tape *t, int enabled)
 
 DLFDEF int dlf_tape_set_training(dlf_tape *t, int training)
 {
+    DLF__NOT_NULL(t, 0);
     int prev = t->training;
     t->training = training;
     return prev;
 }
 
-DLFDEF void dlf_tape_seed(dlf_tape *t, uint64_t seed) { dlf_rng_seed(&t->rng, seed); }
+DLFDEF void dlf_tape_seed(dlf_tape *t, uint64_t seed)
+{
+    DLF__NOT_NULL(t, );
+    dlf_rng_seed(&t->rng, seed);
+}
 
 /* A table that checks itself (ggml's static_assert on GGML_OP_COUNT): the array has
    no size of its own, and a negative-size typedef stops the build when the count of
@@ -4238,6 +4485,7 @@ static void dlf__cross_entropy_soft_backward(dlf_tape *t, dlf_node *nd);
    comes, because all the ops that used that output were recorded after it. */
 DLFDEF int dlf_tape_set_anomaly(dlf_tape *t, int on)
 {
+    DLF__NOT_NULL(t, 0);
     int prev = t->anomaly;
     t->anomaly = on != 0;
     return prev;
@@ -4297,23 +4545,26 @@ static int dlf__anomaly_backward(const dlf_node *nd, int i)
     return 1;
 }
 
-DLFDEF void dlf_backward_seed(dlf_tape *t, dlf_tensor *out, const float *seed)
+DLFDEF int dlf_backward_seed(dlf_tape *t, dlf_tensor *out, const float *seed)
 {
     int i;
     float *g;
+    DLF__NOT_NULL(t, DLF_ERR_ARG);
+    if (t->error) return t->error;   /* the forward failed (reported then): nothing to walk */
+    DLF__NOT_NULL(out, DLF_ERR_ARG);
     if (!out->requires_grad) {
         dlf__panic("dlf_backward: the output does not require grad (no input requires grad, or grad was off)");
-        return;
+        return DLF_ERR_ARG;
     }
     if (t->walked) {   /* the old nodes would add their gradients a second time */
         dlf__panic("dlf_backward: this tape was already walked back (%d ops) since its last dlf_tape_reset: a "
                    "second backward would add their gradients again. Reset the tape before each step's forward "
                    "(one loss per tape and step; add losses first to train on several)", t->walked);
-        return;
+        return DLF_ERR_ARG;
     }
-    if (t->anomaly && !dlf__anomaly_forward(t)) return;
+    if (t->anomaly && !dlf__anomaly_forward(t)) return DLF_ERR_ARG;
     g = dlf__grad(t, out);
-    if (!g) return;
+    if (!g) return t->error ? t->error : DLF_ERR_ARG;
     for (i = 0; i < out->size; i++) g[i] += seed ? seed[i] : 1.0f;
     for (i = t->n_nodes - 1; i >= 0; i--) {
         dlf_node *nd = &t->nodes[i];
@@ -4403,22 +4654,27 @@ DLFDEF void dlf_backward_seed(dlf_tape *t, dlf_tensor *out, const float *seed)
         case DLF_OP_NONE:
         case DLF_OP_COUNT:
             dlf__panic("dlf_backward: node %d has no op (%d)", i, (int)nd->op);
-            return;
+            return DLF_ERR_ARG;
         }
-        if (t->anomaly && !dlf__anomaly_backward(nd, i)) return;
+        if (t->error) return t->error;   /* a gradient or workspace could not be allocated */
+        if (t->anomaly && !dlf__anomaly_backward(nd, i)) return DLF_ERR_ARG;
     }
     t->walked = t->n_nodes > 0 ? t->n_nodes : 1;
+    return DLF_OK;
 }
 
-DLFDEF void dlf_backward(dlf_tape *t, dlf_tensor *loss)
+DLFDEF int dlf_backward(dlf_tape *t, dlf_tensor *loss)
 {
     char s[64];
+    DLF__NOT_NULL(t, DLF_ERR_ARG);
+    if (t->error) return t->error;   /* the forward failed (reported then): loss is NULL */
+    DLF__NOT_NULL(loss, DLF_ERR_ARG);
     if (loss->size != 1) {
         dlf__panic("dlf_backward: the loss must have one element, got shape %s "
                    "(reduce it, or use dlf_backward_seed)", dlf_shape_str(loss, s, sizeof s));
-        return;
+        return DLF_ERR_ARG;
     }
-    dlf_backward_seed(t, loss, NULL);
+    return dlf_backward_seed(t, loss, NULL);
 }
 
 DLFDEF void dlf_zero_grad(dlf_tensor *t)
@@ -4428,6 +4684,7 @@ DLFDEF void dlf_zero_grad(dlf_tensor *t)
 
 DLFDEF void dlf_zero_grads(dlf_tensor **ts, int n)
 {
+    DLF__NOT_NULL(ts, );
     int i;
     for (i = 0; i < n; i++) dlf_zero_grad(ts[i]);
 }
@@ -4435,6 +4692,7 @@ DLFDEF void dlf_zero_grads(dlf_tensor **ts, int n)
 #ifndef DLF_NO_STDIO
 DLFDEF void dlf_tape_print(const dlf_tape *t)
 {
+    DLF__NOT_NULL(t, );
     int i, j;
     char s[64];
     printf("tape: %d nodes, %zu bytes in use (peak %zu)\n", t->n_nodes, t->used_bytes, t->peak_bytes);
@@ -4472,6 +4730,7 @@ static double dlf__eval_graph(dlf_graph_fn fn, dlf_tape *t, dlf_tensor **inputs,
 DLFDEF int dlf_gradcheck(dlf_graph_fn fn, dlf_tensor **inputs, int n_inputs, void *user,
                          const dlf_gradcheck_cfg *cfg_in, dlf_gradcheck_report *rep)
 {
+    DLF__NOT_NULL(fn, 0); DLF__NOT_NULL(inputs, 0);
     dlf_gradcheck_cfg cfg;
     dlf_gradcheck_report r;
     dlf_tape tape;
@@ -4626,6 +4885,7 @@ static void dlf__bias_backward(dlf_tape *t, dlf_node *nd)
      dx = g W,   dW = g^T x,   db = sum over rows of g. */
 DLFDEF dlf_tensor *dlf_linear(dlf_tape *t, dlf_tensor *x, dlf_tensor *w, dlf_tensor *b)
 {
+    DLF__OP(t); DLF__INPUT(t, x); DLF__INPUT(t, w);
     dlf_tensor *y;
     if (x->ndim != 2 || w->ndim != 2 || x->shape[1] != w->shape[1] ||
         (b && (b->ndim != 1 || b->shape[0] != w->shape[0]))) {
@@ -4721,6 +4981,7 @@ static void dlf__tap_offsets(int H, int W, int Q, const dlf__conv_geo *g, int r,
 static void dlf__im2col(const float *x, int N, int C, int H, int W, int R, int S, const dlf__conv_geo *g,
                         float *col)
 {
+    DLF__NOT_NULL(x, ); DLF__NOT_NULL(col, );
     int P = dlf__conv_out(H, R, g->sh, g->ph, g->dh), Q = dlf__conv_out(W, S, g->sw, g->pw, g->dw), PQ = P * Q;
     size_t NPQ = (size_t)N * PQ;
     int row, rows = C * R * S;
@@ -4748,6 +5009,7 @@ static void dlf__im2col(const float *x, int N, int C, int H, int W, int R, int S
 static void dlf__col2im(const float *col, int N, int C, int H, int W, int R, int S, const dlf__conv_geo *g,
                         float *x)
 {
+    DLF__NOT_NULL(col, ); DLF__NOT_NULL(x, );
     int P = dlf__conv_out(H, R, g->sh, g->ph, g->dh), Q = dlf__conv_out(W, S, g->sw, g->pw, g->dw), PQ = P * Q;
     size_t NPQ = (size_t)N * PQ;
     int c;
@@ -5251,12 +5513,14 @@ static dlf_tensor *dlf__conv2d(dlf_tape *t, dlf_tensor *x, dlf_tensor *w, dlf_te
 
 DLFDEF dlf_tensor *dlf_conv2d(dlf_tape *t, dlf_tensor *x, dlf_tensor *w, dlf_tensor *b, int stride, int pad)
 {
+    DLF__OP(t); DLF__INPUT(t, x); DLF__INPUT(t, w);
     dlf__conv_geo g = dlf__geo_simple(stride, pad);
     return dlf__conv2d(t, x, w, b, &g, 1, 0, DLF_OP_CONV2D, "dlf_conv2d");
 }
 
 DLFDEF dlf_tensor *dlf_conv2d_im2col(dlf_tape *t, dlf_tensor *x, dlf_tensor *w, dlf_tensor *b, int stride, int pad)
 {
+    DLF__OP(t); DLF__INPUT(t, x); DLF__INPUT(t, w);
     dlf__conv_geo g = dlf__geo_simple(stride, pad);
     return dlf__conv2d(t, x, w, b, &g, 1, 1, DLF_OP_CONV2D, "dlf_conv2d_im2col");
 }
@@ -5560,11 +5824,13 @@ static dlf_tensor *dlf__general_relu(dlf_tape *t, dlf_op op, dlf_tensor *x, floa
 
 DLFDEF dlf_tensor *dlf_leaky_relu(dlf_tape *t, dlf_tensor *x, float slope)
 {
+    DLF__OP(t); DLF__INPUT(t, x);
     return dlf__general_relu(t, DLF_OP_LEAKY_RELU, x, slope, 0.0f, INFINITY);
 }
 
 DLFDEF dlf_tensor *dlf_general_relu(dlf_tape *t, dlf_tensor *x, float leak, float sub, float maxv)
 {
+    DLF__OP(t); DLF__INPUT(t, x);
     return dlf__general_relu(t, DLF_OP_GENERAL_RELU, x, leak, sub, maxv > 0.0f ? maxv : INFINITY);
 }
 
@@ -5631,11 +5897,13 @@ static dlf_tensor *dlf__softmax(dlf_tape *t, dlf_op op, dlf_tensor *x, int axis,
 
 DLFDEF dlf_tensor *dlf_softmax(dlf_tape *t, dlf_tensor *x, int axis)
 {
+    DLF__OP(t); DLF__INPUT(t, x);
     return dlf__softmax(t, DLF_OP_SOFTMAX, x, axis, "dlf_softmax");
 }
 
 DLFDEF dlf_tensor *dlf_log_softmax(dlf_tape *t, dlf_tensor *x, int axis)
 {
+    DLF__OP(t); DLF__INPUT(t, x);
     return dlf__softmax(t, DLF_OP_LOG_SOFTMAX, x, axis, "dlf_log_softmax");
 }
 
@@ -5747,11 +6015,13 @@ static dlf_tensor *dlf__pool(dlf_tape *t, dlf_op op, dlf_tensor *x, int k, int s
 
 DLFDEF dlf_tensor *dlf_maxpool2d(dlf_tape *t, dlf_tensor *x, int k, int stride, int pad)
 {
+    DLF__OP(t); DLF__INPUT(t, x);
     return dlf__pool(t, DLF_OP_MAXPOOL2D, x, k, stride, pad, "dlf_maxpool2d");
 }
 
 DLFDEF dlf_tensor *dlf_avgpool2d(dlf_tape *t, dlf_tensor *x, int k, int stride, int pad)
 {
+    DLF__OP(t); DLF__INPUT(t, x);
     return dlf__pool(t, DLF_OP_AVGPOOL2D, x, k, stride, pad, "dlf_avgpool2d");
 }
 
@@ -6000,6 +6270,7 @@ DLFDEF dlf_tensor *dlf_adaptive_maxpool2d(dlf_tape *t, dlf_tensor *x, int P, int
    view (N,C,H,W) as (N,C,H*W) and take the mean over the last axis. */
 DLFDEF dlf_tensor *dlf_global_avgpool(dlf_tape *t, dlf_tensor *x)
 {
+    DLF__OP(t); DLF__INPUT(t, x);
     int shape[3];
     dlf_tensor *v;
     if (x->ndim != 4) {
@@ -6017,6 +6288,7 @@ DLFDEF dlf_tensor *dlf_global_avgpool(dlf_tape *t, dlf_tensor *x)
 /* Flatten keeps the batch dim and views the rest as one row: a reshape to (N, -1). */
 DLFDEF dlf_tensor *dlf_flatten(dlf_tape *t, dlf_tensor *x)
 {
+    DLF__OP(t); DLF__INPUT(t, x);
     int shape[2];
     if (x->ndim < 1) {
         dlf__panic("dlf_flatten: want x (N, ...), got a 0-dim tensor");
@@ -6049,6 +6321,7 @@ static int dlf__index_at(const char *op, const dlf_tensor *ids, int i, int n)
    building the one-hot matrix. */
 DLFDEF dlf_tensor *dlf_embedding(dlf_tape *t, dlf_tensor *idx, dlf_tensor *w)
 {
+    DLF__OP(t); DLF__INPUT(t, idx); DLF__INPUT(t, w);
     int shape[3], i, D;
     dlf_tensor *y;
     if (w->ndim != 2 || idx->ndim < 1 || idx->ndim > 2) {
@@ -6100,6 +6373,7 @@ DLFDEF dlf_layer dlf_layer_linear(int in, int out, int bias, dlf_rng *r)
 {
     dlf_layer l = dlf__layer_zero(DLF_LAYER_LINEAR);
     int ws[2];
+    DLF__NOT_NULL(r, l);
     ws[0] = out;
     ws[1] = in;
     l.weight = dlf_param_new(2, ws);
@@ -6116,6 +6390,7 @@ DLFDEF dlf_layer dlf_layer_conv2d(int c_in, int c_out, int ks, int stride, int p
 {
     dlf_layer l = dlf__layer_zero(DLF_LAYER_CONV2D);
     int ws[4];
+    DLF__NOT_NULL(r, l);
     ws[0] = c_out; ws[1] = c_in; ws[2] = ks; ws[3] = ks;
     l.stride = stride;
     l.pad = pad;
@@ -6165,6 +6440,7 @@ DLFDEF dlf_layer dlf_layer_embedding(int vocab, int dim, dlf_rng *r)
 {
     dlf_layer l = dlf__layer_zero(DLF_LAYER_EMBEDDING);
     int ws[2];
+    DLF__NOT_NULL(r, l);
     ws[0] = vocab;
     ws[1] = dim;
     l.weight = dlf_param_new(2, ws);
@@ -6235,10 +6511,7 @@ DLFDEF dlf_layer dlf_layer_residual(dlf_seq *body)
 DLFDEF dlf_layer dlf_layer_residual_ex(dlf_seq *body, dlf_seq *shortcut)
 {
     dlf_layer l = dlf__layer_zero(DLF_LAYER_RESIDUAL);
-    if (!body) {
-        dlf__panic("dlf_layer_residual: body is NULL");
-        return l;
-    }
+    DLF__NOT_NULL(body, l);
     l.body = (dlf_seq *)dlf__malloc(sizeof(dlf_seq), "a residual block");
     if (shortcut && l.body) {
         l.shortcut = (dlf_seq *)dlf__malloc(sizeof(dlf_seq), "a residual block's shortcut");
@@ -6347,6 +6620,7 @@ DLFDEF dlf_layer dlf_layer_dropout2d(float p)
    parameters first (registered in __init__ order), then buffers. */
 DLFDEF int dlf_layer_tensors(const dlf_layer *l, dlf_tensor **ts, const char **names, int *is_buffer)
 {
+    DLF__NOT_NULL(l, 0);
     dlf_tensor *t[DLF_LAYER_MAX_TENSORS];
     const char *nm[DLF_LAYER_MAX_TENSORS];
     int buf[DLF_LAYER_MAX_TENSORS], n = 0, i;
@@ -6386,6 +6660,7 @@ DLFDEF int dlf_layer_tensors(const dlf_layer *l, dlf_tensor **ts, const char **n
 /* 1 when every tensor the kind needs was allocated. */
 DLFDEF int dlf_layer_ok(const dlf_layer *l)
 {
+    DLF__NOT_NULL(l, 0);
     switch (l->kind) {
     case DLF_LAYER_LINEAR: case DLF_LAYER_CONV2D: case DLF_LAYER_EMBEDDING:
         return l->weight != NULL;
@@ -6404,6 +6679,7 @@ DLFDEF int dlf_layer_ok(const dlf_layer *l)
 
 DLFDEF void dlf_layer_free(dlf_layer *l)
 {
+    DLF__NOT_NULL(l, );
     dlf_tensor *ts[DLF_LAYER_MAX_TENSORS];
     int i, n = dlf_layer_tensors(l, ts, NULL, NULL);
     for (i = 0; i < n; i++) dlf_tensor_free(ts[i]);
@@ -6443,6 +6719,7 @@ static dlf_tensor *dlf__residual_forward(dlf_tape *t, const dlf_layer *l, dlf_te
 /* One layer's forward: a plain switch, so `step` in a debugger lands in the op. */
 DLFDEF dlf_tensor *dlf_layer_forward(dlf_tape *t, const dlf_layer *l, dlf_tensor *x)
 {
+    DLF__OP(t); DLF__NOT_NULL(l, NULL); DLF__INPUT(t, x);
     if (!x) return NULL;
     switch (l->kind) {
     case DLF_LAYER_LINEAR: return dlf_linear(t, x, l->weight, l->bias);
@@ -6482,10 +6759,15 @@ DLFDEF dlf_tensor *dlf_layer_forward(dlf_tape *t, const dlf_layer *l, dlf_tensor
     return NULL;
 }
 
-DLFDEF void dlf_seq_init(dlf_seq *s) { memset(s, 0, sizeof *s); }
+DLFDEF void dlf_seq_init(dlf_seq *s)
+{
+    DLF__NOT_NULL(s, );
+    memset(s, 0, sizeof *s);
+}
 
 DLFDEF int dlf_seq_add(dlf_seq *s, dlf_layer l)
 {
+    DLF__NOT_NULL(s, DLF_ERR_ARG);
     if (s->n == s->cap) {
         int cap = s->cap ? 2 * s->cap : 8;
         dlf_layer *ls = (dlf_layer *)DLF_REALLOC(s->layers, (size_t)cap * sizeof(dlf_layer));
@@ -6499,6 +6781,7 @@ DLFDEF int dlf_seq_add(dlf_seq *s, dlf_layer l)
 
 DLFDEF void dlf_seq_free(dlf_seq *s)
 {
+    DLF__NOT_NULL(s, );
     int i;
     for (i = 0; i < s->n; i++) dlf_layer_free(&s->layers[i]);
     if (s->layers) DLF_FREE(s->layers);
@@ -6509,6 +6792,7 @@ static void dlf__telemetry_seq_hook(dlf_tape *t, int layer, int kind, const dlf_
 
 DLFDEF dlf_tensor *dlf_seq_forward_n(dlf_tape *t, const dlf_seq *s, dlf_tensor *x, int n_layers)
 {
+    DLF__OP(t); DLF__NOT_NULL(s, NULL); DLF__INPUT(t, x);
     int i;
     for (i = 0; i < n_layers && i < s->n && x; i++) {
         x = dlf_layer_forward(t, &s->layers[i], x);
@@ -6519,6 +6803,7 @@ DLFDEF dlf_tensor *dlf_seq_forward_n(dlf_tape *t, const dlf_seq *s, dlf_tensor *
 
 DLFDEF dlf_tensor *dlf_seq_forward(dlf_tape *t, const dlf_seq *s, dlf_tensor *x)
 {
+    DLF__OP(t); DLF__NOT_NULL(s, NULL); DLF__INPUT(t, x);
     return dlf_seq_forward_n(t, s, x, s->n);
 }
 
@@ -6718,11 +7003,13 @@ static int dlf__seq_walk(const dlf_seq *s, const char *prefix, dlf_params *p, dl
 DLFDEF int dlf_seq_params(const dlf_seq *s, dlf_tensor **params, char (*names)[DLF_PARAM_NAME_MAX], int cap)
 {
     int rc = DLF_OK;
+    DLF__NOT_NULL(s, 0);
     return dlf__seq_walk(s, "", NULL, params, names, cap, 0, &rc);
 }
 
 DLFDEF int dlf_seq_collect(const dlf_seq *s, dlf_params *p)
 {
+    DLF__NOT_NULL(s, DLF_ERR_ARG); DLF__NOT_NULL(p, DLF_ERR_ARG);
     int rc = DLF_OK;
     dlf__seq_walk(s, "", p, NULL, NULL, 0, 0, &rc);
     return rc;
@@ -6730,15 +7017,16 @@ DLFDEF int dlf_seq_collect(const dlf_seq *s, dlf_params *p)
 
 // parameter lists
 
-DLFDEF void dlf_params_init(dlf_params *p) { memset(p, 0, sizeof *p); }
+DLFDEF void dlf_params_init(dlf_params *p)
+{
+    DLF__NOT_NULL(p, );
+    memset(p, 0, sizeof *p);
+}
 
 DLFDEF int dlf_params_add(dlf_params *p, dlf_tensor *t, const char *name, int is_buffer)
 {
     dlf_param *it;
-    if (!t || !name) {
-        dlf__panic("dlf_params_add: tensor %p or name %p is NULL", (void *)t, (const void *)name);
-        return DLF_ERR_ARG;
-    }
+    DLF__NOT_NULL(p, DLF_ERR_ARG); DLF__NOT_NULL(t, DLF_ERR_ARG); DLF__NOT_NULL(name, DLF_ERR_ARG);
     if (strlen(name) >= DLF_PARAM_NAME_MAX)
         return dlf__fail(DLF_ERR_ARG, "dlf_params_add: name \"%s\" is longer than %d characters", name, DLF_PARAM_NAME_MAX - 1);
     if (dlf_params_find(p, name))
@@ -6761,12 +7049,14 @@ DLFDEF int dlf_params_add(dlf_params *p, dlf_tensor *t, const char *name, int is
 
 DLFDEF void dlf_params_free(dlf_params *p)
 {
+    DLF__NOT_NULL(p, );
     if (p->items) DLF_FREE(p->items);
     memset(p, 0, sizeof *p);
 }
 
 DLFDEF dlf_param *dlf_params_find(const dlf_params *p, const char *name)
 {
+    DLF__NOT_NULL(p, NULL); DLF__NOT_NULL(name, NULL);
     int i;
     for (i = 0; i < p->n; i++)
         if (strcmp(p->items[i].name, name) == 0) return &p->items[i];
@@ -6775,6 +7065,7 @@ DLFDEF dlf_param *dlf_params_find(const dlf_params *p, const char *name)
 
 DLFDEF int dlf_params_group_no_decay(dlf_params *p, int group)
 {
+    DLF__NOT_NULL(p, DLF_ERR_ARG);
     int i, n = 0;
     for (i = 0; i < p->n; i++)
         if (!p->items[i].is_buffer && p->items[i].no_decay) {
@@ -6803,6 +7094,7 @@ DLFDEF int dlf_params_set_group(dlf_params *p, const char *prefix, int group)
 
 DLFDEF int dlf_params_tensors(const dlf_params *p, dlf_tensor **out, int cap)
 {
+    DLF__NOT_NULL(p, 0);
     int i, n = 0;
     for (i = 0; i < p->n; i++) {
         if (p->items[i].is_buffer) continue;
@@ -6829,6 +7121,7 @@ DLFDEF const char *dlf_layer_kind_name(dlf_layer_kind kind)
 #ifndef DLF_NO_STDIO
 DLFDEF void dlf_seq_print(const dlf_seq *s)
 {
+    DLF__NOT_NULL(s, );
     int i;
     char s1[64];
     printf("Sequential(\n");
@@ -6868,6 +7161,7 @@ DLFDEF void dlf_seq_print(const dlf_seq *s)
 
 DLFDEF int dlf_fan(const dlf_tensor *w, dlf_fan_mode mode)
 {
+    DLF__NOT_NULL(w, 0);
     int receptive = 1, i;
     if (w->ndim < 2) {
         char s[64];
@@ -6881,14 +7175,23 @@ DLFDEF int dlf_fan(const dlf_tensor *w, dlf_fan_mode mode)
 
 DLFDEF float dlf_kaiming_gain(float a) { return sqrtf(2.0f / (1.0f + a * a)); }
 
-DLFDEF void dlf_init_uniform(dlf_tensor *w, dlf_rng *r, float lo, float hi) { dlf_fill_uniform(w, r, lo, hi); }
-DLFDEF void dlf_init_normal(dlf_tensor *w, dlf_rng *r, float mean, float std) { dlf_fill_normal(w, r, mean, std); }
+DLFDEF void dlf_init_uniform(dlf_tensor *w, dlf_rng *r, float lo, float hi)
+{
+    DLF__NOT_NULL(w, ); DLF__NOT_NULL(r, );
+    dlf_fill_uniform(w, r, lo, hi);
+}
+DLFDEF void dlf_init_normal(dlf_tensor *w, dlf_rng *r, float mean, float std)
+{
+    DLF__NOT_NULL(w, ); DLF__NOT_NULL(r, );
+    dlf_fill_normal(w, r, mean, std);
+}
 
 /* Glorot & Bengio 2010: keep the variance of both the forward activations and the
    backward gradients, a compromise Var(w) = 2 / (fan_in + fan_out).
    A uniform U(-b, b) has variance b^2/3, hence b = sqrt(3) * std. */
 DLFDEF void dlf_init_xavier_uniform(dlf_tensor *w, dlf_rng *r, float gain)
 {
+    DLF__NOT_NULL(w, ); DLF__NOT_NULL(r, );
     float std = gain * sqrtf(2.0f / (float)(dlf_fan(w, DLF_FAN_IN) + dlf_fan(w, DLF_FAN_OUT)));
     float bound = sqrtf(3.0f) * std;
     dlf_fill_uniform(w, r, -bound, bound);
@@ -6896,6 +7199,7 @@ DLFDEF void dlf_init_xavier_uniform(dlf_tensor *w, dlf_rng *r, float gain)
 
 DLFDEF void dlf_init_xavier_normal(dlf_tensor *w, dlf_rng *r, float gain)
 {
+    DLF__NOT_NULL(w, ); DLF__NOT_NULL(r, );
     float std = gain * sqrtf(2.0f / (float)(dlf_fan(w, DLF_FAN_IN) + dlf_fan(w, DLF_FAN_OUT)));
     dlf_fill_normal(w, r, 0.0f, std);
 }
@@ -6904,6 +7208,7 @@ DLFDEF void dlf_init_xavier_normal(dlf_tensor *w, dlf_rng *r, float gain)
    of Var(pre-activation), so Var(w) = gain^2 / fan with gain^2 = 2 / (1 + a^2). */
 DLFDEF void dlf_init_kaiming_uniform(dlf_tensor *w, dlf_rng *r, float a, dlf_fan_mode mode)
 {
+    DLF__NOT_NULL(w, ); DLF__NOT_NULL(r, );
     float std = dlf_kaiming_gain(a) / sqrtf((float)dlf_fan(w, mode));
     float bound = sqrtf(3.0f) * std;
     dlf_fill_uniform(w, r, -bound, bound);
@@ -6911,6 +7216,7 @@ DLFDEF void dlf_init_kaiming_uniform(dlf_tensor *w, dlf_rng *r, float a, dlf_fan
 
 DLFDEF void dlf_init_kaiming_normal(dlf_tensor *w, dlf_rng *r, float a, dlf_fan_mode mode)
 {
+    DLF__NOT_NULL(w, ); DLF__NOT_NULL(r, );
     float std = dlf_kaiming_gain(a) / sqrtf((float)dlf_fan(w, mode));
     dlf_fill_normal(w, r, 0.0f, std);
 }
@@ -6921,6 +7227,7 @@ DLFDEF void dlf_init_kaiming_normal(dlf_tensor *w, dlf_rng *r, float a, dlf_fan_
    The bias is U(-1/sqrt(fan_in), 1/sqrt(fan_in)). */
 DLFDEF void dlf_init_torch_default(dlf_tensor *w, dlf_tensor *b, dlf_rng *r)
 {
+    DLF__NOT_NULL(w, ); DLF__NOT_NULL(r, );
     float bound = 1.0f / sqrtf((float)dlf_fan(w, DLF_FAN_IN));
     dlf_init_kaiming_uniform(w, r, sqrtf(5.0f), DLF_FAN_IN);
     if (b) dlf_fill_uniform(b, r, -bound, bound);
@@ -6940,6 +7247,7 @@ static void dlf__mean_std(const dlf_tensor *x, double *mean, double *std)
 DLFDEF int dlf_lsuv_init(dlf_tensor *w, dlf_tensor *b, dlf_lsuv_fn fn, void *user,
                          const dlf_lsuv_cfg *cfg_in, float *mean_out, float *std_out)
 {
+    DLF__NOT_NULL(w, 0); DLF__NOT_NULL(fn, 0);
     dlf_lsuv_cfg cfg;
     dlf_tape tape;
     dlf_tensor *h = NULL;
@@ -6996,6 +7304,7 @@ static dlf_tensor *dlf__seq_lsuv_fn(dlf_tape *t, void *user)
 
 DLFDEF int dlf_seq_lsuv(dlf_seq *s, dlf_tensor *x, const dlf_lsuv_cfg *cfg)
 {
+    DLF__NOT_NULL(s, DLF_ERR_ARG); DLF__NOT_NULL(x, DLF_ERR_ARG);
     dlf__seq_lsuv_ctx ctx;
     int i;
     ctx.s = s;
@@ -7003,7 +7312,7 @@ DLFDEF int dlf_seq_lsuv(dlf_seq *s, dlf_tensor *x, const dlf_lsuv_cfg *cfg)
     for (i = 0; i < s->n; i++) {
         dlf_layer *l = &s->layers[i];
         dlf_layer_kind next = i + 1 < s->n ? s->layers[i + 1].kind : DLF_LAYER_FLATTEN;
-        float mean, std;
+        float mean = 0.0f, std = 0.0f;
         int passes;
         if (l->kind != DLF_LAYER_LINEAR && l->kind != DLF_LAYER_CONV2D) continue;
         ctx.upto = i + 1;
@@ -7113,6 +7422,7 @@ static dlf_tensor *dlf__elem_loss(dlf_tape *t, dlf_op op, dlf_tensor *p, dlf_ten
 
 DLFDEF dlf_tensor *dlf_mse_loss(dlf_tape *t, dlf_tensor *pred, dlf_tensor *target)
 {
+    DLF__OP(t); DLF__INPUT(t, pred); DLF__INPUT(t, target);
     return dlf__elem_loss(t, DLF_OP_MSE_LOSS, pred, target, NULL, "dlf_mse_loss");
 }
 
@@ -7123,6 +7433,7 @@ DLFDEF dlf_tensor *dlf_mse_loss_ex(dlf_tape *t, dlf_tensor *pred, dlf_tensor *ta
 
 DLFDEF dlf_tensor *dlf_l1_loss(dlf_tape *t, dlf_tensor *pred, dlf_tensor *target)
 {
+    DLF__OP(t); DLF__INPUT(t, pred); DLF__INPUT(t, target);
     return dlf__elem_loss(t, DLF_OP_L1_LOSS, pred, target, NULL, "dlf_l1_loss");
 }
 
@@ -7133,6 +7444,7 @@ DLFDEF dlf_tensor *dlf_l1_loss_ex(dlf_tape *t, dlf_tensor *pred, dlf_tensor *tar
 
 DLFDEF dlf_tensor *dlf_bce_with_logits(dlf_tape *t, dlf_tensor *logits, dlf_tensor *target)
 {
+    DLF__OP(t); DLF__INPUT(t, logits); DLF__INPUT(t, target);
     return dlf__elem_loss(t, DLF_OP_BCE_LOGITS, logits, target, NULL, "dlf_bce_with_logits");
 }
 
@@ -7284,6 +7596,7 @@ static dlf_tensor *dlf__class_loss(dlf_tape *t, dlf_op op, dlf_tensor *x, dlf_te
 
 DLFDEF dlf_tensor *dlf_nll_loss(dlf_tape *t, dlf_tensor *logp, dlf_tensor *target)
 {
+    DLF__OP(t); DLF__INPUT(t, logp); DLF__INPUT(t, target);
     return dlf__class_loss(t, DLF_OP_NLL_LOSS, logp, target, NULL, "dlf_nll_loss");
 }
 
@@ -7294,6 +7607,7 @@ DLFDEF dlf_tensor *dlf_nll_loss_ex(dlf_tape *t, dlf_tensor *logp, dlf_tensor *ta
 
 DLFDEF dlf_tensor *dlf_cross_entropy(dlf_tape *t, dlf_tensor *logits, dlf_tensor *target)
 {
+    DLF__OP(t); DLF__INPUT(t, logits); DLF__INPUT(t, target);
     return dlf__class_loss(t, DLF_OP_CROSS_ENTROPY, logits, target, NULL, "dlf_cross_entropy");
 }
 
@@ -7337,6 +7651,7 @@ static void dlf__class_loss_backward(dlf_tape *t, dlf_node *nd)
 
 DLFDEF float dlf_accuracy(const dlf_tensor *logits, const dlf_tensor *target)
 {
+    DLF__NOT_NULL(logits, NAN); DLF__NOT_NULL(target, NAN);
     int i, j, N, C, correct = 0;
     if (logits->ndim != 2 || target->ndim != 1 || target->shape[0] != logits->shape[0]) {
         char sx[64], st[64];
@@ -7551,6 +7866,7 @@ static void dlf__bn_apply(const dlf_tensor *x, dlf_tensor *y, const float *mean,
 
 DLFDEF dlf_tensor *dlf_batchnorm(dlf_tape *t, dlf_tensor *x, dlf_tensor *w, dlf_tensor *b, const dlf_bn_state *st)
 {
+    DLF__OP(t); DLF__INPUT(t, x);
     int N, C, L, c, M, training;
     dlf_tensor *y, *mean, *rstd;
     dlf_node *nd;
@@ -7602,6 +7918,7 @@ DLFDEF dlf_tensor *dlf_batchnorm(dlf_tape *t, dlf_tensor *x, dlf_tensor *w, dlf_
    Its node has iarg[0] = 1, so backward takes dlf__bn_naive_backward. */
 DLFDEF dlf_tensor *dlf_batchnorm_naive(dlf_tape *t, dlf_tensor *x, dlf_tensor *w, dlf_tensor *b, const dlf_bn_state *st)
 {
+    DLF__OP(t); DLF__INPUT(t, x);
     int N, C, L, c, n, l, M, training;
     dlf_tensor *y, *mean, *rstd;
     dlf_node *nd;
@@ -7745,6 +8062,7 @@ static void dlf__bn_backward(dlf_tape *t, dlf_node *nd)
 
 DLFDEF dlf_tensor *dlf_groupnorm(dlf_tape *t, dlf_tensor *x, int groups, dlf_tensor *w, dlf_tensor *b, float eps)
 {
+    DLF__OP(t); DLF__INPUT(t, x);
     int N, C, L, G = groups, Cg, n, g, c, l, sizes[2];
     dlf_tensor *y, *mean, *rstd;
     dlf_node *nd;
@@ -7837,10 +8155,10 @@ static void dlf__groupnorm_backward(dlf_tape *t, dlf_node *nd)
    of d "channels" with L = 1, so w and b are per value. */
 DLFDEF dlf_tensor *dlf_layernorm(dlf_tape *t, dlf_tensor *x, int d, dlf_tensor *w, dlf_tensor *b, float eps)
 {
+    DLF__OP(t); DLF__INPUT(t, x);
     int shape[2];
     char s[64];
     dlf_tensor *x2, *y2;
-    if (!x) { dlf__panic("dlf_layernorm: x is NULL"); return NULL; }
     if (d <= 0 || x->size % d != 0) {
         dlf__panic("dlf_layernorm: cannot normalize x %s over its last %d values", dlf_shape_str(x, s, sizeof s), d);
         return NULL;
@@ -7854,6 +8172,7 @@ DLFDEF dlf_tensor *dlf_layernorm(dlf_tape *t, dlf_tensor *x, int d, dlf_tensor *
 
 DLFDEF dlf_tensor *dlf_instancenorm(dlf_tape *t, dlf_tensor *x, dlf_tensor *w, dlf_tensor *b, float eps)
 {
+    DLF__OP(t); DLF__INPUT(t, x);
     if (!x || x->ndim < 3) {
         char s[64];
         dlf__panic("dlf_instancenorm: x must be (N,C,L) or (N,C,H,W), got %s", x ? dlf_shape_str(x, s, sizeof s) : "NULL");
@@ -7894,6 +8213,7 @@ static void dlf__rbn_update(const dlf_rbn_state *st, const dlf_tensor *x, int N,
 DLFDEF dlf_tensor *dlf_running_batchnorm(dlf_tape *t, dlf_tensor *x, dlf_tensor *mults, dlf_tensor *adds,
                                          const dlf_rbn_state *st)
 {
+    DLF__OP(t); DLF__INPUT(t, x); DLF__INPUT(t, mults); DLF__INPUT(t, adds);
     int N, C, L, c;
     float mom1 = 0.0f, eps, cnt, db;
     dlf_tensor *y, *mean, *rstd, *kv;
@@ -8000,16 +8320,24 @@ static dlf_tensor *dlf__dropout(dlf_tape *t, dlf_tensor *x, float p, int per_cha
     return dlf__dropout_apply(t, x, m, inner);
 }
 
-DLFDEF dlf_tensor *dlf_dropout(dlf_tape *t, dlf_tensor *x, float p) { return dlf__dropout(t, x, p, 0, "dlf_dropout"); }
-DLFDEF dlf_tensor *dlf_dropout2d(dlf_tape *t, dlf_tensor *x, float p) { return dlf__dropout(t, x, p, 1, "dlf_dropout2d"); }
+DLFDEF dlf_tensor *dlf_dropout(dlf_tape *t, dlf_tensor *x, float p)
+{
+    DLF__OP(t); DLF__INPUT(t, x);
+    return dlf__dropout(t, x, p, 0, "dlf_dropout");
+}
+DLFDEF dlf_tensor *dlf_dropout2d(dlf_tape *t, dlf_tensor *x, float p)
+{
+    DLF__OP(t); DLF__INPUT(t, x);
+    return dlf__dropout(t, x, p, 1, "dlf_dropout2d");
+}
 
 DLFDEF dlf_tensor *dlf_dropout_mask(dlf_tape *t, dlf_tensor *x, const dlf_tensor *keep, float p)
 {
+    DLF__OP(t); DLF__INPUT(t, x); DLF__INPUT(t, keep);
     dlf_tensor *m;
     float scale;
     int i, inner;
     char s1[64], s2[64];
-    if (!x || !keep) { dlf__panic("dlf_dropout_mask: x or keep is NULL"); return NULL; }
     if (keep->size <= 0 || x->size % keep->size != 0 || !(p >= 0.0f && p < 1.0f)) {
         dlf__panic("dlf_dropout_mask: keep %s does not fit x %s (or p = %g is not in [0, 1))",
                    dlf_shape_str(keep, s1, sizeof s1), dlf_shape_str(x, s2, sizeof s2), (double)p);
@@ -8062,6 +8390,7 @@ static float dlf__def(float v, float def) { return v == 0.0f ? def : v; }
 
 DLFDEF void dlf_optim_defaults(dlf_optim_kind kind, dlf_optim_cfg *c)
 {
+    DLF__NOT_NULL(c, );
     int adaptive_lr = kind == DLF_OPTIM_RMSPROP || kind == DLF_OPTIM_ADAGRAD;
     c->lr = dlf__def(c->lr, adaptive_lr ? 1e-2f : 1e-3f);
     c->alpha = dlf__def(c->alpha, 0.99f);
@@ -8163,12 +8492,14 @@ static dlf_optim *dlf__optim_new(dlf_optim_kind kind, dlf_tensor **params, const
 
 DLFDEF dlf_optim *dlf_optim_create(dlf_optim_kind kind, dlf_tensor **params, int n_params, const dlf_optim_cfg *cfg)
 {
+    DLF__NOT_NULL(params, NULL);
     return dlf__optim_new(kind, params, NULL, NULL, n_params, cfg, 1);
 }
 
 DLFDEF dlf_optim *dlf_optim_create_groups(dlf_optim_kind kind, const dlf_params *pl, const dlf_optim_cfg *groups,
                                           int n_groups)
 {
+    DLF__NOT_NULL(pl, NULL);
     int n = dlf_params_tensors(pl, NULL, 0), i, k = 0;
     dlf_tensor **ts = (dlf_tensor **)dlf__malloc((size_t)(n ? n : 1) * sizeof(dlf_tensor *), "optimizer setup");
     int *grp = (int *)dlf__malloc((size_t)(n ? n : 1) * sizeof(int), "optimizer setup");
@@ -8306,8 +8637,9 @@ static void dlf__lamb_update(const dlf_optim_cfg *c, float *p, const float *grad
     }
 }
 
-DLFDEF void dlf_optim_step(dlf_optim *o)
+DLFDEF int dlf_optim_step(dlf_optim *o)
 {
+    DLF__NOT_NULL(o, DLF_ERR_ARG);
     int k;
     for (k = 0; k < o->n_params; k++) {
         dlf_optim_param *q = &o->params[k];
@@ -8344,10 +8676,12 @@ DLFDEF void dlf_optim_step(dlf_optim *o)
         }
     }
     o->steps++;
+    return DLF_OK;
 }
 
 DLFDEF void dlf_optim_zero_grad(dlf_optim *o)
 {
+    DLF__NOT_NULL(o, );
     int k;
     for (k = 0; k < o->n_params; k++) dlf_zero_grad(o->params[k].p);
 }
@@ -8379,11 +8713,13 @@ static float dlf__clip_grad_norm(dlf_tensor *const *first, size_t stride_bytes, 
 
 DLFDEF float dlf_clip_grad_norm(dlf_tensor **params, int n, float max_norm)
 {
+    DLF__NOT_NULL(params, NAN);
     return dlf__clip_grad_norm(params, sizeof(dlf_tensor *), n, max_norm);
 }
 
 DLFDEF float dlf_optim_clip_grad_norm(dlf_optim *o, float max_norm)
 {
+    DLF__NOT_NULL(o, NAN);
     return o->n_params ? dlf__clip_grad_norm(&o->params[0].p, sizeof(dlf_optim_param), o->n_params, max_norm) : 0.0f;
 }
 
@@ -8409,6 +8745,7 @@ static float *dlf__hyper_field(dlf_optim_kind k, dlf_optim_cfg *cfg, dlf_hyper h
 
 DLFDEF float dlf_optim_get_hyper(const dlf_optim *o, int group, dlf_hyper h)
 {
+    DLF__NOT_NULL(o, NAN);
     float *f;
     if (group < 0 || group >= o->n_groups) {
         dlf__panic("dlf_optim_get_hyper: group %d of %d", group, o->n_groups);
@@ -8420,6 +8757,7 @@ DLFDEF float dlf_optim_get_hyper(const dlf_optim *o, int group, dlf_hyper h)
 
 DLFDEF void dlf_optim_set_hyper(dlf_optim *o, int group, dlf_hyper h, float v)
 {
+    DLF__NOT_NULL(o, );
     int g;
     if (group >= o->n_groups) {
         dlf__panic("dlf_optim_set_hyper: group %d of %d", group, o->n_groups);
@@ -8434,6 +8772,7 @@ DLFDEF void dlf_optim_set_hyper(dlf_optim *o, int group, dlf_hyper h, float v)
 #ifndef DLF_NO_STDIO
 DLFDEF void dlf_optim_print_cfg(const dlf_optim *o)
 {
+    DLF__NOT_NULL(o, );
     int g;
     printf("%s: %d parameters, %d steps\n", dlf_optim_kind_name(o->kind), o->n_params, o->steps);
     for (g = 0; g < o->n_groups; g++) {
@@ -8500,6 +8839,7 @@ static double dlf__sgdr_at(const dlf_schedule *s, long step)
    the last phase: pos = 1.0 cannot index past it. */
 DLFDEF double dlf_schedule_at(const dlf_schedule *s, long step, long total)
 {
+    DLF__NOT_NULL(s, NAN);
     double x = (double)step, prev = 0.0, end = 0.0, p;
     int i;
     if (s->kind == DLF_SCHEDULE_SGDR) return dlf__sgdr_at(s, step);
@@ -8635,6 +8975,7 @@ DLFDEF dlf_schedule dlf_sched_combine(const double *fracs, const dlf_schedule *p
     double acc = 0.0;
     int i;
     memset(&s, 0, sizeof s);
+    DLF__NOT_NULL(fracs, s); DLF__NOT_NULL(parts, s);
     if (!dlf__sched_parts_ok("dlf_sched_combine", parts, n)) return s;
     s.kind = DLF_SCHEDULE_FRAC;
     for (i = 0; i < n; i++) {
@@ -8652,6 +8993,7 @@ DLFDEF dlf_schedule dlf_sched_sequential(const dlf_schedule *parts, const long *
     dlf_schedule s;
     int i;
     memset(&s, 0, sizeof s);
+    DLF__NOT_NULL(parts, s); DLF__NOT_NULL(milestones, s);
     if (!dlf__sched_parts_ok("dlf_sched_sequential", parts, n)) return s;
     s.kind = DLF_SCHEDULE_STEPS;
     for (i = 0; i < n; i++) {
@@ -8751,6 +9093,7 @@ static int dlf__idx_header(const uint8_t *head, uint64_t total, const char *name
 
 DLFDEF int dlf_idx_parse(const void *bytes, size_t n_bytes, const char *name, dlf_idx *out)
 {
+    DLF__NOT_NULL(bytes, DLF_ERR_ARG); DLF__NOT_NULL(out, DLF_ERR_ARG);
     const uint8_t *b = (const uint8_t *)bytes;
     size_t off = 0;
     int rc = dlf__idx_header(b, (uint64_t)n_bytes, name ? name : "(memory)", out, &off);
@@ -8766,6 +9109,7 @@ DLFDEF int dlf_idx_parse(const void *bytes, size_t n_bytes, const char *name, dl
    size, then read exactly the payload into one allocation. */
 DLFDEF int dlf_idx_load(const char *path, dlf_idx *out)
 {
+    DLF__NOT_NULL(path, DLF_ERR_ARG); DLF__NOT_NULL(out, DLF_ERR_ARG);
     FILE *f;
     long total;
     uint8_t head[16];
@@ -8801,6 +9145,7 @@ DLFDEF int dlf_idx_load(const char *path, dlf_idx *out)
 
 DLFDEF void dlf_idx_free(dlf_idx *x)
 {
+    DLF__NOT_NULL(x, );
     if (x->data) DLF_FREE(x->data);
     memset(x, 0, sizeof *x);
 }
@@ -8809,6 +9154,8 @@ DLFDEF void dlf_idx_free(dlf_idx *x)
    the two dlf_idx are emptied; on failure they are left as they were. */
 DLFDEF int dlf_dataset_from_idx(dlf_dataset *d, dlf_idx *images, dlf_idx *labels, const char *name)
 {
+    DLF__NOT_NULL(d, DLF_ERR_ARG); DLF__NOT_NULL(images, DLF_ERR_ARG);
+    DLF__NOT_NULL(labels, DLF_ERR_ARG);
     size_t i;
     int top = 0;
     memset(d, 0, sizeof *d);
@@ -8837,6 +9184,7 @@ DLFDEF int dlf_dataset_from_idx(dlf_dataset *d, dlf_idx *images, dlf_idx *labels
 
 DLFDEF void dlf_dataset_free(dlf_dataset *d)
 {
+    DLF__NOT_NULL(d, );
     if (d->owns) {
         if (d->images) DLF_FREE(d->images);
         if (d->labels) DLF_FREE(d->labels);
@@ -8867,6 +9215,7 @@ DLFDEF dlf_dataset dlf_dataset_view(const dlf_dataset *d, int start, int count)
     dlf_dataset v;
     size_t per;
     memset(&v, 0, sizeof v);
+    DLF__NOT_NULL(d, v);
     if (start < 0 || count < 0 || start > d->n - count) {
         dlf__panic("dlf_dataset_view: items [%d, %d) are outside the dataset's %d", start, start + count, d->n);
         return v;
@@ -8887,6 +9236,7 @@ DLFDEF dlf_dataset dlf_dataset_view(const dlf_dataset *d, int start, int count)
    std = sqrt(sum(v^2) / (255^2 N) - mean^2). The sums are exact integers. */
 DLFDEF void dlf_dataset_stats(const dlf_dataset *d, float *mean, float *std)
 {
+    DLF__NOT_NULL(d, ); DLF__NOT_NULL(mean, ); DLF__NOT_NULL(std, );
     size_t i, n = (size_t)d->n * dlf_dataset_item_size(d);
     uint64_t s = 0, s2 = 0;
     double m, var;
@@ -8913,6 +9263,7 @@ DLFDEF void dlf_dataset_stats(const dlf_dataset *d, float *mean, float *std)
 
 DLFDEF void dlf_normalize_lut(float lut[256], float mean, float std)
 {
+    DLF__NOT_NULL(lut, );
     int v;
     if (std <= 0.0f) { mean = 0.0f; std = 1.0f; }
     for (v = 0; v < 256; v++) lut[v] = ((float)v / 255.0f - mean) / std;
@@ -8971,6 +9322,7 @@ static void dlf__fill_batch(const dlf_dataset *d, const int *idx, int count, con
 DLFDEF void dlf_dataset_fill(const dlf_dataset *d, const int *idx, int count, const float *lut,
                              dlf_tensor *x, dlf_tensor *y)
 {
+    DLF__NOT_NULL(d, ); DLF__NOT_NULL(idx, ); DLF__NOT_NULL(x, ); DLF__NOT_NULL(y, );
     dlf__fill_batch(d, idx, count, lut, 0, NULL, NULL, x, y, "dlf_dataset_fill");
 }
 
@@ -9443,6 +9795,7 @@ static int dlf__load_pair(dlf_dataset *d, const char *dir, const char *prefix, c
 
 DLFDEF int dlf_mnist_load(dlf_mnist *m, const char *dir, const dlf_mnist_cfg *cfg_in)
 {
+    DLF__NOT_NULL(m, DLF_ERR_ARG); DLF__NOT_NULL(dir, DLF_ERR_ARG);
     dlf_mnist_cfg cfg;
     int rc, n_valid, n;
     memset(m, 0, sizeof *m);
@@ -9470,6 +9823,7 @@ DLFDEF int dlf_mnist_load(dlf_mnist *m, const char *dir, const dlf_mnist_cfg *cf
 
 DLFDEF void dlf_mnist_free(dlf_mnist *m)
 {
+    DLF__NOT_NULL(m, );
     dlf_dataset_free(&m->all_train);
     dlf_dataset_free(&m->test);
     memset(m, 0, sizeof *m);
@@ -9477,6 +9831,7 @@ DLFDEF void dlf_mnist_free(dlf_mnist *m)
 
 DLFDEF dlf_loader *dlf_loader_create(const dlf_dataset *ds, const dlf_loader_cfg *cfg_in)
 {
+    DLF__NOT_NULL(ds, NULL);
     dlf_loader *l;
     int bs, C, c, v;
     if (!ds) { dlf__panic("dlf_loader_create: ds is NULL"); return NULL; }
@@ -9551,6 +9906,7 @@ DLFDEF void dlf_loader_free(dlf_loader *l)
    so epoch e's order depends only on the seed and e. */
 DLFDEF int dlf_loader_next(dlf_loader *l)
 {
+    DLF__NOT_NULL(l, 0);
     int i, bs = l->cfg.batch_size, n = l->ds->n, count;
     if (l->pos == 0) {
         if (l->cfg.shuffle) dlf_rng_permutation(&l->rng, l->order, n);
@@ -9601,6 +9957,7 @@ DLFDEF void dlf_normalize(dlf_tensor *x, const float *mean, const float *std, in
 DLFDEF int dlf_mnist_loaders(const dlf_mnist *m, int batch_size, int eval_batch_size, uint64_t seed,
                              dlf_loader **train, dlf_loader **valid, dlf_loader **test)
 {
+    DLF__NOT_NULL(m, DLF_ERR_ARG);
     dlf_loader_cfg cfg;
     dlf_loader *tr = NULL, *va = NULL, *te = NULL;
     memset(&cfg, 0, sizeof cfg);
@@ -9627,6 +9984,7 @@ oom:
 
 DLFDEF int dlf_loader_get_state(const dlf_loader *l, dlf_loader_state *s)
 {
+    DLF__NOT_NULL(l, DLF_ERR_ARG); DLF__NOT_NULL(s, DLF_ERR_ARG);
     s->n = l->ds->n;
     s->order = (int *)dlf__malloc((size_t)(s->n ? s->n : 1) * sizeof(int), "loader state");
     if (!s->order) return DLF_ERR_NOMEM;
@@ -9639,6 +9997,7 @@ DLFDEF int dlf_loader_get_state(const dlf_loader *l, dlf_loader_state *s)
 
 DLFDEF void dlf_loader_set_state(dlf_loader *l, const dlf_loader_state *s)
 {
+    DLF__NOT_NULL(l, ); DLF__NOT_NULL(s, );
     if (s->n != l->ds->n) {
         dlf__panic("dlf_loader_set_state: the state has %d items, the loader's dataset %d", s->n, l->ds->n);
         return;
@@ -9651,6 +10010,7 @@ DLFDEF void dlf_loader_set_state(dlf_loader *l, const dlf_loader_state *s)
 
 DLFDEF void dlf_loader_state_free(dlf_loader_state *s)
 {
+    DLF__NOT_NULL(s, );
     if (s->order) DLF_FREE(s->order);
     memset(s, 0, sizeof *s);
 }
@@ -10096,6 +10456,7 @@ DLFDEF float dlf_sched_lr(dlf_sched kind, float lr, float pct_start, int step, i
 
 DLFDEF void dlf_progress_start(dlf_progress *p, const char *label, int total, int quiet)
 {
+    DLF__NOT_NULL(p, );
     memset(p, 0, sizeof *p);
     snprintf(p->label, sizeof p->label, "%s", label ? label : "");
     p->total = total;
@@ -10120,6 +10481,7 @@ static void dlf__progress_draw(const dlf_progress *p, double now, const char *en
 
 DLFDEF void dlf_progress_step(dlf_progress *p, int items, float loss)
 {
+    DLF__NOT_NULL(p, );
     double now;
     p->done++;
     p->items += items;
@@ -10136,6 +10498,7 @@ DLFDEF void dlf_progress_step(dlf_progress *p, int items, float loss)
 
 DLFDEF void dlf_progress_end(dlf_progress *p, const char *extra)
 {
+    DLF__NOT_NULL(p, );
 #ifndef DLF_NO_STDIO
     if (p->quiet) return;
     dlf__progress_draw(p, dlf_seconds(), "");
@@ -10159,16 +10522,19 @@ DLFDEF dlf_loss_fn dlf_default_loss(const dlf_dataset *d)
    their count at the end (dlf_mse_loss over the whole set). */
 DLFDEF float dlf_evaluate(dlf_tape *t, dlf_model_fn model, void *m, dlf_loader *l, float *mean_loss)
 {
+    if (mean_loss) *mean_loss = NAN;   /* until there is one */
+    DLF__NOT_NULL(t, NAN); DLF__NOT_NULL(model, NAN); DLF__NOT_NULL(l, NAN);
     int prev = dlf_tape_set_grad(t, 0), prev_training = dlf_tape_set_training(t, 0), n, i, j;
     int regression = l->ds->targets != NULL;
     long seen = 0, correct = 0, outputs = 0;
     double loss = 0.0;
+    int failed = 0;
     l->pos = 0;
-    while ((n = dlf_loader_next(l)) > 0) {
+    while (!failed && (n = dlf_loader_next(l)) > 0) {
         dlf_tensor *z;
         dlf_tape_reset(t);
         z = model(t, l->x, m);
-        if (!z) break;
+        if (!z) { failed = 1; break; }   /* out of memory, or a panic whose handler returned */
         if (regression) {
             char sz[64], sy[64];
             if (z->size != l->y->size) {
@@ -10190,6 +10556,7 @@ DLFDEF float dlf_evaluate(dlf_tape *t, dlf_model_fn model, void *m, dlf_loader *
             double mx, s = 0.0;
             if (label < 0 || label >= C) {
                 dlf__panic("dlf_evaluate: label %d of batch item %d is outside the model's %d classes", label, i, C);
+                failed = 1;
                 break;
             }
             for (j = 1; j < C; j++)
@@ -10204,6 +10571,10 @@ DLFDEF float dlf_evaluate(dlf_tape *t, dlf_model_fn model, void *m, dlf_loader *
     dlf_tape_reset(t);
     dlf_tape_set_grad(t, prev);
     dlf_tape_set_training(t, prev_training);
+    if (failed) {
+        if (mean_loss) *mean_loss = NAN;
+        return NAN;
+    }
     if (regression) {
         if (mean_loss) *mean_loss = outputs ? (float)(loss / (double)outputs) : 0.0f;
         return 0.0f;
@@ -10344,6 +10715,7 @@ DLFDEF const char *dlf_event_name(dlf_event ev)
 
 DLFDEF float dlf_metric_accuracy(const dlf_tensor *pred, const dlf_tensor *target)
 {
+    DLF__NOT_NULL(pred, NAN); DLF__NOT_NULL(target, NAN);
     return dlf_accuracy(pred, target);
 }
 
@@ -10360,7 +10732,9 @@ static int dlf__cb_train_eval(dlf_callback *cb, dlf_learner *l, dlf_event ev)
 DLFDEF void dlf_learner_init(dlf_learner *l, dlf_tape *t, dlf_model_fn model, void *m, dlf_loss_fn loss,
                              dlf_optim *opt, dlf_loader *train, dlf_loader *valid)
 {
-    memset(l, 0, sizeof *l);
+    DLF__NOT_NULL(l, );
+    memset(l, 0, sizeof *l);   /* first: a learner refused here is refused again by dlf_learner_fit */
+    DLF__NOT_NULL(t, ); DLF__NOT_NULL(model, ); DLF__NOT_NULL(loss, ); DLF__NOT_NULL(opt, ); DLF__NOT_NULL(train, );
     l->tape = t;
     l->model = model;
     l->m = m;
@@ -10377,12 +10751,14 @@ DLFDEF void dlf_learner_init(dlf_learner *l, dlf_tape *t, dlf_model_fn model, vo
 
 DLFDEF void dlf_learner_free(dlf_learner *l)
 {
+    DLF__NOT_NULL(l, );
     memset(l, 0, sizeof *l);  /* holds nothing allocated today; kept for the API's symmetry */
 }
 
 /* Sorted by order; a new callback goes after those of equal order (stable). */
 DLFDEF int dlf_learner_add_cb(dlf_learner *l, dlf_callback *cb)
 {
+    DLF__NOT_NULL(l, DLF_ERR_ARG); DLF__NOT_NULL(cb, DLF_ERR_ARG);
     int i;
     if (l->n_cbs == DLF_LEARNER_MAX_CBS)
         return dlf__fail(DLF_ERR_ARG, "learner: more than %d callbacks", DLF_LEARNER_MAX_CBS);
@@ -10394,6 +10770,7 @@ DLFDEF int dlf_learner_add_cb(dlf_learner *l, dlf_callback *cb)
 
 DLFDEF void dlf_learner_remove_cb(dlf_learner *l, dlf_callback *cb)
 {
+    DLF__NOT_NULL(l, ); DLF__NOT_NULL(cb, );
     int i, j = 0;
     for (i = 0; i < l->n_cbs; i++)
         if (l->cbs[i] != cb) l->cbs[j++] = l->cbs[i];
@@ -10402,6 +10779,7 @@ DLFDEF void dlf_learner_remove_cb(dlf_learner *l, dlf_callback *cb)
 
 DLFDEF int dlf_learner_add_metric(dlf_learner *l, const char *name, dlf_metric_fn fn)
 {
+    DLF__NOT_NULL(l, DLF_ERR_ARG); DLF__NOT_NULL(name, DLF_ERR_ARG); DLF__NOT_NULL(fn, DLF_ERR_ARG);
     if (l->n_metrics == DLF_LEARNER_MAX_METRICS)
         return dlf__fail(DLF_ERR_ARG, "learner: more than %d metrics", DLF_LEARNER_MAX_METRICS);
     l->metrics[l->n_metrics].name = name;
@@ -10472,15 +10850,17 @@ static int dlf__one_batch(dlf_learner *l)
     l->pred = l->loss = NULL;
     if ((rc = dlf__event(l, DLF_EV_BEGIN_BATCH)) != DLF_CB_OK) goto done;
     l->pred = l->model(l->tape, l->xb, l->m);
-    if (!l->pred) {
-        rc = dlf__learner_abort(l, dlf__fail(DLF_ERR_ARG, "learner: the model returned NULL at step %ld", l->step));
+    if (!l->pred) {   /* the tape's error (out of memory ...) keeps its own message */
+        rc = dlf__learner_abort(l, l->tape->error ? l->tape->error :
+                                dlf__fail(DLF_ERR_ARG, "learner: the model returned NULL at step %ld", l->step));
         goto done;
     }
     if ((rc = dlf__event(l, DLF_EV_AFTER_PRED)) != DLF_CB_OK) goto done;
     l->loss = l->loss_fn ? l->loss_fn(l->tape, l->pred, l->yb)
                          : (l->yb->ndim >= 2 ? dlf_mse_loss : dlf_cross_entropy)(l->tape, l->pred, l->yb);
     if (!l->loss) {
-        rc = dlf__learner_abort(l, dlf__fail(DLF_ERR_ARG, "learner: the loss function returned NULL at step %ld", l->step));
+        rc = dlf__learner_abort(l, l->tape->error ? l->tape->error :
+                                dlf__fail(DLF_ERR_ARG, "learner: the loss function returned NULL at step %ld", l->step));
         goto done;
     }
     l->loss_value = l->loss->data[0];
@@ -10500,8 +10880,12 @@ static int dlf__one_batch(dlf_learner *l)
         for (k = 0; k < l->n_metrics; k++) l->vm_sum[k] += (double)l->metrics[k].fn(l->pred, l->yb) * l->bs;
     }
     if ((rc = dlf__event(l, DLF_EV_AFTER_LOSS)) != DLF_CB_OK || !l->in_train) goto done;
-    dlf_backward(l->tape, l->loss);
     backward_ran = 1;
+    if ((r2 = dlf_backward(l->tape, l->loss)) != DLF_OK) {   /* no step: the weights stay as they were */
+        dlf_optim_zero_grad(l->opt);   /* a walk stopped halfway leaves part of the gradients */
+        rc = dlf__learner_abort(l, r2);
+        goto done;
+    }
     if ((rc = dlf__event(l, DLF_EV_AFTER_BACKWARD)) != DLF_CB_OK) goto done;
     if (l->check_finite && dlf__learner_nonfinite(l, 1, &k, &r2)) {
         char buf[32];
@@ -10512,7 +10896,10 @@ static int dlf__one_batch(dlf_learner *l)
                                              l->loss_value));
         goto done;
     }
-    dlf_optim_step(l->opt);
+    if ((r2 = dlf_optim_step(l->opt)) != DLF_OK) {
+        rc = dlf__learner_abort(l, r2);
+        goto done;
+    }
     if (l->check_finite && dlf__learner_nonfinite(l, 0, &k, &r2)) {
         char buf[32];
         rc = dlf__learner_abort(l, dlf__fail(DLF_ERR_ARG, "learner: %s became %s at index %d in the step at step %ld "
@@ -10582,6 +10969,7 @@ static int dlf__run_validation(dlf_learner *l, dlf_loader *dl)
 
 DLFDEF int dlf_learner_validate(dlf_learner *l, dlf_loader *dl, float *loss, float *metrics)
 {
+    DLF__NOT_NULL(l, DLF_ERR_ARG); DLF__NOT_NULL(dl, DLF_ERR_ARG);
     int prev_training = dlf_tape_set_training(l->tape, 0), in_train = l->in_train, iter = l->iter;
     int n_iter = l->n_iter, rc, k;
     l->no_cbs = 1;
@@ -10600,6 +10988,8 @@ DLFDEF int dlf_learner_validate(dlf_learner *l, dlf_loader *dl, float *loss, flo
 
 DLFDEF int dlf_learner_fit(dlf_learner *l, int epochs)
 {
+    DLF__NOT_NULL(l, DLF_ERR_ARG); DLF__NOT_NULL(l->tape, DLF_ERR_ARG); DLF__NOT_NULL(l->model, DLF_ERR_ARG);
+    DLF__NOT_NULL(l->loss_fn, DLF_ERR_ARG); DLF__NOT_NULL(l->opt, DLF_ERR_ARG); DLF__NOT_NULL(l->train, DLF_ERR_ARG);
     int rc, prev_grad, mid;
     double t0;
     if (l->resume) {
@@ -10748,6 +11138,7 @@ static int dlf__ck_geti(const dlf_ckpt *c, const char *prefix, const char *key, 
 
 DLFDEF int dlf_learner_add_state(dlf_learner *l, dlf_ckpt *c)
 {
+    DLF__NOT_NULL(l, DLF_ERR_ARG); DLF__NOT_NULL(c, DLF_ERR_ARG);
     const char **names;
     char prefix[96];
     int rc = DLF_OK, g, h, i, at_end = l->epoch_over;
@@ -10788,6 +11179,7 @@ DLFDEF int dlf_learner_add_state(dlf_learner *l, dlf_ckpt *c)
 
 DLFDEF int dlf_learner_get_state(dlf_learner *l, const dlf_ckpt *c)
 {
+    DLF__NOT_NULL(l, DLF_ERR_ARG); DLF__NOT_NULL(c, DLF_ERR_ARG);
     const char **names;
     char prefix[96];
     long long v[6] = {0, 0, 0, 0, 0, 0};
@@ -10856,11 +11248,13 @@ static int dlf__learner_save_meta(dlf_learner *l, const char *path, const char *
 
 DLFDEF int dlf_learner_save(dlf_learner *l, const char *path)
 {
+    DLF__NOT_NULL(l, DLF_ERR_ARG); DLF__NOT_NULL(path, DLF_ERR_ARG);
     return dlf__learner_save_meta(l, path, NULL, 0);
 }
 
 DLFDEF int dlf_learner_load(dlf_learner *l, const char *path)
 {
+    DLF__NOT_NULL(l, DLF_ERR_ARG); DLF__NOT_NULL(path, DLF_ERR_ARG);
     dlf_ckpt c;
     int rc;
     dlf_ckpt_init(&c);
@@ -11067,6 +11461,7 @@ static int dlf__recorder_load(dlf_callback *cb, dlf_learner *l, const dlf_ckpt *
 
 DLFDEF void dlf_cb_recorder_init(dlf_cb_recorder *r)
 {
+    DLF__NOT_NULL(r, );
     memset(r, 0, sizeof *r);
     r->cb.name = "recorder";
     r->cb.order = 20;
@@ -11077,6 +11472,7 @@ DLFDEF void dlf_cb_recorder_init(dlf_cb_recorder *r)
 
 DLFDEF void dlf_cb_recorder_free(dlf_cb_recorder *r)
 {
+    DLF__NOT_NULL(r, );
     float *const arrays[7] = {r->lr, r->mom, r->loss, r->epoch_train, r->epoch_valid, r->epoch_metric, r->epoch_step};
     int i;
     for (i = 0; i < 7; i++)
@@ -11087,6 +11483,7 @@ DLFDEF void dlf_cb_recorder_free(dlf_cb_recorder *r)
 #ifndef DLF_NO_STDIO
 DLFDEF int dlf_cb_recorder_plot_loss(const dlf_cb_recorder *r, const char *path, const char *title)
 {
+    DLF__NOT_NULL(r, DLF_ERR_ARG); DLF__NOT_NULL(path, DLF_ERR_ARG);
     dlf_plot_cfg cfg;
     dlf_series s[2];
     memset(&cfg, 0, sizeof cfg);
@@ -11106,6 +11503,7 @@ DLFDEF int dlf_cb_recorder_plot_loss(const dlf_cb_recorder *r, const char *path,
 
 DLFDEF int dlf_cb_recorder_plot_sched(const dlf_cb_recorder *r, const char *path, const char *title)
 {
+    DLF__NOT_NULL(r, DLF_ERR_ARG); DLF__NOT_NULL(path, DLF_ERR_ARG);
     dlf_plot_cfg cfg[2];
     dlf_series s[2];
     const dlf_series *ps[2];
@@ -11142,6 +11540,7 @@ static int dlf__cb_sched_on(dlf_callback *cb, dlf_learner *l, dlf_event ev)
 
 DLFDEF void dlf_cb_sched_init(dlf_cb_sched *s)
 {
+    DLF__NOT_NULL(s, );
     memset(s, 0, sizeof *s);
     s->cb.name = "sched";
     s->cb.order = 10;
@@ -11150,6 +11549,7 @@ DLFDEF void dlf_cb_sched_init(dlf_cb_sched *s)
 
 DLFDEF int dlf_cb_sched_add(dlf_cb_sched *s, dlf_hyper h, int group, dlf_schedule sched)
 {
+    DLF__NOT_NULL(s, DLF_ERR_ARG);
     if (s->n == DLF_CB_SCHED_MAX) return dlf__fail(DLF_ERR_ARG, "dlf_cb_sched_add: more than %d schedules", DLF_CB_SCHED_MAX);
     s->items[s->n].hyper = h;
     s->items[s->n].group = group;
@@ -11249,6 +11649,7 @@ static int dlf__cb_progress_on(dlf_callback *cb, dlf_learner *l, dlf_event ev)
 
 DLFDEF void dlf_cb_progress_init(dlf_cb_progress *p, int quiet)
 {
+    DLF__NOT_NULL(p, );
     memset(p, 0, sizeof *p);
     p->cb.name = "progress";
     p->cb.order = 30;
@@ -11292,6 +11693,7 @@ static int dlf__early_stop_load(dlf_callback *cb, dlf_learner *l, const dlf_ckpt
 
 DLFDEF void dlf_cb_early_stop_init(dlf_cb_early_stop *e, const char *monitor, float min_delta, int patience)
 {
+    DLF__NOT_NULL(e, );
     memset(e, 0, sizeof *e);
     e->cb.name = "early_stop";
     e->cb.order = 40;
@@ -11371,6 +11773,7 @@ static int dlf__save_best_load(dlf_callback *cb, dlf_learner *l, const dlf_ckpt 
 
 DLFDEF void dlf_cb_save_best_init(dlf_cb_save_best *s, const char *monitor, const char *path, int restore_at_end)
 {
+    DLF__NOT_NULL(s, ); DLF__NOT_NULL(path, );
     memset(s, 0, sizeof *s);
     s->cb.name = "save_best";
     s->cb.order = 35;
@@ -11392,6 +11795,7 @@ static int dlf__cb_clip_on(dlf_callback *cb, dlf_learner *l, dlf_event ev)
 
 DLFDEF void dlf_cb_clip_init(dlf_cb_clip *c, float max_norm)
 {
+    DLF__NOT_NULL(c, );
     memset(c, 0, sizeof *c);
     c->cb.name = "clip";
     c->cb.order = 0;
@@ -11421,6 +11825,7 @@ static int dlf__cb_autosave_on(dlf_callback *cb, dlf_learner *l, dlf_event ev)
 
 DLFDEF void dlf_cb_autosave_init(dlf_cb_autosave *a, const char *path, long every, long stop_at)
 {
+    DLF__NOT_NULL(a, ); DLF__NOT_NULL(path, );
     memset(a, 0, sizeof *a);
     a->cb.name = "autosave";
     a->cb.order = 50;
@@ -11639,6 +12044,7 @@ static int dlf__snapshot_take(dlf_learner *l, dlf__snapshot *s)
 
 DLFDEF int dlf_lr_find(dlf_learner *l, const dlf_lr_find_cfg *cfg, dlf_lr_find_result *res)
 {
+    DLF__NOT_NULL(l, DLF_ERR_ARG); DLF__NOT_NULL(res, DLF_ERR_ARG);
     dlf__lr_finder f;
     dlf__snapshot snap;
     dlf_learner saved = *l;  /* counters, callbacks, a pending resume: all put back after */
@@ -11700,6 +12106,7 @@ DLFDEF int dlf_lr_find(dlf_learner *l, const dlf_lr_find_cfg *cfg, dlf_lr_find_r
 
 DLFDEF void dlf_lr_find_free(dlf_lr_find_result *res)
 {
+    DLF__NOT_NULL(res, );
     if (res->lrs) DLF_FREE(res->lrs);
     if (res->losses) DLF_FREE(res->losses);
     memset(res, 0, sizeof *res);
@@ -11708,6 +12115,7 @@ DLFDEF void dlf_lr_find_free(dlf_lr_find_result *res)
 #ifndef DLF_NO_STDIO
 DLFDEF int dlf_lr_find_plot(const dlf_lr_find_result *res, const char *path, const char *title)
 {
+    DLF__NOT_NULL(res, DLF_ERR_ARG); DLF__NOT_NULL(path, DLF_ERR_ARG);
     dlf_plot_cfg cfg;
     dlf_series s;
     char mark[96];
@@ -11776,6 +12184,9 @@ static int dlf__fit_cb_on(dlf_callback *cb, dlf_learner *l, dlf_event ev)
 DLFDEF int dlf_fit(dlf_tape *t, dlf_model_fn model, void *m, dlf_loss_fn loss_fn, dlf_optim *opt,
                    dlf_loader *train, dlf_loader *valid, const dlf_fit_cfg *cfg_in, dlf_fit_report *rep)
 {
+    DLF__NOT_NULL(t, DLF_ERR_ARG); DLF__NOT_NULL(model, DLF_ERR_ARG);
+    DLF__NOT_NULL(loss_fn, DLF_ERR_ARG); DLF__NOT_NULL(opt, DLF_ERR_ARG);
+    DLF__NOT_NULL(train, DLF_ERR_ARG);
     dlf_learner l;
     dlf__fit_cb f;
     int g, rc;
@@ -12146,6 +12557,7 @@ static float dlf__st_read(const unsigned char *p, int dtype, size_t i)
 
 DLFDEF void dlf_safetensors_free(dlf_safetensors *st)
 {
+    DLF__NOT_NULL(st, );
     int i;
     for (i = 0; i < st->n; i++) {
         DLF_FREE(st->tensors[i].name);
@@ -12163,6 +12575,7 @@ DLFDEF void dlf_safetensors_free(dlf_safetensors *st)
 
 DLFDEF const dlf_st_tensor *dlf_safetensors_find(const dlf_safetensors *st, const char *name)
 {
+    DLF__NOT_NULL(st, NULL); DLF__NOT_NULL(name, NULL);
     int i;
     for (i = 0; i < st->n; i++)
         if (strcmp(st->tensors[i].name, name) == 0) return &st->tensors[i];
@@ -12171,6 +12584,7 @@ DLFDEF const dlf_st_tensor *dlf_safetensors_find(const dlf_safetensors *st, cons
 
 DLFDEF const char *dlf_safetensors_meta(const dlf_safetensors *st, const char *key)
 {
+    DLF__NOT_NULL(st, NULL); DLF__NOT_NULL(key, NULL);
     int i;
     for (i = 0; i < st->n_meta; i++)
         if (strcmp(st->meta_keys[i], key) == 0) return st->meta_values[i];
@@ -12218,6 +12632,7 @@ static int dlf__st_check_layout(dlf_safetensors *st, const dlf__st_info *info, u
 
 DLFDEF int dlf_safetensors_parse(dlf_safetensors *st, const void *bytes, size_t len, const char *what)
 {
+    DLF__NOT_NULL(st, DLF_ERR_ARG); DLF__NOT_NULL(bytes, DLF_ERR_ARG);
     const unsigned char *b = (const unsigned char *)bytes;
     uint64_t hlen = 0, data_len;
     dlf__json j;
@@ -12382,6 +12797,7 @@ static void dlf__buf_json_string(dlf__buf *b, const char *s)
 DLFDEF int dlf_safetensors_serialize(const dlf_named_tensor *ts, int n, const char *const *meta,
                                      int n_meta, unsigned char **out, size_t *len)
 {
+    DLF__NOT_NULL(ts, DLF_ERR_ARG); DLF__NOT_NULL(out, DLF_ERR_ARG); DLF__NOT_NULL(len, DLF_ERR_ARG);
     dlf__buf h, all;
     uint64_t offset = 0, hlen;
     int i, d;
@@ -12422,7 +12838,7 @@ DLFDEF int dlf_safetensors_serialize(const dlf_named_tensor *ts, int n, const ch
         offset += (uint64_t)t->size * 4;
     }
     dlf__buf_str(&h, "}");
-    while ((8 + h.len) % 8) dlf__buf_str(&h, " ");  /* pad: data starts 8-byte aligned */
+    while (!h.oom && (8 + h.len) % 8) dlf__buf_str(&h, " ");  /* pad: data starts 8-byte aligned */
     if (h.oom) {
         if (h.p) DLF_FREE(h.p);
         return dlf__fail(DLF_ERR_NOMEM, "dlf_safetensors_serialize: out of memory");
@@ -12484,6 +12900,7 @@ static int dlf__read_file(const char *path, unsigned char **out, size_t *len)
 
 DLFDEF int dlf_safetensors_load(dlf_safetensors *st, const char *path)
 {
+    DLF__NOT_NULL(st, DLF_ERR_ARG); DLF__NOT_NULL(path, DLF_ERR_ARG);
     unsigned char *buf;
     size_t len;
     int code = dlf__read_file(path, &buf, &len);
@@ -12736,6 +13153,7 @@ DLFDEF int dlf_safetensors_save_ex(const char *path, const dlf_named_tensor *ts,
 DLFDEF int dlf_safetensors_save(const char *path, const dlf_named_tensor *ts, int n,
                                 const char *const *meta, int n_meta)
 {
+    DLF__NOT_NULL(path, DLF_ERR_ARG); DLF__NOT_NULL(ts, DLF_ERR_ARG);
     return dlf_safetensors_save_ex(path, ts, n, meta, n_meta, 0);
 }
 #endif
@@ -12764,10 +13182,15 @@ static int dlf__grow(void **p, int *cap, int need, size_t elem)
     return 1;
 }
 
-DLFDEF void dlf_ckpt_init(dlf_ckpt *c) { memset(c, 0, sizeof *c); }
+DLFDEF void dlf_ckpt_init(dlf_ckpt *c)
+{
+    DLF__NOT_NULL(c, );
+    memset(c, 0, sizeof *c);
+}
 
 DLFDEF void dlf_ckpt_free(dlf_ckpt *c)
 {
+    DLF__NOT_NULL(c, );
     int i;
     for (i = 0; i < c->n_items; i++) DLF_FREE((void *)c->items[i].name);
     for (i = 0; i < 2 * c->n_meta; i++) DLF_FREE(c->meta[i]);
@@ -12781,6 +13204,7 @@ DLFDEF void dlf_ckpt_free(dlf_ckpt *c)
 
 DLFDEF int dlf_ckpt_add_tensor(dlf_ckpt *c, const char *name, const dlf_tensor *t)
 {
+    DLF__NOT_NULL(c, DLF_ERR_ARG); DLF__NOT_NULL(name, DLF_ERR_ARG); DLF__NOT_NULL(t, DLF_ERR_ARG);
     char *n;
     if (!dlf__grow((void **)&c->items, &c->cap_items, c->n_items + 1, sizeof *c->items)) return DLF_ERR_NOMEM;
     n = dlf__strdup(name);
@@ -12793,6 +13217,7 @@ DLFDEF int dlf_ckpt_add_tensor(dlf_ckpt *c, const char *name, const dlf_tensor *
 
 DLFDEF int dlf_ckpt_set_meta(dlf_ckpt *c, const char *key, const char *value)
 {
+    DLF__NOT_NULL(c, DLF_ERR_ARG); DLF__NOT_NULL(key, DLF_ERR_ARG); DLF__NOT_NULL(value, DLF_ERR_ARG);
     char *k, *v;
     int i;
     for (i = 0; i < c->n_meta; i++) {
@@ -12820,6 +13245,7 @@ DLFDEF int dlf_ckpt_set_meta(dlf_ckpt *c, const char *key, const char *value)
 
 DLFDEF int dlf_ckpt_set_int(dlf_ckpt *c, const char *key, long long v)
 {
+    DLF__NOT_NULL(c, DLF_ERR_ARG); DLF__NOT_NULL(key, DLF_ERR_ARG);
     char s[32];
     snprintf(s, sizeof s, "%lld", v);
     return dlf_ckpt_set_meta(c, key, s);
@@ -12828,6 +13254,7 @@ DLFDEF int dlf_ckpt_set_int(dlf_ckpt *c, const char *key, long long v)
 /* %a prints the exact binary value in hex, so the float reads back bit for bit. */
 DLFDEF int dlf_ckpt_set_float(dlf_ckpt *c, const char *key, double v)
 {
+    DLF__NOT_NULL(c, DLF_ERR_ARG); DLF__NOT_NULL(key, DLF_ERR_ARG);
     char s[48];
     snprintf(s, sizeof s, "%a", v);
     return dlf_ckpt_set_meta(c, key, s);
@@ -12845,6 +13272,8 @@ static dlf_tensor *dlf__ckpt_own(dlf_ckpt *c, int ndim, const int *shape)
 
 DLFDEF int dlf_ckpt_add_params(dlf_ckpt *c, dlf_tensor *const *params, const char *const *names, int n)
 {
+    DLF__NOT_NULL(c, DLF_ERR_ARG); DLF__NOT_NULL(params, DLF_ERR_ARG);
+    DLF__NOT_NULL(names, DLF_ERR_ARG);
     int i, rc;
     for (i = 0; i < n; i++)
         if ((rc = dlf_ckpt_add_tensor(c, names[i], params[i])) != DLF_OK) return rc;
@@ -12853,6 +13282,7 @@ DLFDEF int dlf_ckpt_add_params(dlf_ckpt *c, dlf_tensor *const *params, const cha
 
 DLFDEF int dlf_ckpt_add_param_list(dlf_ckpt *c, const dlf_params *pl)
 {
+    DLF__NOT_NULL(c, DLF_ERR_ARG); DLF__NOT_NULL(pl, DLF_ERR_ARG);
     int i, rc;
     for (i = 0; i < pl->n; i++)
         if ((rc = dlf_ckpt_add_tensor(c, pl->items[i].name, pl->items[i].t)) != DLF_OK) return rc;
@@ -12873,6 +13303,7 @@ static const char *dlf__optim_param_name(const dlf_optim *o, const char *const *
 
 DLFDEF int dlf_ckpt_add_optim(dlf_ckpt *c, const dlf_optim *o, const char *const *names)
 {
+    DLF__NOT_NULL(c, DLF_ERR_ARG); DLF__NOT_NULL(o, DLF_ERR_ARG);
     char key[256];
     int i, k, rc;
     if ((rc = dlf_ckpt_set_meta(c, "optim.kind", dlf_optim_kind_name(o->kind))) != DLF_OK) return rc;
@@ -12904,6 +13335,7 @@ DLFDEF int dlf_ckpt_add_optim(dlf_ckpt *c, const dlf_optim *o, const char *const
 /* "s0 s1 s2 s3 has_spare spare" with the spare float in %a: exact. */
 DLFDEF int dlf_ckpt_add_rng(dlf_ckpt *c, const char *key, const dlf_rng *r)
 {
+    DLF__NOT_NULL(c, DLF_ERR_ARG); DLF__NOT_NULL(key, DLF_ERR_ARG); DLF__NOT_NULL(r, DLF_ERR_ARG);
     char k[192], v[160];
     snprintf(k, sizeof k, "rng.%s", key);
     snprintf(v, sizeof v, "%lu %lu %lu %lu %d %a", (unsigned long)r->s[0], (unsigned long)r->s[1],
@@ -12913,6 +13345,7 @@ DLFDEF int dlf_ckpt_add_rng(dlf_ckpt *c, const char *key, const dlf_rng *r)
 
 DLFDEF int dlf_ckpt_add_loader(dlf_ckpt *c, const char *key, const dlf_loader *l)
 {
+    DLF__NOT_NULL(c, DLF_ERR_ARG); DLF__NOT_NULL(key, DLF_ERR_ARG); DLF__NOT_NULL(l, DLF_ERR_ARG);
     char k[160];
     int i, rc, n = l->ds->n;
     dlf_tensor *order = dlf__ckpt_own(c, 1, &n);
@@ -12937,11 +13370,13 @@ DLFDEF int dlf_ckpt_save_ex(const dlf_ckpt *c, const char *path, int flags)
 
 DLFDEF int dlf_ckpt_save(const dlf_ckpt *c, const char *path)
 {
+    DLF__NOT_NULL(c, DLF_ERR_ARG); DLF__NOT_NULL(path, DLF_ERR_ARG);
     return dlf_ckpt_save_ex(c, path, 0);
 }
 
 DLFDEF int dlf_ckpt_load(dlf_ckpt *c, const char *path)
 {
+    DLF__NOT_NULL(c, DLF_ERR_ARG); DLF__NOT_NULL(path, DLF_ERR_ARG);
     dlf_ckpt_free(c);
     return dlf_safetensors_load(&c->file, path);
 }
@@ -12949,11 +13384,13 @@ DLFDEF int dlf_ckpt_load(dlf_ckpt *c, const char *path)
 
 DLFDEF const char *dlf_ckpt_get_meta(const dlf_ckpt *c, const char *key)
 {
+    DLF__NOT_NULL(c, NULL); DLF__NOT_NULL(key, NULL);
     return dlf_safetensors_meta(&c->file, key);
 }
 
 DLFDEF int dlf_ckpt_get_int(const dlf_ckpt *c, const char *key, long long *v)
 {
+    DLF__NOT_NULL(c, DLF_ERR_ARG); DLF__NOT_NULL(key, DLF_ERR_ARG); DLF__NOT_NULL(v, DLF_ERR_ARG);
     const char *s = dlf_ckpt_get_meta(c, key);
     char *end;
     if (!s) return dlf__fail(DLF_ERR_FORMAT, "checkpoint: no metadata \"%s\"", key);
@@ -12964,6 +13401,7 @@ DLFDEF int dlf_ckpt_get_int(const dlf_ckpt *c, const char *key, long long *v)
 
 DLFDEF int dlf_ckpt_get_float(const dlf_ckpt *c, const char *key, double *v)
 {
+    DLF__NOT_NULL(c, DLF_ERR_ARG); DLF__NOT_NULL(key, DLF_ERR_ARG); DLF__NOT_NULL(v, DLF_ERR_ARG);
     const char *s = dlf_ckpt_get_meta(c, key);
     char *end;
     if (!s) return dlf__fail(DLF_ERR_FORMAT, "checkpoint: no metadata \"%s\"", key);
@@ -13061,6 +13499,7 @@ DLFDEF int dlf_ckpt_get_norm(const dlf_ckpt *c, const char *key, float *mean, fl
 
 DLFDEF int dlf_ckpt_get_tensor(const dlf_ckpt *c, const char *name, dlf_tensor *dst)
 {
+    DLF__NOT_NULL(c, DLF_ERR_ARG); DLF__NOT_NULL(name, DLF_ERR_ARG); DLF__NOT_NULL(dst, DLF_ERR_ARG);
     const dlf_st_tensor *t = dlf_safetensors_find(&c->file, name);
     char s[64];
     int d, same;
@@ -13083,6 +13522,8 @@ DLFDEF int dlf_ckpt_get_tensor(const dlf_ckpt *c, const char *name, dlf_tensor *
 
 DLFDEF int dlf_ckpt_get_params(const dlf_ckpt *c, dlf_tensor *const *params, const char *const *names, int n)
 {
+    DLF__NOT_NULL(c, DLF_ERR_ARG); DLF__NOT_NULL(params, DLF_ERR_ARG);
+    DLF__NOT_NULL(names, DLF_ERR_ARG);
     int i, rc;
     for (i = 0; i < n; i++)
         if ((rc = dlf_ckpt_get_tensor(c, names[i], params[i])) != DLF_OK) return rc;
@@ -13091,6 +13532,7 @@ DLFDEF int dlf_ckpt_get_params(const dlf_ckpt *c, dlf_tensor *const *params, con
 
 DLFDEF int dlf_ckpt_get_param_list(const dlf_ckpt *c, const dlf_params *pl)
 {
+    DLF__NOT_NULL(c, DLF_ERR_ARG); DLF__NOT_NULL(pl, DLF_ERR_ARG);
     int i, rc;
     for (i = 0; i < pl->n; i++)
         if ((rc = dlf_ckpt_get_tensor(c, pl->items[i].name, pl->items[i].t)) != DLF_OK) return rc;
@@ -13149,6 +13591,7 @@ DLFDEF int dlf_ckpt_get_param_list_matching(const dlf_ckpt *c, const dlf_params 
    the optimizer as it was. Files written before "optim.kind" existed hold SGD state. */
 DLFDEF int dlf_ckpt_get_optim(const dlf_ckpt *c, dlf_optim *o, const char *const *names)
 {
+    DLF__NOT_NULL(c, DLF_ERR_ARG); DLF__NOT_NULL(o, DLF_ERR_ARG);
     char key[256];
     const char *kind = dlf_ckpt_get_meta(c, "optim.kind");
     long long steps;
@@ -13172,7 +13615,7 @@ DLFDEF int dlf_ckpt_get_optim(const dlf_ckpt *c, dlf_optim *o, const char *const
             for (k = 0; k < DLF_OPTIM_MAX_STATE; k++) {
                 int d, same;
                 sv[k] = NULL;
-                if (!q->state[k]) continue;
+                if (!q->state[k] || !dlf_optim_state_name(o->kind, k)) continue;
                 snprintf(key, sizeof key, "optim.%s.%s", dlf_optim_state_name(o->kind, k), nm);
                 sv[k] = dlf_safetensors_find(&c->file, key);
                 if (!sv[k]) continue;
@@ -13201,6 +13644,7 @@ DLFDEF int dlf_ckpt_get_optim(const dlf_ckpt *c, dlf_optim *o, const char *const
 
 DLFDEF int dlf_ckpt_get_rng(const dlf_ckpt *c, const char *key, dlf_rng *r)
 {
+    DLF__NOT_NULL(c, DLF_ERR_ARG); DLF__NOT_NULL(key, DLF_ERR_ARG); DLF__NOT_NULL(r, DLF_ERR_ARG);
     char k[192];
     const char *s;
     unsigned long v[4];
@@ -13222,6 +13666,7 @@ DLFDEF int dlf_ckpt_get_rng(const dlf_ckpt *c, const char *key, dlf_rng *r)
 
 DLFDEF int dlf_ckpt_get_loader(const dlf_ckpt *c, const char *key, dlf_loader *l)
 {
+    DLF__NOT_NULL(c, DLF_ERR_ARG); DLF__NOT_NULL(key, DLF_ERR_ARG); DLF__NOT_NULL(l, DLF_ERR_ARG);
     char k[160];
     const dlf_st_tensor *order;
     long long pos, epoch;
@@ -13269,6 +13714,7 @@ static const char **dlf__optim_names_in(const dlf_params *pl, const dlf_optim *o
 DLFDEF int dlf_ckpt_save_training(const char *path, const dlf_params *pl, const dlf_optim *opt,
                                   const char *const *meta, int n_meta)
 {
+    DLF__NOT_NULL(path, DLF_ERR_ARG); DLF__NOT_NULL(pl, DLF_ERR_ARG);
     dlf_ckpt c;
     int i, rc;
     const char **names = opt ? dlf__optim_names_in(pl, opt) : NULL;
@@ -13285,6 +13731,7 @@ DLFDEF int dlf_ckpt_save_training(const char *path, const dlf_params *pl, const 
 
 DLFDEF int dlf_ckpt_load_training(const char *path, const dlf_params *pl, dlf_optim *opt)
 {
+    DLF__NOT_NULL(path, DLF_ERR_ARG); DLF__NOT_NULL(pl, DLF_ERR_ARG);
     dlf_ckpt c;
     int rc;
     const char **names = opt ? dlf__optim_names_in(pl, opt) : NULL;
@@ -13352,6 +13799,7 @@ DLFDEF void dlf_telemetry_free(dlf_telemetry *tl)
 /* Statistics of steps a point was not recorded at stay NaN, so their lines break. */
 DLFDEF void dlf_telemetry_clear(dlf_telemetry *tl)
 {
+    DLF__NOT_NULL(tl, );
     size_t i, cells = (size_t)tl->cfg.max_steps * (size_t)tl->cfg.max_points;
     float nan = (float)NAN;
     for (i = 0; i < cells; i++) tl->mean[i] = tl->std[i] = tl->near_zero[i] = nan;
@@ -13363,6 +13811,7 @@ DLFDEF void dlf_telemetry_clear(dlf_telemetry *tl)
 
 DLFDEF void dlf_telemetry_attach(dlf_tape *t, dlf_telemetry *tl)
 {
+    DLF__NOT_NULL(t, );
     t->telemetry = tl;
     if (tl) tl->open = 0;
 }
@@ -13470,6 +13919,7 @@ DLFDEF void dlf_telemetry_record(dlf_telemetry *tl, const char *name, const dlf_
 
 DLFDEF void dlf_telemetry_mark(dlf_tape *t, const char *name, const dlf_tensor *x)
 {
+    DLF__NOT_NULL(t, ); DLF__NOT_NULL(x, );
     if (t->telemetry && t->training) dlf_telemetry_record(t->telemetry, name, x);
 }
 
@@ -13489,6 +13939,7 @@ static void dlf__telemetry_seq_hook(dlf_tape *t, int layer, int kind, const dlf_
 
 DLFDEF const float *dlf_telemetry_hist(const dlf_telemetry *tl, int step, int point)
 {
+    DLF__NOT_NULL(tl, NULL);
     if (step < 0 || step >= tl->n_steps || point < 0 || point >= tl->n_points) return NULL;
     return tl->hist + ((size_t)step * (size_t)tl->cfg.max_points + (size_t)point) * (size_t)tl->cfg.bins;
 }
@@ -13770,6 +14221,8 @@ static void dlf__svg_panel(dlf__sb *b, double x0, double y0, const dlf_plot_cfg 
 DLFDEF int dlf_svg_lines_grid(const char *path, const char *title, const dlf_plot_cfg *cfgs,
                               const dlf_series *const *series, const int *n_series, int n_panels, int grid_cols)
 {
+    DLF__NOT_NULL(path, DLF_ERR_ARG); DLF__NOT_NULL(series, DLF_ERR_ARG);
+    DLF__NOT_NULL(n_series, DLF_ERR_ARG);
     dlf__sb b;
     int i, rows;
     double top = title ? DLF__TITLE_H : 0.0;
@@ -13786,6 +14239,7 @@ DLFDEF int dlf_svg_lines_grid(const char *path, const char *title, const dlf_plo
 
 DLFDEF int dlf_svg_lines(const char *path, const dlf_plot_cfg *cfg, const dlf_series *s, int n_series)
 {
+    DLF__NOT_NULL(path, DLF_ERR_ARG);   /* cfg NULL: the defaults */
     dlf__sb b;
     if (n_series < 0 || (n_series > 0 && !s)) return dlf__fail(DLF_ERR_ARG, "%s: bad series list", path);
     dlf__svg_begin(&b, DLF__PANEL_W, DLF__PANEL_H);
@@ -13976,6 +14430,7 @@ static int dlf__image_args(const char *path, const void *v, int rows, int cols)
 DLFDEF int dlf_svg_image(const char *path, const char *title, const char *xlabel, const char *ylabel,
                          const float *v, int rows, int cols)
 {
+    DLF__NOT_NULL(path, DLF_ERR_ARG); DLF__NOT_NULL(v, DLF_ERR_ARG);
     dlf__sb b;
     int rc = dlf__image_args(path, v, rows, cols);
     if (rc != DLF_OK) return rc;
@@ -13988,6 +14443,7 @@ DLFDEF int dlf_svg_image_grid(const char *path, const char *title, const char *c
                               const char *xlabel, const char *ylabel, const float *const *v,
                               int rows, int cols, int n_images, int grid_cols)
 {
+    DLF__NOT_NULL(path, DLF_ERR_ARG); DLF__NOT_NULL(v, DLF_ERR_ARG);
     dlf__sb b;
     int i, grid_rows, rc;
     double top = title ? DLF__TITLE_H : 0.0;
@@ -14007,6 +14463,7 @@ DLFDEF int dlf_svg_image_grid(const char *path, const char *title, const char *c
 DLFDEF int dlf_svg_schedule(const char *path, const char *title, const dlf_schedule *lr,
                             const dlf_schedule *mom, long total)
 {
+    DLF__NOT_NULL(path, DLF_ERR_ARG); DLF__NOT_NULL(lr, DLF_ERR_ARG);
     float *y;
     dlf_series s[2];
     const dlf_series *ps[2];
@@ -14077,6 +14534,7 @@ static int dlf__telemetry_lines(const dlf_telemetry *tl, const char *path, const
 
 DLFDEF int dlf_telemetry_plot_stats(const dlf_telemetry *tl, const char *path, const char *title)
 {
+    DLF__NOT_NULL(tl, DLF_ERR_ARG); DLF__NOT_NULL(path, DLF_ERR_ARG);
     const float *fields[2];
     static const char *const labels[2] = {"activation mean", "activation std"};
     fields[0] = tl->mean;
@@ -14086,6 +14544,7 @@ DLFDEF int dlf_telemetry_plot_stats(const dlf_telemetry *tl, const char *path, c
 
 DLFDEF int dlf_telemetry_plot_near_zero(const dlf_telemetry *tl, const char *path, const char *title)
 {
+    DLF__NOT_NULL(tl, DLF_ERR_ARG); DLF__NOT_NULL(path, DLF_ERR_ARG);
     const float *fields[1];
     static const char *const labels[1] = {"fraction near zero"};
     fields[0] = tl->near_zero;
@@ -14096,6 +14555,7 @@ DLFDEF int dlf_telemetry_plot_near_zero(const dlf_telemetry *tl, const char *pat
    and steps as columns; more than 400 steps are averaged into 400 columns. */
 DLFDEF int dlf_telemetry_plot_hist(const dlf_telemetry *tl, const char *path, const char *title)
 {
+    DLF__NOT_NULL(tl, DLF_ERR_ARG); DLF__NOT_NULL(path, DLF_ERR_ARG);
     int P = tl->n_points, S = tl->n_steps, nb = tl->cfg.bins, C, p, c, k, i, rc, grid;
     float *img;
     const float **v;

@@ -328,7 +328,7 @@ static void run_optim(rcase *c)
 static void run_clip(rcase *c)
 {
     int n = meta_int(c, "n_params"), i;
-    dlf_tensor *ps[MAX_IN];
+    dlf_tensor *ps[MAX_IN] = {NULL};
     float total;
     char key[64];
     if (n > MAX_IN) n = MAX_IN;
