@@ -10734,7 +10734,7 @@ DLFDEF void dlf_learner_init(dlf_learner *l, dlf_tape *t, dlf_model_fn model, vo
 {
     DLF__NOT_NULL(l, );
     memset(l, 0, sizeof *l);   /* first: a learner refused here is refused again by dlf_learner_fit */
-    DLF__NOT_NULL(t, ); DLF__NOT_NULL(model, ); DLF__NOT_NULL(loss, ); DLF__NOT_NULL(opt, ); DLF__NOT_NULL(train, );
+    DLF__NOT_NULL(t, ); DLF__NOT_NULL(model, ); DLF__NOT_NULL(opt, ); DLF__NOT_NULL(train, );   /* loss NULL: by the labels */
     l->tape = t;
     l->model = model;
     l->m = m;
@@ -10989,7 +10989,7 @@ DLFDEF int dlf_learner_validate(dlf_learner *l, dlf_loader *dl, float *loss, flo
 DLFDEF int dlf_learner_fit(dlf_learner *l, int epochs)
 {
     DLF__NOT_NULL(l, DLF_ERR_ARG); DLF__NOT_NULL(l->tape, DLF_ERR_ARG); DLF__NOT_NULL(l->model, DLF_ERR_ARG);
-    DLF__NOT_NULL(l->loss_fn, DLF_ERR_ARG); DLF__NOT_NULL(l->opt, DLF_ERR_ARG); DLF__NOT_NULL(l->train, DLF_ERR_ARG);
+    DLF__NOT_NULL(l->opt, DLF_ERR_ARG); DLF__NOT_NULL(l->train, DLF_ERR_ARG);   /* loss_fn NULL: by the labels */
     int rc, prev_grad, mid;
     double t0;
     if (l->resume) {
@@ -12184,13 +12184,12 @@ static int dlf__fit_cb_on(dlf_callback *cb, dlf_learner *l, dlf_event ev)
 DLFDEF int dlf_fit(dlf_tape *t, dlf_model_fn model, void *m, dlf_loss_fn loss_fn, dlf_optim *opt,
                    dlf_loader *train, dlf_loader *valid, const dlf_fit_cfg *cfg_in, dlf_fit_report *rep)
 {
+    if (rep) memset(rep, 0, sizeof *rep);   /* first: every return leaves it defined */
     DLF__NOT_NULL(t, DLF_ERR_ARG); DLF__NOT_NULL(model, DLF_ERR_ARG);
-    DLF__NOT_NULL(loss_fn, DLF_ERR_ARG); DLF__NOT_NULL(opt, DLF_ERR_ARG);
-    DLF__NOT_NULL(train, DLF_ERR_ARG);
+    DLF__NOT_NULL(opt, DLF_ERR_ARG); DLF__NOT_NULL(train, DLF_ERR_ARG);   /* loss_fn NULL: by the labels */
     dlf_learner l;
     dlf__fit_cb f;
     int g, rc;
-    if (rep) memset(rep, 0, sizeof *rep);
     memset(&f, 0, sizeof f);
     if (cfg_in) f.cfg = *cfg_in;
     if (f.cfg.epochs <= 0) f.cfg.epochs = 1;
@@ -12797,7 +12796,8 @@ static void dlf__buf_json_string(dlf__buf *b, const char *s)
 DLFDEF int dlf_safetensors_serialize(const dlf_named_tensor *ts, int n, const char *const *meta,
                                      int n_meta, unsigned char **out, size_t *len)
 {
-    DLF__NOT_NULL(ts, DLF_ERR_ARG); DLF__NOT_NULL(out, DLF_ERR_ARG); DLF__NOT_NULL(len, DLF_ERR_ARG);
+    if (n > 0) DLF__NOT_NULL(ts, DLF_ERR_ARG);   /* no tensors (metadata only): ts may be NULL */
+    DLF__NOT_NULL(out, DLF_ERR_ARG); DLF__NOT_NULL(len, DLF_ERR_ARG);
     dlf__buf h, all;
     uint64_t offset = 0, hlen;
     int i, d;
@@ -13153,7 +13153,8 @@ DLFDEF int dlf_safetensors_save_ex(const char *path, const dlf_named_tensor *ts,
 DLFDEF int dlf_safetensors_save(const char *path, const dlf_named_tensor *ts, int n,
                                 const char *const *meta, int n_meta)
 {
-    DLF__NOT_NULL(path, DLF_ERR_ARG); DLF__NOT_NULL(ts, DLF_ERR_ARG);
+    DLF__NOT_NULL(path, DLF_ERR_ARG);
+    if (n > 0) DLF__NOT_NULL(ts, DLF_ERR_ARG);
     return dlf_safetensors_save_ex(path, ts, n, meta, n_meta, 0);
 }
 #endif
@@ -13475,7 +13476,7 @@ DLFDEF int dlf_ckpt_get_norm(const dlf_ckpt *c, const char *key, float *mean, fl
 {
     char k[160];
     int rc, n_mean = 0, n_std = 0;
-    double dv;
+    double dv = 0.0;
     if (!c) { dlf__panic("dlf_ckpt_get_norm: c is NULL"); return DLF_ERR_ARG; }
     if (!key) { dlf__panic("dlf_ckpt_get_norm: key is NULL"); return DLF_ERR_ARG; }
     if (!mean) { dlf__panic("dlf_ckpt_get_norm: mean is NULL"); return DLF_ERR_ARG; }
