@@ -6341,6 +6341,11 @@ DLFDEF dlf_tensor *dlf_batchnorm(dlf_tape *t, dlf_tensor *x, dlf_tensor *w, dlf_
         }
     }
     if (training && st && st->num_batches_tracked) st->num_batches_tracked->data[0] += 1.0f;
+    if (training && st) {   /* the buffers were updated in place */
+        dlf__written(st->running_mean);
+        dlf__written(st->running_var);
+        dlf__written(st->num_batches_tracked);
+    }
     dlf__bn_apply(x, y, mean->data, rstd->data, w, b, N, C, L);
     nd = dlf__record3(t, DLF_OP_BATCHNORM, y, x, w, b);
     if (nd) {
@@ -6405,6 +6410,11 @@ DLFDEF dlf_tensor *dlf_batchnorm_naive(dlf_tape *t, dlf_tensor *x, dlf_tensor *w
             }
     }
     if (training && st && st->num_batches_tracked) st->num_batches_tracked->data[0] += 1.0f;
+    if (training && st) {   /* the buffers were updated in place */
+        dlf__written(st->running_mean);
+        dlf__written(st->running_var);
+        dlf__written(st->num_batches_tracked);
+    }
     nd = dlf__record3(t, DLF_OP_BATCHNORM, y, x, w, b);
     if (nd) {
         nd->saved[0] = mean;
@@ -6646,6 +6656,8 @@ static void dlf__rbn_update(const dlf_rbn_state *st, const dlf_tensor *x, int N,
     st->dbias->data[0] = st->dbias->data[0] * (1.0f - mom1) + mom1;
     st->batch->data[0] += (float)N;
     st->step->data[0] += 1.0f;
+    dlf__written(st->sums); dlf__written(st->sqrs); dlf__written(st->count);
+    dlf__written(st->dbias); dlf__written(st->batch); dlf__written(st->step);
 }
 
 DLFDEF dlf_tensor *dlf_running_batchnorm(dlf_tape *t, dlf_tensor *x, dlf_tensor *mults, dlf_tensor *adds,
@@ -7077,6 +7089,7 @@ DLFDEF void dlf_optim_step(dlf_optim *o)
         int n = q->p->size;
         if (!g) continue;  /* never got a gradient: PyTorch skips p.grad None too */
         q->step++;
+        dlf__written(q->p);   /* a backward still to come through a graph that read p would be wrong */
         if (c->weight_decay != 0.0f && (c->decoupled_wd || o->kind == DLF_OPTIM_ADAMW) && o->kind != DLF_OPTIM_LAMB) {
             float decay = (float)(1.0 - (double)c->lr * (double)c->weight_decay);  /* p *= 1 - lr wd */
             int i;
@@ -7668,6 +7681,8 @@ DLFDEF void dlf_dataset_fill(const dlf_dataset *d, const int *idx, int count, co
         for (j = 0; j < per; j++) dst[j] = lut[src[j]];
         y->data[i] = (float)d->labels[item];
     }
+    dlf__written(x);    /* the previous batch's graph, if still to be walked, read the old values */
+    dlf__written(y);
     x->shape[0] = count;
     x->size = count * per;
     y->shape[0] = count;
@@ -9143,7 +9158,7 @@ static void dlf__snapshot_copy(dlf_learner *l, dlf__snapshot *s, int take)
     for (i = 0; i < n; i++) {
         dlf_tensor *t = l->params ? l->params->items[i].t : o->params[i].p;
         if (take) memcpy(s->buf + off, t->data, (size_t)t->size * sizeof(float));
-        else memcpy(t->data, s->buf + off, (size_t)t->size * sizeof(float));
+        else { memcpy(t->data, s->buf + off, (size_t)t->size * sizeof(float)); dlf__written(t); }
         off += (size_t)t->size;
     }
     for (i = 0; i < o->n_params; i++) {
@@ -10292,6 +10307,7 @@ DLFDEF int dlf_ckpt_get_tensor(const dlf_ckpt *c, const char *name, dlf_tensor *
                          name, dlf_shape_str(&view, f, sizeof f), dlf_shape_str(dst, s, sizeof s));
     }
     memcpy(dst->data, t->data, (size_t)t->size * sizeof(float));
+    dlf__written(dst);
     return DLF_OK;
 }
 
