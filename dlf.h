@@ -2293,6 +2293,7 @@ DLFDEF void dlf_tensor_print(const dlf_tensor *t, const char *label)
 /* From stage 5: the arena and the recording of nodes. */
 static dlf_tensor *dlf__out(dlf_tape *t, int ndim, const int *shape);
 static int dlf__live(const dlf_tape *t, const char *op, const dlf_tensor *a, const dlf_tensor *b, const dlf_tensor *c);
+static void dlf__view_of(const dlf_tape *t, dlf_tensor *view, dlf_tensor *a);
 static dlf_node *dlf__record(dlf_tape *t, dlf_op op, dlf_tensor *out, dlf_tensor *a, dlf_tensor *b);
 static float *dlf__grad(dlf_tape *t, dlf_tensor *x);
 
@@ -2718,6 +2719,7 @@ DLFDEF dlf_tensor *dlf_reshape(dlf_tape *t, dlf_tensor *a, int ndim, const int *
     dlf__set_shape(out, ndim, s, size);
     out->data = a->data;
     out->flags |= DLF_TENSOR_VIEW;
+    dlf__view_of(t, out, a);
     dlf__record(t, DLF_OP_RESHAPE, out, a, NULL);
     return out;
 }
@@ -3630,6 +3632,7 @@ typedef struct dlf__arena_tensor {
     dlf_tensor t;        /* first, so a dlf_tensor * to it points to this */
     unsigned stamp;      /* the tape's stamp when it was made: its tape and step */
     int node;            /* the node that made it, -1 for none (dlf_tape_tensor) */
+    dlf_tensor *base;    /* a view (dlf_reshape): the tensor that owns the data, else NULL */
 } dlf__arena_tensor;
 
 /* Generations. dlf_tape_reset rewinds the arena, so a pointer to a tensor of an
@@ -3665,12 +3668,25 @@ static int dlf__live(const dlf_tape *t, const char *op, const dlf_tensor *a, con
     x[0] = a; x[1] = b; x[2] = c;
     for (j = 0; j < 3; j++)
         if (dlf__stale(t, x[j])) {
-            dlf__panic("%s: argument %d is a tensor from a previous step of this tape (dlf_tape_reset ran "
+            dlf__panic("%s%s: argument %d is a tensor from a previous step of this tape (dlf_tape_reset ran "
                        "since it was made, and its memory now belongs to this step): compute it again, or "
-                       "dlf_tensor_copy it into a heap tensor before the reset", op, j);
+                       "dlf_tensor_copy it into a heap tensor before the reset",
+                       strncmp(op, "dlf", 3) ? "dlf_" : "", op, j);
             return 0;
         }
     return 1;
+}
+
+/* x's version as backward compares it. A view (dlf_reshape, dlf_flatten) shows its
+   base's data, so a write to either counts: the sum of both versions. (A write
+   through another view of the same base is not seen; PyTorch shares one counter.) */
+static unsigned dlf__version(const dlf_tape *t, const dlf_tensor *x)
+{
+    const dlf__arena_tensor *h = (const dlf__arena_tensor *)x;
+    if (!x) return 0;
+    if ((x->flags & DLF_TENSOR_VIEW) && (x->flags & DLF_TENSOR_ARENA) && h->stamp == t->stamp && h->base)
+        return x->version + h->base->version;
+    return x->version;
 }
 
 /* The node that made x on this tape, or -1 (a leaf, a heap tensor, another tape's). */
@@ -3679,6 +3695,14 @@ static int dlf__producer(const dlf_tape *t, const dlf_tensor *x)
     const dlf__arena_tensor *h = (const dlf__arena_tensor *)x;
     if (!x || !(x->flags & DLF_TENSOR_ARENA) || h->stamp != t->stamp) return -1;
     return h->node >= 0 && h->node < t->n_nodes && t->nodes[h->node].out == x ? h->node : -1;
+}
+
+/* view (a new arena header) shows a's data: remember the tensor that owns it. */
+static void dlf__view_of(const dlf_tape *t, dlf_tensor *view, dlf_tensor *a)
+{
+    const dlf__arena_tensor *ha = (const dlf__arena_tensor *)a;
+    int a_view = (a->flags & DLF_TENSOR_VIEW) && (a->flags & DLF_TENSOR_ARENA) && ha->stamp == t->stamp && ha->base;
+    ((dlf__arena_tensor *)view)->base = a_view ? ha->base : a;
 }
 
 /* A new tensor in the arena, header and data together; data left uninitialized
@@ -3747,10 +3771,10 @@ static dlf_node *dlf__record3(dlf_tape *t, dlf_op op, dlf_tensor *out, dlf_tenso
     nd->in[0] = a;
     nd->in[1] = b;
     nd->in[2] = c;
-    nd->ver[0] = a ? a->version : 0;   /* what backward will compare (dlf__backward_reads) */
-    nd->ver[1] = b ? b->version : 0;
-    nd->ver[2] = c ? c->version : 0;
-    nd->ver[3] = out->version;
+    nd->ver[0] = dlf__version(t, a);   /* what backward will compare (dlf__backward_reads) */
+    nd->ver[1] = dlf__version(t, b);
+    nd->ver[2] = dlf__version(t, c);
+    nd->ver[3] = dlf__version(t, out);
     nd->same_out = dlf__producer(t, out);
     if ((out->flags & DLF_TENSOR_ARENA) && ((dlf__arena_tensor *)out)->stamp == t->stamp)
         ((dlf__arena_tensor *)out)->node = t->n_nodes - 1;
@@ -3981,13 +4005,13 @@ static int dlf__backward_mark(dlf_tape *t, int root, unsigned walk)
         reads = dlf__backward_reads(nd->op);
         for (j = 0; j < DLF_NODE_INPUTS + 1; j++) {
             const dlf_tensor *x = j < DLF_NODE_INPUTS ? nd->in[j] : nd->out;
-            if (!x || !(reads >> j & 1) || x->version == nd->ver[j]) continue;
+            if (!x || !(reads >> j & 1) || dlf__version(t, x) == nd->ver[j]) continue;
             dlf__panic("dlf_backward: node %d (%s) needs the values of its %s %s%s%s, which were modified "
                        "in place after the forward (version %u, recorded %u): a dlf_fill, dlf_tensor_copy, "
                        "dlf_loader_next into it, or an optimizer step before this backward. PyTorch: \"one of "
                        "the variables needed for gradient computation has been modified by an inplace "
                        "operation\"", i, dlf_op_name(nd->op), what[j], dlf_shape_str(x, s, sizeof s), x->name ? " " : "", x->name ? x->name : "",
-                       x->version, nd->ver[j]);
+                       dlf__version(t, x), nd->ver[j]);
             return -1;
         }
         for (j = 0; j <= DLF_NODE_INPUTS; j++) {
