@@ -339,9 +339,12 @@ typedef enum dlf_op {
 /* Adding an op, the checklist (the compiler enforces the starred steps):
      1. a DLF_OP_ value above, before DLF_OP_COUNT;
    * 2. its name in dlf_op_name's table (a compile-time check counts the entries);
-   * 3. a case in dlf_backward_seed's switch (it has no default: -Wswitch names a
+   * 3. a case in dlf_backward_ex's switch (it has no default: -Wswitch names a
         missing case);
-     4. forward and backward side by side in its stage, the math in comments;
+     4. forward and backward side by side in its stage, the math in comments; the
+        forward calls dlf__live on its tensor arguments before reading their data
+        (a tensor of an earlier step); a backward that reads none of its inputs'
+        values goes into dlf__backward_reads (else writing an input in place panics);
      5. a gradcheck in tests/ and a PyTorch fixture in tools/gen_reference.py. */
 
 #define DLF_NODE_INPUTS 3    /* most tensors an op reads that may need a gradient */
