@@ -3971,9 +3971,12 @@ static int dlf__backward_reads(dlf_op op)
     case DLF_OP_AVGPOOL2D: case DLF_OP_MAXPOOL2D: case DLF_OP_DROPOUT:
         return 0;                   /* only shapes, or what the op saved itself (indices, mask) */
     case DLF_OP_EXP: case DLF_OP_SQRT: case DLF_OP_SIGMOID: case DLF_OP_TANH:
+    case DLF_OP_SOFTMAX: case DLF_OP_LOG_SOFTMAX:
         return 8;                   /* the output y */
     case DLF_OP_EMBEDDING:
         return 1;                   /* the indices */
+    case DLF_OP_NLL_LOSS:
+        return 2;                   /* the targets */
     default:
         return 15;
     }
