@@ -326,10 +326,13 @@ DLFDEF dlf_tensor *dlf_matmul_ex(dlf_tape *t, dlf_tensor *a, dlf_tensor *b, int 
 // >>stage5_autograd -------------------------------------------------------------
 // The tape is the autograd engine and the memory of one step. Each op computes its
 // output in the tape's arena and, when grad is enabled and an input requires grad,
-// appends a node: op kind, inputs, output, scalar arguments. dlf_backward walks the
-// nodes in reverse and a switch on the op kind calls that op's backward.
+// appends a node: op kind, inputs, output, scalar arguments. dlf_backward marks the
+// nodes its output was computed from, walks those in reverse, and a switch on the op
+// kind calls that op's backward; the nodes it walked are then used up (PyTorch frees
+// the graph), unless DLF_BACKWARD_KEEP_GRAPH keeps them for another backward.
 // dlf_tape_reset drops every node and rewinds the arena without freeing it, so from
-// the second step on a training step allocates nothing.
+// the second step on a training step allocates nothing; it also starts a new
+// generation, and ops refuse tensors of an earlier one.
 
 typedef enum dlf_op {
     DLF_OP_NONE = 0,
@@ -353,9 +356,12 @@ typedef enum dlf_op {
 /* Adding an op, the checklist (the compiler enforces the starred steps):
      1. a DLF_OP_ value above, before DLF_OP_COUNT;
    * 2. its name in dlf_op_name's table (a compile-time check counts the entries);
-   * 3. a case in dlf_backward_seed's switch (it has no default: -Wswitch names a
+   * 3. a case in dlf_backward_ex's switch (it has no default: -Wswitch names a
         missing case);
-     4. forward and backward side by side in its stage, the math in comments;
+     4. forward and backward side by side in its stage, the math in comments; the
+        forward calls dlf__live on its tensor arguments before reading their data
+        (a tensor of an earlier step); a backward that reads none of its inputs'
+        values goes into dlf__backward_reads (else writing an input in place panics);
      5. a gradcheck in tests/ and a PyTorch fixture in tools/gen_reference.py. */
 
 #define DLF_NODE_INPUTS 3    /* most tensors an op reads that may need a gradient */
@@ -371,6 +377,12 @@ typedef struct dlf_node {
     dlf_tensor *aux;         /* extra tensor kept for backward (e.g. argmax indices) */
     dlf_tensor *saved[DLF_NODE_SAVED]; /* more tensors kept for backward, in the arena
                                           (BatchNorm: per-channel mean and 1/std) */
+    unsigned ver[DLF_NODE_INPUTS + 1]; /* the versions of in[0..2] and out when recorded:
+                                          backward refuses what was written in place since */
+    int same_out;            /* an earlier node with the same output (a layer's matmul under
+                                its bias node), or -1 */
+    unsigned walk;           /* the backward that last reached it (dlf_tape.walks) */
+    int consumed;            /* 1: a backward without DLF_BACKWARD_KEEP_GRAPH walked it */
 } dlf_node;
 
 typedef struct dlf__chunk dlf__chunk;  /* one block of the arena (implementation) */
@@ -392,8 +404,17 @@ struct dlf_tape {
     float *scratch;          /* (scratch_floats) workspace for packed matmul */
     size_t scratch_floats;
     struct dlf_telemetry *telemetry; /* activation statistics (stage 16), NULL: off */
-    int walked;              /* nodes dlf_backward walked since the last reset (0: none); a
-                                second backward would walk them again: refused */
+    unsigned generation;     /* dlf_tape_reset counts up: the step the arena's tensors are of */
+    unsigned stamp;          /* generation mixed with the tape's address, carried by every arena
+                                tensor: ops refuse one of an earlier step of this tape */
+    unsigned walks;          /* backward calls ever (marks the nodes one of them reaches) */
+    int backwards;           /* backward calls since the last reset */
+    size_t warn_step_bytes;  /* soft bound on the arena bytes of one step: past it, one warning
+                                (stderr, dlf_last_error); default 1 GiB; 0: none */
+    size_t max_step_bytes;   /* hard bound: an allocation past it panics (a forgotten
+                                dlf_tape_reset); default 4 GiB; 0: unbounded */
+    int warned;              /* the one warning was given */
+    uintptr_t arena_lo, arena_hi; /* the span of the arena blocks' memory */
     struct dlf_cuda *cuda;   /* stage 17: the GPU context matmul and conv2d run on, NULL (always,
                                 without DLF_CUDA): the CPU. Set with dlf_tape_set_cuda */
     int anomaly;             /* 1: dlf_backward checks every recorded output and every gradient
@@ -420,6 +441,10 @@ DLFDEF int  dlf_backward(dlf_tape *t, dlf_tensor *loss);  /* loss must have size
                                                             walked), DLF_ERR_NOMEM (gradients) */
 DLFDEF int  dlf_backward_seed(dlf_tape *t, dlf_tensor *out, const float *seed); /* d?/dout (seed NULL:
                                                             ones); returns as dlf_backward */
+#define DLF_BACKWARD_KEEP_GRAPH 1  /* keep the walked nodes for another backward (retain_graph=True) */
+DLFDEF int  dlf_backward_ex(dlf_tape *t, dlf_tensor *out, const float *seed, int flags);
+                                   /* seed NULL: all ones; flags 0 or DLF_BACKWARD_KEEP_GRAPH;
+                                      returns as dlf_backward */
 DLFDEF void dlf_zero_grad(dlf_tensor *t);                  /* grad = 0 (if any) */
 DLFDEF void dlf_zero_grads(dlf_tensor **ts, int n);
 DLFDEF const char *dlf_op_name(dlf_op op);
@@ -2801,6 +2826,8 @@ DLFDEF void dlf_tensor_print(const dlf_tensor *t, const char *label)
 
 /* From stage 5: the arena and the recording of nodes. */
 static dlf_tensor *dlf__out(dlf_tape *t, int ndim, const int *shape);
+static int dlf__live(const dlf_tape *t, const char *op, const dlf_tensor *a, const dlf_tensor *b, const dlf_tensor *c);
+static void dlf__view_of(const dlf_tape *t, dlf_tensor *view, dlf_tensor *a);
 static dlf_node *dlf__record(dlf_tape *t, dlf_op op, dlf_tensor *out, dlf_tensor *a, dlf_tensor *b);
 static float *dlf__grad(dlf_tape *t, dlf_tensor *x);
 
@@ -2884,6 +2911,7 @@ static dlf_tensor *dlf__binary(dlf_tape *t, dlf_op op, dlf_tensor *a, dlf_tensor
     dlf__bcast bc;
     dlf_tensor *out;
     int shape[4], i, rows;
+    if (!dlf__live(t, dlf__binary_name(op), a, b, NULL)) return NULL;
     if (!dlf__broadcast(dlf__binary_name(op), a, b, &bc)) return NULL;
     for (i = 0; i < bc.ndim; i++) shape[i] = bc.n[4 - bc.ndim + i];
     out = dlf__out(t, bc.ndim, shape);
@@ -2971,7 +2999,7 @@ static void dlf__binary_backward(dlf_tape *t, dlf_node *nd)
 /* Unary ops (and ops with one scalar argument s): forward by a switch, element by element. */
 static dlf_tensor *dlf__unary(dlf_tape *t, dlf_op op, dlf_tensor *a, float s)
 {
-    dlf_tensor *out = dlf__out(t, a->ndim, a->shape);
+    dlf_tensor *out = dlf__live(t, dlf_op_name(op), a, NULL, NULL) ? dlf__out(t, a->ndim, a->shape) : NULL;
     dlf_node *nd;
     int i, n;
     if (!out) return NULL;
@@ -3147,6 +3175,7 @@ static dlf_tensor *dlf__reduce(dlf_tape *t, dlf_op op, dlf_tensor *a, int axis, 
     int outer, n, inner, ndim, shape[4] = {1, 1, 1, 1}, o;
     dlf_tensor *out, *idx = NULL;
     dlf_node *nd;
+    if (!dlf__live(t, name, a, NULL, NULL)) return NULL;
     if (axis == 127) {  /* the _all variants: one reduction over everything */
         outer = 1; n = a->size; inner = 1; ndim = 0;
         if (n == 0) { dlf__panic("%s: cannot reduce an empty tensor", name); return NULL; }
@@ -3287,6 +3316,7 @@ DLFDEF dlf_tensor *dlf_reshape(dlf_tape *t, dlf_tensor *a, int ndim, const int *
     int s[4], i, infer = -1, known = 1, size;
     char sa[64];
     dlf_tensor *out;
+    if (!dlf__live(t, "dlf_reshape", a, NULL, NULL)) return NULL;
     if (ndim < 0 || ndim > DLF_MAX_DIMS) {
         dlf__panic("dlf_reshape: ndim %d is outside 0..%d", ndim, DLF_MAX_DIMS);
         return NULL;
@@ -3316,6 +3346,7 @@ DLFDEF dlf_tensor *dlf_reshape(dlf_tape *t, dlf_tensor *a, int ndim, const int *
     dlf__set_shape(out, ndim, s, size);
     out->data = a->data;
     out->flags |= DLF_TENSOR_VIEW;
+    dlf__view_of(t, out, a);
     dlf__record(t, DLF_OP_RESHAPE, out, a, NULL);
     return out;
 }
@@ -3332,7 +3363,7 @@ static void dlf__reshape_backward(dlf_tape *t, dlf_node *nd)
 DLFDEF dlf_tensor *dlf_clone(dlf_tape *t, const dlf_tensor *a)
 {
     DLF__OP(t); DLF__INPUT(t, a);
-    dlf_tensor *out = dlf__out(t, a->ndim, a->shape);
+    dlf_tensor *out = dlf__live(t, "dlf_clone", a, NULL, NULL) ? dlf__out(t, a->ndim, a->shape) : NULL;
     if (out) memcpy(out->data, a->data, (size_t)a->size * sizeof(float));
     return out;
 }
@@ -4113,6 +4144,7 @@ DLFDEF dlf_tensor *dlf_matmul_ex(dlf_tape *t, dlf_tensor *a, dlf_tensor *b, int 
     DLF__OP(t);
     DLF__INPUT(t, a);
     DLF__INPUT(t, b);
+    if (!dlf__live(t, "dlf_matmul", a, b, NULL)) return NULL;
     if (a->ndim != 2 || b->ndim != 2) {
         dlf__panic("dlf_matmul: both inputs must be 2-D, got %s and %s",
                    dlf_shape_str(a, sa, sizeof sa), dlf_shape_str(b, sb, sizeof sb));
@@ -4235,11 +4267,31 @@ static int dlf__tape_fail(dlf_tape *t, int code, const char *fmt, ...)
     return code;
 }
 
+/* The one warning a tape gives (a forgotten dlf_tape_reset, most likely): kept in
+   dlf_last_error and printed to stderr unless DLF_NO_STDIO. */
+static void dlf__tape_warn(dlf_tape *t, const char *why)
+{
+    t->warned = 1;
+    dlf__fail(DLF_OK, "dlf tape: warning: %s; %zu bytes of arena and %d nodes since the last dlf_tape_reset "
+              "(%d backward calls): is the reset between steps missing? Each step's forward needs a fresh "
+              "tape: dlf_tape_reset after its backward", why, t->used_bytes, t->n_nodes, t->backwards);
+#ifndef DLF_NO_STDIO
+    fprintf(stderr, "%s\n", dlf_last_error());
+#endif
+}
+
 static void *dlf__arena_alloc(dlf_tape *t, size_t bytes)
 {
     dlf__chunk *c = t->cur;
     void *p;
     bytes = (bytes + 63) & ~(size_t)63;
+    if (t->max_step_bytes && (bytes > t->max_step_bytes || t->used_bytes > t->max_step_bytes - bytes)) {
+        dlf__panic("dlf tape: %zu more bytes would take the arena past max_step_bytes = %zu since the last "
+                   "dlf_tape_reset (%zu in use, %d nodes, %d backward calls): is the reset between steps "
+                   "missing? If one step really needs more, raise tape.max_step_bytes (0: no bound)",
+                   bytes, t->max_step_bytes, t->used_bytes, t->n_nodes, t->backwards);
+        return NULL;
+    }
     while (c && c->used + bytes > c->cap) {
         c = c->next;
         if (c) c->used = 0;
@@ -4256,6 +4308,8 @@ static void *dlf__arena_alloc(dlf_tape *t, size_t bytes)
         c->cap = cap;
         c->used = 0;
         c->mem = (char *)(((uintptr_t)(block + sizeof(dlf__chunk)) + 63) & ~(uintptr_t)63);
+        if (!t->arena_hi || (uintptr_t)c->mem < t->arena_lo) t->arena_lo = (uintptr_t)c->mem;
+        if ((uintptr_t)c->mem + cap > t->arena_hi) t->arena_hi = (uintptr_t)c->mem + cap;
         if (t->cur) {
             /* the walk above ended at the last block: append after it */
             while (t->cur->next) t->cur = t->cur->next;
@@ -4269,7 +4323,87 @@ static void *dlf__arena_alloc(dlf_tape *t, size_t bytes)
     c->used += bytes;
     t->used_bytes += bytes;
     if (t->used_bytes > t->peak_bytes) t->peak_bytes = t->used_bytes;
+    if (t->warn_step_bytes && t->used_bytes > t->warn_step_bytes && !t->warned)
+        dlf__tape_warn(t, "the arena passed warn_step_bytes");
     return p;
+}
+
+/* An arena tensor's header: the tensor, then what the tape knows of it. */
+typedef struct dlf__arena_tensor {
+    dlf_tensor t;        /* first, so a dlf_tensor * to it points to this */
+    unsigned stamp;      /* the tape's stamp when it was made: its tape and step */
+    int node;            /* the node that made it, -1 for none (dlf_tape_tensor) */
+    dlf_tensor *base;    /* a view (dlf_reshape): the tensor that owns the data, else NULL */
+} dlf__arena_tensor;
+
+/* Generations. dlf_tape_reset rewinds the arena, so a pointer to a tensor of an
+   earlier step points into memory that now holds other tensors (or, when the new
+   step has not reached it yet, the old values). Every arena tensor carries the
+   stamp of its tape and step; an op given a tensor whose stamp is not its tape's
+   checks whether the pointer lies in its tape's arena: if so, the tensor is of an
+   earlier step. The check reads only the header, which lies in memory the tape
+   still owns, never the data a stale header may point anywhere with. A tensor
+   that is neither (a heap tensor, another tape's) passes. */
+static void dlf__tape_new_stamp(dlf_tape *t)
+{
+    unsigned s = t->generation * 2654435761u ^ (unsigned)(((uintptr_t)t >> 4) * 2246822519u);
+    t->stamp = s ? s : 1;
+}
+
+static int dlf__stale(const dlf_tape *t, const dlf_tensor *x)
+{
+    uintptr_t p = (uintptr_t)x;
+    const dlf__chunk *c;
+    if (!x || p < t->arena_lo || p >= t->arena_hi) return 0;
+    if ((x->flags & DLF_TENSOR_ARENA) && ((const dlf__arena_tensor *)x)->stamp == t->stamp) return 0;
+    for (c = t->first; c; c = c->next)
+        if (p >= (uintptr_t)c->mem && p < (uintptr_t)c->mem + c->cap) return 1;
+    return 0;
+}
+
+/* Every op checks its tensor arguments before reading their data. */
+static int dlf__live(const dlf_tape *t, const char *op, const dlf_tensor *a, const dlf_tensor *b, const dlf_tensor *c)
+{
+    const dlf_tensor *x[3];
+    int j;
+    x[0] = a; x[1] = b; x[2] = c;
+    for (j = 0; j < 3; j++)
+        if (dlf__stale(t, x[j])) {
+            dlf__panic("%s%s: argument %d is a tensor from a previous step of this tape (dlf_tape_reset ran "
+                       "since it was made, and its memory now belongs to this step): compute it again, or "
+                       "dlf_tensor_copy it into a heap tensor before the reset",
+                       strncmp(op, "dlf", 3) ? "dlf_" : "", op, j);
+            return 0;
+        }
+    return 1;
+}
+
+/* x's version as backward compares it. A view (dlf_reshape, dlf_flatten) shows its
+   base's data, so a write to either counts: the sum of both versions. (A write
+   through another view of the same base is not seen; PyTorch shares one counter.) */
+static unsigned dlf__version(const dlf_tape *t, const dlf_tensor *x)
+{
+    const dlf__arena_tensor *h = (const dlf__arena_tensor *)x;
+    if (!x) return 0;
+    if ((x->flags & DLF_TENSOR_VIEW) && (x->flags & DLF_TENSOR_ARENA) && h->stamp == t->stamp && h->base)
+        return x->version + h->base->version;
+    return x->version;
+}
+
+/* The node that made x on this tape, or -1 (a leaf, a heap tensor, another tape's). */
+static int dlf__producer(const dlf_tape *t, const dlf_tensor *x)
+{
+    const dlf__arena_tensor *h = (const dlf__arena_tensor *)x;
+    if (!x || !(x->flags & DLF_TENSOR_ARENA) || h->stamp != t->stamp) return -1;
+    return h->node >= 0 && h->node < t->n_nodes && t->nodes[h->node].out == x ? h->node : -1;
+}
+
+/* view (a new arena header) shows a's data: remember the tensor that owns it. */
+static void dlf__view_of(const dlf_tape *t, dlf_tensor *view, dlf_tensor *a)
+{
+    const dlf__arena_tensor *ha = (const dlf__arena_tensor *)a;
+    int a_view = (a->flags & DLF_TENSOR_VIEW) && (a->flags & DLF_TENSOR_ARENA) && ha->stamp == t->stamp && ha->base;
+    ((dlf__arena_tensor *)view)->base = a_view ? ha->base : a;
 }
 
 /* A new tensor in the arena, header and data together; data left uninitialized
@@ -4277,18 +4411,20 @@ static void *dlf__arena_alloc(dlf_tape *t, size_t bytes)
 static dlf_tensor *dlf__out(dlf_tape *t, int ndim, const int *shape)
 {
     int size = 1;
-    size_t head = (sizeof(dlf_tensor) + 63) & ~(size_t)63;
+    size_t head = (sizeof(dlf__arena_tensor) + 63) & ~(size_t)63;
     char *block;
-    dlf_tensor *x;
+    dlf__arena_tensor *h;
     if (!dlf__check_shape("dlf tape", ndim, shape, &size)) return NULL;
     block = (char *)dlf__arena_alloc(t, head + (size_t)size * sizeof(float));
     if (!block) return NULL;
-    x = (dlf_tensor *)block;
-    memset(x, 0, sizeof *x);
-    x->data = (float *)(block + head);
-    dlf__set_shape(x, ndim, shape, size);
-    x->flags = DLF_TENSOR_ARENA;
-    return x;
+    h = (dlf__arena_tensor *)block;
+    memset(h, 0, sizeof *h);
+    h->t.data = (float *)(block + head);
+    dlf__set_shape(&h->t, ndim, shape, size);
+    h->t.flags = DLF_TENSOR_ARENA;
+    h->stamp = t->stamp;
+    h->node = -1;
+    return &h->t;
 }
 
 DLFDEF dlf_tensor *dlf_tape_tensor(dlf_tape *t, int ndim, const int *shape)
@@ -4317,6 +4453,7 @@ static float *dlf__grad(dlf_tape *t, dlf_tensor *x)
 static dlf_node *dlf__record3(dlf_tape *t, dlf_op op, dlf_tensor *out, dlf_tensor *a, dlf_tensor *b, dlf_tensor *c)
 {
     dlf_node *nd;
+    if (!dlf__live(t, dlf_op_name(op), a, b, c)) return NULL;   /* for ops that did not check */
     if (!t->grad_enabled) return NULL;
     if (!(a && a->requires_grad) && !(b && b->requires_grad) && !(c && c->requires_grad)) return NULL;
     if (t->n_nodes == t->cap_nodes) {   /* DLF__OP made room: reached only by a caller that did not */
@@ -4337,6 +4474,13 @@ static dlf_node *dlf__record3(dlf_tape *t, dlf_op op, dlf_tensor *out, dlf_tenso
     nd->in[0] = a;
     nd->in[1] = b;
     nd->in[2] = c;
+    nd->ver[0] = dlf__version(t, a);   /* what backward will compare (dlf__backward_reads) */
+    nd->ver[1] = dlf__version(t, b);
+    nd->ver[2] = dlf__version(t, c);
+    nd->ver[3] = dlf__version(t, out);
+    nd->same_out = dlf__producer(t, out);
+    if ((out->flags & DLF_TENSOR_ARENA) && ((dlf__arena_tensor *)out)->stamp == t->stamp)
+        ((dlf__arena_tensor *)out)->node = t->n_nodes - 1;
     out->requires_grad = 1;
     return nd;
 }
@@ -4394,6 +4538,11 @@ DLFDEF int dlf_tape_init(dlf_tape *t)
     t->grad_enabled = 1;
     t->training = 1;
     dlf_rng_seed(&t->rng, 0);
+    t->generation = 1;
+    dlf__tape_new_stamp(t);
+    t->warn_step_bytes = (size_t)1 << 30;                                      /* 1 GiB */
+    t->max_step_bytes = t->warn_step_bytes <= (size_t)-1 / 4 ? 4 * t->warn_step_bytes
+                                                             : (size_t)-1 / 4 * 3;  /* 4 GiB; 32-bit: 3 */
     return DLF_OK;
 }
 
@@ -4419,8 +4568,10 @@ DLFDEF void dlf_tape_reset(dlf_tape *t)
     t->cur = t->first;
     t->used_bytes = 0;
     t->n_nodes = 0;
-    t->walked = 0;
     t->error = DLF_OK;
+    t->backwards = 0;
+    t->generation++;
+    dlf__tape_new_stamp(t);   /* the tensors made so far are of an earlier step now */
     if (t->telemetry) t->telemetry->open = 0;  /* the next record starts a new step */
 }
 
@@ -4545,29 +4696,116 @@ static int dlf__anomaly_backward(const dlf_node *nd, int i)
     return 1;
 }
 
-DLFDEF int dlf_backward_seed(dlf_tape *t, dlf_tensor *out, const float *seed)
+/* Which values an op's backward reads, so which in-place writes since the forward
+   would change its gradients: bit j for in[j], bit 3 for out. The gradient of an
+   add needs neither input's value, so writing them is harmless (PyTorch agrees:
+   AddBackward saves nothing); the gradient of a mul needs both. Ops not listed
+   read everything they were given. */
+static int dlf__backward_reads(dlf_op op)
 {
-    int i;
+    switch (op) {
+    case DLF_OP_ADD: case DLF_OP_SUB: case DLF_OP_ADD_SCALAR: case DLF_OP_MUL_SCALAR: case DLF_OP_NEG:
+    case DLF_OP_SUM: case DLF_OP_MEAN: case DLF_OP_MAX: case DLF_OP_RESHAPE: case DLF_OP_BIAS:
+    case DLF_OP_AVGPOOL2D: case DLF_OP_MAXPOOL2D: case DLF_OP_DROPOUT:
+        return 0;                   /* only shapes, or what the op saved itself (indices, mask) */
+    case DLF_OP_EXP: case DLF_OP_SQRT: case DLF_OP_SIGMOID: case DLF_OP_TANH:
+    case DLF_OP_SOFTMAX: case DLF_OP_LOG_SOFTMAX:
+        return 8;                   /* the output y */
+    case DLF_OP_EMBEDDING:
+        return 1;                   /* the indices */
+    case DLF_OP_NLL_LOSS:
+        return 2;                   /* the targets */
+    default:
+        return 15;
+    }
+}
+
+/* Before any gradient is written: mark the nodes `root` was computed from and check
+   that each may be walked (not used up by an earlier backward, nothing it reads
+   written since). Inputs are always recorded before the ops that read them, so one
+   sweep down from the root, carrying a count of marked nodes not yet reached, finds
+   them all and stops at the lowest. The gradients of the marked nodes' outputs are
+   zeroed: an intermediate gradient belongs to one backward. Returns the lowest
+   marked index, or -1 after a panic. */
+static int dlf__backward_mark(dlf_tape *t, int root, unsigned walk)
+{
+    int i, j, pending = 1, lowest = root;
+    char s[64];
+    static const char *const what[DLF_NODE_INPUTS + 1] = {"input 0", "input 1", "input 2", "output"};
+    t->nodes[root].walk = walk;
+    for (i = root; i >= 0 && pending > 0; i--) {
+        dlf_node *nd = &t->nodes[i];
+        int reads;
+        if (nd->walk != walk) continue;
+        pending--;
+        lowest = i;
+        if (nd->consumed) {
+            dlf__panic("dlf_backward: trying to backward through node %d (%s) a second time: an earlier "
+                       "backward went through it and used it up. Pass DLF_BACKWARD_KEEP_GRAPH to "
+                       "dlf_backward_ex for each backward but the last through shared nodes (PyTorch's "
+                       "retain_graph=True), or dlf_tape_reset and run the forward again", i, dlf_op_name(nd->op));
+            return -1;
+        }
+        reads = dlf__backward_reads(nd->op);
+        for (j = 0; j < DLF_NODE_INPUTS + 1; j++) {
+            const dlf_tensor *x = j < DLF_NODE_INPUTS ? nd->in[j] : nd->out;
+            if (!x || !(reads >> j & 1) || dlf__version(t, x) == nd->ver[j]) continue;
+            dlf__panic("dlf_backward: node %d (%s) needs the values of its %s %s%s%s, which were modified "
+                       "in place after the forward (version %u, recorded %u): a dlf_fill, dlf_tensor_copy, "
+                       "dlf_loader_next into it, or an optimizer step before this backward. PyTorch: \"one of "
+                       "the variables needed for gradient computation has been modified by an inplace "
+                       "operation\"", i, dlf_op_name(nd->op), what[j], dlf_shape_str(x, s, sizeof s), x->name ? " " : "", x->name ? x->name : "",
+                       dlf__version(t, x), nd->ver[j]);
+            return -1;
+        }
+        for (j = 0; j <= DLF_NODE_INPUTS; j++) {
+            int p = j < DLF_NODE_INPUTS ? dlf__producer(t, nd->in[j]) : nd->same_out;
+            if (p >= 0 && t->nodes[p].walk != walk) {
+                t->nodes[p].walk = walk;
+                pending++;
+            }
+        }
+        if (nd->out->grad) memset(nd->out->grad, 0, (size_t)nd->out->size * sizeof(float));
+    }
+    return lowest;
+}
+
+DLFDEF int dlf_backward_ex(dlf_tape *t, dlf_tensor *out, const float *seed, int flags)
+{
+    int i, root, lowest;
+    unsigned walk;
     float *g;
     DLF__NOT_NULL(t, DLF_ERR_ARG);
     if (t->error) return t->error;   /* the forward failed (reported then): nothing to walk */
     DLF__NOT_NULL(out, DLF_ERR_ARG);
+    if (flags & ~DLF_BACKWARD_KEEP_GRAPH) {
+        dlf__panic("dlf_backward_ex: unknown flags 0x%x (0 or DLF_BACKWARD_KEEP_GRAPH)", (unsigned)flags);
+        return DLF_ERR_ARG;
+    }
+    if (!dlf__live(t, "dlf_backward", out, NULL, NULL)) return DLF_ERR_ARG;
     if (!out->requires_grad) {
         dlf__panic("dlf_backward: the output does not require grad (no input requires grad, or grad was off)");
         return DLF_ERR_ARG;
     }
-    if (t->walked) {   /* the old nodes would add their gradients a second time */
-        dlf__panic("dlf_backward: this tape was already walked back (%d ops) since its last dlf_tape_reset: a "
-                   "second backward would add their gradients again. Reset the tape before each step's forward "
-                   "(one loss per tape and step; add losses first to train on several)", t->walked);
+    if ((out->flags & DLF_TENSOR_ARENA) && ((dlf__arena_tensor *)out)->stamp != t->stamp) {
+        dlf__panic("dlf_backward: the output was made on another tape: call backward on the tape that made it");
         return DLF_ERR_ARG;
     }
+    if (++t->backwards == 100 && !t->warned)
+        dlf__tape_warn(t, "100 backward calls on one tape without a reset");
     if (t->anomaly && !dlf__anomaly_forward(t)) return DLF_ERR_ARG;
+    root = dlf__producer(t, out);
+    lowest = root + 1;
+    walk = ++t->walks;
+    if (!walk) walk = t->walks = 1;    /* 0 is every new node's value */
+    if (root >= 0 && (lowest = dlf__backward_mark(t, root, walk)) < 0) return DLF_ERR_ARG;
     g = dlf__grad(t, out);
     if (!g) return t->error ? t->error : DLF_ERR_ARG;
     for (i = 0; i < out->size; i++) g[i] += seed ? seed[i] : 1.0f;
-    for (i = t->n_nodes - 1; i >= 0; i--) {
+    for (i = root; i >= lowest; i--) {
         dlf_node *nd = &t->nodes[i];
+        if (nd->walk != walk) continue;    /* not on a path to out */
+        if (!(flags & DLF_BACKWARD_KEEP_GRAPH)) nd->consumed = 1;
         if (!nd->out->grad) continue;  /* nothing flowed back into this node */
         switch (nd->op) {
         case DLF_OP_ADD:
@@ -4659,8 +4897,12 @@ DLFDEF int dlf_backward_seed(dlf_tape *t, dlf_tensor *out, const float *seed)
         if (t->error) return t->error;   /* a gradient or workspace could not be allocated */
         if (t->anomaly && !dlf__anomaly_backward(nd, i)) return DLF_ERR_ARG;
     }
-    t->walked = t->n_nodes > 0 ? t->n_nodes : 1;
     return DLF_OK;
+}
+
+DLFDEF int dlf_backward_seed(dlf_tape *t, dlf_tensor *out, const float *seed)
+{
+    return dlf_backward_ex(t, out, seed, 0);
 }
 
 DLFDEF int dlf_backward(dlf_tape *t, dlf_tensor *loss)
@@ -4669,12 +4911,13 @@ DLFDEF int dlf_backward(dlf_tape *t, dlf_tensor *loss)
     DLF__NOT_NULL(t, DLF_ERR_ARG);
     if (t->error) return t->error;   /* the forward failed (reported then): loss is NULL */
     DLF__NOT_NULL(loss, DLF_ERR_ARG);
+    if (!dlf__live(t, "dlf_backward", loss, NULL, NULL)) return DLF_ERR_ARG;
     if (loss->size != 1) {
         dlf__panic("dlf_backward: the loss must have one element, got shape %s "
                    "(reduce it, or use dlf_backward_seed)", dlf_shape_str(loss, s, sizeof s));
         return DLF_ERR_ARG;
     }
-    return dlf_backward_seed(t, loss, NULL);
+    return dlf_backward_ex(t, loss, NULL, 0);
 }
 
 DLFDEF void dlf_zero_grad(dlf_tensor *t)
@@ -4887,6 +5130,7 @@ DLFDEF dlf_tensor *dlf_linear(dlf_tape *t, dlf_tensor *x, dlf_tensor *w, dlf_ten
 {
     DLF__OP(t); DLF__INPUT(t, x); DLF__INPUT(t, w);
     dlf_tensor *y;
+    if (!dlf__live(t, "dlf_linear", x, w, b)) return NULL;
     if (x->ndim != 2 || w->ndim != 2 || x->shape[1] != w->shape[1] ||
         (b && (b->ndim != 1 || b->shape[0] != w->shape[0]))) {
         char sx[64], sw[64], sb[64];
@@ -5455,6 +5699,7 @@ static dlf_tensor *dlf__conv2d(dlf_tape *t, dlf_tensor *x, dlf_tensor *w, dlf_te
         dlf__panic("%s: t is NULL", name);
         return NULL;
     }
+    if (!dlf__live(t, name, x, w, b)) return NULL;
     if (!dlf__conv_check(name, x, w, b, g, groups, &P, &Q)) return NULL;
     N = x->shape[0]; C = x->shape[1]; H = x->shape[2]; W = x->shape[3];
     K = w->shape[0]; R = w->shape[2]; S = w->shape[3];
@@ -5573,6 +5818,7 @@ static dlf_tensor *dlf__conv2d_naive(dlf_tape *t, dlf_tensor *x, dlf_tensor *w, 
         dlf__panic("%s: t is NULL", name);
         return NULL;
     }
+    if (!dlf__live(t, name, x, w, b)) return NULL;
     if (!dlf__conv_check(name, x, w, b, g, groups, &P, &Q)) return NULL;
     N = x->shape[0]; C = x->shape[1]; H = x->shape[2]; W = x->shape[3];
     K = w->shape[0]; R = w->shape[2]; S = w->shape[3];
@@ -5803,7 +6049,7 @@ static void dlf__conv2d_backward(dlf_tape *t, dlf_node *nd)
      v = x > 0 ? x : leak * x;   v = v - sub;   y = min(v, maxv)   (maxv = INFINITY: no clamp) */
 static dlf_tensor *dlf__general_relu(dlf_tape *t, dlf_op op, dlf_tensor *x, float leak, float sub, float maxv)
 {
-    dlf_tensor *y = dlf__out(t, x->ndim, x->shape);
+    dlf_tensor *y = dlf__live(t, dlf_op_name(op), x, NULL, NULL) ? dlf__out(t, x->ndim, x->shape) : NULL;
     dlf_node *nd;
     int i;
     if (!y) return NULL;
@@ -5865,6 +6111,7 @@ static dlf_tensor *dlf__softmax(dlf_tape *t, dlf_op op, dlf_tensor *x, int axis,
     int outer, n, inner, ndim, shape[4] = {1, 1, 1, 1}, o;
     dlf_tensor *y;
     dlf_node *nd;
+    if (!dlf__live(t, name, x, NULL, NULL)) return NULL;
     if (!dlf__reduce_setup(name, x, axis, 1, &outer, &n, &inner, &ndim, shape)) return NULL;
     y = dlf__out(t, x->ndim, x->shape);
     if (!y) return NULL;
@@ -5962,6 +6209,7 @@ static dlf_tensor *dlf__pool(dlf_tape *t, dlf_op op, dlf_tensor *x, int k, int s
     int P, Q, H, W, shape[4], pl, planes;
     dlf_tensor *y, *idx = NULL;
     dlf_node *nd;
+    if (!dlf__live(t, name, x, NULL, NULL)) return NULL;
     if (!dlf__pool_check(name, x, k, &stride, pad, &P, &Q)) return NULL;
     H = x->shape[2];
     W = x->shape[3];
@@ -6324,6 +6572,7 @@ DLFDEF dlf_tensor *dlf_embedding(dlf_tape *t, dlf_tensor *idx, dlf_tensor *w)
     DLF__OP(t); DLF__INPUT(t, idx); DLF__INPUT(t, w);
     int shape[3], i, D;
     dlf_tensor *y;
+    if (!dlf__live(t, "dlf_embedding", idx, w, NULL)) return NULL;
     if (w->ndim != 2 || idx->ndim < 1 || idx->ndim > 2) {
         char si[64], sw[64];
         dlf__panic("dlf_embedding: want idx (N,) or (N, L) and w (V, D); got idx %s, w %s",
@@ -7871,6 +8120,7 @@ DLFDEF dlf_tensor *dlf_batchnorm(dlf_tape *t, dlf_tensor *x, dlf_tensor *w, dlf_
     dlf_tensor *y, *mean, *rstd;
     dlf_node *nd;
     float eps = st ? st->eps : 1e-5f, mom = st ? st->momentum : 0.1f;
+    if (!dlf__live(t, "dlf_batchnorm", x, w, b)) return NULL;
     if (!dlf__ncl("dlf_batchnorm", x, &N, &C, &L)) return NULL;
     if (!dlf__norm_affine_ok("dlf_batchnorm", "weight", w, C) || !dlf__norm_affine_ok("dlf_batchnorm", "bias", b, C))
         return NULL;
@@ -7902,6 +8152,11 @@ DLFDEF dlf_tensor *dlf_batchnorm(dlf_tape *t, dlf_tensor *x, dlf_tensor *w, dlf_
         }
     }
     if (training && st && st->num_batches_tracked) st->num_batches_tracked->data[0] += 1.0f;
+    if (training && st) {   /* the buffers were updated in place */
+        dlf__written(st->running_mean);
+        dlf__written(st->running_var);
+        dlf__written(st->num_batches_tracked);
+    }
     dlf__bn_apply(x, y, mean->data, rstd->data, w, b, N, C, L);
     nd = dlf__record3(t, DLF_OP_BATCHNORM, y, x, w, b);
     if (nd) {
@@ -7923,6 +8178,7 @@ DLFDEF dlf_tensor *dlf_batchnorm_naive(dlf_tape *t, dlf_tensor *x, dlf_tensor *w
     dlf_tensor *y, *mean, *rstd;
     dlf_node *nd;
     float eps = st ? st->eps : 1e-5f, mom = st ? st->momentum : 0.1f;
+    if (!dlf__live(t, "dlf_batchnorm_naive", x, w, b)) return NULL;
     if (!dlf__ncl("dlf_batchnorm_naive", x, &N, &C, &L)) return NULL;
     if (!dlf__norm_affine_ok("dlf_batchnorm_naive", "weight", w, C) || !dlf__norm_affine_ok("dlf_batchnorm_naive", "bias", b, C))
         return NULL;
@@ -7966,6 +8222,11 @@ DLFDEF dlf_tensor *dlf_batchnorm_naive(dlf_tape *t, dlf_tensor *x, dlf_tensor *w
             }
     }
     if (training && st && st->num_batches_tracked) st->num_batches_tracked->data[0] += 1.0f;
+    if (training && st) {   /* the buffers were updated in place */
+        dlf__written(st->running_mean);
+        dlf__written(st->running_var);
+        dlf__written(st->num_batches_tracked);
+    }
     nd = dlf__record3(t, DLF_OP_BATCHNORM, y, x, w, b);
     if (nd) {
         nd->saved[0] = mean;
@@ -8067,6 +8328,7 @@ DLFDEF dlf_tensor *dlf_groupnorm(dlf_tape *t, dlf_tensor *x, int groups, dlf_ten
     dlf_tensor *y, *mean, *rstd;
     dlf_node *nd;
     char s[64];
+    if (!dlf__live(t, "dlf_groupnorm", x, w, b)) return NULL;
     if (!dlf__ncl("dlf_groupnorm", x, &N, &C, &L)) return NULL;
     if (G <= 0 || C % G != 0) {
         dlf__panic("dlf_groupnorm: %d groups do not divide the %d channels of x %s", G, C, dlf_shape_str(x, s, sizeof s));
@@ -8208,6 +8470,8 @@ static void dlf__rbn_update(const dlf_rbn_state *st, const dlf_tensor *x, int N,
     st->dbias->data[0] = st->dbias->data[0] * (1.0f - mom1) + mom1;
     st->batch->data[0] += (float)N;
     st->step->data[0] += 1.0f;
+    dlf__written(st->sums); dlf__written(st->sqrs); dlf__written(st->count);
+    dlf__written(st->dbias); dlf__written(st->batch); dlf__written(st->step);
 }
 
 DLFDEF dlf_tensor *dlf_running_batchnorm(dlf_tape *t, dlf_tensor *x, dlf_tensor *mults, dlf_tensor *adds,
@@ -8218,6 +8482,7 @@ DLFDEF dlf_tensor *dlf_running_batchnorm(dlf_tape *t, dlf_tensor *x, dlf_tensor 
     float mom1 = 0.0f, eps, cnt, db;
     dlf_tensor *y, *mean, *rstd, *kv;
     dlf_node *nd;
+    if (!dlf__live(t, "dlf_running_batchnorm", x, mults, adds)) return NULL;
     if (!dlf__ncl("dlf_running_batchnorm", x, &N, &C, &L)) return NULL;
     if (!st || !st->sums || st->sums->size != C) {
         dlf__panic("dlf_running_batchnorm: needs a state with %d channels (dlf_layer_running_batchnorm makes one)", C);
@@ -8303,6 +8568,7 @@ static dlf_tensor *dlf__dropout(dlf_tape *t, dlf_tensor *x, float p, int per_cha
     int i, n, inner = 1;
     char s[64];
     if (!x) { dlf__panic("%s: x is NULL", op); return NULL; }
+    if (!dlf__live(t, op, x, NULL, NULL)) return NULL;
     if (!(p >= 0.0f && p <= 1.0f)) { dlf__panic("%s: p = %g must be in [0, 1]", op, (double)p); return NULL; }
     if (!t->training || p == 0.0f) return x;  /* eval mode: the identity, x itself */
     if (per_channel) {
@@ -8338,6 +8604,8 @@ DLFDEF dlf_tensor *dlf_dropout_mask(dlf_tape *t, dlf_tensor *x, const dlf_tensor
     float scale;
     int i, inner;
     char s1[64], s2[64];
+    if (!x || !keep) { dlf__panic("dlf_dropout_mask: x or keep is NULL"); return NULL; }
+    if (!dlf__live(t, "dlf_dropout_mask", x, keep, NULL)) return NULL;
     if (keep->size <= 0 || x->size % keep->size != 0 || !(p >= 0.0f && p < 1.0f)) {
         dlf__panic("dlf_dropout_mask: keep %s does not fit x %s (or p = %g is not in [0, 1))",
                    dlf_shape_str(keep, s1, sizeof s1), dlf_shape_str(x, s2, sizeof s2), (double)p);
@@ -8649,6 +8917,7 @@ DLFDEF int dlf_optim_step(dlf_optim *o)
         int n = q->p->size;
         if (!g || !q->p->requires_grad) continue;  /* no gradient, or frozen: PyTorch skips p.grad None too */
         q->step++;
+        dlf__written(q->p);   /* a backward still to come through a graph that read p would be wrong */
         if (c->weight_decay != 0.0f && (c->decoupled_wd || o->kind == DLF_OPTIM_ADAMW) && o->kind != DLF_OPTIM_LAMB) {
             float decay = (float)(1.0 - (double)c->lr * (double)c->weight_decay);  /* p *= 1 - lr wd */
             int i;
@@ -9310,6 +9579,8 @@ static void dlf__fill_batch(const dlf_dataset *d, const int *idx, int count, con
         if (d->targets) memcpy(y->data + (size_t)i * T, d->targets + (size_t)item * T, (size_t)T * sizeof(float));
         else y->data[i] = d->ids ? (float)d->ids[item] : (float)d->labels[item];
     }
+    dlf__written(x);    /* the previous batch's graph, if still to be walked, read the old values */
+    dlf__written(y);
     x->shape[0] = count;
     x->size = count * per;
     y->shape[0] = count;
@@ -11989,7 +12260,7 @@ static void dlf__snapshot_copy(dlf_learner *l, dlf__snapshot *s, int take)
     for (i = 0; i < n; i++) {
         dlf_tensor *t = l->params ? l->params->items[i].t : o->params[i].p;
         if (take) memcpy(s->buf + off, t->data, (size_t)t->size * sizeof(float));
-        else memcpy(t->data, s->buf + off, (size_t)t->size * sizeof(float));
+        else { memcpy(t->data, s->buf + off, (size_t)t->size * sizeof(float)); dlf__written(t); }
         off += (size_t)t->size;
     }
     for (i = 0; i < o->n_params; i++) {

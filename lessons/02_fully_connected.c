@@ -25,7 +25,7 @@
      break lin_grad             step through the three gradients of a linear layer;
                                 `p inp_g[0]`, `p w_g[0]`, `p b_g[0]`
      break relu_grad            `p inp[i]` and `p out_g[i]`: the mask at work
-     break dlf_backward_seed    then `p t->n_nodes` and `p t->nodes[i].op` while it walks
+     break dlf_backward_ex      then `p t->n_nodes` and `p t->nodes[i].op` while it walks
                                 the tape from the last node to the first
      break dlf__matmul_backward the tape's version of lin_grad's two gemm calls
    Variables to watch in main: `loss_hand`, `loss_tape`, and in compare_grads `diff`.

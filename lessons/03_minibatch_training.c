@@ -209,7 +209,8 @@ int main(void)
     batch = 0;
     while ((n = dlf_loader_next(train)) > 0) {
         dlf_tensor *loss;
-        dlf_tape_reset(&t);
+        dlf_tape_reset(&t);   /* a new step: forgotten, the old steps' nodes and outputs would pile up
+                                 (backward would still walk only this loss's nodes; docs/tape.md) */
         loss = dlf_cross_entropy(&t, mlp_forward(&t, train->x, &m), train->y);
         dlf_backward(&t, loss);
         sgd_by_hand(params, 4, 0.5f);

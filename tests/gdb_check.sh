@@ -75,7 +75,7 @@ check "p *big: long dims truncated with ..."      'big' 'dlf_tensor (100,) [0.0,
 check "NULL pointer"                              'null' '= 0x0'
 check "garbage pointer: <unreadable>"             'bad' '= 0x10 <unreadable>'
 check "garbage struct: <invalid ...>"             'garbage' '<invalid dlf_tensor: ndim='
-check "tape summary"                              'tape' 'dlf_tape: 2 nodes, 384 bytes in use (peak 384), grad on'
+check "tape summary"                              'tape' 'dlf_tape: 2 nodes, 512 bytes in use (peak 512), grad on'
 check "tape children list the nodes"              'tape' '#0 = matmul out (2, 2) <- in0 (2, 3) "a", in1 (3, 2) "w"'
 check "tape second node"                          'tape' '#1 = sum out () <- in0 (2, 2)'
 check "node"                                      'node' '= matmul out (2, 2) <- in0 (2, 3) "a", in1 (3, 2) "w"'

@@ -1400,6 +1400,47 @@ def _interop_bn():
 
 
 # ------------------------------------------------------------------------------------------
+# The tape: several backward calls on one tape (tests/test_misuse.c replays these; they go to
+# tests/ref/tape/ with their own INDEX, so tests/test_reference.c never sees them).
+
+
+@op("two_losses", "tape")
+def _two_losses():
+    """A 2-layer MLP whose hidden layer feeds two heads, so two losses share the first layer:
+        h = relu(x w1^T + b1),  loss1 = mse(h w2^T + b2, y),  loss2 = cross_entropy(h w3^T, target)
+    loss1.backward(retain_graph=True), then loss2.backward(): the parameter gradients hold the sum
+    of both. Stores the inputs x, y, target, the parameters w1, b1, w2, b2, w3, the losses loss1,
+    loss2, grad1.<param> after the first backward and grad.<param> after both; atol, rtol."""
+    name = "two_losses"
+    r = Rand(name)
+    x, y, target = r.n(4, 3), r.n(4, 2), r.ints(3, 4)
+    params = [("w1", r.n(5, 3) * 0.5), ("b1", r.n(5) * 0.1), ("w2", r.n(2, 5) * 0.5),
+              ("b2", r.n(2) * 0.1), ("w3", r.n(3, 5) * 0.5)]
+    atol, rtol = 1e-6, 1e-5
+
+    def run(dtype):
+        w1, b1, w2, b2, w3 = ps = [p.to(dtype).clone().requires_grad_(True) for _, p in params]
+        h = torch.relu(F.linear(x.to(dtype), w1, b1))
+        loss1 = F.mse_loss(F.linear(h, w2, b2), y.to(dtype))
+        loss2 = F.cross_entropy(F.linear(h, w3), target.long())
+        loss1.backward(retain_graph=True)
+        g1 = [p.grad.clone() if p.grad is not None else torch.zeros_like(p) for p in ps]  # w3: none yet
+        loss2.backward()
+        return loss1, loss2, g1, [p.grad for p in ps]
+
+    l1, l2, g1, g = run(torch.float32)
+    l1d, l2d, g1d, gd = run(torch.float64)
+    checks = [("loss1", l1, l1d), ("loss2", l2, l2d)]
+    checks += [("grad1." + n, a, b) for (n, _), a, b in zip(params, g1, g1d)]
+    checks += [("grad." + n, a, b) for (n, _), a, b in zip(params, g, gd)]
+    check64(name, checks, atol, rtol)
+    tensors = [("x", x), ("y", y), ("target", target)] + params + [("loss1", l1), ("loss2", l2)]
+    tensors += [("grad1." + n, a) for (n, _), a in zip(params, g1)]
+    tensors += [("grad." + n, a) for (n, _), a in zip(params, g)]
+    emit_raw(name, tensors, {"op": "two_losses", "atol": repr(atol), "rtol": repr(rtol)})
+
+
+# ------------------------------------------------------------------------------------------
 
 def main():
     only = sys.argv[1:]
