@@ -9585,8 +9585,6 @@ static void dlf__fill_batch(const dlf_dataset *d, const int *idx, int count, con
     x->size = count * per;
     y->shape[0] = count;
     y->size = count * T;
-    dlf__written(x);
-    dlf__written(y);
 }
 
 /* The one-table form: every channel of a byte image through lut; floats copied. */
