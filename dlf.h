@@ -379,7 +379,7 @@ typedef struct dlf_node {
     dlf_tensor *in[DLF_NODE_INPUTS]; /* the inputs (their grads are written), NULL if unused;
                                         BatchNorm: x, weight, bias */
     int iarg[4];             /* integer arguments: axis, keepdim, transpose flags ... */
-    float farg[2];           /* float arguments: the scalar of *_SCALAR ops ... */
+    float farg[3];           /* float arguments: the scalar of *_SCALAR ops ... */
     dlf_tensor *aux;         /* extra tensor kept for backward (e.g. argmax indices) */
     dlf_tensor *saved[DLF_NODE_SAVED]; /* more tensors kept for backward, in the arena
                                           (BatchNorm: per-channel mean and 1/std) */
@@ -5757,7 +5757,11 @@ static void dlf__conv2d_backward(dlf_tape *t, dlf_node *nd)
 // activations
 
 /* leaky_relu and general_relu share one forward:
-     v = x > 0 ? x : leak * x;   v = v - sub;   y = min(v, maxv)   (maxv = INFINITY: no clamp) */
+     v = x > 0 ? x : leak * x;   v = v - sub;   y = min(v, maxv)   (maxv = INFINITY: no clamp)
+   NaN and the infinities as PyTorch: a NaN x gives NaN (leaky_relu(NaN) = NaN; NaN > maxv is
+   false, so the clamp keeps it, as clamp_max). leaky_relu is F.leaky_relu exactly, so with
+   slope 0 it gives 0 * -inf = NaN at -inf, as F.leaky_relu(x, 0.0) does; general_relu with
+   leak 0 is the course's GeneralRelu without a leak, i.e. F.relu: 0 at -inf. */
 static dlf_tensor *dlf__general_relu(dlf_tape *t, dlf_op op, dlf_tensor *x, float leak, float sub, float maxv)
 {
     dlf_tensor *y = dlf__out(t, x->ndim, x->shape);
@@ -5768,6 +5772,7 @@ static dlf_tensor *dlf__general_relu(dlf_tape *t, dlf_op op, dlf_tensor *x, floa
     for (i = 0; i < x->size; i++) {
         float xi = x->data[i];
         float v = xi > 0.0f ? xi : leak * xi;
+        if (op == DLF_OP_GENERAL_RELU && leak == 0.0f) v = xi < 0.0f ? 0.0f : xi;  /* relu: NaN stays */
         v = v - sub;
         y->data[i] = v > maxv ? maxv : v;
     }
@@ -5775,6 +5780,7 @@ static dlf_tensor *dlf__general_relu(dlf_tape *t, dlf_op op, dlf_tensor *x, floa
     if (nd) {
         nd->farg[0] = leak;
         nd->farg[1] = maxv;
+        nd->farg[2] = sub;
     }
     return y;
 }
@@ -5790,8 +5796,11 @@ DLFDEF dlf_tensor *dlf_general_relu(dlf_tape *t, dlf_tensor *x, float leak, floa
 }
 
 /* Backward: dy/dx = (x > 0 ? 1 : leak), times 0 where the clamp held y at maxv
-   (the subtraction of sub does not change the slope). At x = 0 and at y = maxv
-   the function has kinks; we take the slopes leak and 0 there. */
+   (the subtraction of sub does not change the slope). At x = 0 and at v = maxv
+   the function has kinks; we take PyTorch's slopes there: leak at 0, and 1 at
+   v = maxv (clamp_max passes g where v <= maxv). At a NaN x: leak (F.leaky_relu),
+   1 for general_relu with leak 0 (F.relu passes g where its result is not <= 0),
+   and 0 where a clamp is on (NaN <= maxv is false). */
 static void dlf__general_relu_backward(dlf_tape *t, dlf_node *nd)
 {
     dlf_tensor *x = nd->in[0], *y = nd->out;
@@ -5800,9 +5809,14 @@ static void dlf__general_relu_backward(dlf_tape *t, dlf_node *nd)
     int i;
     if (!gx) return;
     for (i = 0; i < x->size; i++) {
-        float slope = x->data[i] > 0.0f ? 1.0f : leak;
-        float clamped = y->data[i] == maxv ? 0.0f : 1.0f;
-        gx[i] += y->grad[i] * slope * clamped;
+        float xi = x->data[i], v = xi > 0.0f ? xi : leak * xi, slope = xi > 0.0f ? 1.0f : leak;
+        float sub = nd->farg[2], pass;
+        if (nd->op == DLF_OP_GENERAL_RELU && leak == 0.0f) {
+            v = xi < 0.0f ? 0.0f : xi;
+            slope = v <= 0.0f ? 0.0f : 1.0f;
+        }
+        pass = maxv == INFINITY || v - sub <= maxv ? 1.0f : 0.0f;
+        gx[i] += pass * slope * y->grad[i];
     }
 }
 
