@@ -2407,11 +2407,11 @@ static void dlf__binary_row(dlf_op op, int n, const float *a, int sa, const floa
     case DLF_OP_SUB: for (i = 0; i < n; i++) o[i] = a[i * sa] - b[i * sb]; break;
     case DLF_OP_MUL: for (i = 0; i < n; i++) o[i] = a[i * sa] * b[i * sb]; break;
     case DLF_OP_DIV: for (i = 0; i < n; i++) o[i] = a[i * sa] / b[i * sb]; break;
-    case DLF_OP_MINIMUM:   /* a NaN on either side wins (torch.minimum/maximum) */
-        for (i = 0; i < n; i++) { float x = a[i * sa], y = b[i * sb]; o[i] = x != x || x < y ? x : y; }
+    case DLF_OP_MINIMUM:   /* a NaN on either side wins; a tie gives a (0 vs -0), as torch.minimum/maximum */
+        for (i = 0; i < n; i++) { float x = a[i * sa], y = b[i * sb]; o[i] = x != x || x <= y ? x : y; }
         break;
     case DLF_OP_MAXIMUM:
-        for (i = 0; i < n; i++) { float x = a[i * sa], y = b[i * sb]; o[i] = x != x || x > y ? x : y; }
+        for (i = 0; i < n; i++) { float x = a[i * sa], y = b[i * sb]; o[i] = x != x || x >= y ? x : y; }
         break;
     default: DLF_ASSERT(0);
     }
