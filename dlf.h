@@ -4818,6 +4818,7 @@ DLFDEF void dlf_tape_print(const dlf_tape *t)
     for (i = 0; i < t->n_nodes; i++) {
         const dlf_node *nd = &t->nodes[i];
         printf("  #%-3d %-10s -> %s", i, dlf_op_name(nd->op), dlf_shape_str(nd->out, s, sizeof s));
+        if (nd->op == DLF_OP_CUSTOM && nd->ctx && nd->ctx->op->name) printf("  \"%s\"", nd->ctx->op->name);
         for (j = 0; j < DLF_NODE_INPUTS; j++)
             if (nd->in[j]) printf("  in%d %s%s%s", j, dlf_shape_str(nd->in[j], s, sizeof s),
                                   nd->in[j]->name ? " " : "", nd->in[j]->name ? nd->in[j]->name : "");
