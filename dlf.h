@@ -294,6 +294,29 @@ DLFDEF dlf_tensor *dlf_mean_all(dlf_tape *t, dlf_tensor *a);
 DLFDEF dlf_tensor *dlf_reshape(dlf_tape *t, dlf_tensor *a, int ndim, const int *shape); /* view; one -1 allowed */
 DLFDEF dlf_tensor *dlf_clone(dlf_tape *t, const dlf_tensor *a);  /* arena copy, no grad link */
 
+// more reductions: several axes at once, min (NaN wins, as in max), argmin (first index).
+// Every single-axis reduction also takes axis 0 or -1 on a 0-dim tensor (PyTorch allows it)
+// and returns the 0-dim tensor's value (var: NaN with correction 1, as PyTorch).
+DLFDEF dlf_tensor *dlf_sum_axes(dlf_tape *t, dlf_tensor *a, const int *axes, int n_axes, int keepdim);
+DLFDEF dlf_tensor *dlf_mean_axes(dlf_tape *t, dlf_tensor *a, const int *axes, int n_axes, int keepdim);
+                                            /* n_axes 0: every axis (PyTorch 1.13's dim=[]) */
+DLFDEF dlf_tensor *dlf_min(dlf_tape *t, dlf_tensor *a, int axis, int keepdim);
+DLFDEF dlf_tensor *dlf_argmin(dlf_tape *t, dlf_tensor *a, int axis, int keepdim); /* no grad; indices as floats */
+
+// tensor ops. A dlf tensor is contiguous, so these shape ops COPY (dlf_reshape is the one
+// view); negative dims count from the end. Indices are floats holding integers >= 0.
+DLFDEF dlf_tensor *dlf_permute(dlf_tape *t, dlf_tensor *a, const int *perm); /* out dim i = a dim perm[i] */
+DLFDEF dlf_tensor *dlf_transpose(dlf_tape *t, dlf_tensor *a, int dim0, int dim1); /* swap two dims */
+DLFDEF dlf_tensor *dlf_narrow(dlf_tape *t, dlf_tensor *a, int dim, int start, int length); /* a slice */
+DLFDEF dlf_tensor *dlf_cat(dlf_tape *t, dlf_tensor **ts, int n, int dim);   /* join along an existing dim */
+DLFDEF dlf_tensor *dlf_stack(dlf_tape *t, dlf_tensor **ts, int n, int dim); /* join along a new dim */
+DLFDEF dlf_tensor *dlf_index_select(dlf_tape *t, dlf_tensor *a, int dim, const dlf_tensor *index); /* index 1-D */
+DLFDEF dlf_tensor *dlf_gather(dlf_tape *t, dlf_tensor *a, int dim, const dlf_tensor *index); /* out shape = index's */
+DLFDEF dlf_tensor *dlf_clamp(dlf_tape *t, dlf_tensor *a, float lo, float hi); /* -INFINITY/INFINITY: one side */
+DLFDEF dlf_tensor *dlf_minimum(dlf_tape *t, dlf_tensor *a, dlf_tensor *b);  /* elementwise, broadcasting */
+DLFDEF dlf_tensor *dlf_maximum(dlf_tape *t, dlf_tensor *a, dlf_tensor *b);
+DLFDEF dlf_tensor *dlf_where(dlf_tape *t, dlf_tensor *cond, dlf_tensor *a, dlf_tensor *b); /* cond != 0 ? a : b */
+
 // >>stage4_matmul -----------------------------------------------------------------
 // C (M,N) = op(A) op(B), where op(A) is A (M,K) or, with ta, A^T for A stored (K,M);
 // op(B) is B (K,N) or, with tb, B^T for B stored (N,K). With acc, C += ... instead.
@@ -320,8 +343,10 @@ DLFDEF void dlf_gemm(int ta, int tb, int M, int N, int K, const float *A,
 DLFDEF void dlf_gemm_dot(int M, int N, int K, const float *A, const float *B,
                          float *C, int acc);  /* C (M,N) = A (M,K) @ B^T, B stored (N,K): dot products, long K */
 
-DLFDEF dlf_tensor *dlf_matmul(dlf_tape *t, dlf_tensor *a, dlf_tensor *b);  /* (M,K)@(K,N) */
-DLFDEF dlf_tensor *dlf_matmul_ex(dlf_tape *t, dlf_tensor *a, dlf_tensor *b, int ta, int tb);
+DLFDEF dlf_tensor *dlf_matmul(dlf_tape *t, dlf_tensor *a, dlf_tensor *b);  /* torch.matmul: (M,K)@(K,N), and 1-D
+                                                  and batched inputs (batch dims broadcast), see docs/tensors.md */
+DLFDEF dlf_tensor *dlf_matmul_ex(dlf_tape *t, dlf_tensor *a, dlf_tensor *b, int ta, int tb); /* 2-D only */
+DLFDEF dlf_tensor *dlf_bmm(dlf_tape *t, dlf_tensor *a, dlf_tensor *b);  /* (B,M,K)@(B,K,N) -> (B,M,N) */
 
 // >>stage5_autograd -------------------------------------------------------------
 // The tape is the autograd engine and the memory of one step. Each op computes its
@@ -351,6 +376,10 @@ typedef enum dlf_op {
     DLF_OP_BCE_LOSS,                                   /* layers/losses parity: plain BCE */
     DLF_OP_MAXPOOL2D_EX, DLF_OP_AVGPOOL2D_EX,          /* layers/losses parity: window tables */
     DLF_OP_CONV2D_EX,                                  /* layers/losses parity: general conv2d */
+    DLF_OP_PERMUTE, DLF_OP_NARROW, DLF_OP_CAT, DLF_OP_INDEX_SELECT, DLF_OP_GATHER,  /* tensor ops */
+    DLF_OP_CLAMP, DLF_OP_MINIMUM, DLF_OP_MAXIMUM, DLF_OP_WHERE, DLF_OP_MIN,         /* tensor ops */
+    DLF_OP_SUM_AXES, DLF_OP_MEAN_AXES, DLF_OP_BMM,                                  /* tensor ops */
+    DLF_OP_CUSTOM,                                  /* tensor ops: a user's op (dlf_custom) */
     DLF_OP_COUNT
 } dlf_op;
 /* Adding an op, the checklist (the compiler enforces the starred steps):
@@ -373,7 +402,7 @@ typedef struct dlf_node {
     dlf_tensor *in[DLF_NODE_INPUTS]; /* the inputs (their grads are written), NULL if unused;
                                         BatchNorm: x, weight, bias */
     int iarg[4];             /* integer arguments: axis, keepdim, transpose flags ... */
-    float farg[2];           /* float arguments: the scalar of *_SCALAR ops ... */
+    float farg[3];           /* float arguments: the scalar of *_SCALAR ops ... */
     dlf_tensor *aux;         /* extra tensor kept for backward (e.g. argmax indices) */
     dlf_tensor *saved[DLF_NODE_SAVED]; /* more tensors kept for backward, in the arena
                                           (BatchNorm: per-channel mean and 1/std) */
@@ -383,6 +412,7 @@ typedef struct dlf_node {
                                 its bias node), or -1 */
     unsigned walk;           /* the backward that last reached it (dlf_tape.walks) */
     int consumed;            /* 1: a backward without DLF_BACKWARD_KEEP_GRAPH walked it */
+    struct dlf_custom_ctx *ctx; /* DLF_OP_CUSTOM: the call's context (in the arena), else NULL */
 } dlf_node;
 
 typedef struct dlf__chunk dlf__chunk;  /* one block of the arena (implementation) */
@@ -483,6 +513,46 @@ typedef struct dlf_gradcheck_report {
 
 DLFDEF int dlf_gradcheck(dlf_graph_fn fn, dlf_tensor **inputs, int n_inputs, void *user,
                          const dlf_gradcheck_cfg *cfg, dlf_gradcheck_report *rep); /* 1 = pass */
+
+// custom ops
+// A user's op with its own forward and backward, recorded and replayed like a built-in one
+// (a DLF_OP_CUSTOM node; docs/tensors.md has an example, lessons/03a_your_own_op.c a model).
+//   forward(ctx, in, n_in, user): returns the output, a new tensor from dlf_custom_output or
+//     from dlf ops on ctx->tape (recording is off inside); may keep tensors (dlf_custom_save)
+//     and numbers (ctx->farg, ctx->iarg) for the backward.
+//   backward(ctx, gout, gin, user): gout = dL/dout (ctx->out->size floats); gin[i] is the
+//     gradient of ctx->in[i], to ADD to (+=), or NULL when that input needs none.
+// The dlf_custom_op must outlive the tape's backward (a static const struct is simplest).
+
+#define DLF_CUSTOM_MAX_INPUTS 8
+#define DLF_CUSTOM_MAX_SAVED 4
+
+typedef struct dlf_custom_ctx {
+    const struct dlf_custom_op *op;     /* the op this call runs */
+    dlf_tape *tape;                     /* the tape of the call (its arena holds the context) */
+    dlf_tensor *in[DLF_CUSTOM_MAX_INPUTS]; /* the inputs, as passed */
+    int n_in;
+    dlf_tensor *out;                    /* the forward's output (set after forward returns) */
+    dlf_tensor *saved[DLF_CUSTOM_MAX_SAVED]; /* what dlf_custom_save kept, in order */
+    int n_saved;
+    float farg[4];                      /* the forward's own numbers, for the backward */
+    int iarg[4];
+    int done;                           /* backward already ran for this call */
+} dlf_custom_ctx;
+
+typedef dlf_tensor *(*dlf_custom_forward_fn)(dlf_custom_ctx *ctx, dlf_tensor **in, int n_in, void *user);
+typedef void (*dlf_custom_backward_fn)(dlf_custom_ctx *ctx, const float *gout, float **gin, void *user);
+
+typedef struct dlf_custom_op {
+    const char *name;                   /* for messages and dlf_tape_print */
+    dlf_custom_forward_fn forward;
+    dlf_custom_backward_fn backward;    /* NULL: the op has no gradient (backward panics if asked) */
+    void *user;                         /* passed to both */
+} dlf_custom_op;
+
+DLFDEF dlf_tensor *dlf_custom(dlf_tape *t, const dlf_custom_op *op, dlf_tensor **inputs, int n_inputs);
+DLFDEF dlf_tensor *dlf_custom_output(dlf_custom_ctx *ctx, int ndim, const int *shape); /* arena, zeros */
+DLFDEF void dlf_custom_save(dlf_custom_ctx *ctx, dlf_tensor *x);  /* keep x for the backward */
 
 // >>stage6_layers ---------------------------------------------------------------
 // The layers of a network. Each is an op on the tape: the forward computes its
@@ -2829,6 +2899,8 @@ static dlf_tensor *dlf__out(dlf_tape *t, int ndim, const int *shape);
 static int dlf__live(const dlf_tape *t, const char *op, const dlf_tensor *a, const dlf_tensor *b, const dlf_tensor *c);
 static void dlf__view_of(const dlf_tape *t, dlf_tensor *view, dlf_tensor *a);
 static dlf_node *dlf__record(dlf_tape *t, dlf_op op, dlf_tensor *out, dlf_tensor *a, dlf_tensor *b);
+static dlf_node *dlf__record3(dlf_tape *t, dlf_op op, dlf_tensor *out, dlf_tensor *a, dlf_tensor *b, dlf_tensor *c);
+static void *dlf__arena_alloc(dlf_tape *t, size_t bytes);
 static float *dlf__grad(dlf_tape *t, dlf_tensor *x);
 
 #define DLF__PAR_MIN 32768  /* below this many elements, threads cost more than they save */
@@ -2892,6 +2964,12 @@ static void dlf__binary_row(dlf_op op, int n, const float *a, int sa, const floa
     case DLF_OP_SUB: for (i = 0; i < n; i++) o[i] = a[i * sa] - b[i * sb]; break;
     case DLF_OP_MUL: for (i = 0; i < n; i++) o[i] = a[i * sa] * b[i * sb]; break;
     case DLF_OP_DIV: for (i = 0; i < n; i++) o[i] = a[i * sa] / b[i * sb]; break;
+    case DLF_OP_MINIMUM:   /* a NaN on either side wins; a tie gives a (0 vs -0), as torch.minimum/maximum */
+        for (i = 0; i < n; i++) { float x = a[i * sa], y = b[i * sb]; o[i] = x != x || x <= y ? x : y; }
+        break;
+    case DLF_OP_MAXIMUM:
+        for (i = 0; i < n; i++) { float x = a[i * sa], y = b[i * sb]; o[i] = x != x || x >= y ? x : y; }
+        break;
     default: DLF_ASSERT(0);
     }
 }
@@ -2902,6 +2980,8 @@ static const char *dlf__binary_name(dlf_op op)
     case DLF_OP_ADD: return "dlf_add";
     case DLF_OP_SUB: return "dlf_sub";
     case DLF_OP_MUL: return "dlf_mul";
+    case DLF_OP_MINIMUM: return "dlf_minimum";
+    case DLF_OP_MAXIMUM: return "dlf_maximum";
     default: return "dlf_div";
     }
 }
@@ -2956,6 +3036,9 @@ DLFDEF dlf_tensor *dlf_div(dlf_tape *t, dlf_tensor *a, dlf_tensor *b)
      sub: da += g          db -= g
      mul: da += g * b      db += g * a
      div: da += g / b      db -= g * a / b^2
+     maximum: the larger side gets g; a tie gives g/2 to each (PyTorch's rule); where a
+              NaN won, both sides get g (no comparison holds, as in PyTorch)
+     minimum: the same with the smaller side
    A stretched input received the same value at many outputs, so its gradient is the
    SUM over them: the 0 strides make every such output add into the same slot.
    The loop is serial so the sums happen in one fixed order (determinism). */
@@ -2988,6 +3071,14 @@ static void dlf__binary_backward(dlf_tape *t, dlf_node *nd)
             if (ga) ga[ia] += gi * bv;
             if (gb) gb[ib] += gi * av;
             break;
+        case DLF_OP_MAXIMUM:
+            if (ga) ga[ia] += av == bv ? 0.5f * gi : av < bv ? 0.0f : gi;
+            if (gb) gb[ib] += av == bv ? 0.5f * gi : av > bv ? 0.0f : gi;
+            break;
+        case DLF_OP_MINIMUM:
+            if (ga) ga[ia] += av == bv ? 0.5f * gi : av > bv ? 0.0f : gi;
+            if (gb) gb[ib] += av == bv ? 0.5f * gi : av < bv ? 0.0f : gi;
+            break;
         default: /* DLF_OP_DIV */
             if (ga) ga[ia] += gi / bv;
             if (gb) gb[ib] -= gi * av / (bv * bv);
@@ -2996,7 +3087,22 @@ static void dlf__binary_backward(dlf_tape *t, dlf_node *nd)
     }
 }
 
-/* Unary ops (and ops with one scalar argument s): forward by a switch, element by element. */
+/* x^p as PyTorch's CPU pow computes it: these exponents take their own formula (so x^0.5
+   is sqrt: (-inf)^0.5 and (-1)^0.5 are NaN, (-0)^0.5 is -0), the rest C's powf. */
+static float dlf__powf(float x, float p)
+{
+    if (p == 2.0f) return x * x;
+    if (p == 3.0f) return x * x * x;
+    if (p == 0.5f) return sqrtf(x);
+    if (p == -0.5f) return 1.0f / sqrtf(x);
+    if (p == -1.0f) return 1.0f / x;
+    if (p == -2.0f) return 1.0f / (x * x);
+    return powf(x, p);
+}
+
+/* Unary ops (and ops with one scalar argument s): forward by a switch, element by element.
+   NaN in, NaN out for every one (relu too: NaN < 0 is false, so relu(NaN) = NaN, as
+   PyTorch); relu(-0) is -0, as PyTorch. */
 static dlf_tensor *dlf__unary(dlf_tape *t, dlf_op op, dlf_tensor *a, float s)
 {
     dlf_tensor *out = dlf__live(t, dlf_op_name(op), a, NULL, NULL) ? dlf__out(t, a->ndim, a->shape) : NULL;
@@ -3010,7 +3116,7 @@ static dlf_tensor *dlf__unary(dlf_tape *t, dlf_op op, dlf_tensor *a, float s)
         const float *x = a->data;
         float *y = out->data;
         DLF__OMP(omp parallel for if (n > DLF__PAR_MIN))
-        for (i = 0; i < n; i++) y[i] = x[i] > 0.0f ? x[i] : 0.0f;
+        for (i = 0; i < n; i++) y[i] = x[i] < 0.0f ? 0.0f : x[i];
         n = 0;  /* done: skip the general loop */
     }
     DLF__OMP(omp parallel for if (n > DLF__PAR_MIN))
@@ -3019,14 +3125,14 @@ static dlf_tensor *dlf__unary(dlf_tape *t, dlf_op op, dlf_tensor *a, float s)
         switch (op) {
         case DLF_OP_ADD_SCALAR: y = x + s; break;                  /* y = x + s */
         case DLF_OP_MUL_SCALAR: y = x * s; break;                  /* y = x * s */
-        case DLF_OP_POW_SCALAR: y = powf(x, s); break;             /* y = x^s */
+        case DLF_OP_POW_SCALAR: y = dlf__powf(x, s); break;        /* y = x^s */
         case DLF_OP_NEG: y = -x; break;                            /* y = -x */
         case DLF_OP_EXP: y = expf(x); break;                       /* y = e^x */
         case DLF_OP_LOG: y = logf(x); break;                       /* y = ln x */
         case DLF_OP_SQRT: y = sqrtf(x); break;                     /* y = sqrt x */
         case DLF_OP_SQUARE: y = x * x; break;                      /* y = x^2 */
         case DLF_OP_ABS: y = fabsf(x); break;                      /* y = |x| */
-        case DLF_OP_RELU: y = x > 0.0f ? x : 0.0f; break;          /* y = max(x, 0) */
+        case DLF_OP_RELU: y = x < 0.0f ? 0.0f : x; break;          /* y = max(x, 0) */
         case DLF_OP_SIGMOID: y = 1.0f / (1.0f + expf(-x)); break;  /* y = 1/(1+e^-x) */
         case DLF_OP_TANH: y = tanhf(x); break;                     /* y = tanh x */
         default: y = 0.0f; DLF_ASSERT(0);
@@ -3039,7 +3145,9 @@ static dlf_tensor *dlf__unary(dlf_tape *t, dlf_op op, dlf_tensor *a, float s)
 }
 
 /* Backward of the unary ops: da += g * dy/dx, with y the saved output where that is
-   cheaper (exp, sqrt, sigmoid, tanh reuse y; the rest need x). */
+   cheaper (exp, sqrt, sigmoid, tanh reuse y; the rest need x). At NaN and the infinities
+   each gives PyTorch's value: relu passes g where y is not <= 0 (so at NaN too), abs
+   gives 0 at NaN (sign(NaN) = 0), pow with s = 0 gives 0 everywhere. */
 static void dlf__unary_backward(dlf_tape *t, dlf_node *nd)
 {
     dlf_tensor *a = nd->in[0], *o = nd->out;
@@ -3049,9 +3157,9 @@ static void dlf__unary_backward(dlf_tape *t, dlf_node *nd)
     int i, n = a->size;
     if (!ga) return;
     if (nd->op == DLF_OP_RELU) {  /* its own vectorized loop, as in the forward */
-        const float *x = a->data;
+        const float *y = o->data;
         DLF__OMP(omp parallel for if (n > DLF__PAR_MIN))
-        for (i = 0; i < n; i++) ga[i] += x[i] > 0.0f ? g[i] : 0.0f;
+        for (i = 0; i < n; i++) ga[i] += y[i] <= 0.0f ? 0.0f : g[i];
         return;
     }
     DLF__OMP(omp parallel for if (n > DLF__PAR_MIN))
@@ -3060,19 +3168,19 @@ static void dlf__unary_backward(dlf_tape *t, dlf_node *nd)
         switch (nd->op) {
         case DLF_OP_ADD_SCALAR: d = 1.0f; break;                     /* d(x+s)/dx = 1 */
         case DLF_OP_MUL_SCALAR: d = s; break;                        /* d(xs)/dx = s */
-        case DLF_OP_POW_SCALAR: d = s * powf(x, s - 1.0f); break;    /* s x^(s-1) */
+        case DLF_OP_POW_SCALAR: d = s == 0.0f ? 0.0f : s * dlf__powf(x, s - 1.0f); break; /* s x^(s-1) */
         case DLF_OP_NEG: d = -1.0f; break;
         case DLF_OP_EXP: d = y; break;                               /* (e^x)' = e^x = y */
         case DLF_OP_LOG: d = 1.0f / x; break;                        /* (ln x)' = 1/x */
         case DLF_OP_SQRT: d = 0.5f / y; break;                       /* 1/(2 sqrt x) */
         case DLF_OP_SQUARE: d = 2.0f * x; break;
         case DLF_OP_ABS: d = x > 0.0f ? 1.0f : (x < 0.0f ? -1.0f : 0.0f); break; /* sign x */
-        case DLF_OP_RELU: d = x > 0.0f ? 1.0f : 0.0f; break;         /* step; 0 at x = 0 */
+        case DLF_OP_RELU: d = y <= 0.0f ? 0.0f : 1.0f; break;        /* step; 0 at x = 0 */
         case DLF_OP_SIGMOID: d = y * (1.0f - y); break;              /* s(x)(1 - s(x)) */
         case DLF_OP_TANH: d = 1.0f - y * y; break;                   /* 1 - tanh^2 */
         default: d = 0.0f; DLF_ASSERT(0);
         }
-        ga[i] += g[i] * d;
+        ga[i] += nd->op == DLF_OP_POW_SCALAR && s == 0.0f ? 0.0f : g[i] * d;  /* x^0 = 1: zero slope */
     }
 }
 
@@ -3145,6 +3253,11 @@ static int dlf__reduce_setup(const char *op, const dlf_tensor *a, int axis, int 
 {
     int i, j = 0;
     char s[64];
+    if (a->ndim == 0 && (axis == 0 || axis == -1)) {  /* PyTorch: a 0-dim tensor reduces to itself */
+        *outer = *n = *inner = 1;
+        *ndim = 0;
+        return 1;
+    }
     if (axis < 0) axis += a->ndim;
     if (axis < 0 || axis >= a->ndim) {
         dlf__panic("%s: axis %d is out of range for shape %s", op, axis < 0 ? axis - a->ndim : axis,
@@ -3184,7 +3297,7 @@ static dlf_tensor *dlf__reduce(dlf_tape *t, dlf_op op, dlf_tensor *a, int axis, 
     }
     out = dlf__out(t, ndim, shape);
     if (!out) return NULL;
-    if (op == DLF_OP_MAX) {
+    if (op == DLF_OP_MAX || op == DLF_OP_MIN) {
         idx = dlf__out(t, ndim, shape);
         if (!idx) return NULL;
     }
@@ -3209,12 +3322,12 @@ static dlf_tensor *dlf__reduce(dlf_tape *t, dlf_op op, dlf_tensor *a, int axis, 
                 for (k = 0; k < n; k++) ss += (p[k * inner] - mean) * (p[k * inner] - mean);
                 out->data[o * inner + i] = (float)(ss / (double)(n - correction));
                 break;
-            default:            /* max = max_k x_k, ties go to the first k; NaN wins */
+            default:            /* max = max_k x_k (min: min_k), ties go to the first k; NaN wins */
                 best = p[0];
                 besti = 0;
                 for (k = 1; k < n; k++) {
                     float v = p[k * inner];
-                    if (v > best || (v != v && best == best)) { best = v; besti = k; }
+                    if ((op == DLF_OP_MIN ? v < best : v > best) || (v != v && best == best)) { best = v; besti = k; }
                 }
                 out->data[o * inner + i] = want_argmax ? (float)besti : best;
                 if (idx) idx->data[o * inner + i] = (float)besti;
@@ -3238,7 +3351,7 @@ static dlf_tensor *dlf__reduce(dlf_tape *t, dlf_op op, dlf_tensor *a, int axis, 
      sum:  dx_k += g                     (every x_k counted once)
      mean: dx_k += g / n
      var:  dx_k += g * 2 (x_k - mean) / (n - correction)
-     max:  dx_argmax += g                (only the winner moved the output) */
+     max:  dx_argmax += g                (only the winner moved the output; min: the argmin) */
 static void dlf__reduce_backward(dlf_tape *t, dlf_node *nd)
 {
     dlf_tensor *a = nd->in[0];
@@ -3266,7 +3379,7 @@ static void dlf__reduce_backward(dlf_tape *t, dlf_node *nd)
             for (k = 0; k < n; k++)
                 gp[k * inner] += (float)(gi * 2.0 * (p[k * inner] - mean) / (double)(n - correction));
             break;
-        default: /* DLF_OP_MAX */
+        default: /* DLF_OP_MAX, DLF_OP_MIN */
             gp[(int)nd->aux->data[o * inner + i] * inner] += gi;
             break;
         }
@@ -3307,6 +3420,16 @@ DLFDEF dlf_tensor *dlf_mean_all(dlf_tape *t, dlf_tensor *a)
 {
     DLF__OP(t); DLF__INPUT(t, a);
     return dlf__reduce(t, DLF_OP_MEAN, a, 127, 0, 0, "dlf_mean_all", 0);
+}
+DLFDEF dlf_tensor *dlf_min(dlf_tape *t, dlf_tensor *a, int axis, int keepdim)
+{
+    DLF__OP(t); DLF__INPUT(t, a);
+    return dlf__reduce(t, DLF_OP_MIN, a, axis, keepdim, 0, "dlf_min", 0);
+}
+DLFDEF dlf_tensor *dlf_argmin(dlf_tape *t, dlf_tensor *a, int axis, int keepdim)
+{
+    DLF__OP(t); DLF__INPUT(t, a);
+    return dlf__reduce(t, DLF_OP_MIN, a, axis, keepdim, 0, "dlf_argmin", 1);
 }
 
 /* Reshape is a view: a new header over the same data. One dim may be -1 (inferred). */
@@ -3366,6 +3489,596 @@ DLFDEF dlf_tensor *dlf_clone(dlf_tape *t, const dlf_tensor *a)
     dlf_tensor *out = dlf__live(t, "dlf_clone", a, NULL, NULL) ? dlf__out(t, a->ndim, a->shape) : NULL;
     if (out) memcpy(out->data, a->data, (size_t)a->size * sizeof(float));
     return out;
+}
+
+// more reductions: several axes at once
+
+/* sum/mean over a set of axes. With a padded to 4 dims, every element a[i0,i1,i2,i3] lands
+   in out[os . i], where os[k] is 0 for a reduced dim and out's stride for a kept one:
+     sum:  out_j = sum_{i -> j} a_i          dx_i += g_j
+     mean: out_j = sum_{i -> j} a_i / count   dx_i += g_j / count   (count: elements per j)
+   Sums accumulate in double, in index order (determinism). */
+static void dlf__axes_map(const dlf_tensor *a, int mask, int *dims, ptrdiff_t *os)
+{
+    int k, st[4], off = 4 - a->ndim;
+    ptrdiff_t s = 1;
+    dlf__pad4(a, dims, st);
+    for (k = 3; k >= 0; k--) {
+        int reduced = k >= off && (mask >> (k - off) & 1);
+        os[k] = reduced ? 0 : s;
+        if (!reduced) s *= dims[k];
+    }
+}
+
+static dlf_tensor *dlf__reduce_axes(dlf_tape *t, dlf_op op, dlf_tensor *a, const int *axes, int n_axes,
+                                    int keepdim, const char *name)
+{
+    int mask = 0, i, nd = 0, shape[4] = {1, 1, 1, 1}, dims[4], i0, i1, i2, i3;
+    double count = 1.0, *acc;
+    ptrdiff_t os[4];
+    dlf_tensor *out;
+    dlf_node *node;
+    char sa[64];
+    if (!t) { dlf__panic("%s: t is NULL", name); return NULL; }
+    if (!a) { dlf__panic("%s: a is NULL", name); return NULL; }
+    if (n_axes > 0 && !axes) { dlf__panic("%s: axes is NULL", name); return NULL; }
+    if (n_axes < 0 || n_axes > DLF_MAX_DIMS) {
+        dlf__panic("%s: n_axes %d is outside 0..%d", name, n_axes, DLF_MAX_DIMS);
+        return NULL;
+    }
+    for (i = 0; i < n_axes; i++) {
+        int ax = axes[i], lim = a->ndim ? a->ndim : 1;  /* a 0-dim tensor takes axis 0 or -1 */
+        if (ax < -lim || ax >= lim) {
+            dlf__panic("%s: axis %d is out of range for shape %s", name, ax, dlf_shape_str(a, sa, sizeof sa));
+            return NULL;
+        }
+        if (ax < 0) ax += lim;
+        if (mask >> ax & 1) {
+            dlf__panic("%s: axis %d appears more than once in the list", name, axes[i]);
+            return NULL;
+        }
+        mask |= 1 << ax;
+    }
+    if (a->ndim == 0) mask = 0;                      /* nothing to reduce: out = a */
+    else if (n_axes == 0) mask = (1 << a->ndim) - 1;  /* every axis */
+    for (i = 0; i < a->ndim; i++) {
+        if (mask >> i & 1) {
+            count *= a->shape[i];
+            if (keepdim) shape[nd++] = 1;
+        } else {
+            shape[nd++] = a->shape[i];
+        }
+    }
+    out = dlf__out(t, nd, shape);
+    if (!out) return NULL;
+    acc = (double *)dlf__arena_alloc(t, (size_t)out->size * sizeof(double) + 1);
+    if (!acc) return NULL;
+    memset(acc, 0, (size_t)out->size * sizeof(double));
+    dlf__axes_map(a, mask, dims, os);
+    {
+        const float *p = a->data;
+        for (i0 = 0; i0 < dims[0]; i0++)
+        for (i1 = 0; i1 < dims[1]; i1++)
+        for (i2 = 0; i2 < dims[2]; i2++)
+        for (i3 = 0; i3 < dims[3]; i3++)
+            acc[i0 * os[0] + i1 * os[1] + i2 * os[2] + i3 * os[3]] += *p++;
+    }
+    for (i = 0; i < out->size; i++)   /* mean over 0 elements: 0/0 = NaN, as PyTorch */
+        out->data[i] = (float)(op == DLF_OP_MEAN_AXES ? acc[i] / count : acc[i]);
+    node = dlf__record(t, op, out, a, NULL);
+    if (node) {
+        node->iarg[0] = mask;
+        node->farg[0] = op == DLF_OP_MEAN_AXES ? (float)(1.0 / count) : 1.0f;
+    }
+    return out;
+}
+
+static void dlf__reduce_axes_backward(dlf_tape *t, dlf_node *nd)
+{
+    dlf_tensor *a = nd->in[0];
+    float *ga = dlf__grad(t, a), scale = nd->farg[0];
+    const float *g = nd->out->grad;
+    int dims[4], i0, i1, i2, i3;
+    ptrdiff_t os[4];
+    if (!ga) return;
+    dlf__axes_map(a, nd->iarg[0], dims, os);
+    for (i0 = 0; i0 < dims[0]; i0++)
+    for (i1 = 0; i1 < dims[1]; i1++)
+    for (i2 = 0; i2 < dims[2]; i2++)
+    for (i3 = 0; i3 < dims[3]; i3++)
+        *ga++ += g[i0 * os[0] + i1 * os[1] + i2 * os[2] + i3 * os[3]] * scale;
+}
+
+DLFDEF dlf_tensor *dlf_sum_axes(dlf_tape *t, dlf_tensor *a, const int *axes, int n_axes, int keepdim)
+{
+    return dlf__reduce_axes(t, DLF_OP_SUM_AXES, a, axes, n_axes, keepdim, "dlf_sum_axes");
+}
+
+DLFDEF dlf_tensor *dlf_mean_axes(dlf_tape *t, dlf_tensor *a, const int *axes, int n_axes, int keepdim)
+{
+    return dlf__reduce_axes(t, DLF_OP_MEAN_AXES, a, axes, n_axes, keepdim, "dlf_mean_axes");
+}
+
+// tensor ops
+
+/* Every shape op moves whole elements: out[i] = a[src(i)] for an index map src, and its
+   backward runs the map the other way: da[src(i)] += g[i]. Where the map is a strided block
+   (permute, narrow, one input of cat), dlf__copy4 runs it, on a block n[0] x ... x n[3]:
+     dst[i . ds] = src[i . ss]     or, with acc,     dst[i . ds] += src[i . ss]
+   These maps never send two elements to one place, so rows may run on threads. */
+static void dlf__copy4(const int *n, const float *src, const ptrdiff_t *ss, float *dst, const ptrdiff_t *ds, int acc)
+{
+    int r, rows = n[0] * n[1] * n[2];
+    if (rows == 0 || n[3] == 0) return;
+    DLF__OMP(omp parallel for if ((size_t)rows * n[3] > DLF__PAR_MIN))
+    for (r = 0; r < rows; r++) {
+        int i0 = r / (n[1] * n[2]), i1 = (r / n[2]) % n[1], i2 = r % n[2], i3;
+        const float *s = src + i0 * ss[0] + i1 * ss[1] + i2 * ss[2];
+        float *d = dst + i0 * ds[0] + i1 * ds[1] + i2 * ds[2];
+        if (acc) for (i3 = 0; i3 < n[3]; i3++) d[i3 * ds[3]] += s[i3 * ss[3]];
+        else     for (i3 = 0; i3 < n[3]; i3++) d[i3 * ds[3]] = s[i3 * ss[3]];
+    }
+}
+
+/* x padded on the left to 4 dims: its extents and contiguous strides. */
+static void dlf__dims4(const dlf_tensor *x, int *dims, ptrdiff_t *st)
+{
+    int k, s[4];
+    dlf__pad4(x, dims, s);
+    for (k = 0; k < 4; k++) st[k] = s[k];
+}
+
+/* A dim argument checked against ndim and made non-negative; -1 after a panic. */
+static int dlf__dim(const char *name, const char *what, int dim, int ndim, const dlf_tensor *a)
+{
+    char s[64];
+    if (dim < -ndim || dim >= ndim) {
+        dlf__panic("%s: %s %d is out of range for shape %s (%d dims)", name, what, dim,
+                   dlf_shape_str(a, s, sizeof s), ndim);
+        return -1;
+    }
+    return dim < 0 ? dim + ndim : dim;
+}
+
+/* permute: out (a.shape[p[0]], ..., a.shape[p[d-1]]), out[i_0..i_{d-1}] = a at index j with
+   j[p[k]] = i_k. As a strided block: out dim k walks a with a's stride of dim p[k].
+   Backward: the same block with source and destination swapped, da (strided) += g. */
+static void dlf__permute_run(const dlf_tensor *a, const int *p, float *adata, float *odata, int back)
+{
+    int da[4], n[4], k, off = 4 - a->ndim;
+    ptrdiff_t sa[4], sp[4], so[4], s = 1;
+    dlf__dims4(a, da, sa);
+    for (k = 0; k < 4; k++) {
+        n[k] = k < off ? 1 : da[off + p[k - off]];
+        sp[k] = k < off ? 0 : sa[off + p[k - off]];
+    }
+    for (k = 3; k >= 0; k--) { so[k] = s; s *= n[k]; }
+    if (!back) dlf__copy4(n, adata, sp, odata, so, 0);
+    else       dlf__copy4(n, odata, so, adata, sp, 1);
+}
+
+static dlf_tensor *dlf__permute(dlf_tape *t, dlf_tensor *a, const int *perm, const char *name)
+{
+    int p[4], shape[4] = {1, 1, 1, 1}, seen = 0, i;
+    dlf_tensor *out;
+    dlf_node *nd;
+    for (i = 0; i < a->ndim; i++) {
+        if ((p[i] = dlf__dim(name, "dim", perm[i], a->ndim, a)) < 0) return NULL;
+        if (seen >> p[i] & 1) {
+            dlf__panic("%s: dim %d appears more than once in the permutation", name, perm[i]);
+            return NULL;
+        }
+        seen |= 1 << p[i];
+        shape[i] = a->shape[p[i]];
+    }
+    out = dlf__out(t, a->ndim, shape);
+    if (!out) return NULL;
+    dlf__permute_run(a, p, a->data, out->data, 0);
+    nd = dlf__record(t, DLF_OP_PERMUTE, out, a, NULL);
+    if (nd) for (i = 0; i < a->ndim; i++) nd->iarg[i] = p[i];
+    return out;
+}
+
+DLFDEF dlf_tensor *dlf_permute(dlf_tape *t, dlf_tensor *a, const int *perm)
+{
+    if (!t) { dlf__panic("dlf_permute: t is NULL"); return NULL; }
+    if (!a) { dlf__panic("dlf_permute: a is NULL"); return NULL; }
+    if (!perm && a->ndim > 0) { dlf__panic("dlf_permute: perm is NULL"); return NULL; }
+    return dlf__permute(t, a, perm, "dlf_permute");
+}
+
+DLFDEF dlf_tensor *dlf_transpose(dlf_tape *t, dlf_tensor *a, int dim0, int dim1)
+{
+    int p[4] = {0, 1, 2, 3}, d0, d1, lim;
+    if (!t) { dlf__panic("dlf_transpose: t is NULL"); return NULL; }
+    if (!a) { dlf__panic("dlf_transpose: a is NULL"); return NULL; }
+    lim = a->ndim ? a->ndim : 1;  /* PyTorch: a 0-dim tensor transposes dims 0/-1 to itself */
+    if ((d0 = dlf__dim("dlf_transpose", "dim0", dim0, lim, a)) < 0) return NULL;
+    if ((d1 = dlf__dim("dlf_transpose", "dim1", dim1, lim, a)) < 0) return NULL;
+    p[d0] = d1;
+    p[d1] = d0;
+    return dlf__permute(t, a, p, "dlf_transpose");
+}
+
+static void dlf__permute_backward(dlf_tape *t, dlf_node *nd)
+{
+    float *ga = dlf__grad(t, nd->in[0]);
+    if (ga) dlf__permute_run(nd->in[0], nd->iarg, ga, nd->out->grad, 1);
+}
+
+/* narrow: out = a with dim `dim` cut to [start, start + length): a strided block of a
+   starting at a + start * stride[dim]. Backward: that block of da += g. */
+DLFDEF dlf_tensor *dlf_narrow(dlf_tape *t, dlf_tensor *a, int dim, int start, int length)
+{
+    int shape[4] = {1, 1, 1, 1}, d, i, n[4], da[4], k;
+    ptrdiff_t sa[4], so[4];
+    dlf_tensor *out;
+    dlf_node *nd;
+    char s[64];
+    if (!t) { dlf__panic("dlf_narrow: t is NULL"); return NULL; }
+    if (!a) { dlf__panic("dlf_narrow: a is NULL"); return NULL; }
+    if (a->ndim == 0) { dlf__panic("dlf_narrow: a is 0-dim; it has no dim to narrow"); return NULL; }
+    if ((d = dlf__dim("dlf_narrow", "dim", dim, a->ndim, a)) < 0) return NULL;
+    if (start < 0 && start >= -a->shape[d]) start += a->shape[d];  /* PyTorch wraps a negative start */
+    if (start < 0 || length < 0 || start > a->shape[d] - length) {
+        dlf__panic("dlf_narrow: start %d, length %d do not fit dim %d of shape %s", start, length, d,
+                   dlf_shape_str(a, s, sizeof s));
+        return NULL;
+    }
+    for (i = 0; i < a->ndim; i++) shape[i] = i == d ? length : a->shape[i];
+    out = dlf__out(t, a->ndim, shape);
+    if (!out) return NULL;
+    dlf__dims4(a, da, sa);
+    dlf__dims4(out, n, so);
+    k = 4 - a->ndim + d;
+    dlf__copy4(n, a->data + start * sa[k], sa, out->data, so, 0);
+    nd = dlf__record(t, DLF_OP_NARROW, out, a, NULL);
+    if (nd) {
+        nd->iarg[0] = k;
+        nd->iarg[1] = start;
+    }
+    return out;
+}
+
+static void dlf__narrow_backward(dlf_tape *t, dlf_node *nd)
+{
+    dlf_tensor *a = nd->in[0];
+    float *ga = dlf__grad(t, a);
+    int da[4], n[4];
+    ptrdiff_t sa[4], so[4];
+    if (!ga) return;
+    dlf__dims4(a, da, sa);
+    dlf__dims4(nd->out, n, so);
+    dlf__copy4(n, nd->out->grad, so, ga + nd->iarg[1] * sa[nd->iarg[0]], sa, 1);
+}
+
+/* cat: the inputs side by side along dim; input k fills the block of out that starts at
+   offset_k = sum_{j<k} ts[j].shape[dim] along dim. Backward: dts[k] += that block of g.
+   A node holds 3 inputs, so n inputs make ceil(n/3) nodes with one output, each knowing
+   the offset of its first input (iarg[1]). */
+static void dlf__cat_block(const dlf_tensor *out, int k, int offset, const dlf_tensor *x, float *xdata,
+                           float *odata, int back)
+{
+    int n[4], no[4];
+    ptrdiff_t sx[4], so[4];
+    dlf__dims4(x, n, sx);
+    dlf__dims4(out, no, so);
+    if (!back) dlf__copy4(n, xdata, sx, odata + offset * so[k], so, 0);
+    else       dlf__copy4(n, odata + offset * so[k], so, xdata, sx, 1);
+}
+
+DLFDEF dlf_tensor *dlf_cat(dlf_tape *t, dlf_tensor **ts, int n, int dim)
+{
+    int shape[4] = {1, 1, 1, 1}, d, i, j, k, offset;
+    dlf_tensor *out;
+    char s0[64], s1[64];
+    if (!t) { dlf__panic("dlf_cat: t is NULL"); return NULL; }
+    if (!ts) { dlf__panic("dlf_cat: ts is NULL"); return NULL; }
+    if (n < 1) { dlf__panic("dlf_cat: n is %d; it needs at least one tensor", n); return NULL; }
+    for (i = 0; i < n; i++)
+        if (!ts[i]) { dlf__panic("dlf_cat: ts[%d] is NULL", i); return NULL; }
+    if (ts[0]->ndim == 0) { dlf__panic("dlf_cat: ts[0] is 0-dim; 0-dim tensors cannot be concatenated"); return NULL; }
+    if ((d = dlf__dim("dlf_cat", "dim", dim, ts[0]->ndim, ts[0])) < 0) return NULL;
+    for (j = 0; j < ts[0]->ndim; j++) shape[j] = ts[0]->shape[j];
+    for (i = 1; i < n; i++) {
+        int ok = ts[i]->ndim == ts[0]->ndim;
+        for (j = 0; ok && j < ts[0]->ndim; j++) ok = j == d || ts[i]->shape[j] == ts[0]->shape[j];
+        if (!ok) {
+            dlf__panic("dlf_cat: ts[%d] %s does not match ts[0] %s outside dim %d", i,
+                       dlf_shape_str(ts[i], s1, sizeof s1), dlf_shape_str(ts[0], s0, sizeof s0), d);
+            return NULL;
+        }
+        shape[d] += ts[i]->shape[d];
+    }
+    out = dlf__out(t, ts[0]->ndim, shape);
+    if (!out) return NULL;
+    k = 4 - out->ndim + d;
+    for (i = 0, offset = 0; i < n; offset += ts[i]->shape[d], i++)
+        dlf__cat_block(out, k, offset, ts[i], ts[i]->data, out->data, 0);
+    for (i = 0, offset = 0; i < n; i += 3) {
+        dlf_node *nd = dlf__record3(t, DLF_OP_CAT, out, ts[i], i + 1 < n ? ts[i + 1] : NULL,
+                                    i + 2 < n ? ts[i + 2] : NULL);
+        if (nd) {
+            nd->iarg[0] = k;
+            nd->iarg[1] = offset;
+        }
+        for (j = i; j < n && j < i + 3; j++) offset += ts[j]->shape[d];
+    }
+    return out;
+}
+
+static void dlf__cat_backward(dlf_tape *t, dlf_node *nd)
+{
+    int j, k = nd->iarg[0], offset = nd->iarg[1];
+    for (j = 0; j < DLF_NODE_INPUTS && nd->in[j]; j++) {
+        dlf_tensor *x = nd->in[j];
+        float *gx = dlf__grad(t, x);
+        if (gx) dlf__cat_block(nd->out, k, offset, x, gx, nd->out->grad, 1);
+        offset += x->shape[k - 4 + x->ndim];
+    }
+}
+
+/* stack: every input gets a new dim of size 1 at dim (a reshape, a view), then cat. */
+DLFDEF dlf_tensor *dlf_stack(dlf_tape *t, dlf_tensor **ts, int n, int dim)
+{
+    dlf_tensor **xs;
+    int shape[4] = {1, 1, 1, 1}, i, j, d;
+    char s0[64], s1[64];
+    if (!t) { dlf__panic("dlf_stack: t is NULL"); return NULL; }
+    if (!ts) { dlf__panic("dlf_stack: ts is NULL"); return NULL; }
+    if (n < 1) { dlf__panic("dlf_stack: n is %d; it needs at least one tensor", n); return NULL; }
+    for (i = 0; i < n; i++)
+        if (!ts[i]) { dlf__panic("dlf_stack: ts[%d] is NULL", i); return NULL; }
+    if (ts[0]->ndim >= DLF_MAX_DIMS) {
+        dlf__panic("dlf_stack: the inputs %s have %d dims already; the result would have more than %d",
+                   dlf_shape_str(ts[0], s0, sizeof s0), ts[0]->ndim, DLF_MAX_DIMS);
+        return NULL;
+    }
+    if ((d = dlf__dim("dlf_stack", "dim", dim, ts[0]->ndim + 1, ts[0])) < 0) return NULL;
+    for (i = 1; i < n; i++)
+        if (!dlf_same_shape(ts[i], ts[0])) {
+            dlf__panic("dlf_stack: ts[%d] %s and ts[0] %s differ; stack needs equal shapes", i,
+                       dlf_shape_str(ts[i], s1, sizeof s1), dlf_shape_str(ts[0], s0, sizeof s0));
+            return NULL;
+        }
+    for (i = 0, j = 0; i <= ts[0]->ndim; i++) shape[i] = i == d ? 1 : ts[0]->shape[j++];
+    xs = (dlf_tensor **)dlf__arena_alloc(t, (size_t)n * sizeof(dlf_tensor *));
+    if (!xs) return NULL;
+    for (i = 0; i < n; i++)
+        if (!(xs[i] = dlf_reshape(t, ts[i], ts[0]->ndim + 1, shape))) return NULL;
+    return dlf_cat(t, xs, n, d);
+}
+
+/* An index value as an int in [0, n), or -1 after a panic. */
+static int dlf__index(const char *name, float v, int pos, int n, int dim)
+{
+    if (!(v >= 0.0f && v < (float)n && v == (float)(int)v)) {
+        dlf__panic("%s: index %g at position %d is not an integer in [0, %d) (dim %d)", name, v, pos, n, dim);
+        return -1;
+    }
+    return (int)v;
+}
+
+/* index_select: out = a with dim d replaced by the picked entries, index 1-D (or 0-dim) of m:
+     out[o, k, i] = a[o, index[k], i]      (a viewed as (outer, n, inner) around d)
+   Backward: da[o, index[k], i] += g[o, k, i]; a repeated index adds up (serial loop). */
+DLFDEF dlf_tensor *dlf_index_select(dlf_tape *t, dlf_tensor *a, int dim, const dlf_tensor *index)
+{
+    int shape[4] = {1, 1, 1, 1}, d, i, m, outer = 1, inner = 1, n, o, k;
+    dlf_tensor *out;
+    dlf_node *nd;
+    char s[64];
+    if (!t) { dlf__panic("dlf_index_select: t is NULL"); return NULL; }
+    if (!a) { dlf__panic("dlf_index_select: a is NULL"); return NULL; }
+    if (!index) { dlf__panic("dlf_index_select: index is NULL"); return NULL; }
+    if (a->ndim == 0) { dlf__panic("dlf_index_select: a is 0-dim"); return NULL; }
+    if (index->ndim > 1) {
+        dlf__panic("dlf_index_select: index must be 1-D, got shape %s", dlf_shape_str(index, s, sizeof s));
+        return NULL;
+    }
+    if ((d = dlf__dim("dlf_index_select", "dim", dim, a->ndim, a)) < 0) return NULL;
+    m = index->size;
+    n = a->shape[d];
+    for (i = 0; i < m; i++)
+        if (dlf__index("dlf_index_select", index->data[i], i, n, d) < 0) return NULL;
+    for (i = 0; i < a->ndim; i++) {
+        shape[i] = i == d ? m : a->shape[i];
+        if (i < d) outer *= a->shape[i];
+        if (i > d) inner *= a->shape[i];
+    }
+    out = dlf__out(t, a->ndim, shape);
+    if (!out) return NULL;
+    for (o = 0; o < outer; o++)
+        for (k = 0; k < m; k++)
+            memcpy(out->data + ((size_t)o * m + k) * inner,
+                   a->data + ((size_t)o * n + (int)index->data[k]) * inner, (size_t)inner * sizeof(float));
+    nd = dlf__record(t, DLF_OP_INDEX_SELECT, out, a, (dlf_tensor *)index);
+    if (nd) {
+        nd->iarg[0] = outer;
+        nd->iarg[1] = n;
+        nd->iarg[2] = inner;
+    }
+    return out;
+}
+
+static void dlf__index_select_backward(dlf_tape *t, dlf_node *nd)
+{
+    float *ga = dlf__grad(t, nd->in[0]);
+    const float *idx = nd->in[1]->data, *g = nd->out->grad;
+    int outer = nd->iarg[0], n = nd->iarg[1], inner = nd->iarg[2], m = nd->in[1]->size, o, k, i;
+    if (!ga) return;
+    for (o = 0; o < outer; o++)
+        for (k = 0; k < m; k++) {
+            float *dst = ga + ((size_t)o * n + (int)idx[k]) * inner;
+            const float *src = g + ((size_t)o * m + k) * inner;
+            for (i = 0; i < inner; i++) dst[i] += src[i];
+        }
+}
+
+/* gather: out has index's shape (as many dims as a; index.shape[j] <= a.shape[j] off dim d):
+     out[i] = a[i with its dim-d coordinate replaced by index[i]]
+   Backward: da[that place] += g[i]; places hit twice add up (serial loop). The loop walks
+   index's elements in order with a 4-D counter; a's flat position is c . stride(a). */
+static void dlf__gather_run(const dlf_tensor *a, int k, const dlf_tensor *index, const float *src, float *dst,
+                            float *ga, const float *g)
+{
+    int di[4], da[4], c[4] = {0, 0, 0, 0}, i, j;
+    ptrdiff_t si[4], sa[4];
+    dlf__dims4(index, di, si);
+    dlf__dims4(a, da, sa);
+    for (i = 0; i < index->size; i++) {
+        ptrdiff_t p = 0;
+        for (j = 0; j < 4; j++) p += (j == k ? (ptrdiff_t)index->data[i] : c[j]) * sa[j];
+        if (dst) dst[i] = src[p];
+        else ga[p] += g[i];
+        for (j = 3; j >= 0 && ++c[j] == di[j]; j--) c[j] = 0;  /* next coordinate */
+    }
+}
+
+DLFDEF dlf_tensor *dlf_gather(dlf_tape *t, dlf_tensor *a, int dim, const dlf_tensor *index)
+{
+    int d, i, lim;
+    dlf_tensor *out;
+    dlf_node *nd;
+    char sa[64], si[64];
+    if (!t) { dlf__panic("dlf_gather: t is NULL"); return NULL; }
+    if (!a) { dlf__panic("dlf_gather: a is NULL"); return NULL; }
+    if (!index) { dlf__panic("dlf_gather: index is NULL"); return NULL; }
+    lim = a->ndim ? a->ndim : 1;
+    if ((d = dlf__dim("dlf_gather", "dim", dim, lim, a)) < 0) return NULL;
+    for (i = 0; i < a->ndim && index->ndim == a->ndim; i++)
+        if (i != d && index->shape[i] > a->shape[i]) break;
+    if (index->ndim != a->ndim || i < a->ndim) {
+        dlf__panic("dlf_gather: index %s must have the dims of a %s, none larger outside dim %d",
+                   dlf_shape_str(index, si, sizeof si), dlf_shape_str(a, sa, sizeof sa), d);
+        return NULL;
+    }
+    for (i = 0; i < index->size; i++)
+        if (dlf__index("dlf_gather", index->data[i], i, a->ndim ? a->shape[d] : 1, d) < 0) return NULL;
+    out = dlf__out(t, index->ndim, index->shape);
+    if (!out) return NULL;
+    dlf__gather_run(a, a->ndim ? 4 - a->ndim + d : 3, index, a->data, out->data, NULL, NULL);
+    nd = dlf__record(t, DLF_OP_GATHER, out, a, (dlf_tensor *)index);
+    if (nd) nd->iarg[0] = a->ndim ? 4 - a->ndim + d : 3;
+    return out;
+}
+
+static void dlf__gather_backward(dlf_tape *t, dlf_node *nd)
+{
+    float *ga = dlf__grad(t, nd->in[0]);
+    if (ga) dlf__gather_run(nd->in[0], nd->iarg[0], nd->in[1], NULL, NULL, ga, nd->out->grad);
+}
+
+/* clamp (PyTorch's torch.clamp): y = min(max(x, lo), hi); so lo > hi gives hi everywhere,
+   a NaN x stays NaN, a NaN bound is ignored. Backward: dx += g where lo <= x <= hi (both
+   ends included, as PyTorch), else 0; NaN x gets 0. */
+DLFDEF dlf_tensor *dlf_clamp(dlf_tape *t, dlf_tensor *a, float lo, float hi)
+{
+    dlf_tensor *out;
+    dlf_node *nd;
+    int i;
+    if (!t) { dlf__panic("dlf_clamp: t is NULL"); return NULL; }
+    if (!a) { dlf__panic("dlf_clamp: a is NULL"); return NULL; }
+    out = dlf__out(t, a->ndim, a->shape);
+    if (!out) return NULL;
+    DLF__OMP(omp parallel for if (a->size > DLF__PAR_MIN))
+    for (i = 0; i < a->size; i++) {
+        float y = a->data[i];
+        y = y < lo ? lo : y;   /* NaN compares false: stays NaN */
+        out->data[i] = y > hi ? hi : y;
+    }
+    nd = dlf__record(t, DLF_OP_CLAMP, out, a, NULL);
+    if (nd) {
+        nd->farg[0] = lo;
+        nd->farg[1] = hi;
+    }
+    return out;
+}
+
+static void dlf__clamp_backward(dlf_tape *t, dlf_node *nd)
+{
+    const float *x = nd->in[0]->data, *g = nd->out->grad;
+    float *ga = dlf__grad(t, nd->in[0]), lo = nd->farg[0], hi = nd->farg[1];
+    int i;
+    if (!ga) return;
+    for (i = 0; i < nd->out->size; i++) ga[i] += x[i] >= lo && x[i] <= hi ? g[i] : 0.0f;
+}
+
+DLFDEF dlf_tensor *dlf_minimum(dlf_tape *t, dlf_tensor *a, dlf_tensor *b) { return dlf__binary(t, DLF_OP_MINIMUM, a, b); }
+DLFDEF dlf_tensor *dlf_maximum(dlf_tape *t, dlf_tensor *a, dlf_tensor *b) { return dlf__binary(t, DLF_OP_MAXIMUM, a, b); }
+
+/* where: out = cond != 0 ? a : b, the three broadcast together (cond gets no gradient).
+   Backward: da += cond ? g : 0,  db += cond ? 0 : g, summed over stretched dims (serial). */
+static int dlf__broadcast3(dlf_tensor **x, int *n, ptrdiff_t (*st)[4], int *ndim)
+{
+    int d[3][4], j, k;
+    char s0[64], s1[64], s2[64];
+    *ndim = 0;
+    for (j = 0; j < 3; j++) {
+        dlf__dims4(x[j], d[j], st[j]);
+        if (x[j]->ndim > *ndim) *ndim = x[j]->ndim;
+    }
+    for (k = 0; k < 4; k++) {
+        n[k] = 1;
+        for (j = 0; j < 3; j++) {
+            if (d[j][k] == 1) { st[j][k] = 0; continue; }
+            if (n[k] != 1 && n[k] != d[j][k]) {
+                dlf__panic("dlf_where: shapes %s, %s and %s do not broadcast (dim %d)",
+                           dlf_shape_str(x[0], s0, sizeof s0), dlf_shape_str(x[1], s1, sizeof s1),
+                           dlf_shape_str(x[2], s2, sizeof s2), k - 4);
+                return 0;
+            }
+            n[k] = d[j][k];
+        }
+    }
+    return 1;
+}
+
+static void dlf__where_run(dlf_tensor **x, float *out, const float *g, float *ga, float *gb)
+{
+    int n[4], ndim, i0, i1, i2, i3;
+    ptrdiff_t st[3][4];
+    if (!dlf__broadcast3(x, n, st, &ndim)) return;
+    for (i0 = 0; i0 < n[0]; i0++)
+    for (i1 = 0; i1 < n[1]; i1++)
+    for (i2 = 0; i2 < n[2]; i2++)
+    for (i3 = 0; i3 < n[3]; i3++) {
+        ptrdiff_t p[3];
+        int j;
+        for (j = 0; j < 3; j++) p[j] = i0 * st[j][0] + i1 * st[j][1] + i2 * st[j][2] + i3 * st[j][3];
+        if (out) {
+            *out++ = x[0]->data[p[0]] != 0.0f ? x[1]->data[p[1]] : x[2]->data[p[2]];
+        } else {
+            float gi = *g++;
+            if (x[0]->data[p[0]] != 0.0f) { if (ga) ga[p[1]] += gi; }
+            else if (gb) gb[p[2]] += gi;
+        }
+    }
+}
+
+DLFDEF dlf_tensor *dlf_where(dlf_tape *t, dlf_tensor *cond, dlf_tensor *a, dlf_tensor *b)
+{
+    dlf_tensor *x[3], *out;
+    int n[4], shape[4] = {1, 1, 1, 1}, ndim, k;
+    ptrdiff_t st[3][4];
+    if (!t) { dlf__panic("dlf_where: t is NULL"); return NULL; }
+    if (!cond) { dlf__panic("dlf_where: cond is NULL"); return NULL; }
+    if (!a) { dlf__panic("dlf_where: a is NULL"); return NULL; }
+    if (!b) { dlf__panic("dlf_where: b is NULL"); return NULL; }
+    x[0] = cond; x[1] = a; x[2] = b;
+    if (!dlf__broadcast3(x, n, st, &ndim)) return NULL;
+    for (k = 0; k < ndim; k++) shape[k] = n[4 - ndim + k];
+    out = dlf__out(t, ndim, shape);
+    if (!out) return NULL;
+    dlf__where_run(x, out->data, NULL, NULL, NULL);
+    dlf__record3(t, DLF_OP_WHERE, out, cond, a, b);
+    return out;
+}
+
+static void dlf__where_backward(dlf_tape *t, dlf_node *nd)
+{
+    float *ga = dlf__grad(t, nd->in[1]), *gb = dlf__grad(t, nd->in[2]);
+    if (ga || gb) dlf__where_run(nd->in, NULL, nd->out->grad, ga, gb);
 }
 
 // >>stage4_matmul (implementation) ------------------------------------------------
@@ -4182,10 +4895,137 @@ DLFDEF dlf_tensor *dlf_matmul_ex(dlf_tape *t, dlf_tensor *a, dlf_tensor *b, int 
     return out;
 }
 
+/* Batched matmul: a (..., M, K) @ b (..., K, N) -> (..., M, N), the batch dims (at most two,
+   since DLF_MAX_DIMS is 4) broadcast like elementwise ops. One dlf_gemm per batch entry:
+     C_i = A_i B_i          dA_i += G_i B_i^T          dB_i += A_i^T G_i
+   A stretched batch dim (stride 0) sends several entries' gradients into one A_i; they
+   add up in batch order (serial, deterministic). */
+typedef struct dlf__bmm_dims {
+    int M, K, N, n[2];        /* sizes; n: the output's two (padded) batch dims */
+    ptrdiff_t sa[2], sb[2];   /* a's and b's batch strides, 0 where stretched */
+} dlf__bmm_dims;
+
+static int dlf__bmm_setup(const char *name, const dlf_tensor *a, const dlf_tensor *b, dlf__bmm_dims *d, int *ndim,
+                          int *shape)
+{
+    int ba[2], bb[2], k;
+    char s0[64], s1[64];
+    d->M = a->shape[a->ndim - 2];
+    d->K = a->shape[a->ndim - 1];
+    d->N = b->shape[b->ndim - 1];
+    if (b->shape[b->ndim - 2] != d->K) {
+        dlf__panic("%s: inner dims differ: %s @ %s (%d vs %d)", name, dlf_shape_str(a, s0, sizeof s0),
+                   dlf_shape_str(b, s1, sizeof s1), d->K, b->shape[b->ndim - 2]);
+        return 0;
+    }
+    for (k = 0; k < 2; k++) {   /* batch dim k of the padded (B0, B1, rows, cols) */
+        ba[k] = k - 2 + a->ndim - 2 >= 0 ? a->shape[k - 2 + a->ndim - 2] : 1;
+        bb[k] = k - 2 + b->ndim - 2 >= 0 ? b->shape[k - 2 + b->ndim - 2] : 1;
+        if (ba[k] != bb[k] && ba[k] != 1 && bb[k] != 1) {
+            dlf__panic("%s: batch dims of %s and %s do not broadcast (%d vs %d)", name,
+                       dlf_shape_str(a, s0, sizeof s0), dlf_shape_str(b, s1, sizeof s1), ba[k], bb[k]);
+            return 0;
+        }
+        d->n[k] = ba[k] == 1 ? bb[k] : ba[k];
+    }
+    d->sa[1] = ba[1] == 1 ? 0 : (ptrdiff_t)d->M * d->K;
+    d->sa[0] = ba[0] == 1 ? 0 : (ptrdiff_t)ba[1] * d->M * d->K;
+    d->sb[1] = bb[1] == 1 ? 0 : (ptrdiff_t)d->K * d->N;
+    d->sb[0] = bb[0] == 1 ? 0 : (ptrdiff_t)bb[1] * d->K * d->N;
+    *ndim = a->ndim > b->ndim ? a->ndim : b->ndim;
+    for (k = 0; k < *ndim - 2; k++) shape[k] = d->n[2 - (*ndim - 2) + k];
+    shape[*ndim - 2] = d->M;
+    shape[*ndim - 1] = d->N;
+    return 1;
+}
+
+static dlf_tensor *dlf__bmm(dlf_tape *t, dlf_tensor *a, dlf_tensor *b, const char *name)
+{
+    dlf__bmm_dims d;
+    int ndim, shape[4] = {1, 1, 1, 1}, i0, i1;
+    dlf_tensor *out;
+    float *w;
+    if (!dlf__bmm_setup(name, a, b, &d, &ndim, shape)) return NULL;
+    out = dlf__out(t, ndim, shape);
+    if (!out) return NULL;
+    w = dlf__tape_scratch(t, dlf_gemm_fast_scratch(d.M, d.N, d.K));
+    for (i0 = 0; i0 < d.n[0]; i0++)
+        for (i1 = 0; i1 < d.n[1]; i1++)
+            dlf_gemm(0, 0, d.M, d.N, d.K, a->data + i0 * d.sa[0] + i1 * d.sa[1], b->data + i0 * d.sb[0] + i1 * d.sb[1],
+                     out->data + ((ptrdiff_t)i0 * d.n[1] + i1) * d.M * d.N, 0, w);
+    dlf__record(t, DLF_OP_BMM, out, a, b);
+    return out;
+}
+
+static void dlf__bmm_backward(dlf_tape *t, dlf_node *nd)
+{
+    dlf_tensor *a = nd->in[0], *b = nd->in[1];
+    float *ga = dlf__grad(t, a), *gb = dlf__grad(t, b), *w;
+    dlf__bmm_dims d;
+    int ndim, shape[4] = {1, 1, 1, 1}, i0, i1;
+    if (!dlf__bmm_setup("dlf_bmm", a, b, &d, &ndim, shape)) return;
+    w = dlf__tape_scratch(t, dlf_gemm_fast_scratch(d.M > d.K ? d.M : d.K, d.N > d.K ? d.N : d.K,
+                                                   d.M > d.N ? d.M : d.N));
+    for (i0 = 0; i0 < d.n[0]; i0++)
+        for (i1 = 0; i1 < d.n[1]; i1++) {
+            const float *G = nd->out->grad + ((ptrdiff_t)i0 * d.n[1] + i1) * d.M * d.N;
+            ptrdiff_t pa = i0 * d.sa[0] + i1 * d.sa[1], pb = i0 * d.sb[0] + i1 * d.sb[1];
+            if (ga) dlf_gemm(0, 1, d.M, d.K, d.N, G, b->data + pb, ga + pa, 1, w);  /* G B^T */
+            if (gb) dlf_gemm(1, 0, d.K, d.N, d.M, a->data + pa, G, gb + pb, 1, w);  /* A^T G */
+        }
+}
+
+DLFDEF dlf_tensor *dlf_bmm(dlf_tape *t, dlf_tensor *a, dlf_tensor *b)
+{
+    char s0[64], s1[64];
+    if (!t) { dlf__panic("dlf_bmm: t is NULL"); return NULL; }
+    if (!a) { dlf__panic("dlf_bmm: a is NULL"); return NULL; }
+    if (!b) { dlf__panic("dlf_bmm: b is NULL"); return NULL; }
+    if (a->ndim != 3 || b->ndim != 3 || a->shape[0] != b->shape[0]) {
+        dlf__panic("dlf_bmm: needs (B,M,K) and (B,K,N) with one B, got %s and %s",
+                   dlf_shape_str(a, s0, sizeof s0), dlf_shape_str(b, s1, sizeof s1));
+        return NULL;
+    }
+    return dlf__bmm(t, a, b, "dlf_bmm");
+}
+
+/* torch.matmul's rules: 2-D @ 2-D is the plain product (dlf_matmul_ex). A 1-D a becomes
+   (1,K) and a 1-D b (K,1), that added dim removed from the result: 1-D @ 1-D is a dot
+   product (0-dim), (K,) @ (K,N) -> (N,), (M,K) @ (K,) -> (M,). With 3 or 4 dims on either
+   side the leading dims are batch dims and broadcast. The reshapes are views, recorded as
+   such, so the backward needs nothing more. */
 DLFDEF dlf_tensor *dlf_matmul(dlf_tape *t, dlf_tensor *a, dlf_tensor *b)
 {
     DLF__OP(t); DLF__INPUT(t, a); DLF__INPUT(t, b);
-    return dlf_matmul_ex(t, a, b, 0, 0);
+    int sa[2], sb[2], shape[4] = {1, 1, 1, 1}, k, ndim, Ka, Kb;
+    dlf_tensor *x, *y, *out;
+    char s0[64], s1[64];
+    if (a->ndim == 2 && b->ndim == 2) return dlf_matmul_ex(t, a, b, 0, 0);
+    if (a->ndim == 0 || b->ndim == 0) {
+        dlf__panic("dlf_matmul: both inputs need at least 1 dim, got %s and %s",
+                   dlf_shape_str(a, s0, sizeof s0), dlf_shape_str(b, s1, sizeof s1));
+        return NULL;
+    }
+    Ka = a->shape[a->ndim - 1];
+    Kb = b->shape[b->ndim == 1 ? 0 : b->ndim - 2];
+    if (Ka != Kb) {
+        dlf__panic("dlf_matmul: inner dims differ: %s @ %s (%d vs %d)",
+                   dlf_shape_str(a, s0, sizeof s0), dlf_shape_str(b, s1, sizeof s1), Ka, Kb);
+        return NULL;
+    }
+    sa[0] = 1; sa[1] = Ka;
+    sb[0] = Kb; sb[1] = 1;
+    x = a->ndim == 1 ? dlf_reshape(t, a, 2, sa) : a;
+    y = b->ndim == 1 ? dlf_reshape(t, b, 2, sb) : b;
+    if (!x || !y) return NULL;
+    out = x->ndim == 2 && y->ndim == 2 ? dlf_matmul_ex(t, x, y, 0, 0) : dlf__bmm(t, x, y, "dlf_matmul");
+    if (!out || (a->ndim > 1 && b->ndim > 1)) return out;
+    for (k = 0, ndim = 0; k < out->ndim; k++) {  /* drop the dim a 1-D input added */
+        if (a->ndim == 1 && k == out->ndim - 2) continue;
+        if (b->ndim == 1 && k == out->ndim - 1) continue;
+        shape[ndim++] = out->shape[k];
+    }
+    return dlf_reshape(t, out, ndim, shape);
 }
 
 /* Backward of C = op(A) op(B), with G = dL/dC (M,N). The rule for C = A B is
@@ -4608,7 +5448,10 @@ static const char *const dlf__op_names[] = {
         "avgpool2d", "embedding", "mse_loss", "l1_loss", "bce_with_logits", "nll_loss", "cross_entropy",
         "batchnorm", "groupnorm", "running_batchnorm", "dropout",
         "cross_entropy_soft",
-        "bce_loss", "maxpool2d_ex", "avgpool2d_ex", "conv2d_ex"    /* layers/losses parity */
+        "bce_loss", "maxpool2d_ex", "avgpool2d_ex", "conv2d_ex",   /* layers/losses parity */
+        "permute", "narrow", "cat", "index_select", "gather",          /* tensor ops */
+        "clamp", "minimum", "maximum", "where", "min",                 /* tensor ops */
+        "sum_axes", "mean_axes", "bmm", "custom"                       /* tensor ops */
 };
 typedef char dlf__op_names_match_enum[(sizeof dlf__op_names / sizeof dlf__op_names[0] == DLF_OP_COUNT) ? 1 : -1];
 
@@ -4631,6 +5474,7 @@ static void dlf__bn_backward(dlf_tape *t, dlf_node *nd);
 static void dlf__groupnorm_backward(dlf_tape *t, dlf_node *nd);
 static void dlf__dropout_backward(dlf_tape *t, dlf_node *nd);
 static void dlf__cross_entropy_soft_backward(dlf_tape *t, dlf_node *nd);
+static void dlf__custom_backward(dlf_tape *t, dlf_node *nd);
 
 /* Walk the tape backwards. Every node's output gradient is complete when its turn
    comes, because all the ops that used that output were recorded after it. */
@@ -4812,6 +5656,8 @@ DLFDEF int dlf_backward_ex(dlf_tape *t, dlf_tensor *out, const float *seed, int 
         case DLF_OP_SUB:
         case DLF_OP_MUL:
         case DLF_OP_DIV:
+        case DLF_OP_MINIMUM:
+        case DLF_OP_MAXIMUM:
             dlf__binary_backward(t, nd);
             break;
         case DLF_OP_ADD_SCALAR:
@@ -4831,8 +5677,40 @@ DLFDEF int dlf_backward_ex(dlf_tape *t, dlf_tensor *out, const float *seed, int 
         case DLF_OP_SUM:
         case DLF_OP_MEAN:
         case DLF_OP_MAX:
+        case DLF_OP_MIN:
         case DLF_OP_VAR:
             dlf__reduce_backward(t, nd);
+            break;
+        case DLF_OP_SUM_AXES:
+        case DLF_OP_MEAN_AXES:
+            dlf__reduce_axes_backward(t, nd);
+            break;
+        case DLF_OP_PERMUTE:
+            dlf__permute_backward(t, nd);
+            break;
+        case DLF_OP_NARROW:
+            dlf__narrow_backward(t, nd);
+            break;
+        case DLF_OP_CAT:
+            dlf__cat_backward(t, nd);
+            break;
+        case DLF_OP_INDEX_SELECT:
+            dlf__index_select_backward(t, nd);
+            break;
+        case DLF_OP_GATHER:
+            dlf__gather_backward(t, nd);
+            break;
+        case DLF_OP_CLAMP:
+            dlf__clamp_backward(t, nd);
+            break;
+        case DLF_OP_WHERE:
+            dlf__where_backward(t, nd);
+            break;
+        case DLF_OP_BMM:
+            dlf__bmm_backward(t, nd);
+            break;
+        case DLF_OP_CUSTOM:
+            dlf__custom_backward(t, nd);
             break;
         case DLF_OP_RESHAPE:
             dlf__reshape_backward(t, nd);
@@ -4942,6 +5820,7 @@ DLFDEF void dlf_tape_print(const dlf_tape *t)
     for (i = 0; i < t->n_nodes; i++) {
         const dlf_node *nd = &t->nodes[i];
         printf("  #%-3d %-10s -> %s", i, dlf_op_name(nd->op), dlf_shape_str(nd->out, s, sizeof s));
+        if (nd->op == DLF_OP_CUSTOM && nd->ctx && nd->ctx->op->name) printf("  \"%s\"", nd->ctx->op->name);
         for (j = 0; j < DLF_NODE_INPUTS; j++)
             if (nd->in[j]) printf("  in%d %s%s%s", j, dlf_shape_str(nd->in[j], s, sizeof s),
                                   nd->in[j]->name ? " " : "", nd->in[j]->name ? nd->in[j]->name : "");
@@ -4949,6 +5828,100 @@ DLFDEF void dlf_tape_print(const dlf_tape *t)
     }
 }
 #endif
+
+// custom ops
+
+/* dlf_custom: the context goes in the arena; the user's forward runs with recording off
+   (dlf ops on ctx->tape make plain arena tensors); then the call is recorded as
+   DLF_OP_CUSTOM nodes. A node holds 3 inputs, so n inputs make ceil(n/3) nodes, all with
+   the same output and context; the first of them the backward walk meets (the last one
+   recorded) calls the user's backward once for all inputs, the others find it done. */
+DLFDEF dlf_tensor *dlf_custom(dlf_tape *t, const dlf_custom_op *op, dlf_tensor **inputs, int n_inputs)
+{
+    dlf_custom_ctx *ctx;
+    dlf_tensor *out;
+    int i, prev;
+    const char *name;
+    if (!t) { dlf__panic("dlf_custom: t is NULL"); return NULL; }
+    if (!op) { dlf__panic("dlf_custom: op is NULL"); return NULL; }
+    name = op->name ? op->name : "(unnamed)";
+    if (!op->forward) { dlf__panic("dlf_custom: op \"%s\": forward is NULL", name); return NULL; }
+    if (!inputs && n_inputs > 0) { dlf__panic("dlf_custom: op \"%s\": inputs is NULL", name); return NULL; }
+    if (n_inputs < 1 || n_inputs > DLF_CUSTOM_MAX_INPUTS) {
+        dlf__panic("dlf_custom: op \"%s\": n_inputs %d is outside 1..%d", name, n_inputs, DLF_CUSTOM_MAX_INPUTS);
+        return NULL;
+    }
+    for (i = 0; i < n_inputs; i++)
+        if (!inputs[i]) { dlf__panic("dlf_custom: op \"%s\": inputs[%d] is NULL", name, i); return NULL; }
+    ctx = (dlf_custom_ctx *)dlf__arena_alloc(t, sizeof *ctx);
+    if (!ctx) return NULL;
+    memset(ctx, 0, sizeof *ctx);
+    ctx->op = op;
+    ctx->tape = t;
+    ctx->n_in = n_inputs;
+    for (i = 0; i < n_inputs; i++) ctx->in[i] = inputs[i];
+    prev = dlf_tape_set_grad(t, 0);
+    out = op->forward(ctx, ctx->in, n_inputs, op->user);
+    dlf_tape_set_grad(t, prev);
+    if (!out) return NULL;  /* the forward failed; it set dlf_last_error or panicked */
+    for (i = 0; i < n_inputs; i++)
+        if (out == inputs[i] || out->data == inputs[i]->data) {
+            dlf__panic("dlf_custom: op \"%s\": forward returned its input %d (or a view of it); return a new "
+                       "tensor (dlf_custom_output, dlf_clone)", name, i);
+            return NULL;
+        }
+    ctx->out = out;
+    for (i = 0; i < n_inputs; i += DLF_NODE_INPUTS) {
+        dlf_node *nd = dlf__record3(t, DLF_OP_CUSTOM, out, ctx->in[i], i + 1 < n_inputs ? ctx->in[i + 1] : NULL,
+                                    i + 2 < n_inputs ? ctx->in[i + 2] : NULL);
+        if (nd) {
+            nd->ctx = ctx;
+            nd->iarg[0] = i;  /* the position of this node's first input */
+        }
+    }
+    return out;
+}
+
+DLFDEF dlf_tensor *dlf_custom_output(dlf_custom_ctx *ctx, int ndim, const int *shape)
+{
+    if (!ctx) { dlf__panic("dlf_custom_output: ctx is NULL"); return NULL; }
+    if (!shape && ndim > 0) { dlf__panic("dlf_custom_output: shape is NULL"); return NULL; }
+    return dlf_tape_tensor(ctx->tape, ndim, shape);
+}
+
+DLFDEF void dlf_custom_save(dlf_custom_ctx *ctx, dlf_tensor *x)
+{
+    if (!ctx) { dlf__panic("dlf_custom_save: ctx is NULL"); return; }
+    if (!x) { dlf__panic("dlf_custom_save: x is NULL"); return; }
+    if (ctx->n_saved == DLF_CUSTOM_MAX_SAVED) {
+        dlf__panic("dlf_custom_save: op \"%s\" saves more than %d tensors", ctx->op->name ? ctx->op->name : "(unnamed)",
+                   DLF_CUSTOM_MAX_SAVED);
+        return;
+    }
+    ctx->saved[ctx->n_saved++] = x;
+}
+
+/* The user's backward, once per call, with recording off (it may use dlf ops on the tape
+   for temporaries; recording would grow the node list the walk is reading). */
+static void dlf__custom_backward(dlf_tape *t, dlf_node *nd)
+{
+    dlf_custom_ctx *ctx = nd->ctx;
+    float *gin[DLF_CUSTOM_MAX_INPUTS];
+    int i, any = -1, prev;
+    if (ctx->done) return;
+    ctx->done = 1;
+    for (i = 0; i < ctx->n_in; i++)
+        if ((gin[i] = dlf__grad(t, ctx->in[i])) && any < 0) any = i;
+    if (any < 0) return;
+    if (!ctx->op->backward) {
+        dlf__panic("dlf_backward: custom op \"%s\" has no backward, but its input %d needs a gradient",
+                   ctx->op->name ? ctx->op->name : "(unnamed)", any);
+        return;
+    }
+    prev = dlf_tape_set_grad(t, 0);
+    ctx->op->backward(ctx, ctx->out->grad, gin, ctx->op->user);
+    dlf_tape_set_grad(t, prev);
+}
 
 /* L = sum_i w_i * out_i, in double. */
 static double dlf__weighted_sum(const dlf_tensor *out, const float *w)
@@ -6046,7 +7019,11 @@ static void dlf__conv2d_backward(dlf_tape *t, dlf_node *nd)
 // activations
 
 /* leaky_relu and general_relu share one forward:
-     v = x > 0 ? x : leak * x;   v = v - sub;   y = min(v, maxv)   (maxv = INFINITY: no clamp) */
+     v = x > 0 ? x : leak * x;   v = v - sub;   y = min(v, maxv)   (maxv = INFINITY: no clamp)
+   NaN and the infinities as PyTorch: a NaN x gives NaN (leaky_relu(NaN) = NaN; NaN > maxv is
+   false, so the clamp keeps it, as clamp_max). leaky_relu is F.leaky_relu exactly, so with
+   slope 0 it gives 0 * -inf = NaN at -inf, as F.leaky_relu(x, 0.0) does; general_relu with
+   leak 0 is the course's GeneralRelu without a leak, i.e. F.relu: 0 at -inf. */
 static dlf_tensor *dlf__general_relu(dlf_tape *t, dlf_op op, dlf_tensor *x, float leak, float sub, float maxv)
 {
     dlf_tensor *y = dlf__live(t, dlf_op_name(op), x, NULL, NULL) ? dlf__out(t, x->ndim, x->shape) : NULL;
@@ -6057,6 +7034,7 @@ static dlf_tensor *dlf__general_relu(dlf_tape *t, dlf_op op, dlf_tensor *x, floa
     for (i = 0; i < x->size; i++) {
         float xi = x->data[i];
         float v = xi > 0.0f ? xi : leak * xi;
+        if (op == DLF_OP_GENERAL_RELU && leak == 0.0f) v = xi < 0.0f ? 0.0f : xi;  /* relu: NaN stays */
         v = v - sub;
         y->data[i] = v > maxv ? maxv : v;
     }
@@ -6064,6 +7042,7 @@ static dlf_tensor *dlf__general_relu(dlf_tape *t, dlf_op op, dlf_tensor *x, floa
     if (nd) {
         nd->farg[0] = leak;
         nd->farg[1] = maxv;
+        nd->farg[2] = sub;
     }
     return y;
 }
@@ -6081,8 +7060,11 @@ DLFDEF dlf_tensor *dlf_general_relu(dlf_tape *t, dlf_tensor *x, float leak, floa
 }
 
 /* Backward: dy/dx = (x > 0 ? 1 : leak), times 0 where the clamp held y at maxv
-   (the subtraction of sub does not change the slope). At x = 0 and at y = maxv
-   the function has kinks; we take the slopes leak and 0 there. */
+   (the subtraction of sub does not change the slope). At x = 0 and at v = maxv
+   the function has kinks; we take PyTorch's slopes there: leak at 0, and 1 at
+   v = maxv (clamp_max passes g where v <= maxv). At a NaN x: leak (F.leaky_relu),
+   1 for general_relu with leak 0 (F.relu passes g where its result is not <= 0),
+   and 0 where a clamp is on (NaN <= maxv is false). */
 static void dlf__general_relu_backward(dlf_tape *t, dlf_node *nd)
 {
     dlf_tensor *x = nd->in[0], *y = nd->out;
@@ -6091,9 +7073,14 @@ static void dlf__general_relu_backward(dlf_tape *t, dlf_node *nd)
     int i;
     if (!gx) return;
     for (i = 0; i < x->size; i++) {
-        float slope = x->data[i] > 0.0f ? 1.0f : leak;
-        float clamped = y->data[i] == maxv ? 0.0f : 1.0f;
-        gx[i] += y->grad[i] * slope * clamped;
+        float xi = x->data[i], v = xi > 0.0f ? xi : leak * xi, slope = xi > 0.0f ? 1.0f : leak;
+        float sub = nd->farg[2], pass;
+        if (nd->op == DLF_OP_GENERAL_RELU && leak == 0.0f) {
+            v = xi < 0.0f ? 0.0f : xi;
+            slope = v <= 0.0f ? 0.0f : 1.0f;
+        }
+        pass = maxv == INFINITY || v - sub <= maxv ? 1.0f : 0.0f;
+        gx[i] += pass * slope * y->grad[i];
     }
 }
 

@@ -124,6 +124,7 @@ static inline int th_close(const float *a, const float *b, int n, float atol, fl
     int i, bad = -1;
     for (i = 0; i < n; i++) {
         float d = a[i] == b[i] ? 0.0f : fabsf(a[i] - b[i]);  /* equal infinities: 0 */
+        if (a[i] != a[i] && b[i] != b[i]) continue;           /* NaN where the reference has NaN */
         if (d > maxd || d != d) maxd = d;
         if (!(d <= atol + rtol * fabsf(b[i])) && bad < 0) bad = i;
     }

@@ -139,6 +139,52 @@ static dlf_tensor *ref_reshape(dlf_tape *t, ref_case *c)
     return dlf_reshape(t, c->in[0], ndim, shape);
 }
 
+/* ---- stage 3: tensor ops (shape ops, indexing, clamp, minimum/maximum, where, more
+   reductions); index tensors (index_select, gather) and where's condition come as floats --- */
+
+static dlf_tensor *ref_permute(dlf_tape *t, ref_case *c)
+{
+    int p[DLF_MAX_DIMS];
+    meta_ints(c, "perm", p, DLF_MAX_DIMS);
+    return dlf_permute(t, c->in[0], p);
+}
+static dlf_tensor *ref_transpose(dlf_tape *t, ref_case *c) { return dlf_transpose(t, c->in[0], meta_int(c, "dim0"), meta_int(c, "dim1")); }
+static dlf_tensor *ref_narrow(dlf_tape *t, ref_case *c)
+{
+    return dlf_narrow(t, c->in[0], meta_int(c, "dim"), meta_int(c, "start"), meta_int(c, "length"));
+}
+static dlf_tensor *ref_cat(dlf_tape *t, ref_case *c) { return dlf_cat(t, c->in, c->n_in, meta_int(c, "dim")); }
+static dlf_tensor *ref_stack(dlf_tape *t, ref_case *c) { return dlf_stack(t, c->in, c->n_in, meta_int(c, "dim")); }
+static dlf_tensor *ref_index_select(dlf_tape *t, ref_case *c) { return dlf_index_select(t, c->in[0], meta_int(c, "dim"), c->in[1]); }
+static dlf_tensor *ref_gather(dlf_tape *t, ref_case *c) { return dlf_gather(t, c->in[0], meta_int(c, "dim"), c->in[1]); }
+static dlf_tensor *ref_clamp(dlf_tape *t, ref_case *c) { return dlf_clamp(t, c->in[0], meta_float(c, "lo"), meta_float(c, "hi")); }
+static dlf_tensor *ref_minimum(dlf_tape *t, ref_case *c) { return dlf_minimum(t, c->in[0], c->in[1]); }
+static dlf_tensor *ref_maximum(dlf_tape *t, ref_case *c) { return dlf_maximum(t, c->in[0], c->in[1]); }
+static dlf_tensor *ref_where(dlf_tape *t, ref_case *c) { return dlf_where(t, c->in[0], c->in[1], c->in[2]); }
+static dlf_tensor *ref_min(dlf_tape *t, ref_case *c) { return dlf_min(t, c->in[0], meta_int(c, "axis"), meta_int(c, "keepdim")); }
+static dlf_tensor *ref_sum_axes(dlf_tape *t, ref_case *c)
+{
+    int axes[DLF_MAX_DIMS];
+    int n = meta_ints(c, "axes", axes, DLF_MAX_DIMS);
+    return dlf_sum_axes(t, c->in[0], axes, n, meta_int(c, "keepdim"));
+}
+static dlf_tensor *ref_mean_axes(dlf_tape *t, ref_case *c)
+{
+    int axes[DLF_MAX_DIMS];
+    int n = meta_ints(c, "axes", axes, DLF_MAX_DIMS);
+    return dlf_mean_axes(t, c->in[0], axes, n, meta_int(c, "keepdim"));
+}
+static dlf_tensor *ref_reduce_0dim(dlf_tape *t, ref_case *c)  /* metadata "reduce" names the reduction */
+{
+    const char *r = meta_str(c, "reduce");
+    int axis = meta_int(c, "axis"), keep = meta_int(c, "keepdim");
+    if (!strcmp(r, "sum")) return dlf_sum(t, c->in[0], axis, keep);
+    if (!strcmp(r, "mean")) return dlf_mean(t, c->in[0], axis, keep);
+    if (!strcmp(r, "max")) return dlf_max(t, c->in[0], axis, keep);
+    if (!strcmp(r, "min")) return dlf_min(t, c->in[0], axis, keep);
+    return dlf_var(t, c->in[0], axis, keep, 0);
+}
+
 /* ---- stage 4: matmul ---------------------------------------------------------------- */
 
 static dlf_tensor *ref_matmul(dlf_tape *t, ref_case *c)
@@ -147,6 +193,8 @@ static dlf_tensor *ref_matmul(dlf_tape *t, ref_case *c)
     if (!ta && !tb) return dlf_matmul(t, c->in[0], c->in[1]);
     return dlf_matmul_ex(t, c->in[0], c->in[1], ta, tb);
 }
+static dlf_tensor *ref_bmm(dlf_tape *t, ref_case *c) { return dlf_bmm(t, c->in[0], c->in[1]); }
+static dlf_tensor *ref_matmul_nd(dlf_tape *t, ref_case *c) { return dlf_matmul(t, c->in[0], c->in[1]); }
 
 /* ---- stage 6: layers ------------------------------------------------------------------
    linear and conv2d: in.0 x, in.1 weight, in.2 bias when metadata "bias" is 1. Each layer
@@ -519,6 +567,13 @@ static const struct { const char *op; const char *variant; ref_build_fn build; r
     {"var", "", ref_var, NULL}, {"sum_all", "", ref_sum_all, NULL}, {"mean_all", "", ref_mean_all, NULL},
     {"reshape", "", ref_reshape, NULL},
     {"matmul", "", ref_matmul, NULL},
+    /* tensor ops */
+    {"permute", "", ref_permute, NULL}, {"transpose", "", ref_transpose, NULL}, {"narrow", "", ref_narrow, NULL},
+    {"cat", "", ref_cat, NULL}, {"stack", "", ref_stack, NULL}, {"index_select", "", ref_index_select, NULL},
+    {"gather", "", ref_gather, NULL}, {"clamp", "", ref_clamp, NULL}, {"minimum", "", ref_minimum, NULL},
+    {"maximum", "", ref_maximum, NULL}, {"where", "", ref_where, NULL}, {"min", "", ref_min, NULL},
+    {"sum_axes", "", ref_sum_axes, NULL}, {"mean_axes", "", ref_mean_axes, NULL},
+    {"reduce_0dim", "", ref_reduce_0dim, NULL}, {"bmm", "", ref_bmm, NULL}, {"matmul_nd", "", ref_matmul_nd, NULL},
     {"linear", "", ref_linear, NULL}, {"linear", "layer", ref_linear_layer, NULL},
     {"conv2d", "", ref_conv2d, NULL}, {"conv2d", "naive", ref_conv2d_naive, NULL},
     {"conv2d", "layer", ref_conv2d_layer, NULL},

@@ -355,6 +355,162 @@ def _reshape():
 
 
 # ------------------------------------------------------------------------------------------
+# Tensor ops (stage 3 and 4): shape ops, indexing, clamp, minimum/maximum, where, reductions
+# over several axes, min, 0-dim reductions, batched matmul and torch.matmul's rules
+
+@op("permute")
+def _permute():
+    for s, p in [((2, 3), (1, 0)), ((2, 3, 4), (2, 0, 1)), ((2, 3, 4), (0, 2, 1)), ((2, 3, 4, 5), (3, 1, 0, 2)),
+                 ((2, 3, 4, 5), (0, 1, 2, 3)), ((4,), (0,)), ((2, 3, 4), (-1, 0, 1))]:
+        emit("permute_%s_p%s" % (shp(s), "".join(num(d) for d in p)), "permute", lambda a: a.permute(*p),
+             lambda r: [r.n(*s)], meta={"perm": p})
+
+
+@op("transpose")
+def _transpose():
+    for s, d0, d1 in [((3, 5), 0, 1), ((2, 3, 4), 0, 2), ((2, 3, 4, 5), 1, -1), ((2, 3, 4), 1, 1), ((), 0, -1)]:
+        emit("transpose_%s_%s_%s" % (shp(s), num(d0), num(d1)), "transpose", lambda a: a.transpose(d0, d1),
+             lambda r: [r.n(*s)], meta={"dim0": d0, "dim1": d1})
+
+
+@op("narrow")
+def _narrow():
+    for s, d, st, ln in [((5, 3), 0, 1, 3), ((5, 3), 1, 2, 1), ((2, 6, 4), 1, 0, 6), ((2, 6, 4), -1, 1, 2),
+                         ((2, 3, 4, 5), 2, 3, 1), ((7,), 0, -3, 2), ((4, 3), 0, 2, 0)]:
+        emit("narrow_%s_d%s_s%s_l%d" % (shp(s), num(d), num(st), ln), "narrow", lambda a: a.narrow(d, st, ln),
+             lambda r: [r.n(*s)], meta={"dim": d, "start": st, "length": ln})
+
+
+@op("cat")
+def _cat():
+    for shapes, d in [([(2, 3), (4, 3)], 0), ([(2, 3), (2, 1), (2, 4)], 1), ([(2, 3, 4)] * 5, 1),
+                      ([(1, 2, 3, 2), (1, 2, 1, 2), (1, 2, 2, 2), (1, 2, 3, 2)], -2), ([(3,), (0,), (2,)], 0),
+                      ([(2, 2)], 0)]:
+        emit("cat_%s_d%s" % ("_".join(shp(s) for s in shapes), num(d)), "cat", lambda *xs: torch.cat(xs, d),
+             lambda r: [r.n(*s) for s in shapes], meta={"dim": d})
+    # only some inputs require grad: the nodes of the others record nothing
+    emit("cat_3x2_5_d0_partgrad", "cat", lambda *xs: torch.cat(xs, 0),
+         lambda r: [r.n(3, 2) for _ in range(5)], grads=[False, False, False, True, False], meta={"dim": 0})
+
+
+@op("stack")
+def _stack():
+    for s, n, d in [((2, 3), 2, 0), ((2, 3), 3, 1), ((2, 3), 4, -1), ((2, 3, 4), 2, 3), ((4,), 5, 0), ((), 3, 0)]:
+        emit("stack_%s_n%d_d%s" % (shp(s), n, num(d)), "stack", lambda *xs: torch.stack(xs, d),
+             lambda r: [r.n(*s) for _ in range(n)], meta={"dim": d})
+
+
+@op("index_select")
+def _index_select():
+    for s, d, m in [((5, 3), 0, 7), ((5, 3), 1, 2), ((2, 6, 4), 1, 9), ((2, 3, 4, 5), -1, 3), ((6,), 0, 6),
+                    ((4, 3), 0, 0)]:
+        emit("index_select_%s_d%s_m%d" % (shp(s), num(d), m), "index_select",
+             lambda a, i: a.index_select(d, i.long()),
+             lambda r: [r.n(*s), r.ints(s[d], m)], grads=[True, False], meta={"dim": d})
+
+
+@op("gather")
+def _gather():
+    for s, d, si in [((4, 3), 0, (6, 3)), ((4, 3), 1, (4, 5)), ((3, 4, 5), 1, (2, 7, 3)), ((2, 3, 4, 5), -1, (2, 3, 4, 2)),
+                     ((6,), 0, (10,))]:
+        emit("gather_%s_d%s_i%s" % (shp(s), num(d), shp(si)), "gather", lambda a, i: a.gather(d, i.long()),
+             lambda r: [r.n(*s), r.ints(s[d], *si)], grads=[True, False], meta={"dim": d})
+
+
+@op("clamp")
+def _clamp():
+    def make(r, s, lo, hi):   # off the two bounds (kinks)
+        x = 2 * r.n(*s)
+        for b in (lo, hi):
+            if math.isfinite(b):
+                x = torch.where((x - b).abs() < 0.05, x + 0.1, x)
+        return [x]
+    for lo, hi in [(-1.0, 0.5), (-math.inf, 0.0), (0.25, math.inf), (1.0, -1.0)]:
+        for s in [(7,), (3, 5), (2, 3, 2, 5)]:
+            emit("clamp_%s_%s_%s" % (num(lo).replace("inf", "inf"), num(hi), shp(s)), "clamp",
+                 lambda a: a.clamp(lo, hi), lambda r: make(r, s, lo, hi), meta={"lo": lo, "hi": hi})
+
+
+@op("minimum")
+def _minimum():
+    binary("minimum", torch.minimum)
+    # ties: values 0, 1, 2; PyTorch splits g in halves at a tie
+    emit("minimum_ties_4x5_5", "minimum", torch.minimum, lambda r: [r.ints(3, 4, 5), r.ints(3, 5)])
+
+
+@op("maximum")
+def _maximum():
+    binary("maximum", torch.maximum)
+    emit("maximum_ties_4x5_5", "maximum", torch.maximum, lambda r: [r.ints(3, 4, 5), r.ints(3, 5)])
+
+
+@op("where")
+def _where():
+    for sc, sa, sb in [((2, 3), (2, 3), (2, 3)), ((3, 1), (1, 4), (3, 4)), ((4,), (2, 3, 4), ()), ((2, 1, 3, 1), (5, 1, 1), (3, 4))]:
+        emit("where_%s_%s_%s" % (shp(sc), shp(sa), shp(sb)), "where", lambda c, a, b: torch.where(c > 0, a, b),
+             lambda r: [r.ints(2, *sc), r.n(*sa), r.n(*sb)], grads=[False, True, True])
+
+
+@op("min")
+def _min():
+    reduction("min", lambda a, ax, k: a.min(ax, keepdim=k).values)
+    for s, axis in [((4, 6, 5), 1), ((3, 8), -1)]:
+        emit("min_ties_%s_axis%s" % (shp(s), num(axis)), "min", lambda a: a.min(axis).values,
+             lambda r: [r.ints(3, *s)], meta={"axis": axis, "keepdim": 0})
+
+
+AXES = [((3, 5), (0, 1)), ((3, 5), (-1,)), ((2, 3, 4), (0, 2)), ((2, 3, 4), (2, 0)), ((2, 3, 4, 5), (1, 3)),
+        ((2, 3, 4, 5), (0, 1, 2)), ((2, 3, 4, 5), (-1, -4)), ((3, 1, 4), (1,)), ((7,), (0,)), ((2, 3), ())]
+
+
+@op("sum_axes")
+def _sum_axes():
+    for s, axes in AXES:
+        for keepdim in (0, 1):
+            emit("sum_axes_%s_a%s_keep%d" % (shp(s), "".join(num(a) for a in axes) or "none", keepdim), "sum_axes",
+                 lambda a: a.sum(list(axes), keepdim=bool(keepdim)), lambda r: [r.n(*s)],
+                 meta={"axes": axes, "keepdim": keepdim}, atol=1e-5)
+
+
+@op("mean_axes")
+def _mean_axes():
+    for s, axes in AXES:
+        for keepdim in (0, 1):
+            emit("mean_axes_%s_a%s_keep%d" % (shp(s), "".join(num(a) for a in axes) or "none", keepdim), "mean_axes",
+                 lambda a: a.mean(list(axes), keepdim=bool(keepdim)), lambda r: [r.n(*s)],
+                 meta={"axes": axes, "keepdim": keepdim}, atol=1e-5)
+
+
+@op("reduce_0dim")
+def _reduce_0dim():
+    # a 0-dim tensor reduces over axis 0 or -1 to itself (sum, mean, max, min; var with correction 0 is 0)
+    for name, fn in [("sum", lambda a, ax: a.sum(ax)), ("mean", lambda a, ax: a.mean(ax)),
+                     ("max", lambda a, ax: a.max(ax).values), ("min", lambda a, ax: a.min(ax).values),
+                     ("var", lambda a, ax: a.var(ax, unbiased=False))]:
+        for axis in (0, -1):
+            for keepdim in (0, 1):
+                emit("reduce_0dim_%s_axis%s_keep%d" % (name, num(axis), keepdim), "reduce_0dim",
+                     lambda a: fn(a, axis), lambda r: [r.n()], meta={"reduce": name, "axis": axis, "keepdim": keepdim})
+
+
+@op("bmm")
+def _bmm():
+    for B, M, K, N in [(1, 1, 1, 1), (3, 2, 4, 5), (4, 7, 13, 5), (2, 33, 65, 17)]:
+        emit("bmm_%dx%dx%dx%d" % (B, M, K, N), "bmm", torch.bmm, lambda r: [r.n(B, M, K), r.n(B, K, N)],
+             atol=2e-5, rtol=1e-5)
+
+
+@op("matmul_nd")
+def _matmul_nd():
+    # torch.matmul's rules: 1-D on either side, batch dims broadcast (up to 4 dims in all)
+    for sa, sb in [((4,), (4,)), ((4,), (4, 3)), ((3, 4), (4,)), ((4,), (2, 4, 3)), ((2, 3, 4), (4,)),
+                   ((2, 3, 4), (4, 5)), ((3, 4), (2, 4, 5)), ((2, 3, 4), (2, 4, 5)), ((2, 1, 3, 4), (5, 4, 2)),
+                   ((1, 3, 4), (2, 2, 4, 5)), ((4,), (2, 3, 4, 5)), ((2, 3, 2, 4), (4,)), ((1, 2, 3), (3, 2))]:
+        emit("matmul_nd_%s_%s" % (shp(sa), shp(sb)), "matmul_nd", torch.matmul, lambda r: [r.n(*sa), r.n(*sb)],
+             atol=2e-5, rtol=1e-5)
+
+
+# ------------------------------------------------------------------------------------------
 # Stage 4: matmul, with every transpose flag: out = op(a) @ op(b), a stored (K,M) when ta
 
 @op("matmul")
