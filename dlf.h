@@ -3591,11 +3591,13 @@ static void dlf__reduce_axes_backward(dlf_tape *t, dlf_node *nd)
 
 DLFDEF dlf_tensor *dlf_sum_axes(dlf_tape *t, dlf_tensor *a, const int *axes, int n_axes, int keepdim)
 {
+    DLF__OP(t);
     return dlf__reduce_axes(t, DLF_OP_SUM_AXES, a, axes, n_axes, keepdim, "dlf_sum_axes");
 }
 
 DLFDEF dlf_tensor *dlf_mean_axes(dlf_tape *t, dlf_tensor *a, const int *axes, int n_axes, int keepdim)
 {
+    DLF__OP(t);
     return dlf__reduce_axes(t, DLF_OP_MEAN_AXES, a, axes, n_axes, keepdim, "dlf_mean_axes");
 }
 
@@ -3681,6 +3683,7 @@ static dlf_tensor *dlf__permute(dlf_tape *t, dlf_tensor *a, const int *perm, con
 
 DLFDEF dlf_tensor *dlf_permute(dlf_tape *t, dlf_tensor *a, const int *perm)
 {
+    DLF__OP(t);
     if (!t) { dlf__panic("dlf_permute: t is NULL"); return NULL; }
     if (!a) { dlf__panic("dlf_permute: a is NULL"); return NULL; }
     if (!perm && a->ndim > 0) { dlf__panic("dlf_permute: perm is NULL"); return NULL; }
@@ -3689,6 +3692,7 @@ DLFDEF dlf_tensor *dlf_permute(dlf_tape *t, dlf_tensor *a, const int *perm)
 
 DLFDEF dlf_tensor *dlf_transpose(dlf_tape *t, dlf_tensor *a, int dim0, int dim1)
 {
+    DLF__OP(t);
     int p[4] = {0, 1, 2, 3}, d0, d1, lim;
     if (!t) { dlf__panic("dlf_transpose: t is NULL"); return NULL; }
     if (!a) { dlf__panic("dlf_transpose: a is NULL"); return NULL; }
@@ -3710,6 +3714,7 @@ static void dlf__permute_backward(dlf_tape *t, dlf_node *nd)
    starting at a + start * stride[dim]. Backward: that block of da += g. */
 DLFDEF dlf_tensor *dlf_narrow(dlf_tape *t, dlf_tensor *a, int dim, int start, int length)
 {
+    DLF__OP(t);
     int shape[4] = {1, 1, 1, 1}, d, i, n[4], da[4], k;
     ptrdiff_t sa[4], so[4];
     dlf_tensor *out;
@@ -3769,6 +3774,7 @@ static void dlf__cat_block(const dlf_tensor *out, int k, int offset, const dlf_t
 
 DLFDEF dlf_tensor *dlf_cat(dlf_tape *t, dlf_tensor **ts, int n, int dim)
 {
+    DLF__OP(t);
     int shape[4] = {1, 1, 1, 1}, d, i, j, k, offset;
     dlf_tensor *out;
     char s0[64], s1[64];
@@ -3821,6 +3827,7 @@ static void dlf__cat_backward(dlf_tape *t, dlf_node *nd)
 /* stack: every input gets a new dim of size 1 at dim (a reshape, a view), then cat. */
 DLFDEF dlf_tensor *dlf_stack(dlf_tape *t, dlf_tensor **ts, int n, int dim)
 {
+    DLF__OP(t);
     dlf_tensor **xs;
     int shape[4] = {1, 1, 1, 1}, i, j, d;
     char s0[64], s1[64];
@@ -3864,6 +3871,7 @@ static int dlf__index(const char *name, float v, int pos, int n, int dim)
    Backward: da[o, index[k], i] += g[o, k, i]; a repeated index adds up (serial loop). */
 DLFDEF dlf_tensor *dlf_index_select(dlf_tape *t, dlf_tensor *a, int dim, const dlf_tensor *index)
 {
+    DLF__OP(t);
     int shape[4] = {1, 1, 1, 1}, d, i, m, outer = 1, inner = 1, n, o, k;
     dlf_tensor *out;
     dlf_node *nd;
@@ -3937,6 +3945,7 @@ static void dlf__gather_run(const dlf_tensor *a, int k, const dlf_tensor *index,
 
 DLFDEF dlf_tensor *dlf_gather(dlf_tape *t, dlf_tensor *a, int dim, const dlf_tensor *index)
 {
+    DLF__OP(t);
     int d, i, lim;
     dlf_tensor *out;
     dlf_node *nd;
@@ -3974,6 +3983,7 @@ static void dlf__gather_backward(dlf_tape *t, dlf_node *nd)
    ends included, as PyTorch), else 0; NaN x gets 0. */
 DLFDEF dlf_tensor *dlf_clamp(dlf_tape *t, dlf_tensor *a, float lo, float hi)
 {
+    DLF__OP(t);
     dlf_tensor *out;
     dlf_node *nd;
     int i;
@@ -4058,6 +4068,7 @@ static void dlf__where_run(dlf_tensor **x, float *out, const float *g, float *ga
 
 DLFDEF dlf_tensor *dlf_where(dlf_tape *t, dlf_tensor *cond, dlf_tensor *a, dlf_tensor *b)
 {
+    DLF__OP(t);
     dlf_tensor *x[3], *out;
     int n[4], shape[4] = {1, 1, 1, 1}, ndim, k;
     ptrdiff_t st[3][4];
@@ -4977,6 +4988,7 @@ static void dlf__bmm_backward(dlf_tape *t, dlf_node *nd)
 
 DLFDEF dlf_tensor *dlf_bmm(dlf_tape *t, dlf_tensor *a, dlf_tensor *b)
 {
+    DLF__OP(t);
     char s0[64], s1[64];
     if (!t) { dlf__panic("dlf_bmm: t is NULL"); return NULL; }
     if (!a) { dlf__panic("dlf_bmm: a is NULL"); return NULL; }
@@ -5838,6 +5850,7 @@ DLFDEF void dlf_tape_print(const dlf_tape *t)
    recorded) calls the user's backward once for all inputs, the others find it done. */
 DLFDEF dlf_tensor *dlf_custom(dlf_tape *t, const dlf_custom_op *op, dlf_tensor **inputs, int n_inputs)
 {
+    DLF__OP(t);
     dlf_custom_ctx *ctx;
     dlf_tensor *out;
     int i, prev;
@@ -6765,6 +6778,7 @@ static dlf__conv_geo dlf__geo_of_cfg(const dlf_conv2d_cfg *cfg, int *groups)
    it once per group on a copy of the group's channels (dlf__conv2d_grouped). */
 DLFDEF dlf_tensor *dlf_conv2d_ex(dlf_tape *t, dlf_tensor *x, dlf_tensor *w, dlf_tensor *b, const dlf_conv2d_cfg *cfg)
 {
+    DLF__OP(t);
     dlf__conv_geo g;
     int groups;
     if (!cfg) {
@@ -6836,6 +6850,7 @@ static dlf_tensor *dlf__conv2d_naive(dlf_tape *t, dlf_tensor *x, dlf_tensor *w, 
 
 DLFDEF dlf_tensor *dlf_conv2d_naive(dlf_tape *t, dlf_tensor *x, dlf_tensor *w, dlf_tensor *b, int stride, int pad)
 {
+    DLF__OP(t);
     dlf__conv_geo g = dlf__geo_simple(stride, pad);
     return dlf__conv2d_naive(t, x, w, b, &g, 1, DLF_OP_CONV2D, "dlf_conv2d_naive");
 }
@@ -6843,6 +6858,7 @@ DLFDEF dlf_tensor *dlf_conv2d_naive(dlf_tape *t, dlf_tensor *x, dlf_tensor *w, d
 DLFDEF dlf_tensor *dlf_conv2d_naive_ex(dlf_tape *t, dlf_tensor *x, dlf_tensor *w, dlf_tensor *b,
                                        const dlf_conv2d_cfg *cfg)
 {
+    DLF__OP(t);
     dlf__conv_geo g;
     int groups;
     if (!cfg) {
@@ -7464,11 +7480,13 @@ static dlf_tensor *dlf__pool_ex(dlf_tape *t, dlf_op op, dlf_tensor *x, const dlf
 
 DLFDEF dlf_tensor *dlf_maxpool2d_ex(dlf_tape *t, dlf_tensor *x, const dlf_pool_cfg *cfg)
 {
+    DLF__OP(t);
     return dlf__pool_ex(t, DLF_OP_MAXPOOL2D_EX, x, cfg, "dlf_maxpool2d_ex");
 }
 
 DLFDEF dlf_tensor *dlf_avgpool2d_ex(dlf_tape *t, dlf_tensor *x, const dlf_pool_cfg *cfg)
 {
+    DLF__OP(t);
     return dlf__pool_ex(t, DLF_OP_AVGPOOL2D_EX, x, cfg, "dlf_avgpool2d_ex");
 }
 
@@ -7493,6 +7511,7 @@ static dlf_tensor *dlf__adaptive_pool(dlf_tape *t, dlf_op op, dlf_tensor *x, int
 
 DLFDEF dlf_tensor *dlf_adaptive_avgpool2d(dlf_tape *t, dlf_tensor *x, int P, int Q)
 {
+    DLF__OP(t);
     return dlf__adaptive_pool(t, DLF_OP_AVGPOOL2D_EX, x, P, Q, "dlf_adaptive_avgpool2d");
 }
 
@@ -8664,6 +8683,7 @@ DLFDEF dlf_tensor *dlf_mse_loss(dlf_tape *t, dlf_tensor *pred, dlf_tensor *targe
 
 DLFDEF dlf_tensor *dlf_mse_loss_ex(dlf_tape *t, dlf_tensor *pred, dlf_tensor *target, const dlf_loss_cfg *cfg)
 {
+    DLF__OP(t);
     return dlf__elem_loss(t, DLF_OP_MSE_LOSS, pred, target, cfg, "dlf_mse_loss_ex");
 }
 
@@ -8675,6 +8695,7 @@ DLFDEF dlf_tensor *dlf_l1_loss(dlf_tape *t, dlf_tensor *pred, dlf_tensor *target
 
 DLFDEF dlf_tensor *dlf_l1_loss_ex(dlf_tape *t, dlf_tensor *pred, dlf_tensor *target, const dlf_loss_cfg *cfg)
 {
+    DLF__OP(t);
     return dlf__elem_loss(t, DLF_OP_L1_LOSS, pred, target, cfg, "dlf_l1_loss_ex");
 }
 
@@ -8686,16 +8707,19 @@ DLFDEF dlf_tensor *dlf_bce_with_logits(dlf_tape *t, dlf_tensor *logits, dlf_tens
 
 DLFDEF dlf_tensor *dlf_bce_with_logits_ex(dlf_tape *t, dlf_tensor *logits, dlf_tensor *target, const dlf_loss_cfg *cfg)
 {
+    DLF__OP(t);
     return dlf__elem_loss(t, DLF_OP_BCE_LOGITS, logits, target, cfg, "dlf_bce_with_logits_ex");
 }
 
 DLFDEF dlf_tensor *dlf_bce_loss(dlf_tape *t, dlf_tensor *prob, dlf_tensor *target)
 {
+    DLF__OP(t);
     return dlf__elem_loss(t, DLF_OP_BCE_LOSS, prob, target, NULL, "dlf_bce_loss");
 }
 
 DLFDEF dlf_tensor *dlf_bce_loss_ex(dlf_tape *t, dlf_tensor *prob, dlf_tensor *target, const dlf_loss_cfg *cfg)
 {
+    DLF__OP(t);
     return dlf__elem_loss(t, DLF_OP_BCE_LOSS, prob, target, cfg, "dlf_bce_loss_ex");
 }
 
@@ -8838,6 +8862,7 @@ DLFDEF dlf_tensor *dlf_nll_loss(dlf_tape *t, dlf_tensor *logp, dlf_tensor *targe
 
 DLFDEF dlf_tensor *dlf_nll_loss_ex(dlf_tape *t, dlf_tensor *logp, dlf_tensor *target, const dlf_loss_cfg *cfg)
 {
+    DLF__OP(t);
     return dlf__class_loss(t, DLF_OP_NLL_LOSS, logp, target, cfg, "dlf_nll_loss_ex");
 }
 
@@ -8849,6 +8874,7 @@ DLFDEF dlf_tensor *dlf_cross_entropy(dlf_tape *t, dlf_tensor *logits, dlf_tensor
 
 DLFDEF dlf_tensor *dlf_cross_entropy_ex(dlf_tape *t, dlf_tensor *logits, dlf_tensor *target, const dlf_loss_cfg *cfg)
 {
+    DLF__OP(t);
     return dlf__class_loss(t, DLF_OP_CROSS_ENTROPY, logits, target, cfg, "dlf_cross_entropy_ex");
 }
 
@@ -8917,6 +8943,7 @@ DLFDEF float dlf_accuracy(const dlf_tensor *logits, const dlf_tensor *target)
      dL/dq_ij = g/N (lse_i - x_ij)                                                       */
 DLFDEF dlf_tensor *dlf_cross_entropy_soft(dlf_tape *t, dlf_tensor *logits, dlf_tensor *q)
 {
+    DLF__OP(t);
     dlf_tensor *out, *lse;
     dlf_node *nd;
     double acc = 0.0;
@@ -8978,6 +9005,7 @@ static void dlf__cross_entropy_soft_backward(dlf_tape *t, dlf_node *nd)
    true class and spreads eps evenly over all C classes. */
 DLFDEF dlf_tensor *dlf_cross_entropy_smooth(dlf_tape *t, dlf_tensor *logits, dlf_tensor *target, float eps)
 {
+    DLF__OP(t);
     dlf_tensor *q;
     dlf_loss_cfg mean_cfg;
     int i, N, C;
@@ -11640,6 +11668,7 @@ DLFDEF int dlf_mixup_apply(dlf_mixup *m, dlf_tensor *x, const dlf_tensor *y, dlf
 
 DLFDEF dlf_tensor *dlf_mixup_loss(dlf_tape *t, const dlf_mixup *m, dlf_tensor *logits)
 {
+    DLF__OP(t);
     dlf_tensor *q;
     int i, j, C;
     if (!t || !m || !logits) {
