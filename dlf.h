@@ -736,10 +736,10 @@ DLFDEF int  dlf_params_add(dlf_params *p, dlf_tensor *t, const char *name, int i
 DLFDEF void dlf_params_free(dlf_params *p);     /* the list only; the tensors stay */
 DLFDEF dlf_param *dlf_params_find(const dlf_params *p, const char *name);  /* NULL if absent */
 DLFDEF int  dlf_params_group_no_decay(dlf_params *p, int group);
+    /* move biases and normalization weights (no_decay) to `group`; returns how many */
 DLFDEF int  dlf_params_set_group(dlf_params *p, const char *prefix, int group);
     /* every parameter whose name starts with prefix ("10." is layer 10 of a seq) goes to group;
        returns how many: discriminative learning rates, one group per part of the model */
-    /* move biases and normalization weights (no_decay) to `group`; returns how many */
 DLFDEF int  dlf_params_tensors(const dlf_params *p, dlf_tensor **out, int cap);
     /* the trainable tensors (buffers skipped) in order; returns how many there are */
 
@@ -2986,11 +2986,29 @@ static const char *dlf__binary_name(dlf_op op)
     }
 }
 
+/* DLF__OP and DLF__INPUT for the ops that share one body (elementwise, reductions), with
+   the public function's name passed in: 1 to go on, 0 (return NULL) otherwise. */
+static int dlf__op_args(dlf_tape *t, const char *fn, const dlf_tensor *a, const dlf_tensor *b, int two)
+{
+    if (!t) {
+        dlf__panic("%s: t is NULL", fn);
+        return 0;
+    }
+    if (!dlf__tape_ready(t)) return 0;   /* an earlier op failed: quietly NULL */
+    if (!a || (two && !b)) {
+        t->error = DLF_ERR_ARG;
+        dlf__panic("%s: %s is NULL", fn, !a ? "a" : "b");
+        return 0;
+    }
+    return 1;
+}
+
 static dlf_tensor *dlf__binary(dlf_tape *t, dlf_op op, dlf_tensor *a, dlf_tensor *b)
 {
     dlf__bcast bc;
     dlf_tensor *out;
     int shape[4], i, rows;
+    if (!dlf__op_args(t, dlf__binary_name(op), a, b, 1)) return NULL;
     if (!dlf__live(t, dlf__binary_name(op), a, b, NULL)) return NULL;
     if (!dlf__broadcast(dlf__binary_name(op), a, b, &bc)) return NULL;
     for (i = 0; i < bc.ndim; i++) shape[i] = bc.n[4 - bc.ndim + i];
@@ -3009,26 +3027,10 @@ static dlf_tensor *dlf__binary(dlf_tape *t, dlf_op op, dlf_tensor *a, dlf_tensor
     return out;
 }
 
-DLFDEF dlf_tensor *dlf_add(dlf_tape *t, dlf_tensor *a, dlf_tensor *b)
-{
-    DLF__OP(t); DLF__INPUT(t, a); DLF__INPUT(t, b);
-    return dlf__binary(t, DLF_OP_ADD, a, b);
-}
-DLFDEF dlf_tensor *dlf_sub(dlf_tape *t, dlf_tensor *a, dlf_tensor *b)
-{
-    DLF__OP(t); DLF__INPUT(t, a); DLF__INPUT(t, b);
-    return dlf__binary(t, DLF_OP_SUB, a, b);
-}
-DLFDEF dlf_tensor *dlf_mul(dlf_tape *t, dlf_tensor *a, dlf_tensor *b)
-{
-    DLF__OP(t); DLF__INPUT(t, a); DLF__INPUT(t, b);
-    return dlf__binary(t, DLF_OP_MUL, a, b);
-}
-DLFDEF dlf_tensor *dlf_div(dlf_tape *t, dlf_tensor *a, dlf_tensor *b)
-{
-    DLF__OP(t); DLF__INPUT(t, a); DLF__INPUT(t, b);
-    return dlf__binary(t, DLF_OP_DIV, a, b);
-}
+DLFDEF dlf_tensor *dlf_add(dlf_tape *t, dlf_tensor *a, dlf_tensor *b) { return dlf__binary(t, DLF_OP_ADD, a, b); }
+DLFDEF dlf_tensor *dlf_sub(dlf_tape *t, dlf_tensor *a, dlf_tensor *b) { return dlf__binary(t, DLF_OP_SUB, a, b); }
+DLFDEF dlf_tensor *dlf_mul(dlf_tape *t, dlf_tensor *a, dlf_tensor *b) { return dlf__binary(t, DLF_OP_MUL, a, b); }
+DLFDEF dlf_tensor *dlf_div(dlf_tape *t, dlf_tensor *a, dlf_tensor *b) { return dlf__binary(t, DLF_OP_DIV, a, b); }
 
 /* Backward of the binary ops. In the forward pass this was o = a (op) b, with a and b
    stretched by broadcasting. The chain rule gives, per output element, with g = dL/do:
@@ -3105,9 +3107,13 @@ static float dlf__powf(float x, float p)
    PyTorch); relu(-0) is -0, as PyTorch. */
 static dlf_tensor *dlf__unary(dlf_tape *t, dlf_op op, dlf_tensor *a, float s)
 {
-    dlf_tensor *out = dlf__live(t, dlf_op_name(op), a, NULL, NULL) ? dlf__out(t, a->ndim, a->shape) : NULL;
+    dlf_tensor *out;
     dlf_node *nd;
     int i, n;
+    char fn[32];
+    snprintf(fn, sizeof fn, "dlf_%s", dlf_op_name(op));   /* dlf_relu, dlf_pow_scalar ... */
+    if (!dlf__op_args(t, fn, a, NULL, 0)) return NULL;
+    out = dlf__live(t, fn, a, NULL, NULL) ? dlf__out(t, a->ndim, a->shape) : NULL;
     if (!out) return NULL;
     n = a->size;
     if (op == DLF_OP_RELU) {
@@ -3184,66 +3190,18 @@ static void dlf__unary_backward(dlf_tape *t, dlf_node *nd)
     }
 }
 
-DLFDEF dlf_tensor *dlf_add_scalar(dlf_tape *t, dlf_tensor *a, float s)
-{
-    DLF__OP(t); DLF__INPUT(t, a);
-    return dlf__unary(t, DLF_OP_ADD_SCALAR, a, s);
-}
-DLFDEF dlf_tensor *dlf_mul_scalar(dlf_tape *t, dlf_tensor *a, float s)
-{
-    DLF__OP(t); DLF__INPUT(t, a);
-    return dlf__unary(t, DLF_OP_MUL_SCALAR, a, s);
-}
-DLFDEF dlf_tensor *dlf_pow_scalar(dlf_tape *t, dlf_tensor *a, float p)
-{
-    DLF__OP(t); DLF__INPUT(t, a);
-    return dlf__unary(t, DLF_OP_POW_SCALAR, a, p);
-}
-DLFDEF dlf_tensor *dlf_neg(dlf_tape *t, dlf_tensor *a)
-{
-    DLF__OP(t); DLF__INPUT(t, a);
-    return dlf__unary(t, DLF_OP_NEG, a, 0.0f);
-}
-DLFDEF dlf_tensor *dlf_exp(dlf_tape *t, dlf_tensor *a)
-{
-    DLF__OP(t); DLF__INPUT(t, a);
-    return dlf__unary(t, DLF_OP_EXP, a, 0.0f);
-}
-DLFDEF dlf_tensor *dlf_log(dlf_tape *t, dlf_tensor *a)
-{
-    DLF__OP(t); DLF__INPUT(t, a);
-    return dlf__unary(t, DLF_OP_LOG, a, 0.0f);
-}
-DLFDEF dlf_tensor *dlf_sqrt(dlf_tape *t, dlf_tensor *a)
-{
-    DLF__OP(t); DLF__INPUT(t, a);
-    return dlf__unary(t, DLF_OP_SQRT, a, 0.0f);
-}
-DLFDEF dlf_tensor *dlf_square(dlf_tape *t, dlf_tensor *a)
-{
-    DLF__OP(t); DLF__INPUT(t, a);
-    return dlf__unary(t, DLF_OP_SQUARE, a, 0.0f);
-}
-DLFDEF dlf_tensor *dlf_abs(dlf_tape *t, dlf_tensor *a)
-{
-    DLF__OP(t); DLF__INPUT(t, a);
-    return dlf__unary(t, DLF_OP_ABS, a, 0.0f);
-}
-DLFDEF dlf_tensor *dlf_relu(dlf_tape *t, dlf_tensor *a)
-{
-    DLF__OP(t); DLF__INPUT(t, a);
-    return dlf__unary(t, DLF_OP_RELU, a, 0.0f);
-}
-DLFDEF dlf_tensor *dlf_sigmoid(dlf_tape *t, dlf_tensor *a)
-{
-    DLF__OP(t); DLF__INPUT(t, a);
-    return dlf__unary(t, DLF_OP_SIGMOID, a, 0.0f);
-}
-DLFDEF dlf_tensor *dlf_tanh(dlf_tape *t, dlf_tensor *a)
-{
-    DLF__OP(t); DLF__INPUT(t, a);
-    return dlf__unary(t, DLF_OP_TANH, a, 0.0f);
-}
+DLFDEF dlf_tensor *dlf_add_scalar(dlf_tape *t, dlf_tensor *a, float s) { return dlf__unary(t, DLF_OP_ADD_SCALAR, a, s); }
+DLFDEF dlf_tensor *dlf_mul_scalar(dlf_tape *t, dlf_tensor *a, float s) { return dlf__unary(t, DLF_OP_MUL_SCALAR, a, s); }
+DLFDEF dlf_tensor *dlf_pow_scalar(dlf_tape *t, dlf_tensor *a, float p) { return dlf__unary(t, DLF_OP_POW_SCALAR, a, p); }
+DLFDEF dlf_tensor *dlf_neg(dlf_tape *t, dlf_tensor *a) { return dlf__unary(t, DLF_OP_NEG, a, 0.0f); }
+DLFDEF dlf_tensor *dlf_exp(dlf_tape *t, dlf_tensor *a) { return dlf__unary(t, DLF_OP_EXP, a, 0.0f); }
+DLFDEF dlf_tensor *dlf_log(dlf_tape *t, dlf_tensor *a) { return dlf__unary(t, DLF_OP_LOG, a, 0.0f); }
+DLFDEF dlf_tensor *dlf_sqrt(dlf_tape *t, dlf_tensor *a) { return dlf__unary(t, DLF_OP_SQRT, a, 0.0f); }
+DLFDEF dlf_tensor *dlf_square(dlf_tape *t, dlf_tensor *a) { return dlf__unary(t, DLF_OP_SQUARE, a, 0.0f); }
+DLFDEF dlf_tensor *dlf_abs(dlf_tape *t, dlf_tensor *a) { return dlf__unary(t, DLF_OP_ABS, a, 0.0f); }
+DLFDEF dlf_tensor *dlf_relu(dlf_tape *t, dlf_tensor *a) { return dlf__unary(t, DLF_OP_RELU, a, 0.0f); }
+DLFDEF dlf_tensor *dlf_sigmoid(dlf_tape *t, dlf_tensor *a) { return dlf__unary(t, DLF_OP_SIGMOID, a, 0.0f); }
+DLFDEF dlf_tensor *dlf_tanh(dlf_tape *t, dlf_tensor *a) { return dlf__unary(t, DLF_OP_TANH, a, 0.0f); }
 
 /* Reductions view the input as (outer, n, inner) around the reduced axis:
      a (2,3,4), axis 1  ->  outer 2, n 3, inner 4;  out[o][i] = reduce_k a[o][k][i].
@@ -3288,6 +3246,7 @@ static dlf_tensor *dlf__reduce(dlf_tape *t, dlf_op op, dlf_tensor *a, int axis, 
     int outer, n, inner, ndim, shape[4] = {1, 1, 1, 1}, o;
     dlf_tensor *out, *idx = NULL;
     dlf_node *nd;
+    if (!dlf__op_args(t, name, a, NULL, 0)) return NULL;
     if (!dlf__live(t, name, a, NULL, NULL)) return NULL;
     if (axis == 127) {  /* the _all variants: one reduction over everything */
         outer = 1; n = a->size; inner = 1; ndim = 0;
@@ -3386,51 +3345,15 @@ static void dlf__reduce_backward(dlf_tape *t, dlf_node *nd)
     }
 }
 
-DLFDEF dlf_tensor *dlf_sum(dlf_tape *t, dlf_tensor *a, int axis, int keepdim)
-{
-    DLF__OP(t); DLF__INPUT(t, a);
-    return dlf__reduce(t, DLF_OP_SUM, a, axis, keepdim, 0, "dlf_sum", 0);
-}
-DLFDEF dlf_tensor *dlf_mean(dlf_tape *t, dlf_tensor *a, int axis, int keepdim)
-{
-    DLF__OP(t); DLF__INPUT(t, a);
-    return dlf__reduce(t, DLF_OP_MEAN, a, axis, keepdim, 0, "dlf_mean", 0);
-}
-DLFDEF dlf_tensor *dlf_max(dlf_tape *t, dlf_tensor *a, int axis, int keepdim)
-{
-    DLF__OP(t); DLF__INPUT(t, a);
-    return dlf__reduce(t, DLF_OP_MAX, a, axis, keepdim, 0, "dlf_max", 0);
-}
-DLFDEF dlf_tensor *dlf_argmax(dlf_tape *t, dlf_tensor *a, int axis, int keepdim)
-{
-    DLF__OP(t); DLF__INPUT(t, a);
-    return dlf__reduce(t, DLF_OP_MAX, a, axis, keepdim, 0, "dlf_argmax", 1);
-}
-DLFDEF dlf_tensor *dlf_var(dlf_tape *t, dlf_tensor *a, int axis, int keepdim, int correction)
-{
-    DLF__OP(t); DLF__INPUT(t, a);
-    return dlf__reduce(t, DLF_OP_VAR, a, axis, keepdim, correction, "dlf_var", 0);
-}
-DLFDEF dlf_tensor *dlf_sum_all(dlf_tape *t, dlf_tensor *a)
-{
-    DLF__OP(t); DLF__INPUT(t, a);
-    return dlf__reduce(t, DLF_OP_SUM, a, 127, 0, 0, "dlf_sum_all", 0);
-}
-DLFDEF dlf_tensor *dlf_mean_all(dlf_tape *t, dlf_tensor *a)
-{
-    DLF__OP(t); DLF__INPUT(t, a);
-    return dlf__reduce(t, DLF_OP_MEAN, a, 127, 0, 0, "dlf_mean_all", 0);
-}
-DLFDEF dlf_tensor *dlf_min(dlf_tape *t, dlf_tensor *a, int axis, int keepdim)
-{
-    DLF__OP(t); DLF__INPUT(t, a);
-    return dlf__reduce(t, DLF_OP_MIN, a, axis, keepdim, 0, "dlf_min", 0);
-}
-DLFDEF dlf_tensor *dlf_argmin(dlf_tape *t, dlf_tensor *a, int axis, int keepdim)
-{
-    DLF__OP(t); DLF__INPUT(t, a);
-    return dlf__reduce(t, DLF_OP_MIN, a, axis, keepdim, 0, "dlf_argmin", 1);
-}
+DLFDEF dlf_tensor *dlf_sum(dlf_tape *t, dlf_tensor *a, int axis, int keepdim) { return dlf__reduce(t, DLF_OP_SUM, a, axis, keepdim, 0, "dlf_sum", 0); }
+DLFDEF dlf_tensor *dlf_mean(dlf_tape *t, dlf_tensor *a, int axis, int keepdim) { return dlf__reduce(t, DLF_OP_MEAN, a, axis, keepdim, 0, "dlf_mean", 0); }
+DLFDEF dlf_tensor *dlf_max(dlf_tape *t, dlf_tensor *a, int axis, int keepdim) { return dlf__reduce(t, DLF_OP_MAX, a, axis, keepdim, 0, "dlf_max", 0); }
+DLFDEF dlf_tensor *dlf_argmax(dlf_tape *t, dlf_tensor *a, int axis, int keepdim) { return dlf__reduce(t, DLF_OP_MAX, a, axis, keepdim, 0, "dlf_argmax", 1); }
+DLFDEF dlf_tensor *dlf_var(dlf_tape *t, dlf_tensor *a, int axis, int keepdim, int correction) { return dlf__reduce(t, DLF_OP_VAR, a, axis, keepdim, correction, "dlf_var", 0); }
+DLFDEF dlf_tensor *dlf_sum_all(dlf_tape *t, dlf_tensor *a) { return dlf__reduce(t, DLF_OP_SUM, a, 127, 0, 0, "dlf_sum_all", 0); }
+DLFDEF dlf_tensor *dlf_mean_all(dlf_tape *t, dlf_tensor *a) { return dlf__reduce(t, DLF_OP_MEAN, a, 127, 0, 0, "dlf_mean_all", 0); }
+DLFDEF dlf_tensor *dlf_min(dlf_tape *t, dlf_tensor *a, int axis, int keepdim) { return dlf__reduce(t, DLF_OP_MIN, a, axis, keepdim, 0, "dlf_min", 0); }
+DLFDEF dlf_tensor *dlf_argmin(dlf_tape *t, dlf_tensor *a, int axis, int keepdim) { return dlf__reduce(t, DLF_OP_MIN, a, axis, keepdim, 0, "dlf_argmin", 1); }
 
 /* Reshape is a view: a new header over the same data. One dim may be -1 (inferred). */
 DLFDEF dlf_tensor *dlf_reshape(dlf_tape *t, dlf_tensor *a, int ndim, const int *shape)
@@ -13158,6 +13081,7 @@ static int dlf__augment_load(dlf_callback *cb, dlf_learner *l, const dlf_ckpt *c
 
 DLFDEF void dlf_cb_augment_init(dlf_cb_augment *c, dlf_augment *aug, uint64_t seed)
 {
+    DLF__NOT_NULL(c, ); DLF__NOT_NULL(aug, );
     memset(c, 0, sizeof *c);
     c->cb.name = "augment";
     c->cb.order = -5;
@@ -13203,6 +13127,7 @@ static int dlf__mixup_load(dlf_callback *cb, dlf_learner *l, const dlf_ckpt *c, 
 
 DLFDEF void dlf_cb_mixup_init(dlf_cb_mixup *c, dlf_mixup *mix, uint64_t seed)
 {
+    DLF__NOT_NULL(c, ); DLF__NOT_NULL(mix, );
     memset(c, 0, sizeof *c);
     c->cb.name = "mixup";
     c->cb.order = -4;
