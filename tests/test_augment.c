@@ -379,6 +379,7 @@ static void test_mixup(void)
     u.m = &m;
     GRADCHECK(g_soft, in, 1, &u, "mixup loss");
     EXPECT_PANIC(dlf_mixup_apply(&m, logits, y, &r), "do not fit the mixup's batch");
+    dlf_mixup_free(&m);
     CHECK(dlf_mixup_init(&m, 0.0f, 8, 3) == DLF_ERR_ARG, "alpha 0 refused");
     dlf_mixup_free(&m);
     dlf_tape_destroy(&t);
