@@ -2259,9 +2259,9 @@ __declspec(dllimport) int __stdcall MoveFileExA(const char *existing, const char
 #endif
 #define DLF__TLS DLF_THREAD_LOCAL
 
-/* The random number generators wrap around modulo 2^32 and 2^64 on purpose; clang's
-   -fsanitize=integer (unsigned overflow, shifts that drop bits) is told so for them
-   alone. Other compilers have no such check, and the attribute is empty there. */
+/* The random number generators (and the tape's stamp hash) wrap around modulo 2^32 and
+   2^64 on purpose; clang's -fsanitize=integer (unsigned overflow, shifts that drop bits)
+   is told so for them alone. Other compilers have no such check, and the attribute is empty there. */
 #if defined(__clang__) && defined(__has_attribute)
 #if __has_attribute(no_sanitize) && __clang_major__ >= 13
 #define DLF__WRAPS __attribute__((no_sanitize("unsigned-integer-overflow", "unsigned-shift-base")))
@@ -5119,7 +5119,7 @@ typedef struct dlf__arena_tensor {
    earlier step. The check reads only the header, which lies in memory the tape
    still owns, never the data a stale header may point anywhere with. A tensor
    that is neither (a heap tensor, another tape's) passes. */
-static void dlf__tape_new_stamp(dlf_tape *t)
+static DLF__WRAPS void dlf__tape_new_stamp(dlf_tape *t)   /* a hash: wraps on purpose */
 {
     unsigned s = t->generation * 2654435761u ^ (unsigned)(((uintptr_t)t >> 4) * 2246822519u);
     t->stamp = s ? s : 1;
