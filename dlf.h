@@ -12643,7 +12643,7 @@ static int dlf__recorder_load(dlf_callback *cb, dlf_learner *l, const dlf_ckpt *
     float *dst[7];
     static const char *const keys[7] = {"lr", "mom", "loss", "epoch_train", "epoch_valid", "epoch_metric", "epoch_step"};
     char k[192];
-    long long n, ne;
+    long long n = 0, ne = 0;
     int i, rc;
     if ((rc = dlf__recorder_alloc(r, l)) != DLF_OK) return rc;
     if ((rc = dlf__ck_geti(c, prefix, "n", &n)) != DLF_OK || (rc = dlf__ck_geti(c, prefix, "n_epochs", &ne)) != DLF_OK)
