@@ -3003,6 +3003,15 @@ static int dlf__op_args(dlf_tape *t, const char *fn, const dlf_tensor *a, const 
     return 1;
 }
 
+/* The same for a unary op; its public name ("dlf_relu") is made only when a message needs it. */
+static int dlf__unary_args(dlf_tape *t, dlf_op op, const dlf_tensor *a)
+{
+    char fn[32];
+    if (t && a && !t->error) return dlf__tape_ready(t);
+    snprintf(fn, sizeof fn, "dlf_%s", dlf_op_name(op));
+    return dlf__op_args(t, fn, a, NULL, 0);
+}
+
 static dlf_tensor *dlf__binary(dlf_tape *t, dlf_op op, dlf_tensor *a, dlf_tensor *b)
 {
     dlf__bcast bc;
@@ -3110,10 +3119,8 @@ static dlf_tensor *dlf__unary(dlf_tape *t, dlf_op op, dlf_tensor *a, float s)
     dlf_tensor *out;
     dlf_node *nd;
     int i, n;
-    char fn[32];
-    snprintf(fn, sizeof fn, "dlf_%s", dlf_op_name(op));   /* dlf_relu, dlf_pow_scalar ... */
-    if (!dlf__op_args(t, fn, a, NULL, 0)) return NULL;
-    out = dlf__live(t, fn, a, NULL, NULL) ? dlf__out(t, a->ndim, a->shape) : NULL;
+    if (!dlf__unary_args(t, op, a)) return NULL;
+    out = dlf__live(t, dlf_op_name(op), a, NULL, NULL) ? dlf__out(t, a->ndim, a->shape) : NULL;
     if (!out) return NULL;
     n = a->size;
     if (op == DLF_OP_RELU) {
@@ -13045,18 +13052,20 @@ DLFDEF void dlf_cb_autosave_init(dlf_cb_autosave *a, const char *path, long ever
 
 /* Augmentation and mixup as callbacks: their rng goes into the run's checkpoint, so a
    resumed run draws the same transforms as an uninterrupted one. */
-static int dlf__cb_rng_save(const dlf_rng *r, dlf_ckpt *c, const char *prefix)
+static int dlf__cb_rng_save(const dlf_callback *cb, const dlf_learner *l, dlf_ckpt *c, const char *prefix)
 {
     char key[96];
+    (void)l;
     snprintf(key, sizeof key, "%srng", prefix);
-    return dlf_ckpt_add_rng(c, key, r);
+    return dlf_ckpt_add_rng(c, key, (const dlf_rng *)cb->user);   /* user: the callback's rng */
 }
 
-static int dlf__cb_rng_load(dlf_rng *r, const dlf_ckpt *c, const char *prefix)
+static int dlf__cb_rng_load(dlf_callback *cb, dlf_learner *l, const dlf_ckpt *c, const char *prefix)
 {
     char key[96];
+    (void)l;
     snprintf(key, sizeof key, "%srng", prefix);
-    return dlf_ckpt_get_rng(c, key, r);
+    return dlf_ckpt_get_rng(c, key, (dlf_rng *)cb->user);
 }
 
 static int dlf__cb_augment_on(dlf_callback *cb, dlf_learner *l, dlf_event ev)
@@ -13068,17 +13077,6 @@ static int dlf__cb_augment_on(dlf_callback *cb, dlf_learner *l, dlf_event ev)
     }
     return DLF_CB_OK;
 }
-static int dlf__augment_save(const dlf_callback *cb, const dlf_learner *l, dlf_ckpt *c, const char *prefix)
-{
-    (void)l;
-    return dlf__cb_rng_save(&((const dlf_cb_augment *)cb)->rng, c, prefix);
-}
-static int dlf__augment_load(dlf_callback *cb, dlf_learner *l, const dlf_ckpt *c, const char *prefix)
-{
-    (void)l;
-    return dlf__cb_rng_load(&((dlf_cb_augment *)cb)->rng, c, prefix);
-}
-
 DLFDEF void dlf_cb_augment_init(dlf_cb_augment *c, dlf_augment *aug, uint64_t seed)
 {
     DLF__NOT_NULL(c, ); DLF__NOT_NULL(aug, );
@@ -13086,8 +13084,9 @@ DLFDEF void dlf_cb_augment_init(dlf_cb_augment *c, dlf_augment *aug, uint64_t se
     c->cb.name = "augment";
     c->cb.order = -5;
     c->cb.on = dlf__cb_augment_on;
-    c->cb.save = dlf__augment_save;
-    c->cb.load = dlf__augment_load;
+    c->cb.save = dlf__cb_rng_save;
+    c->cb.load = dlf__cb_rng_load;
+    c->cb.user = &c->rng;
     c->aug = aug;
     dlf_rng_seed(&c->rng, seed);
 }
@@ -13114,17 +13113,6 @@ static int dlf__cb_mixup_on(dlf_callback *cb, dlf_learner *l, dlf_event ev)
     }
     return DLF_CB_OK;
 }
-static int dlf__mixup_save(const dlf_callback *cb, const dlf_learner *l, dlf_ckpt *c, const char *prefix)
-{
-    (void)l;
-    return dlf__cb_rng_save(&((const dlf_cb_mixup *)cb)->rng, c, prefix);
-}
-static int dlf__mixup_load(dlf_callback *cb, dlf_learner *l, const dlf_ckpt *c, const char *prefix)
-{
-    (void)l;
-    return dlf__cb_rng_load(&((dlf_cb_mixup *)cb)->rng, c, prefix);
-}
-
 DLFDEF void dlf_cb_mixup_init(dlf_cb_mixup *c, dlf_mixup *mix, uint64_t seed)
 {
     DLF__NOT_NULL(c, ); DLF__NOT_NULL(mix, );
@@ -13132,8 +13120,9 @@ DLFDEF void dlf_cb_mixup_init(dlf_cb_mixup *c, dlf_mixup *mix, uint64_t seed)
     c->cb.name = "mixup";
     c->cb.order = -4;
     c->cb.on = dlf__cb_mixup_on;
-    c->cb.save = dlf__mixup_save;
-    c->cb.load = dlf__mixup_load;
+    c->cb.save = dlf__cb_rng_save;
+    c->cb.load = dlf__cb_rng_load;
+    c->cb.user = &c->rng;
     c->mix = mix;
     dlf_rng_seed(&c->rng, seed);
 }
