@@ -248,8 +248,8 @@ static size_t generate(uint8_t *out, size_t max)
     for (k = 0; k < 8; k++) out[k] = (uint8_t)((uint64_t)hl >> (8 * k));
     memcpy(out + 8, h.p, h.n);
     total = 8 + h.n;
-    if (off > max - total) off = max - total;
-    if (!rnd(8) && off < max - total) off += 1 + rnd(4);   /* trailing data bytes */
+    if (!rnd(8)) off += 1 + rnd(4);                        /* trailing data bytes */
+    if (off > max - total) off = max - total;              /* never past the buffer */
     for (k = 0; k < off; k++) out[total + k] = (uint8_t)rnd(256);
     (void)sizes;
     return total + (size_t)off;

@@ -8,9 +8,10 @@
 #   3. runs examples/mnist_cnn for one epoch on the CPU and with --device cuda, when
 #      data/mnist is present (carry it along), and compares the two last lines;
 #   4. runs bench/cuda_bench.cu: each rung's GFLOP/s against cublasSgemm for N = 256..4096,
-#      conv layers against cuDNN.
+#      conv layers against cuDNN, then lessons/01b_matmul_cuda.cu;
+#   5. runs the tests again under compute-sanitizer (memcheck) where it is installed.
 # Everything goes to OUTDIR/gpu_check.txt (and the terminal). Each step has a time limit,
-# so the whole run stays under 8 minutes. Without a GPU (or without nvcc) it says so in
+# so the whole run stays under 10 minutes (about 4 when all goes well). Without a GPU (or without nvcc) it says so in
 # that file and exits 0: the same script runs on a CPU machine as a dry run.
 set -u
 out=${1:?usage: tools/gpu_check.sh OUTDIR}
@@ -60,4 +61,10 @@ else
 fi
 
 step 150 "bench/cuda_bench.cu" ./build/cuda/cuda_bench
+step 60 "lessons/01b_matmul_cuda.cu" ./build/cuda/01b_matmul_cuda
+# Last, since it may run long: the tests again under compute-sanitizer's memory checker,
+# which reports any out-of-bounds or misaligned access inside a kernel.
+if [ -n "$arch" ] && command -v compute-sanitizer >/dev/null 2>&1; then
+    step 120 "compute-sanitizer memcheck tests/test_cuda.cu" compute-sanitizer --tool memcheck --error-exitcode 9 ./build/cuda/test_cuda
+fi
 say "gpu_check done in $SECONDS s"
