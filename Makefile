@@ -29,6 +29,12 @@ NVFLAGS ?= -O3 -std=c++17 $(CUDA_GENCODE) -Xcompiler -Wall,-Wextra$(if $(OPENMP)
 comma := ,
 CUDA_LIBS = -L$(CUDA_HOME)/lib64 -L$(CUDA_HOME)/lib -lcudart -lstdc++ -lm
 CUDA_TEST := $(if $(NVCC),$(CUDA_BUILD)/test_cuda)
+# cuDNN for bench/cuda_bench.cu's conv reference, where present: inside the toolkit, or in
+# CUDNN_HOME (include/cudnn.h and lib/libcudnn.so*, as Python's nvidia-cudnn package lays it out).
+CUDNN_HOME ?= $(CUDA_HOME)
+CUDNN_LIB = $(firstword $(wildcard $(CUDNN_HOME)/lib64/libcudnn.so $(CUDNN_HOME)/lib/libcudnn.so $(CUDNN_HOME)/lib/libcudnn.so.[0-9]))
+CUDNN_FLAGS = $(if $(and $(wildcard $(CUDNN_HOME)/include/cudnn.h),$(CUDNN_LIB)),\
+                -DHAVE_CUDNN -I$(CUDNN_HOME)/include $(CUDNN_LIB) -Xlinker -rpath=$(dir $(CUDNN_LIB)))
 CUDA_BINS := $(CUDA_BUILD)/dlf_cuda.o $(CUDA_BUILD)/test_cuda $(CUDA_BUILD)/cuda_bench \
              $(CUDA_BUILD)/01b_matmul_cuda $(CUDA_BUILD)/mnist_cnn
 LESSON_BINS  := $(patsubst %.c,$(BUILD)/%,$(LESSONS))
@@ -126,7 +132,7 @@ $(CUDA_BUILD)/test_cuda: tests/test_cuda.cu dlf_cuda.cu dlf.h tests/harness.h
 
 $(CUDA_BUILD)/cuda_bench: bench/cuda_bench.cu dlf_cuda.cu dlf.h
 	@mkdir -p $(@D)
-	$(NVCC) $(NVFLAGS) -o $@ bench/cuda_bench.cu -lcublas $(if $(wildcard $(CUDA_HOME)/include/cudnn.h),-DHAVE_CUDNN -lcudnn) -lm
+	$(NVCC) $(NVFLAGS) -o $@ bench/cuda_bench.cu -lcublas $(CUDNN_FLAGS) -lm
 
 $(CUDA_BUILD)/01b_matmul_cuda: lessons/01b_matmul_cuda.cu dlf_cuda.cu dlf.h lessons/lesson.h
 	@mkdir -p $(@D)

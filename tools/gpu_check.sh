@@ -44,6 +44,13 @@ fi
 say "cpu: $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2- | sed 's/^ *//'), $(nproc) cores"
 
 jobs=$(nproc)
+# cuDNN outside the toolkit (for example Python's nvidia-cudnn package): give its folder to make.
+if [ ! -f "$(dirname "$(dirname "$NVCC")")/include/cudnn.h" ] && [ -z "${CUDNN_HOME:-}" ]; then
+    for py in python3 /usr/bin/python3; do
+        d=$("$py" -c 'import nvidia.cudnn as m; print(list(m.__path__)[0])' 2>/dev/null) && [ -f "$d/include/cudnn.h" ] &&
+            { export CUDNN_HOME=$d LD_LIBRARY_PATH="$d/lib:${LD_LIBRARY_PATH:-}"; say "cudnn: $d"; break; }
+    done
+fi
 if [ -n "$arch" ]; then
     step 240 "build (make cuda, $arch)" make -j"$jobs" cuda CUDA_GENCODE="$arch" ||
         step 300 "build (make cuda, full gencode list)" make -j"$jobs" cuda || { say "build failed"; exit 1; }
