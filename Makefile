@@ -34,7 +34,7 @@ CUDA_TEST := $(if $(NVCC),$(CUDA_BUILD)/test_cuda)
 CUDNN_HOME ?= $(CUDA_HOME)
 CUDNN_LIB = $(firstword $(wildcard $(CUDNN_HOME)/lib64/libcudnn.so $(CUDNN_HOME)/lib/libcudnn.so $(CUDNN_HOME)/lib/libcudnn.so.[0-9]))
 CUDNN_FLAGS = $(if $(and $(wildcard $(CUDNN_HOME)/include/cudnn.h),$(CUDNN_LIB)),\
-                -DHAVE_CUDNN -I$(CUDNN_HOME)/include $(CUDNN_LIB) -Xlinker -rpath=$(dir $(CUDNN_LIB)))
+                -DHAVE_CUDNN -I$(CUDNN_HOME)/include -Xlinker $(CUDNN_LIB) -Xlinker -rpath=$(dir $(CUDNN_LIB)))
 CUDA_BINS := $(CUDA_BUILD)/dlf_cuda.o $(CUDA_BUILD)/test_cuda $(CUDA_BUILD)/cuda_bench \
              $(CUDA_BUILD)/01b_matmul_cuda $(CUDA_BUILD)/mnist_cnn
 LESSON_BINS  := $(patsubst %.c,$(BUILD)/%,$(LESSONS))

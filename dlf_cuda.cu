@@ -60,8 +60,17 @@ static int dlf_cu_check(cudaError_t e, const char *what, const char *file, int l
     dlf_cu_fail(what, file, line, cudaGetErrorString(e));
     return 0;
 }
-/* After a kernel launch: launch errors (bad configuration) show up here. */
-#define CUDA_CHECK_LAUNCH(name) CUDA_CHECK(cudaGetLastError()) ? 1 : (dlf_cu_fail(name, __FILE__, __LINE__, "launch"), 0)
+/* CUDA_CHECK_LAUNCH(name): after a kernel launch, where launch errors (a bad configuration,
+   no code for this GPU) show up. 1 when the launch went through, else 0 with the message set.
+   A function, not a ?: in a macro, so that `!CUDA_CHECK_LAUNCH(k)` means what it says. */
+#define CUDA_CHECK_LAUNCH(name) dlf_cu_launched((name), __FILE__, __LINE__)
+static int dlf_cu_launched(const char *name, const char *file, int line)
+{
+    cudaError_t e = cudaGetLastError();
+    if (e == cudaSuccess) return 1;
+    dlf_cu_fail(name, file, line, cudaGetErrorString(e));
+    return 0;
+}
 
 /* ---------------------------------------------------------------------------------
    Index arithmetic, __host__ __device__ so tests/test_cuda.cu checks it on the CPU

@@ -182,6 +182,7 @@ static float cnn_steps(dlf_tape *t, cnn *m, const dlf_tensor *x, const dlf_tenso
         h = dlf_reshape(t, h, 2, shp(16, 16 * 7 * 7));
         dlf_tensor *logits = dlf_matmul(t, h, m->fc);
         dlf_tensor *loss = dlf_cross_entropy(t, logits, (dlf_tensor *)y);
+        if (!loss) return NAN;   /* a device failure: the caller's comparison fails */
         loss_v = loss->data[0];
         dlf_backward(t, loss);
         dlf_optim_step(o);
@@ -359,6 +360,7 @@ static void test_training_step(dlf_cuda *c)
 
 int main(void)
 {
+    setvbuf(stdout, NULL, _IOLBF, 0);   /* each line out at once, also into a pipe before a crash */
     th_init();
     test_operand_index();
     test_load_slots();
