@@ -1528,6 +1528,24 @@ typedef struct dlf_fit_report {
    memory: dlf_last_error) or a label is out of range. */
 DLFDEF float dlf_evaluate(dlf_tape *t, dlf_model_fn model, void *m, dlf_loader *l, float *mean_loss);
 
+/* Test-time augmentation (fastai's Learner.tta; the course's notebook 14): every batch
+   is seen in several fixed views, the model's softmax probabilities are averaged over
+   the views, and the average is scored. The views of an image (N, C, H, W batches):
+   itself; with flip, its mirror image; with shift > 0, each of those moved by shift
+   pixels left, right, up and down with zeros coming in (the extreme positions of
+   training's crop with padding, dlf_aug_crop_pad). So 1, 2, 5 or 10 views. */
+typedef struct dlf_tta_cfg {
+    int flip;                /* 1: add the horizontally flipped view(s) */
+    int shift;               /* > 0: add the four moved views of each (pixels) */
+} dlf_tta_cfg;
+DLFDEF float dlf_evaluate_tta(dlf_tape *t, dlf_model_fn model, void *m, dlf_loader *l, const dlf_tta_cfg *cfg,
+                              float *mean_loss);
+    /* accuracy over l's set, scored on the averaged probabilities; *mean_loss (may be
+       NULL) is the mean of -log(averaged probability of the label). cfg NULL or all 0:
+       one view, the same as dlf_evaluate. NAN when the model fails (out of memory:
+       DLF_ERR_NOMEM); flip or shift on data that is not (N, C, H, W), or float
+       targets, panic */
+
 /* Inference, in eval mode with no tape recording (both restored after). What comes out
    of the model (N, C): its logits; their probabilities (softmax over C, or the sigmoid
    when C is 1: one binary logit); or the class (argmax, first on ties; for C = 1,
@@ -11766,14 +11784,16 @@ DLFDEF float dlf_evaluate(dlf_tape *t, dlf_model_fn model, void *m, dlf_loader *
             continue;
         }
         for (i = 0; i < n; i++) {
-            int C = z->size / n, label = (int)l->y->data[i], best = 0;
+            int C = z->size / n, label, best = 0;
             const float *z_i = z->data + (size_t)i * C;
             double mx, s = 0.0;
-            if (label < 0 || label >= C) {
-                dlf__panic("dlf_evaluate: label %d of batch item %d is outside the model's %d classes", label, i, C);
+            if (!(l->y->data[i] >= 0.0f && l->y->data[i] < (float)C)) {   /* NaN too, before the conversion */
+                dlf__panic("dlf_evaluate: label %g of batch item %d is outside the model's %d classes",
+                           (double)l->y->data[i], i, C);
                 failed = 1;
                 break;
             }
+            label = (int)l->y->data[i];
             for (j = 1; j < C; j++)
                 if (z_i[j] > z_i[best]) best = j;
             mx = z_i[best];
@@ -11794,6 +11814,100 @@ DLFDEF float dlf_evaluate(dlf_tape *t, dlf_model_fn model, void *m, dlf_loader *
         if (mean_loss) *mean_loss = outputs ? (float)(loss / (double)outputs) : 0.0f;
         return 0.0f;
     }
+    if (mean_loss) *mean_loss = seen ? (float)(loss / (double)seen) : 0.0f;
+    return seen ? (float)correct / (float)seen : 0.0f;
+}
+
+/* View v of the batch x (N, C, H, W) into out: out(i, j) = x'(i + dy, j + dx), zero
+   outside, where x' is x mirrored left to right when flip is set. */
+static void dlf__tta_view(const dlf_tensor *x, dlf_tensor *out, int flip, int dy, int dx)
+{
+    int H = x->shape[2], W = x->shape[3], planes = x->shape[0] * x->shape[1], p, i, j;
+    for (p = 0; p < planes; p++) {
+        const float *src = x->data + (size_t)p * H * W;
+        float *dst = out->data + (size_t)p * H * W;
+        for (i = 0; i < H; i++)
+            for (j = 0; j < W; j++) {
+                int si = i + dy, sj = j + dx;
+                dst[(size_t)i * W + j] = si >= 0 && si < H && sj >= 0 && sj < W
+                                             ? src[(size_t)si * W + (flip ? W - 1 - sj : sj)] : 0.0f;
+            }
+    }
+}
+
+DLFDEF float dlf_evaluate_tta(dlf_tape *t, dlf_model_fn model, void *m, dlf_loader *l, const dlf_tta_cfg *cfg,
+                              float *mean_loss)
+{
+    static const int moves[5][2] = {{0, 0}, {0, 1}, {0, -1}, {1, 0}, {-1, 0}};   /* (dy, dx) per shift view */
+    if (mean_loss) *mean_loss = NAN;
+    DLF__NOT_NULL(t, NAN); DLF__NOT_NULL(model, NAN); DLF__NOT_NULL(l, NAN);
+    int flips = cfg && cfg->flip ? 2 : 1, shifts = cfg && cfg->shift > 0 ? 5 : 1, n_views = flips * shifts;
+    if (n_views == 1) return dlf_evaluate(t, model, m, l, mean_loss);
+    if (l->ds->targets) {
+        dlf__panic("dlf_evaluate_tta: the views are averaged as class probabilities; this set has float targets");
+        return NAN;
+    }
+    int prev = dlf_tape_set_grad(t, 0), prev_training = dlf_tape_set_training(t, 0), n, i, j, v, C = 0, failed = 0;
+    long seen = 0, correct = 0;
+    double loss = 0.0, *acc = NULL;
+    size_t acc_cap = 0;
+    l->pos = 0;
+    while (!failed && (n = dlf_loader_next(l)) > 0) {
+        if (l->x->ndim != 4) {
+            char sx[64];
+            dlf__panic("dlf_evaluate_tta: flip and shift views need (N, C, H, W) batches, got %s",
+                       dlf_shape_str(l->x, sx, sizeof sx));
+            failed = 1;
+            break;
+        }
+        for (v = 0; v < n_views && !failed; v++) {
+            int flip = v % flips, mv = v / flips, dy = moves[mv][0] * (shifts > 1 ? cfg->shift : 0),
+                dx = moves[mv][1] * (shifts > 1 ? cfg->shift : 0);
+            dlf_tensor *view, *z;
+            dlf_tape_reset(t);
+            view = dlf_tape_tensor(t, 4, l->x->shape);
+            if (!view) { failed = 1; break; }
+            dlf__tta_view(l->x, view, flip, dy, dx);
+            z = model(t, view, m);
+            if (!z) { failed = 1; break; }
+            if (v == 0) {   /* the first view sets the class count and clears the sums */
+                C = z->size / n;
+                if ((size_t)n * C > acc_cap) {
+                    double *grown = (double *)DLF_REALLOC(acc, (size_t)n * C * sizeof *acc);
+                    if (!grown) { dlf__fail(DLF_ERR_NOMEM, "dlf_evaluate_tta: out of memory"); failed = 1; break; }
+                    acc = grown;
+                    acc_cap = (size_t)n * C;
+                }
+                memset(acc, 0, (size_t)n * C * sizeof *acc);
+            }
+            for (i = 0; i < n; i++) {   /* acc += softmax(z_i) / n_views, in double with the max subtracted */
+                const float *z_i = z->data + (size_t)i * C;
+                double mx = z_i[0], s = 0.0;
+                for (j = 1; j < C; j++) if (z_i[j] > mx) mx = z_i[j];
+                for (j = 0; j < C; j++) s += exp((double)z_i[j] - mx);
+                for (j = 0; j < C; j++) acc[(size_t)i * C + j] += exp((double)z_i[j] - mx) / s / n_views;
+            }
+        }
+        for (i = 0; i < n && !failed; i++) {
+            float y = l->y->data[i];
+            int best = 0;
+            const double *p_i = acc + (size_t)i * C;
+            if (!(y >= 0.0f && y < (float)C)) {   /* NaN too: checked before the conversion */
+                dlf__panic("dlf_evaluate_tta: label %g of batch item %d is outside the model's %d classes", (double)y, i, C);
+                failed = 1;
+                break;
+            }
+            for (j = 1; j < C; j++) if (p_i[j] > p_i[best]) best = j;
+            loss -= log(p_i[(int)y] > 1e-300 ? p_i[(int)y] : 1e-300);   /* a probability that underflowed */
+            correct += best == (int)y;
+        }
+        seen += n;
+    }
+    DLF_FREE(acc);
+    dlf_tape_reset(t);
+    dlf_tape_set_grad(t, prev);
+    dlf_tape_set_training(t, prev_training);
+    if (failed) return NAN;
     if (mean_loss) *mean_loss = seen ? (float)(loss / (double)seen) : 0.0f;
     return seen ? (float)correct / (float)seen : 0.0f;
 }

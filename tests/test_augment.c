@@ -527,6 +527,89 @@ static void test_callbacks(void)
     dlf_tensor_free(cb_w);
 }
 
+/* Test-time augmentation against the views built by hand: mirror first, then move,
+   probabilities of the linear model cb_forward averaged in double. */
+static float tta_view_px(const float *img, int H, int W, int flip, int dy, int dx, int i, int j)
+{
+    float mirrored[64];
+    int a, b;
+    for (a = 0; a < H; a++)
+        for (b = 0; b < W; b++) mirrored[a * W + b] = img[a * W + (flip ? W - 1 - b : b)];
+    if (i + dy < 0 || i + dy >= H || j + dx < 0 || j + dx >= W) return 0.0f;
+    return mirrored[(i + dy) * W + (j + dx)];
+}
+
+static void test_tta(void)
+{
+    static const int moves[5][2] = {{0, 0}, {0, 1}, {0, -1}, {1, 0}, {-1, 0}};
+    dlf_dataset ds;
+    dlf_loader_cfg lc;
+    dlf_loader *ld;
+    dlf_tape t;
+    dlf_tta_cfg tc;
+    dlf_rng r;
+    float acc, loss, acc0, loss0;
+    int i, j, k, cfgi;
+    GROUP("test-time augmentation (dlf_evaluate_tta)");
+    memset(&ds, 0, sizeof ds);
+    ds.images = &cb_img[0][0];
+    ds.labels = cb_lab;
+    ds.n = 24;
+    ds.rows = ds.cols = 4;
+    ds.n_classes = 3;
+    memset(&lc, 0, sizeof lc);
+    lc.batch_size = 10;   /* a last batch of 4 */
+    lc.mean = 0.3f;
+    lc.std = 0.2f;
+    ld = dlf_loader_create(&ds, &lc);
+    cb_w = dlf_tensor_new(2, (const int[]){3, 16});
+    dlf_rng_seed(&r, 11);
+    for (i = 0; i < cb_w->size; i++) cb_w->data[i] = 0.3f * dlf_rng_normal(&r);
+    dlf_tape_init(&t);
+    acc0 = dlf_evaluate(&t, cb_forward, NULL, ld, &loss0);
+    memset(&tc, 0, sizeof tc);
+    acc = dlf_evaluate_tta(&t, cb_forward, NULL, ld, &tc, &loss);
+    CHECK(acc == acc0 && loss == loss0, "one view is dlf_evaluate: %g %g vs %g %g", acc, loss, acc0, loss0);
+    for (cfgi = 0; cfgi < 3; cfgi++) {
+        int flips = cfgi != 1 ? 2 : 1, shift = cfgi >= 1 ? 1 + cfgi / 2 : 0, n_views = flips * (shift ? 5 : 1);
+        long correct = 0;
+        double want_loss = 0.0;
+        tc.flip = flips == 2;
+        tc.shift = shift;
+        acc = dlf_evaluate_tta(&t, cb_forward, NULL, ld, &tc, &loss);
+        ld->pos = 0;
+        while ((k = dlf_loader_next(ld)) > 0)
+            for (i = 0; i < k; i++) {
+                double p[3] = {0, 0, 0};
+                int v, c, best = 0, y = (int)ld->y->data[i];
+                for (v = 0; v < n_views; v++) {
+                    double z[3], mx = -1e30, s = 0.0;
+                    int mv = v / flips;
+                    for (c = 0; c < 3; c++) {
+                        z[c] = 0.0;
+                        for (j = 0; j < 16; j++)
+                            z[c] += (double)cb_w->data[c * 16 + j] *
+                                    tta_view_px(ld->x->data + (size_t)i * 16, 4, 4, v % flips, moves[mv][0] * shift,
+                                                moves[mv][1] * shift, j / 4, j % 4);
+                        if (z[c] > mx) mx = z[c];
+                    }
+                    for (c = 0; c < 3; c++) s += exp(z[c] - mx);
+                    for (c = 0; c < 3; c++) p[c] += exp(z[c] - mx) / s / n_views;
+                }
+                for (c = 1; c < 3; c++) if (p[c] > p[best]) best = c;
+                correct += best == y;
+                want_loss -= log(p[y]);
+            }
+        CHECK(fabsf(acc - (float)correct / 24.0f) < 1e-6f && fabs(loss - want_loss / 24.0) < 1e-5,
+              "flip %d shift %d: accuracy %g loss %g, by hand %g %g", tc.flip, tc.shift, acc, loss,
+              (double)correct / 24.0, want_loss / 24.0);
+    }
+    EXPECT_PANIC(dlf_evaluate_tta(&t, cb_forward, NULL, NULL, &tc, &loss), "dlf_evaluate_tta: l is NULL");
+    dlf_tape_destroy(&t);
+    dlf_tensor_free(cb_w);
+    dlf_loader_free(ld);
+}
+
 int main(void)
 {
     th_init();
@@ -539,5 +622,6 @@ int main(void)
     test_soft_ce();
     test_mixup();
     test_callbacks();
+    test_tta();
     TEST_MAIN_END();
 }
