@@ -799,6 +799,7 @@ typedef struct dlf_resnet_cfg {
     float leak, sub;         /* the activation: GeneralRelu(leak, sub); both 0: ReLU */
     int zero_bn;             /* 1: every block's last BatchNorm starts at weight 0 */
     int head_bn;             /* 1: the head is Linear without bias, then BatchNorm1d (the course) */
+    int first_ks;            /* stem 0: the first block's kernel (odd; 0: 5, the course's) */
 } dlf_resnet_cfg;
 DLFDEF int dlf_resblock(dlf_seq *s, int ni, int nf, int stride, int ks, float leak, float sub, int zero_bn,
                         dlf_rng *r);   /* DLF_OK, DLF_ERR_NOMEM, DLF_ERR_ARG (stride not 1 or 2, ks even) */
@@ -8127,6 +8128,8 @@ DLFDEF int dlf_resnet_build(dlf_seq *s, const dlf_resnet_cfg *cfg, dlf_rng *r)
     if (cfg->c_in < 1 || cfg->n_classes < 1 || cfg->n_stages < 1 || cfg->n_stages > 8)
         return dlf__fail(DLF_ERR_ARG, "dlf_resnet_build: want c_in, n_classes >= 1 and 1 to 8 stages; got %d, %d, %d",
                          cfg->c_in, cfg->n_classes, cfg->n_stages);
+    if (cfg->first_ks < 0 || (cfg->first_ks > 0 && cfg->first_ks % 2 == 0))
+        return dlf__fail(DLF_ERR_ARG, "dlf_resnet_build: first_ks %d is not odd (0 means 5)", cfg->first_ks);
     for (i = 0; i < cfg->n_stages; i++)
         if (cfg->widths[i] < 1 || cfg->depths[i] < 0)
             return dlf__fail(DLF_ERR_ARG, "dlf_resnet_build: stage %d has width %d and depth %d", i, cfg->widths[i],
@@ -8149,7 +8152,8 @@ DLFDEF int dlf_resnet_build(dlf_seq *s, const dlf_resnet_cfg *cfg, dlf_rng *r)
         int depth = cfg->depths[i] > 0 ? cfg->depths[i] : 1;
         for (j = 0; j < depth && rc == DLF_OK; j++) {
             int first_conv = !cfg->stem && i == 0 && j == 0;   /* the course's 5x5 on the raw image */
-            rc = dlf_resblock(s, c, cfg->widths[i], i > 0 && j == 0 ? 2 : 1, first_conv ? 5 : 3, cfg->leak, cfg->sub,
+            int ks = first_conv ? (cfg->first_ks ? cfg->first_ks : 5) : 3;
+            rc = dlf_resblock(s, c, cfg->widths[i], i > 0 && j == 0 ? 2 : 1, ks, cfg->leak, cfg->sub,
                               cfg->zero_bn, r);
             c = cfg->widths[i];
         }

@@ -150,6 +150,42 @@ static void test_builder(void)
     dlf_tensor_free(x);
 }
 
+/* The first block's kernel: 5 by default (the course), any odd size on request. */
+static void test_first_ks(void)
+{
+    dlf_resnet_cfg cfg;
+    dlf_seq s;
+    dlf_params pl;
+    dlf_rng r;
+    int ks;
+    GROUP("the first block's kernel (first_ks)");
+    memset(&cfg, 0, sizeof cfg);
+    cfg.c_in = 1;
+    cfg.n_classes = 3;
+    cfg.n_stages = 2;
+    cfg.widths[0] = 4;
+    cfg.widths[1] = 8;
+    dlf_rng_seed(&r, 4);
+    for (ks = 0; ks <= 3; ks += 3) {
+        cfg.first_ks = ks;
+        dlf_seq_init(&s);
+        dlf_params_init(&pl);
+        CHECK(dlf_resnet_build(&s, &cfg, &r) == DLF_OK && dlf_seq_collect(&s, &pl) == DLF_OK && pl.n > 0,
+              "build with first_ks %d", ks);
+        if (pl.n > 0)
+            CHECK(pl.items[0].t->ndim == 4 && pl.items[0].t->shape[2] == (ks ? ks : 5) &&
+                      pl.items[0].t->shape[3] == (ks ? ks : 5) && pl.items[0].t->shape[1] == 1,
+                  "first_ks %d: the first weight is %dx%d", ks, pl.items[0].t->shape[2], pl.items[0].t->shape[3]);
+        dlf_params_free(&pl);
+        dlf_seq_free(&s);
+    }
+    cfg.first_ks = 4;
+    dlf_seq_init(&s);
+    CHECK(dlf_resnet_build(&s, &cfg, &r) == DLF_ERR_ARG && strstr(dlf_last_error(), "first_ks 4") != NULL,
+          "an even first_ks is refused: %s", dlf_last_error());
+    dlf_seq_free(&s);
+}
+
 static void test_train(void)
 {
     dlf_resnet_cfg cfg;
@@ -210,6 +246,7 @@ int main(void)
     test_block_composition();
     test_zero_bn();
     test_builder();
+    test_first_ks();
     test_train();
     TEST_MAIN_END();
 }
