@@ -292,52 +292,46 @@ __global__ void __launch_bounds__(DLF_CU_B2_THREADS) dlf_cu_block2d(int M, int N
    stored transposed in shared memory (As[k][m]), so a thread's 8 A values for one k are
    contiguous and come in as two float4 reads too; so do its 8 B values. C is written as
    float4 when N allows. VEC = false runs the same tiling with scalar loads for sizes
-   that are not multiples of 4. Its k-tile is 16 deep (rung 5's is 8): each pair of
-   __syncthreads now brackets twice the multiply-adds (measured on an H200 at N = 4096:
-   64% of cuBLAS with 8, see docs/cuda.md). */
-#define DLF_CU_VBK 16
+   that are not multiples of 4. */
 template <bool VEC>
 __global__ void __launch_bounds__(DLF_CU_B2_THREADS) dlf_cu_vec4(int M, int N, int K, const float *A,
                                                                  const float *B, float *C, int acc)
 {
-    __shared__ __align__(16) float As[DLF_CU_VBK * DLF_CU_BM];   /* transposed: As[k * BM + m] */
-    __shared__ __align__(16) float Bs[DLF_CU_VBK * DLF_CU_BN];
+    __shared__ __align__(16) float As[DLF_CU_BK * DLF_CU_BM];   /* transposed: As[k * BM + m] */
+    __shared__ __align__(16) float Bs[DLF_CU_BK * DLF_CU_BN];
     const int tid = threadIdx.x;
     const int bm = blockIdx.y * DLF_CU_BM, bn = blockIdx.x * DLF_CU_BN;
     int row0, col0;
     float acc_r[DLF_CU_TM][DLF_CU_TN] = {{0.0f}};
     float ra[DLF_CU_TM], rb[DLF_CU_TN];
     dlf_cu_thread_tile(tid, DLF_CU_BN, DLF_CU_TM, DLF_CU_TN, &row0, &col0);
-    for (int k0 = 0; k0 < K; k0 += DLF_CU_VBK) {
+    for (int k0 = 0; k0 < K; k0 += DLF_CU_BK) {
         if (VEC) {
-            for (int s = 0; s < DLF_CU_BM * DLF_CU_VBK / 4 / DLF_CU_B2_THREADS; s++) {   /* 2 each */
-                int q = s * DLF_CU_B2_THREADS + tid;
-                /* A tile 128 x 16 = 512 float4 (4 per row) */
-                int r = q / (DLF_CU_VBK / 4), c = (q % (DLF_CU_VBK / 4)) * 4;
-                float4 v = make_float4(0.0f, 0.0f, 0.0f, 0.0f);
-                if (bm + r < M && k0 + c < K) v = *(const float4 *)&A[(size_t)(bm + r) * K + k0 + c];
-                As[(c + 0) * DLF_CU_BM + r] = v.x;
-                As[(c + 1) * DLF_CU_BM + r] = v.y;
-                As[(c + 2) * DLF_CU_BM + r] = v.z;
-                As[(c + 3) * DLF_CU_BM + r] = v.w;
-                /* B tile 16 x 128 = 512 float4 (32 per row) */
-                r = q / (DLF_CU_BN / 4);
-                c = (q % (DLF_CU_BN / 4)) * 4;
-                v = make_float4(0.0f, 0.0f, 0.0f, 0.0f);
-                if (k0 + r < K && bn + c < N) v = *(const float4 *)&B[(size_t)(k0 + r) * N + bn + c];
-                *(float4 *)&Bs[r * DLF_CU_BN + c] = v;
-            }
+            /* A tile 128 x 8 = 256 float4 (2 per row): one per thread */
+            int r = tid / (DLF_CU_BK / 4), c = (tid % (DLF_CU_BK / 4)) * 4;
+            float4 v = make_float4(0.0f, 0.0f, 0.0f, 0.0f);
+            if (bm + r < M && k0 + c < K) v = *(const float4 *)&A[(size_t)(bm + r) * K + k0 + c];
+            As[(c + 0) * DLF_CU_BM + r] = v.x;
+            As[(c + 1) * DLF_CU_BM + r] = v.y;
+            As[(c + 2) * DLF_CU_BM + r] = v.z;
+            As[(c + 3) * DLF_CU_BM + r] = v.w;
+            /* B tile 8 x 128 = 256 float4 (32 per row): one per thread */
+            r = tid / (DLF_CU_BN / 4);
+            c = (tid % (DLF_CU_BN / 4)) * 4;
+            v = make_float4(0.0f, 0.0f, 0.0f, 0.0f);
+            if (k0 + r < K && bn + c < N) v = *(const float4 *)&B[(size_t)(k0 + r) * N + bn + c];
+            *(float4 *)&Bs[r * DLF_CU_BN + c] = v;
         } else {
-            for (int s = 0; s < DLF_CU_BM * DLF_CU_VBK / DLF_CU_B2_THREADS; s++) {
+            for (int s = 0; s < DLF_CU_BM * DLF_CU_BK / DLF_CU_B2_THREADS; s++) {
                 int r, c;
-                dlf_cu_load_slot(tid, s, DLF_CU_B2_THREADS, DLF_CU_VBK, &r, &c);
+                dlf_cu_load_slot(tid, s, DLF_CU_B2_THREADS, DLF_CU_BK, &r, &c);
                 As[c * DLF_CU_BM + r] = (bm + r < M && k0 + c < K) ? A[(size_t)(bm + r) * K + k0 + c] : 0.0f;
                 dlf_cu_load_slot(tid, s, DLF_CU_B2_THREADS, DLF_CU_BN, &r, &c);
                 Bs[r * DLF_CU_BN + c] = (k0 + r < K && bn + c < N) ? B[(size_t)(k0 + r) * N + bn + c] : 0.0f;
             }
         }
         __syncthreads();
-        for (int k = 0; k < DLF_CU_VBK; k++) {
+        for (int k = 0; k < DLF_CU_BK; k++) {
             float4 a0 = *(const float4 *)&As[k * DLF_CU_BM + row0], a1 = *(const float4 *)&As[k * DLF_CU_BM + row0 + 4];
             float4 b0 = *(const float4 *)&Bs[k * DLF_CU_BN + col0], b1 = *(const float4 *)&Bs[k * DLF_CU_BN + col0 + 4];
             ra[0] = a0.x; ra[1] = a0.y; ra[2] = a0.z; ra[3] = a0.w; ra[4] = a1.x; ra[5] = a1.y; ra[6] = a1.z; ra[7] = a1.w;
