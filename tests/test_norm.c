@@ -204,6 +204,31 @@ static void rbn_warm(dlf_layer *l, int N, int C, int steps)
     dlf_tape_destroy(&t);
 }
 
+/* Eval mode before any training batch: no statistics yet, so the layer normalizes with
+   mean 0 and variance 1 (PyTorch BatchNorm's starting running statistics): y = mults *
+   x / sqrt(1 + eps) + adds, finite. It used to divide 0 by 0. */
+static void test_running_batchnorm_fresh_eval(void)
+{
+    dlf_layer l = dlf_layer_running_batchnorm(2);
+    dlf_tape t;
+    dlf_tensor *x, *y;
+    int shape[4] = {3, 2, 2, 2}, i, bad = 0;
+    GROUP("running batchnorm: eval before training");
+    dlf_tape_init(&t);
+    dlf_tape_set_training(&t, 0);
+    x = randn(4, shape, 0.5f, 2.0f);
+    dlf_fill(l.weight, 1.5f);
+    dlf_fill(l.bias, 0.25f);
+    y = dlf_running_batchnorm(&t, x, l.weight, l.bias, &l.rbn);
+    for (i = 0; y && i < y->size; i++)
+        if (!(fabsf(y->data[i] - (1.5f * x->data[i] / sqrtf(1.0f + 1e-5f) + 0.25f)) < 1e-5f)) bad++;
+    CHECK(y && bad == 0, "%d of %d values are not 1.5 x / sqrt(1 + eps) + 0.25 (first %g from %g)", bad, x->size,
+          y ? (double)y->data[0] : 0.0, (double)x->data[0]);
+    dlf_tensor_free(x);
+    dlf_tape_destroy(&t);
+    dlf_layer_free(&l);
+}
+
 static void gradcheck_running_batchnorm(void)
 {
     int cs;
@@ -1331,6 +1356,7 @@ int main(int argc, char **argv)
     gradcheck_dropout();
     test_batchnorm_vs_naive();
     test_batchnorm_behaviour();
+    test_running_batchnorm_fresh_eval();
     test_layer_norms_behaviour();
     test_dropout_behaviour();
     test_no_alloc_step();
