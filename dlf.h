@@ -9482,7 +9482,7 @@ DLFDEF dlf_tensor *dlf_running_batchnorm(dlf_tape *t, dlf_tensor *x, dlf_tensor 
         if (!(cnt > 0.0f && db > 0.0f)) {   /* eval before any training batch: no statistics yet, */
             m = 0.0f;                       /* so mean 0 and variance 1, the starting running */
             var = 1.0f;                     /* statistics of PyTorch's BatchNorm (0/0 gave NaN) */
-            clamped = 1;
+            clamped = 0;
         }
         if (clamped) var = 0.01f;
         if (var < 0.0f) {  /* E[x^2] - mean^2 can round below 0 in float (the course's formula): */
