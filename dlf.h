@@ -8892,14 +8892,17 @@ DLFDEF float dlf_accuracy(const dlf_tensor *logits, const dlf_tensor *target)
    which keeps its precision for large logits. PyTorch's F.cross_entropy(x, q) for a
    probability target. Backward (g the upstream scalar):
      dL/dx_ij = g/N (softmax_ij sum_k q_ik - q_ij)    (sum_k q_ik = 1 for a distribution)
-     dL/dq_ij = g/N (lse_i - x_ij)                                                       */
+     dL/dq_ij = g/N (lse_i - x_ij)
+   m_i and log sum_k e^(x_ik - m_i) go in aux (N, 2), as dlf_cross_entropy's do: backward
+   rebuilds softmax_ij = e^((x_ij - m_i) - log sum) and lse_i - x_ij from them, never from
+   lse_i rounded to a float (at logits near 1e4 that rounding alone costs ~1e-4 relative). */
 DLFDEF dlf_tensor *dlf_cross_entropy_soft(dlf_tape *t, dlf_tensor *logits, dlf_tensor *q)
 {
     DLF__OP(t);
-    dlf_tensor *out, *lse;
+    dlf_tensor *out, *stats;
     dlf_node *nd;
     double acc = 0.0;
-    int i, j, N, C;
+    int i, j, N, C, stats_shape[2];
     if (!t || !logits || !q) {
         dlf__panic("dlf_cross_entropy_soft: %s is NULL", !t ? "the tape" : !logits ? "logits" : "q");
         return NULL;
@@ -8917,8 +8920,10 @@ DLFDEF dlf_tensor *dlf_cross_entropy_soft(dlf_tape *t, dlf_tensor *logits, dlf_t
         return NULL;
     }
     out = dlf__out(t, 0, NULL);
-    lse = dlf__out(t, 1, &N);      /* log sum exp of each row, for backward */
-    if (!out || !lse) return NULL;
+    stats_shape[0] = N;
+    stats_shape[1] = 2;
+    stats = dlf__out(t, 2, stats_shape);   /* per row: m_i and log sum e^(x - m_i), for backward */
+    if (!out || !stats) return NULL;
     for (i = 0; i < N; i++) {
         const float *x_i = logits->data + (size_t)i * C, *q_i = q->data + (size_t)i * C;
         float m = x_i[0];
@@ -8927,27 +8932,29 @@ DLFDEF dlf_tensor *dlf_cross_entropy_soft(dlf_tape *t, dlf_tensor *logits, dlf_t
         for (j = 0; j < C; j++) sum += exp((double)x_i[j] - m);
         ls = log(sum);
         for (j = 0; j < C; j++) acc += (double)q_i[j] * (ls - ((double)x_i[j] - m));
-        lse->data[i] = (float)((double)m + ls);
+        stats->data[2 * i] = m;
+        stats->data[2 * i + 1] = (float)ls;
     }
     out->data[0] = (float)(acc / N);
     nd = dlf__record(t, DLF_OP_CROSS_ENTROPY_SOFT, out, logits, q);
-    if (nd) nd->aux = lse;
+    if (nd) nd->aux = stats;
     return out;
 }
 
 static void dlf__cross_entropy_soft_backward(dlf_tape *t, dlf_node *nd)
 {
-    dlf_tensor *x = nd->in[0], *q = nd->in[1], *lse = nd->aux;
+    dlf_tensor *x = nd->in[0], *q = nd->in[1], *stats = nd->aux;
     float *gx = dlf__grad(t, x), *gq = dlf__grad(t, q);
     int i, j, N = x->shape[0], C = x->shape[1];
     float g = nd->out->grad[0] / (float)N;
     for (i = 0; i < N; i++) {
         const float *x_i = x->data + (size_t)i * C, *q_i = q->data + (size_t)i * C;
-        float qsum = 0.0f;
+        float m = stats->data[2 * i], ls = stats->data[2 * i + 1], qsum = 0.0f;
         for (j = 0; j < C; j++) qsum += q_i[j];
         for (j = 0; j < C; j++) {
-            if (gx) gx[(size_t)i * C + j] += g * (expf(x_i[j] - lse->data[i]) * qsum - q_i[j]);
-            if (gq) gq[(size_t)i * C + j] += g * (lse->data[i] - x_i[j]);
+            float d = x_i[j] - m;   /* exact when x_ij is near m: the digits that matter */
+            if (gx) gx[(size_t)i * C + j] += g * (expf(d - ls) * qsum - q_i[j]);
+            if (gq) gq[(size_t)i * C + j] += g * (ls - d);
         }
     }
 }

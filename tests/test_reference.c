@@ -275,6 +275,11 @@ static dlf_tensor *ref_l1(dlf_tape *t, ref_case *c) { return dlf_l1_loss(t, c->i
 static dlf_tensor *ref_nll(dlf_tape *t, ref_case *c) { return dlf_nll_loss(t, c->in[0], c->in[1]); }
 static dlf_tensor *ref_cross_entropy(dlf_tape *t, ref_case *c) { return dlf_cross_entropy(t, c->in[0], c->in[1]); }
 static dlf_tensor *ref_bce_with_logits(dlf_tape *t, ref_case *c) { return dlf_bce_with_logits(t, c->in[0], c->in[1]); }
+static dlf_tensor *ref_cross_entropy_smooth(dlf_tape *t, ref_case *c)
+{
+    return dlf_cross_entropy_smooth(t, c->in[0], c->in[1], meta_float(c, "eps"));
+}
+static dlf_tensor *ref_cross_entropy_soft(dlf_tape *t, ref_case *c) { return dlf_cross_entropy_soft(t, c->in[0], c->in[1]); }
 
 /* ---- layers and losses parity: the general conv2d, pooling windows, adaptive pooling,
    loss reductions, class weights and ignore_index ----------------------------------------- */
@@ -585,6 +590,8 @@ static const struct { const char *op; const char *variant; ref_build_fn build; r
     {"embedding", "", ref_embedding, NULL},
     {"mse", "", ref_mse, NULL}, {"l1", "", ref_l1, NULL}, {"nll", "", ref_nll, NULL},
     {"cross_entropy", "", ref_cross_entropy, NULL}, {"bce_with_logits", "", ref_bce_with_logits, NULL},
+    {"cross_entropy_smooth", "", ref_cross_entropy_smooth, NULL},
+    {"cross_entropy_soft", "", ref_cross_entropy_soft, NULL},
     {"conv2d_ex", "", ref_conv2d_ex, NULL}, {"conv2d_ex", "naive", ref_conv2d_ex_naive, NULL},
     {"conv2d_ex", "layer", ref_conv2d_ex_layer, NULL},
     {"maxpool2d_ex", "", ref_maxpool2d_ex, NULL}, {"maxpool2d_ex", "layer", ref_pool_ex_layer, NULL},

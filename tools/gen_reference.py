@@ -767,6 +767,48 @@ def _cross_entropy():
          lambda r: [100 * r.n(8, 10), r.ints(10, 8)], grads=[True, False], atol=1e-4)
 
 
+@op("cross_entropy_smooth")
+def _cross_entropy_smooth():
+    # in.0 logits (N, C), in.1 class ids (N,) as floats; metadata eps. PyTorch's label_smoothing:
+    # the target (1 - eps) onehot(y) + eps / C, so eps 0 is the plain cross-entropy.
+    for eps in (0.0, 0.1, 0.3):
+        for N, C in [(4, 10), (1, 3), (16, 10), (5, 1), (3, 100)]:
+            emit("cross_entropy_smooth_e%s_%dx%d" % (num(eps), N, C), "cross_entropy_smooth",
+                 lambda x, y: F.cross_entropy(x, y.long(), label_smoothing=eps),
+                 lambda r: [3 * r.n(N, C), r.ints(C, N)], grads=[True, False], meta={"eps": eps}, atol=1e-5)
+        # |x| up to ~300: the softmax and the eps/C share of every logit must not overflow
+        emit("cross_entropy_smooth_e%s_large_8x10" % num(eps), "cross_entropy_smooth",
+             lambda x, y: F.cross_entropy(x, y.long(), label_smoothing=eps),
+             lambda r: [100 * r.n(8, 10), r.ints(10, 8)], grads=[True, False], meta={"eps": eps}, atol=1e-4)
+        # logits around 1e4: x - logsumexp(x) must keep its digits
+        emit("cross_entropy_smooth_e%s_offset1e4_6x10" % num(eps), "cross_entropy_smooth",
+             lambda x, y: F.cross_entropy(x, y.long(), label_smoothing=eps),
+             lambda r: [1e4 + 3 * r.n(6, 10), r.ints(10, 6)], grads=[True, False], meta={"eps": eps},
+             atol=2e-6, rtol=1e-5)
+
+
+@op("cross_entropy_soft")
+def _cross_entropy_soft():
+    # in.0 logits (N, C), in.1 target probabilities q (N, C); both get gradients
+    # (PyTorch's F.cross_entropy with a probability target differentiates the target too).
+    for N, C in [(4, 10), (1, 3), (16, 10), (5, 1), (3, 100)]:
+        emit("cross_entropy_soft_%dx%d" % (N, C), "cross_entropy_soft", F.cross_entropy,
+             lambda r: [3 * r.n(N, C), F.softmax(2 * r.n(N, C), 1)], atol=1e-5)
+    # mixup's targets: two one-hots blended by lam in [0.5, 1]
+    def mixed(r, N, C):
+        lam = r.u(0.5, 1.0, N, 1)
+        return lam * F.one_hot(r.ints(C, N).long(), C) + (1 - lam) * F.one_hot(r.ints(C, N).long(), C)
+    emit("cross_entropy_soft_mixed_8x10", "cross_entropy_soft", F.cross_entropy,
+         lambda r: [3 * r.n(8, 10), mixed(r, 8, 10)], atol=1e-5)
+    # rows that do not sum to 1: PyTorch takes q as it is (dL/dx = softmax * sum(q) - q)
+    emit("cross_entropy_soft_unnormalized_4x6", "cross_entropy_soft", F.cross_entropy,
+         lambda r: [3 * r.n(4, 6), r.u(0, 1, 4, 6)], atol=1e-5)
+    emit("cross_entropy_soft_large_8x10", "cross_entropy_soft", F.cross_entropy,
+         lambda r: [100 * r.n(8, 10), F.softmax(2 * r.n(8, 10), 1)], atol=1e-4)
+    emit("cross_entropy_soft_offset1e4_6x10", "cross_entropy_soft", F.cross_entropy,
+         lambda r: [1e4 + 3 * r.n(6, 10), F.softmax(2 * r.n(6, 10), 1)], atol=2e-6, rtol=1e-5)
+
+
 @op("bce_with_logits")
 def _bce_with_logits():
     # in.0 logits, in.1 targets in [0, 1] (soft labels allowed)
