@@ -30,7 +30,8 @@
    --ks K (3) --pad N (1, 0: no crop) --no-flip --mixup ALPHA (0: off) --tta --tta-shift N
    --seed N (1) --threads N --limit N (train on the first N images: quick tries)
    --valid (score the test set after every epoch; costs time) --data DIR (data/fashion)
-   --save PATH (the weights as safetensors).
+   --save PATH (the weights and BatchNorm buffers as safetensors, PyTorch state_dict names)
+   --load PATH (start from such a file; with --eval-only, only score the test set).
    Figures (test accuracy, seconds) are in docs/augment.md and CHANGES.md.
    The last line printed is exactly `test_accuracy=0.XXXX epochs=N train_seconds=S`
    (with --tta, the accuracy with test-time augmentation). */
@@ -41,17 +42,17 @@
 #include <string.h>
 
 typedef struct options {
-    int epochs, bs, ks, pad, flip, tta, tta_shift, threads, limit, valid;
+    int epochs, bs, ks, pad, flip, tta, tta_shift, threads, limit, valid, eval_only;
     float lr, wd, mixup;
     unsigned long seed;
-    const char *data, *widths, *save;
+    const char *data, *widths, *save, *load;
 } options;
 
 static void usage(FILE *f)
 {
     fprintf(f, "usage: fashion_resnet [--epochs N] [--bs N] [--lr X] [--wd X] [--widths 16,32,64,128,256] [--ks K]\n"
                "       [--pad N] [--no-flip] [--mixup ALPHA] [--tta] [--tta-shift N] [--seed N] [--threads N]\n"
-               "       [--limit N] [--valid] [--data DIR] [--save PATH]\n"
+               "       [--limit N] [--valid] [--data DIR] [--save PATH] [--load PATH [--eval-only]]\n"
                "trains a ResNet on Fashion-MNIST with crop+flip augmentation, AdamW and one-cycle (see the\n"
                "top of examples/fashion_resnet.c)\n");
 }
@@ -67,6 +68,7 @@ static int parse(int argc, char **argv, options *o)
         if (strcmp(a, "--tta") == 0) { o->tta = 1; continue; }
         if (strcmp(a, "--no-flip") == 0) { o->flip = 0; continue; }
         if (strcmp(a, "--valid") == 0) { o->valid = 1; continue; }
+        if (strcmp(a, "--eval-only") == 0) { o->eval_only = 1; continue; }
         if (!v) { fprintf(stderr, "fashion_resnet: %s needs a value\n", a); return 0; }
         i++;
         if (strcmp(a, "--epochs") == 0) o->epochs = (int)strtol(v, &end, 10);
@@ -83,6 +85,7 @@ static int parse(int argc, char **argv, options *o)
         else if (strcmp(a, "--data") == 0) { o->data = v; continue; }
         else if (strcmp(a, "--widths") == 0) { o->widths = v; continue; }
         else if (strcmp(a, "--save") == 0) { o->save = v; continue; }
+        else if (strcmp(a, "--load") == 0) { o->load = v; continue; }
         else { fprintf(stderr, "fashion_resnet: unknown flag %s\n", a); return 0; }
         if (!end || *end || end == v) { fprintf(stderr, "fashion_resnet: %s %s: not a number\n", a, v); return 0; }
     }
@@ -235,14 +238,27 @@ int main(int argc, char **argv)
     }
 
     printf("ResNet widths %s, first kernel %d: %ld parameters\n", o.widths, o.ks, n_params);
+    if (o.load) {   /* every tensor by name and shape; a mismatch is an error with its name */
+        dlf_ckpt ck;
+        int rc_load;
+        dlf_ckpt_init(&ck);
+        rc_load = dlf_ckpt_load(&ck, o.load);
+        if (rc_load == DLF_OK) rc_load = dlf_ckpt_get_param_list(&ck, &params);
+        dlf_ckpt_free(&ck);
+        if (rc_load != DLF_OK) {
+            fprintf(stderr, "fashion_resnet: cannot load %s: %s\n", o.load, dlf_last_error());
+            goto done;
+        }
+        printf("loaded %s\n", o.load);
+    }
     printf("fashion_resnet --epochs %d --bs %d --lr %g --wd %g --pad %d%s --mixup %g --seed %lu%s\n", o.epochs, o.bs,
            (double)o.lr, (double)o.wd, o.pad, o.flip ? "" : " --no-flip", (double)o.mixup, o.seed,
            o.tta ? " --tta" : "");
-    if (dlf_learner_fit(&l, o.epochs) != DLF_OK) {
+    if (!o.eval_only && dlf_learner_fit(&l, o.epochs) != DLF_OK) {
         fprintf(stderr, "fashion_resnet: training stopped: %s\n", dlf_last_error());
         goto done;
     }
-    printf("%.1f s per epoch\n", l.train_seconds / o.epochs);
+    if (!o.eval_only) printf("%.1f s per epoch\n", l.train_seconds / o.epochs);
     acc = dlf_evaluate(&tape, forward, &model, test, &loss);
     printf("test: accuracy %.4f, loss %.4f\n", (double)acc, (double)loss);
     if (o.tta) {
@@ -269,7 +285,7 @@ int main(int argc, char **argv)
         }
         printf("saved %s\n", o.save);
     }
-    printf("test_accuracy=%.4f epochs=%d train_seconds=%.2f\n", (double)(o.tta ? tta_acc : acc), o.epochs,
+    printf("test_accuracy=%.4f epochs=%d train_seconds=%.2f\n", (double)(o.tta ? tta_acc : acc), o.eval_only ? 0 : o.epochs,
            l.train_seconds);
     status = 0;
 done:
