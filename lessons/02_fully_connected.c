@@ -36,23 +36,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-static long n_allocs;  /* every DLF_MALLOC and DLF_REALLOC dlf makes */
-
-static void *counting_malloc(size_t n)
-{
-    n_allocs++;
-    return malloc(n);
-}
-
-static void *counting_realloc(void *p, size_t n)
-{
-    n_allocs++;
-    return realloc(p, n);
-}
-
-#define DLF_MALLOC(sz) counting_malloc(sz)
-#define DLF_REALLOC(p, sz) counting_realloc(p, sz)
-#define DLF_FREE(p) free(p)
+#include "count_allocs.h"   /* n_allocs: dlf's allocations, counted */
 #define DLF_IMPLEMENTATION
 #include "../dlf.h"
 

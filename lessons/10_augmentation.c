@@ -75,18 +75,9 @@ static void build_cnn(dlf_seq *s, uint64_t seed)
 {
     static const int widths[4] = {16, 32, 64, 128};
     dlf_rng r;
-    int i, c = 1;
     dlf_rng_seed(&r, seed);
     dlf_seq_init(s);
-    for (i = 0; i < 4; i++) {
-        dlf_seq_add(s, dlf_layer_conv2d(c, widths[i], i == 0 ? 5 : 3, 2, i == 0 ? 2 : 1, 0, &r));
-        dlf_init_kaiming_normal(s->layers[s->n - 1].weight, &r, 0.0f, DLF_FAN_IN);
-        dlf_seq_add(s, dlf_layer_batchnorm(widths[i]));
-        dlf_seq_add(s, dlf_layer_simple(DLF_LAYER_RELU));
-        c = widths[i];
-    }
-    dlf_seq_add(s, dlf_layer_simple(DLF_LAYER_GLOBAL_AVGPOOL));
-    dlf_seq_add(s, dlf_layer_linear(c, 10, 1, &r));
+    lesson_build_bn_cnn(s, widths, &r);
 }
 
 /* One fit of a fresh model (seed 7) with the pipeline aug on every training batch. */

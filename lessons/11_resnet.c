@@ -82,7 +82,7 @@ int main(void)
     dlf_resnet_cfg rc;
     dlf_rng r;
     result a, b;
-    int i, c = 1;
+    int i;
     printf("11: plain CNN vs ResNet\n\n");
     memset(&mc, 0, sizeof mc);
     mc.n_valid = 5000;
@@ -108,15 +108,7 @@ int main(void)
 
     dlf_rng_seed(&r, 7);
     dlf_seq_init(&plain);
-    for (i = 0; i < 4; i++) {
-        dlf_seq_add(&plain, dlf_layer_conv2d(c, widths[i], i == 0 ? 5 : 3, 2, i == 0 ? 2 : 1, 0, &r));
-        dlf_init_kaiming_normal(plain.layers[plain.n - 1].weight, &r, 0.0f, DLF_FAN_IN);
-        dlf_seq_add(&plain, dlf_layer_batchnorm(widths[i]));
-        dlf_seq_add(&plain, dlf_layer_simple(DLF_LAYER_RELU));
-        c = widths[i];
-    }
-    dlf_seq_add(&plain, dlf_layer_simple(DLF_LAYER_GLOBAL_AVGPOOL));
-    dlf_seq_add(&plain, dlf_layer_linear(c, 10, 1, &r));
+    lesson_build_bn_cnn(&plain, widths, &r);   /* lesson.h: conv-BatchNorm-ReLU x4, pool, linear */
 
     memset(&rc, 0, sizeof rc);
     rc.c_in = 1;

@@ -55,6 +55,24 @@ static inline void lesson_build_cnn(dlf_seq *s, uint64_t seed, int kaiming)
     dlf_seq_add(s, dlf_layer_linear(32, 10, 1, &rng));
 }
 
+/* Lesson 11's plain CNN, which lessons 10, 10b and 11 train: conv (no bias, Kaiming
+   normal) -> BatchNorm -> ReLU four times at widths[0..3] (the first 5x5, then 3x3, all
+   stride 2), global average pool, Linear to 10 classes; drawn from r in that order. Any
+   layers before it stay in s (so pass an initialized, usually empty, seq). */
+static inline void lesson_build_bn_cnn(dlf_seq *s, const int widths[4], dlf_rng *r)
+{
+    int i, c = 1;
+    for (i = 0; i < 4; i++) {
+        dlf_seq_add(s, dlf_layer_conv2d(c, widths[i], i == 0 ? 5 : 3, 2, i == 0 ? 2 : 1, 0, r));
+        dlf_init_kaiming_normal(s->layers[s->n - 1].weight, r, 0.0f, DLF_FAN_IN);
+        dlf_seq_add(s, dlf_layer_batchnorm(widths[i]));
+        dlf_seq_add(s, dlf_layer_simple(DLF_LAYER_RELU));
+        c = widths[i];
+    }
+    dlf_seq_add(s, dlf_layer_simple(DLF_LAYER_GLOBAL_AVGPOOL));
+    dlf_seq_add(s, dlf_layer_linear(c, 10, 1, r));
+}
+
 /* A dlf_seq as a dlf_model_fn (for dlf_fit, dlf_evaluate and the Learner). */
 static inline dlf_tensor *lesson_seq_model(dlf_tape *t, dlf_tensor *x, void *m)
 {
