@@ -2874,8 +2874,10 @@ DLFDEF int dlf_allclose(const dlf_tensor *a, const dlf_tensor *b, float atol, fl
    more than 1000 elements only the first and last 3 entries of each dim. */
 static void dlf__print_dim(const dlf_tensor *t, int dim, int offset, int indent, int summarize)
 {
-    int n = t->shape[dim], stride = 1, i, d;
-    for (d = dim + 1; d < t->ndim; d++) stride *= t->shape[d];
+    int n, stride = 1, i, d;
+    if (dim >= DLF_MAX_DIMS) return;   /* never (dim < ndim); says so to the compiler's bounds check */
+    n = t->shape[dim];
+    for (d = dim + 1; d < t->ndim && d < DLF_MAX_DIMS; d++) stride *= t->shape[d];
     printf("[");
     for (i = 0; i < n; i++) {
         if (summarize && n > 6 && i == 3) {
