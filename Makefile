@@ -67,7 +67,7 @@ $(BUILD)/%: %.c dlf.h $(wildcard tests/*.h lessons/*.h examples/*.h)
 
 # Run every test program plus the compile tests; last line "N passed, M failed".
 # With nvcc installed, the CUDA tests run too (their GPU part skipped where there is no GPU).
-test: $(TEST_BINS) $(CUDA_TEST)
+test: $(TEST_BINS) $(EXAMPLE_BINS) $(CUDA_TEST)
 	@CC="$(CC)" BUILD="$(BUILD)" NVCC_FOUND="$(NVCC)" bash tests/run.sh $(TEST_BINS) $(CUDA_TEST)
 
 # Build and run every lesson in order; each prints its experiment's numbers.

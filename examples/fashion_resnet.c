@@ -30,6 +30,7 @@
    --ks K (3) --pad N (1, 0: no crop) --no-flip --mixup ALPHA (0: off) --tta --tta-shift N
    --seed N (1) --threads N --limit N (train on the first N images: quick tries)
    --valid (score the test set after every epoch; costs time) --data DIR (data/fashion)
+   --subset (the 800 + 200 MNIST digits in tests/data instead: a smoke test, as make test runs)
    --save PATH (the weights and BatchNorm buffers as safetensors, PyTorch state_dict names)
    --load PATH (start from such a file; with --eval-only, only score the test set).
    Measured on 2026-11-27 on the 2-core development machine (AMD EPYC, AVX-512; two
@@ -50,7 +51,7 @@
 #include <string.h>
 
 typedef struct options {
-    int epochs, bs, ks, pad, flip, tta, tta_shift, threads, limit, valid, eval_only;
+    int epochs, bs, ks, pad, flip, tta, tta_shift, threads, limit, valid, eval_only, subset;
     float lr, wd, mixup;
     unsigned long seed;
     const char *data, *widths, *save, *load;
@@ -60,7 +61,7 @@ static void usage(FILE *f)
 {
     fprintf(f, "usage: fashion_resnet [--epochs N] [--bs N] [--lr X] [--wd X] [--widths 16,32,64,128,256] [--ks K]\n"
                "       [--pad N] [--no-flip] [--mixup ALPHA] [--tta] [--tta-shift N] [--seed N] [--threads N]\n"
-               "       [--limit N] [--valid] [--data DIR] [--save PATH] [--load PATH [--eval-only]]\n"
+               "       [--limit N] [--valid] [--data DIR] [--subset] [--save PATH] [--load PATH [--eval-only]]\n"
                "trains a ResNet on Fashion-MNIST with crop+flip augmentation, AdamW and one-cycle (see the\n"
                "top of examples/fashion_resnet.c)\n");
 }
@@ -77,6 +78,7 @@ static int parse(int argc, char **argv, options *o)
         if (strcmp(a, "--no-flip") == 0) { o->flip = 0; continue; }
         if (strcmp(a, "--valid") == 0) { o->valid = 1; continue; }
         if (strcmp(a, "--eval-only") == 0) { o->eval_only = 1; continue; }
+        if (strcmp(a, "--subset") == 0) { o->subset = 1; continue; }
         if (!v) { fprintf(stderr, "fashion_resnet: %s needs a value\n", a); return 0; }
         i++;
         if (strcmp(a, "--epochs") == 0) o->epochs = (int)strtol(v, &end, 10);
@@ -170,6 +172,11 @@ int main(int argc, char **argv)
 
     memset(&mc, 0, sizeof mc);
     mc.n_valid = -1;   /* all 60000 for training */
+    if (o.subset) {    /* tests/data/mnist-sub-{train,test}-{images,labels}-... */
+        mc.prefix = "mnist-sub-";
+        mc.test_split = "test";
+        o.data = "tests/data";
+    }
     if (dlf_mnist_load(&data, o.data, &mc) != DLF_OK) {
         fprintf(stderr, "fashion_resnet: %s\n(run `make data` for data/fashion, or pass --data DIR)\n", dlf_last_error());
         goto done;
@@ -187,8 +194,8 @@ int main(int argc, char **argv)
     lc.shuffle = 0;
     test = dlf_loader_create(&data.test, &lc);
     if (!train || !test) { fprintf(stderr, "fashion_resnet: %s\n", dlf_last_error()); goto done; }
-    printf("Fashion-MNIST: %d training images, %d test images; train mean %.4f std %.4f\n", train_set.n, data.test.n,
-           (double)data.mean, (double)data.std);
+    printf("%s: %d training images, %d test images; train mean %.4f std %.4f\n",
+           o.subset ? "the MNIST subset" : "Fashion-MNIST", train_set.n, data.test.n, (double)data.mean, (double)data.std);
 
     /* the model */
     rc.c_in = 1;

@@ -160,6 +160,9 @@ set -- "$@" tests/gdb_check.sh
 # docs/api.md lists every public function and type of dlf.h, and nothing that is gone.
 set -- "$@" tools/check_api.sh
 
+# The examples' last-line contract and error messages, and the lessons compiling cleanly.
+set -- "$@" tests/examples_check.sh
+
 for t in "$@"; do
     case $t in /*) exe=$t ;; *) exe=./$t ;; esac
     out=$("$exe" 2>&1 || true)
