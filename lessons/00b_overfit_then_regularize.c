@@ -167,7 +167,6 @@ int main(void)
     const char *const *names;
     int confusion[10][10], top[TOP];
     dlf_mnist data;
-    dlf_mnist_cfg mc;
     dlf_dataset tr_set, va_set;
     dlf_loader_cfg lc;
     dlf_loader_cfg tc;
@@ -178,15 +177,7 @@ int main(void)
     double total = 0.0;
     int i, j, k, n = 0, fashion;
     printf("00b: overfit, then regularize, then look at the mistakes\n\n");
-    memset(&mc, 0, sizeof mc);
-    mc.n_valid = MAX_VALID;
-    fashion = dlf_mnist_load(&data, "data/fashion", &mc) == DLF_OK;
-    if (fashion) {
-        printf("  data: data/fashion (Fashion-MNIST)\n");
-    } else {
-        printf("  data/fashion not found (run `make data`): ");
-        if (lesson_load_mnist(&data, "  ") < 0) return 1;
-    }
+    if ((fashion = lesson_load_fashion(&data, MAX_VALID)) < 0) return 1;
     names = fashion ? fashion_names : digit_names;
     tr_set = dlf_dataset_view(&data.train, 0, data.train.n < N_TRAIN ? data.train.n : N_TRAIN);
     va_set = dlf_dataset_view(&data.valid, 0, data.valid.n < MAX_VALID ? data.valid.n : MAX_VALID);

@@ -132,7 +132,6 @@ static void put(float *mosaic, int r, int c, const float *img)
 int main(void)
 {
     dlf_mnist data;
-    dlf_mnist_cfg mc;
     dlf_dataset rtr, rva, four;
     dlf_loader_cfg lc;
     dlf_loader *l1, *l2, *l3, *seq, *raw, *pc, *aa, *ab;
@@ -147,14 +146,7 @@ int main(void)
     char sx[32], sy[32];
 
     printf("08: the data block\n\n");
-    memset(&mc, 0, sizeof mc);
-    fashion = dlf_mnist_load(&data, "data/fashion", &mc) == DLF_OK;
-    if (fashion) {
-        printf("  data: data/fashion (Fashion-MNIST)\n");
-    } else {
-        printf("  data/fashion not found (run `make data`): ");
-        if (lesson_load_mnist(&data, "  ") < 0) return 1;
-    }
+    if ((fashion = lesson_load_fashion(&data, 0)) < 0) return 1;
     names = fashion ? fashion_names : digit_names;
 
     /* 1. the dataset and its split */

@@ -144,7 +144,6 @@ static int train(dlf_augment *aug, dlf_loader *tr, dlf_loader *va, dlf_loader *t
 int main(void)
 {
     dlf_mnist data;
-    dlf_mnist_cfg mc;
     dlf_dataset tr_set, va_set;
     dlf_loader_cfg lc;
     dlf_loader *tr, *va, *tr_clean;
@@ -155,15 +154,7 @@ int main(void)
     dlf_plot_cfg pc;
     int e, fashion;
     printf("10: data augmentation against overfitting\n\n");
-    memset(&mc, 0, sizeof mc);
-    mc.n_valid = N_VALID;
-    fashion = dlf_mnist_load(&data, "data/fashion", &mc) == DLF_OK;
-    if (fashion) {
-        printf("  data: data/fashion (Fashion-MNIST)\n");
-    } else {
-        printf("  data/fashion not found (run `make data`): ");
-        if (lesson_load_mnist(&data, "  ") < 0) return 1;
-    }
+    if ((fashion = lesson_load_fashion(&data, N_VALID)) < 0) return 1;
     tr_set = dlf_dataset_view(&data.train, 0, data.train.n < N_TRAIN ? data.train.n : N_TRAIN);
     va_set = data.valid;
 

@@ -157,19 +157,11 @@ int main(void)
 {
     static const char *names[3] = {"plain", "mixup 0.4", "smoothing 0.1"};
     dlf_mnist data;
-    dlf_mnist_cfg mc;
     dlf_dataset tr_set, va_set;
     result res[3][SEEDS];
     int v, k;
     printf("10b: mixup and label smoothing\n\n");
-    memset(&mc, 0, sizeof mc);
-    mc.n_valid = 5000;
-    if (dlf_mnist_load(&data, "data/fashion", &mc) == DLF_OK) {
-        printf("  data: data/fashion (Fashion-MNIST)\n");
-    } else {
-        printf("  data/fashion not found (run `make data`): ");
-        if (lesson_load_mnist(&data, "  ") < 0) return 1;
-    }
+    if (lesson_load_fashion(&data, 5000) < 0) return 1;
     tr_set = dlf_dataset_view(&data.train, 0, data.train.n < N_TRAIN ? data.train.n : N_TRAIN);
     va_set = data.valid;
     printf("  %d training images, %d validation images, %d epochs each, seeds 0..%d\n\n", tr_set.n, va_set.n,

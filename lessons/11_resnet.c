@@ -74,7 +74,6 @@ int main(void)
 {
     static const int widths[4] = {8, 16, 32, 64};
     dlf_mnist data;
-    dlf_mnist_cfg mc;
     dlf_dataset tr_set, va_set;
     dlf_loader_cfg lc;
     dlf_loader *tr, *va;
@@ -84,14 +83,7 @@ int main(void)
     result a, b;
     int i;
     printf("11: plain CNN vs ResNet\n\n");
-    memset(&mc, 0, sizeof mc);
-    mc.n_valid = 5000;
-    if (dlf_mnist_load(&data, "data/fashion", &mc) == DLF_OK) {
-        printf("  data: data/fashion (Fashion-MNIST)\n");
-    } else {
-        printf("  data/fashion not found (run `make data`): ");
-        if (lesson_load_mnist(&data, "  ") < 0) return 1;
-    }
+    if (lesson_load_fashion(&data, 5000) < 0) return 1;
     tr_set = dlf_dataset_view(&data.train, 0, data.train.n < 10000 ? data.train.n : 10000);
     va_set = data.valid;
     memset(&lc, 0, sizeof lc);

@@ -151,14 +151,9 @@ int main(void)
     cnn pre, whole, fine, scratch;
     const char *path = "lesson_11a_pretrained.safetensors";
     float acc_src, acc_whole, acc_fine_head, acc_fine, acc_scratch;
-    int fashion = dlf_mnist_load(&data, "data/fashion", NULL) == DLF_OK;
+    int fashion;
     printf("11a: transfer learning\n\n");
-    if (fashion) {
-        printf("  data: data/fashion (Fashion-MNIST)\n");
-    } else {
-        printf("  data/fashion not found (run `make data`): ");
-        if (lesson_load_mnist(&data, "  ") < 0) return 1;
-    }
+    if ((fashion = lesson_load_fashion(&data, 0)) < 0) return 1;
     src = subset(&data.train, src_of, N_SRC, 0, SRC_MAX);
     tgt = subset(&data.train, tgt_of, N_TGT, PER_CLASS, 100000);
     tgt_test = subset(&data.test, tgt_of, N_TGT, 0, 100000);

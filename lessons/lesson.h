@@ -29,6 +29,22 @@ static int lesson_load_mnist(dlf_mnist *data, const char *indent)
     return 0;
 }
 
+/* Fashion-MNIST from data/fashion (n_valid training images held out; 0: dlf's default), or
+   else the MNIST subset in tests/data, saying which. 1: Fashion-MNIST, 0: the subset, -1:
+   neither could be read (the message is printed). */
+static inline int lesson_load_fashion(dlf_mnist *data, int n_valid)
+{
+    dlf_mnist_cfg mc;
+    memset(&mc, 0, sizeof mc);
+    mc.n_valid = n_valid;
+    if (dlf_mnist_load(data, "data/fashion", &mc) == DLF_OK) {
+        printf("  data: data/fashion (Fashion-MNIST)\n");
+        return 1;
+    }
+    printf("  data/fashion not found (run `make data`): ");
+    return lesson_load_mnist(data, "  ") < 0 ? -1 : 0;
+}
+
 /* Lesson 07a's CNN, which lessons 05, 06b and 07a train: conv -> GeneralRelu(0.1, 0.4, 6)
    four times (1->8 5x5, 8->16, 16->32, 32->32 3x3, all stride 2, padding k/2), global
    average pool, Linear 32->10: layers 0..9. kaiming: the course's init_cnn (Kaiming normal
